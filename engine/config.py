@@ -1,0 +1,116 @@
+"""Every knob of the lecture's run, with the lecture's defaults."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from fractions import Fraction
+
+from data.errors import InputError
+
+# The init gains the lecture tries, in the order the app steps through them.
+GAIN_STEPS = ("0.5", "1", "5/3", "2", "3")
+
+
+def parse_gain(text: str | float, option: str = "--gain") -> float:
+    """'5/3', '1.5' or a number, to a float; InputError names `option`."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        try:
+            value = float(Fraction(str(text).strip()))
+        except (ValueError, ZeroDivisionError):
+            raise InputError(f"{option}: {text!r} is not a number or fraction like 5/3") from None
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"{option}: must be finite and > 0, got {text}")
+    return value
+
+
+def gain_label(value: float) -> str:
+    """5/3 for 1.666…, 0.5 for 0.5: the lecture's way of naming gains."""
+    frac = Fraction(value).limit_denominator(12)
+    if abs(float(frac) - value) < 1e-9:
+        return str(frac)
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    n_embd: int = 10            # embedding width of each character
+    n_hidden: int = 100         # width of each hidden Linear
+    depth: int = 5              # number of Linear -> [BatchNorm1d] -> Tanh blocks
+    block_size: int = 3         # characters of context
+    batchnorm: bool = True      # insert BatchNorm1d after every Linear
+    gain: str = "5/3"           # init gain on hidden Linear weights (5/3 is tanh's)
+    fan_in: bool = True         # divide initial weights by sqrt(fan_in)
+    bias: bool | None = None    # None: on without BatchNorm, off with it (BN cancels it)
+    last_layer_scale: float = 0.1  # make the output layer less confident at init
+    steps: int = 200_000        # optimisation steps of a run
+    lr: float = 0.1             # learning rate before the decay step
+    lr_decay_step: int = 100_000  # first step that uses lr_after
+    lr_after: float = 0.01      # learning rate from lr_decay_step on
+    batch_size: int = 32        # examples per step
+    seed: int = 2147483647      # torch generator: init, batches
+    split_seed: int = 42        # Python random: the train/val/test shuffle
+    stats_every: int = 100      # full diagnostics every K steps (and on the last)
+
+    @property
+    def gain_value(self) -> float:
+        return parse_gain(self.gain)
+
+    @property
+    def use_bias(self) -> bool:
+        return (not self.batchnorm) if self.bias is None else self.bias
+
+    def lr_at(self, step: int) -> float:
+        """Scheduled learning rate of 0-based step `step`."""
+        return self.lr if step < self.lr_decay_step else self.lr_after
+
+    def with_changes(self, **changes) -> "TrainConfig":
+        return replace(self, **changes).validated()
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["bias"] = self.use_bias
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**values).validated()
+
+    def validated(self) -> "TrainConfig":
+        """Self, with gain normalised, or InputError naming the bad option."""
+        def need(ok: bool, option: str, why: str) -> None:
+            if not ok:
+                raise InputError(f"--{option.replace('_', '-')}: {why}")
+
+        for name in ("n_embd", "n_hidden", "depth", "block_size"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                 name, f"must be a whole number >= 1, got {value!r}")
+        gain = parse_gain(self.gain)
+        for name in ("lr", "lr_after", "last_layer_scale"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
+                 name, f"must be finite and > 0, got {value!r}")
+        for name in ("steps", "lr_decay_step"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and value >= 0, name, f"must be >= 0, got {value!r}")
+        need(isinstance(self.stats_every, int) and self.stats_every >= 1,
+             "stats_every", f"must be >= 1, got {self.stats_every!r}")
+        need(isinstance(self.batch_size, int) and self.batch_size >= 1,
+             "batch_size", f"must be >= 1, got {self.batch_size!r}")
+        # BatchNorm's unbiased batch variance divides by batch_size - 1.
+        need(self.batch_size >= 2 or not self.batchnorm,
+             "batch_size", "must be >= 2 with BatchNorm (a batch of one has no variance)")
+        for name in ("seed", "split_seed"):
+            value = getattr(self, name)
+            need(isinstance(value, int) and 0 <= value < 2**63, name,
+                 f"must be a whole number in [0, 2**63), got {value!r}")
+        label = gain_label(gain) if not isinstance(self.gain, str) else self.gain.strip()
+        return replace(self, gain=label, lr=float(self.lr), lr_after=float(self.lr_after),
+                       last_layer_scale=float(self.last_layer_scale))

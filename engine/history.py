@@ -1,0 +1,150 @@
+"""Bounded per-step history: a whole run of any length in fixed memory.
+
+A series keeps at most `capacity` buckets. Each bucket averages `stride`
+consecutive steps; when the buckets fill up, neighbours are merged in pairs
+and the stride doubles. A 200,000-step run and a 20-million-step run cost
+the same memory, and the whole run stays plottable, already downsampled.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass, field
+
+CAPACITY = 4096            # buckets per series
+LOSS_WINDOW = 1000         # the lecture averages log10 loss over 1,000 steps
+MARKERS_KEPT = 1000
+
+
+class Series:
+    """Bucketed means of a per-step value, keyed by a global tick."""
+
+    def __init__(self, capacity: int = CAPACITY):
+        self.capacity = capacity
+        self.stride = 1
+        self.ticks = array("q")   # tick of each bucket's first step
+        self.values = array("d")  # mean of the finite values in the bucket
+        self._sum = 0.0
+        self._count = 0           # finite values in the open bucket
+        self._seen = 0            # steps in the open bucket
+        self._first = 0
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(self, tick: int, value: float) -> None:
+        if self._seen == 0:
+            self._first = tick
+        if math.isfinite(value):
+            self._sum += value
+            self._count += 1
+        self._seen += 1
+        if self._seen == self.stride:
+            self._close()
+
+    def _close(self) -> None:
+        self.ticks.append(self._first)
+        self.values.append(self._sum / self._count if self._count else math.nan)
+        self._sum, self._count, self._seen = 0.0, 0, 0
+        if len(self.values) >= self.capacity:
+            self._halve()
+
+    def _halve(self) -> None:
+        ticks, values = self.ticks, self.values
+        merged_t, merged_v = array("q"), array("d")
+        for k in range(0, len(values) - 1, 2):
+            merged_t.append(ticks[k])
+            pair = [v for v in (values[k], values[k + 1]) if math.isfinite(v)]
+            merged_v.append(sum(pair) / len(pair) if pair else math.nan)
+        if len(values) % 2:  # an odd last bucket stays as it is
+            merged_t.append(ticks[-1])
+            merged_v.append(values[-1])
+        self.ticks, self.values = merged_t, merged_v
+        self.stride *= 2
+
+    def points(self) -> tuple[list[int], list[float]]:
+        """(ticks, values) of the closed buckets plus the open one."""
+        ticks, values = list(self.ticks), list(self.values)
+        if self._seen:
+            ticks.append(self._first)
+            values.append(self._sum / self._count if self._count else math.nan)
+        return ticks, values
+
+    def nbytes(self) -> int:
+        return self.ticks.buffer_info()[1] * self.ticks.itemsize + \
+            self.values.buffer_info()[1] * self.values.itemsize
+
+
+@dataclass(frozen=True)
+class Marker:
+    tick: int
+    text: str
+
+
+@dataclass
+class History:
+    """Loss, lr and update:data ratios of a session, restarts included.
+
+    Ticks count every step taken since the history began, across restarts, so
+    a restart shows as a marker on one continuous x-axis; `runs` says where
+    each run began and with what config.
+    """
+
+    capacity: int = CAPACITY
+    tick: int = 0
+    log10_loss: Series = field(init=False)
+    loss_windows: Series = field(init=False)   # lecture-style 1,000-step means
+    lr: Series = field(init=False)
+    ratios: list[Series] = field(default_factory=list)
+    val_loss: list[tuple[int, float]] = field(default_factory=list)
+    markers: list[Marker] = field(default_factory=list)
+    runs: list[tuple[int, dict]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.log10_loss = Series(self.capacity)
+        self.loss_windows = Series(self.capacity)
+        self.lr = Series(self.capacity)
+        self._window_sum = 0.0
+        self._window_n = 0
+        self._window_start = 0
+
+    def start_run(self, config: dict, n_params: int, why: str | None = None) -> None:
+        self._flush_window()
+        self.runs.append((self.tick, dict(config)))
+        if len(self.ratios) != n_params:
+            self.ratios = [Series(self.capacity) for _ in range(n_params)]
+        if why:
+            self.mark(why)
+
+    def mark(self, text: str) -> None:
+        self.markers.append(Marker(self.tick, text))
+        del self.markers[:-MARKERS_KEPT]
+
+    def add(self, log10_loss: float, lr: float, ratios: tuple[float, ...]) -> None:
+        tick = self.tick
+        self.log10_loss.add(tick, log10_loss)
+        self.lr.add(tick, lr)
+        for series, value in zip(self.ratios, ratios):
+            series.add(tick, value)
+        if self._window_n == 0:
+            self._window_start = tick
+        if math.isfinite(log10_loss):
+            self._window_sum += log10_loss
+            self._window_n += 1
+        if self._window_n == LOSS_WINDOW:
+            self._flush_window()
+        self.tick += 1
+
+    def _flush_window(self) -> None:
+        if self._window_n:
+            self.loss_windows.add(self._window_start, self._window_sum / self._window_n)
+        self._window_sum, self._window_n = 0.0, 0
+
+    def add_val_loss(self, loss: float) -> None:
+        self.val_loss.append((self.tick, loss))
+        del self.val_loss[:-MARKERS_KEPT]
+
+    def nbytes(self) -> int:
+        series = [self.log10_loss, self.loss_windows, self.lr, *self.ratios]
+        return sum(s.nbytes() for s in series)

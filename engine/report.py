@@ -1,0 +1,94 @@
+"""The run's report: the lecture's own printout, and the same figures as JSON."""
+
+from __future__ import annotations
+
+import math
+
+from engine.results import StatsSnapshot, StepResult
+
+
+def _finite(x: float) -> float | None:
+    return x if isinstance(x, float) and math.isfinite(x) else (x if isinstance(x, int) else None)
+
+
+def report_dict(trainer, last_stats: StatsSnapshot | None, last: StepResult | None,
+                eval_losses: dict | None = None, samples: tuple | None = None,
+                health: list | None = None) -> dict:
+    """The JSON document of `traintop run --json` (non-finite floats become null)."""
+    info = trainer.info()
+    doc = {
+        "config": info.config,
+        "data": trainer.dataset.source,
+        "steps": trainer.steps_done,
+        "first_loss": _finite(trainer.first_loss) if trainer.first_loss is not None else None,
+        "last_loss": _finite(last.loss) if last is not None else None,
+        "expected_initial_loss": info.expected_initial_loss,
+        "lr": trainer.lr,
+        "stats_step": last_stats.step if last_stats else None,
+        "layers": [],
+        "weights": [],
+        "update_ratio_log10": {},
+        "stopped": last.nonfinite.message() if last is not None and last.nonfinite else None,
+    }
+    if last_stats is not None:
+        doc["layers"] = [{
+            "index": l.index, "kind": l.kind, "mean": l.mean, "std": l.std,
+            "saturation_pct": l.saturation_pct, "grad_mean": l.grad_mean,
+            "grad_std": l.grad_std, "dead": l.dead, "units": l.units,
+        } for l in last_stats.layers]
+        doc["weights"] = [{
+            "name": w.name, "shape": list(w.shape), "grad_mean": w.grad_mean,
+            "grad_std": w.grad_std, "grad_data_ratio": _finite(w.grad_data_ratio),
+        } for w in last_stats.weights]
+    if last is not None and last.update_ratio_log10:
+        doc["update_ratio_log10"] = {n: _finite(r) for n, r in
+                                     zip(info.param_names, last.update_ratio_log10)}
+    if eval_losses is not None:
+        doc["eval"] = {k: _finite(v) for k, v in eval_losses.items()}
+    if samples is not None:
+        doc["samples"] = list(samples)
+    if health is not None:
+        doc["health"] = health
+    return doc
+
+
+def report_text(doc: dict) -> str:
+    """The lecture's printout of the same figures, for people."""
+    lines = [f"steps {doc['steps']:,}  first loss {fmt(doc['first_loss'])}  "
+             f"last loss {fmt(doc['last_loss'])}  "
+             f"(uniform guess {doc['expected_initial_loss']:.4f})"]
+    if doc["stopped"]:
+        lines.append(f"stopped: {doc['stopped']}")
+    if doc["layers"]:
+        lines.append(f"activations (step {doc['stats_step']:,}):")
+        for l in doc["layers"]:
+            lines.append("layer %d (%10s): mean %+.2f, std %.2f, saturated: %.2f%%, dead %d"
+                         % (l["index"], l["kind"], l["mean"], l["std"], l["saturation_pct"],
+                            l["dead"]))
+        lines.append("gradients:")
+        for l in doc["layers"]:
+            lines.append("layer %d (%10s): mean %+f, std %e"
+                         % (l["index"], l["kind"], l["grad_mean"], l["grad_std"]))
+        lines.append("weights:")
+        for w in doc["weights"]:
+            ratio = w["grad_data_ratio"]
+            lines.append("weight %10s | mean %+f | std %e | grad:data ratio %s"
+                         % (str(tuple(w["shape"])), w["grad_mean"], w["grad_std"],
+                            "nan" if ratio is None else "%e" % ratio))
+    if doc["update_ratio_log10"]:
+        lines.append("update:data ratio, log10 (guide -3):")
+        lines.append("  " + "  ".join(f"{n} {fmt(r, '.2f')}"
+                                      for n, r in doc["update_ratio_log10"].items()))
+    if "eval" in doc:
+        lines.append("loss: " + "  ".join(f"{k} {fmt(v)}" for k, v in doc["eval"].items()))
+    if "samples" in doc:
+        lines.append("samples: " + " ".join(doc["samples"]))
+    if doc.get("health"):
+        lines.append("health:")
+        for f in doc["health"]:
+            lines.append(f"  [{f['severity']}] {f['rule']} at {f['where']}: {f['message']}")
+    return "\n".join(lines)
+
+
+def fmt(x, spec: str = ".4f") -> str:
+    return "n/a" if x is None else format(x, spec)

@@ -1,0 +1,123 @@
+"""What the engine hands out: frozen plain-Python values, never tensors.
+
+Everything here pickles, compares and serialises to JSON, so snapshots can
+cross a process boundary, be recorded to a file and be replayed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Density histogram over [lo, hi] in equal bins (torch.histogram's density=True)."""
+
+    lo: float
+    hi: float
+    density: tuple[float, ...]
+
+    def centers(self) -> tuple[float, ...]:
+        n = len(self.density)
+        width = (self.hi - self.lo) / n if n else 0.0
+        return tuple(self.lo + width * (i + 0.5) for i in range(n))
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One Tanh layer: its output t and dloss/dt, over the step's batch."""
+
+    index: int             # position in the flat stack, as the lecture counts
+    kind: str              # "Tanh"
+    mean: float
+    std: float
+    saturation_pct: float  # % of |t| > 0.97
+    dead: int              # units with |t| > 0.97 on every example of the batch
+    units: int
+    grad_mean: float
+    grad_std: float
+    hist: Histogram
+    grad_hist: Histogram
+
+
+@dataclass(frozen=True)
+class WeightStats:
+    """One 2-D parameter (C and every Linear weight) and its gradient."""
+
+    name: str
+    shape: tuple[int, ...]
+    grad_mean: float
+    grad_std: float
+    grad_data_ratio: float  # grad.std() / param.std(), param after the update
+    hist: Histogram
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """The full diagnostics of one step (its forward, backward and update)."""
+
+    step: int
+    loss: float
+    lr: float
+    layers: tuple[LayerStats, ...]
+    weights: tuple[WeightStats, ...]
+    update_ratio_log10: tuple[float, ...]  # every parameter, parameter order
+
+
+@dataclass(frozen=True)
+class NonFinite:
+    """Where a step first produced NaN or inf."""
+
+    step: int
+    where: str   # e.g. "layer 4 (BatchNorm1d)", "loss", "parameter 3.weight"
+    what: str    # "activation", "gradient" or "loss"
+
+    def message(self) -> str:
+        return f"non-finite {self.what} at step {self.step:,} in {self.where}"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One step. `step` counts steps done, so the first step is step 1."""
+
+    step: int
+    loss: float
+    lr: float
+    update_ratio_log10: tuple[float, ...]
+    stats: StatsSnapshot | None = None
+    nonfinite: NonFinite | None = None
+
+    @property
+    def log10_loss(self) -> float:
+        return math.log10(self.loss) if self.loss > 0 and math.isfinite(self.loss) else math.nan
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What stays fixed during one run: shapes and names to label the figures."""
+
+    config: dict
+    vocab: str                       # characters of tokens 1..; token 0 is '.'
+    param_names: tuple[str, ...]
+    param_shapes: tuple[tuple[int, ...], ...]
+    layer_kinds: tuple[str, ...]     # the flat stack, by position
+    expected_initial_loss: float     # -log(1/vocab_size)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """BatchNorm running estimates against exact training-set statistics."""
+
+    layers: tuple[int, ...]           # positions of the BatchNorm layers
+    mean_max_diff: tuple[float, ...]  # max |running_mean - exact mean| per layer
+    std_max_rel_diff: tuple[float, ...]  # max |running_std - exact std| / exact std
+    applied: bool                     # True when the exact values replaced the estimates
+
+
+@dataclass(frozen=True)
+class FoldCheck:
+    """Eval outputs of the stack against the stack with BatchNorm folded in."""
+
+    max_abs_diff: float
+    folded_layers: int

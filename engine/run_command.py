@@ -1,0 +1,112 @@
+"""`traintop run`: train headless and print the lecture-style report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from data.dataset import load_dataset
+from data.errors import InputError
+from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from engine.config import TrainConfig
+from engine.options import add_train_options, check_device, config_from_args
+from engine.progress import Progress
+from engine.report import report_dict, report_text
+from engine.threads import apply_threads, choose_threads
+from engine.trainer import Trainer
+
+SPLITS = ("train", "val", "test")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="traintop run",
+        description="Train the lecture's deep Linear/BatchNorm/Tanh stack headless and "
+                    "print its health report.")
+    add_train_options(parser)
+    out = parser.add_argument_group("output")
+    out.add_argument("--eval", metavar="SPLITS",
+                     help="comma-separated splits to evaluate at the end: train,val,test")
+    out.add_argument("--samples", type=int, default=0, metavar="N",
+                     help="sample N words at the end")
+    out.add_argument("--json", action="store_true",
+                     help="print one JSON document on stdout instead of text")
+    out.add_argument("--checkpoint", metavar="PATH",
+                     help="write a checkpoint here at the end (also after Ctrl-C)")
+    out.add_argument("--resume", metavar="PATH",
+                     help="continue the run saved in this checkpoint")
+    return parser
+
+
+def parse_splits(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    bad = [s for s in splits if s not in SPLITS]
+    if bad or not splits:
+        raise InputError(f"--eval: unknown split {', '.join(bad) or text!r}; "
+                         "choose from train,val,test")
+    return splits
+
+
+def make_trainer(args: argparse.Namespace) -> Trainer:
+    """Trainer for the options (shared by the app): config, data, device, resume."""
+    base = None
+    if getattr(args, "resume", None):
+        saved = read_checkpoint(args.resume)["config"]
+        base = TrainConfig.from_dict(saved)
+    config = config_from_args(args, base)
+    device = check_device(args.device)
+    apply_threads(args.threads or choose_threads(config))
+    dataset = load_dataset(args.data, config.block_size, config.split_seed)
+    trainer = Trainer(config, dataset, device=device)
+    if getattr(args, "resume", None):
+        steps = config.steps
+        load_checkpoint(trainer, args.resume)
+        trainer.config = trainer.config.with_changes(steps=steps)
+    return trainer
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    splits = parse_splits(args.eval)
+    if args.samples < 0:
+        raise InputError(f"--samples: must be >= 0, got {args.samples}")
+    trainer = make_trainer(args)
+
+    # Ctrl-C asks the loop to stop after the step in flight, so the report
+    # below describes a whole step and the checkpoint is consistent.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    progress = Progress(trainer.config.steps)
+    try:
+        trainer.run(stop=stop, on_step=lambda r: progress.update(r.step, r.loss))
+    finally:
+        progress.close()
+        signal.signal(signal.SIGINT, previous)
+
+    eval_losses = trainer.evaluate(splits) if splits else None
+    samples = trainer.sample(args.samples) if args.samples else None
+    if args.checkpoint:
+        save_checkpoint(trainer, args.checkpoint)
+    doc = report_dict(trainer, trainer.last_stats, trainer.last, eval_losses, samples,
+                      health=health_findings(trainer))
+    if stop.is_set():
+        doc["interrupted"] = True
+    if args.json:
+        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    else:
+        sys.stdout.write(report_text(doc) + "\n")
+    return 130 if stop.is_set() else (1 if trainer.stopped else 0)
+
+
+def health_findings(trainer: Trainer) -> list[dict] | None:
+    """Findings of the health rules, when the rules module is present."""
+    try:
+        from engine.health import diagnose_trainer
+    except ImportError:
+        return None
+    return [f.to_dict() for f in diagnose_trainer(trainer)]

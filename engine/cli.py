@@ -6,25 +6,36 @@ import sys
 
 from data.errors import InputError
 
-USAGE = """usage: traintop [OPTIONS]            open the live app (same options as run)
-       traintop run [OPTIONS]        train headless, print the health report
-       traintop COMMAND --help       options of one command
+import importlib
 
-commands: run"""
+USAGE = """usage: traintop [OPTIONS]               open the live app (same options as run)
+       traintop run [OPTIONS]           train headless, print the health report
+       traintop bench [--json]          measure steps/s against plain PyTorch loops
+       traintop replay RUN.jsonl        the app on a recorded run (--json: summary only)
+       traintop attach RUN.jsonl        follow a run another process is writing
+       traintop export RUN.jsonl ...    write a recording as CSV or TensorBoard
+       traintop COMMAND --help          options of one command"""
+
+# Each command lives in its own module, imported only when it runs, so a
+# headless command never loads Textual.
+COMMANDS = {
+    "run": "engine.run_command",
+    "bench": "engine.bench_command",
+    "replay": "tui.replay_command",
+    "attach": "tui.attach_command",
+    "export": "engine.export_command",
+}
 
 
-def _commands() -> dict:
-    from engine import run_command
-
-    return {"run": run_command.main}
+def _command(name: str):
+    return importlib.import_module(COMMANDS[name]).main
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = _commands()
     try:
-        if argv and argv[0] in commands:
-            return commands[argv[0]](argv[1:])
+        if argv and argv[0] in COMMANDS:
+            return _command(argv[0])(argv[1:])
         if argv and argv[0] in ("-h", "--help"):
             print(USAGE)
             return 0

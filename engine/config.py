@@ -10,6 +10,7 @@ from data.errors import InputError
 
 # The init gains the lecture tries, in the order the app steps through them.
 GAIN_STEPS = ("0.5", "1", "5/3", "2", "3")
+ACTIVATIONS = ("tanh", "linear")
 
 
 def parse_gain(text: str | float, option: str = "--gain") -> float:
@@ -41,6 +42,7 @@ class TrainConfig:
     depth: int = 5              # number of Linear -> [BatchNorm1d] -> Tanh blocks
     block_size: int = 3         # characters of context
     batchnorm: bool = True      # insert BatchNorm1d after every Linear
+    activation: str = "tanh"    # "tanh", or "linear": no nonlinearity (the lecture's linear sandwich)
     gain: str = "5/3"           # init gain on hidden Linear weights (5/3 is tanh's)
     fan_in: bool = True         # divide initial weights by sqrt(fan_in)
     bias: bool | None = None    # None: on without BatchNorm, off with it (BN cancels it)
@@ -93,6 +95,8 @@ class TrainConfig:
             need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                  name, f"must be a whole number >= 1, got {value!r}")
         gain = parse_gain(self.gain)
+        need(self.activation in ACTIVATIONS, "activation",
+             f"must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         for name in ("lr", "lr_after", "last_layer_scale"):
             value = getattr(self, name)
             need(isinstance(value, (int, float)) and math.isfinite(value) and value > 0,

@@ -114,7 +114,8 @@ def fold_batchnorm(stack: Stack) -> Stack:
             layers.append(copy)
         else:
             layers.append(Tanh())
-    out = Stack(C=stack.C.detach().clone(), layers=layers, params=[], param_names=[])
+    out = Stack(C=stack.C.detach().clone(), layers=layers, params=[], param_names=[],
+                block_outputs=[])
     out._collect()
     return out
 

@@ -17,6 +17,7 @@ class Stack:
     layers: list         # flat stack; positions are the lecture's layer numbers
     params: list[torch.Tensor]
     param_names: list[str]
+    block_outputs: list[int]  # position of each hidden block's last layer
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         emb = self.C[X]                       # (B, block_size, n_embd)
@@ -34,7 +35,9 @@ class Stack:
                 layer.training = training
 
     def tanh_positions(self) -> list[int]:
-        return [i for i, layer in enumerate(self.layers) if isinstance(layer, Tanh)]
+        """Layers the diagnostics measure: each hidden block's output (its Tanh,
+        or in a linear stack its Linear or BatchNorm1d)."""
+        return self.block_outputs
 
     def batchnorms(self) -> list[tuple[int, BatchNorm1d]]:
         return [(i, l) for i, l in enumerate(self.layers) if isinstance(l, BatchNorm1d)]
@@ -62,12 +65,15 @@ def build_stack(config: TrainConfig, vocab_size: int, generator: torch.Generator
     bias, norm, bn = config.use_bias, config.fan_in, config.batchnorm
     C = torch.randn((vocab_size, config.n_embd), generator=generator)
     layers: list = []
+    block_outputs: list[int] = []
     fan_in = config.n_embd * config.block_size
     for _ in range(config.depth):
         layers.append(Linear(fan_in, config.n_hidden, bias, norm, generator))
         if bn:
             layers.append(BatchNorm1d(config.n_hidden))
-        layers.append(Tanh())
+        if config.activation == "tanh":
+            layers.append(Tanh())
+        block_outputs.append(len(layers) - 1)
         fan_in = config.n_hidden
     layers.append(Linear(fan_in, vocab_size, bias, norm, generator))
     if bn:
@@ -85,7 +91,7 @@ def build_stack(config: TrainConfig, vocab_size: int, generator: torch.Generator
         for layer in layers[:-1]:
             if isinstance(layer, Linear):
                 layer.weight *= gain
-    stack = Stack(C=C, layers=layers, params=[], param_names=[])
+    stack = Stack(C=C, layers=layers, params=[], param_names=[], block_outputs=block_outputs)
     stack._collect()
     for p in stack.params:
         p.requires_grad_(True)

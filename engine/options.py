@@ -11,7 +11,8 @@ from data.errors import InputError
 from engine.config import TrainConfig
 
 # option dest -> TrainConfig field (same name unless listed)
-CONFIG_OPTIONS = ("n_embd", "n_hidden", "depth", "block_size", "batchnorm", "gain", "fan_in",
+CONFIG_OPTIONS = ("n_embd", "n_hidden", "depth", "block_size", "batchnorm", "activation",
+                  "gain", "fan_in",
                   "bias", "last_layer_scale", "steps", "lr", "lr_decay_step", "lr_after",
                   "batch_size", "seed", "split_seed", "stats_every")
 
@@ -49,6 +50,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=_count(0), help=f"steps of the run (default {d.steps:,})")
     g.add_argument("--batchnorm", action=argparse.BooleanOptionalAction,
                    help="BatchNorm1d after every Linear (default on)")
+    g.add_argument("--activation", choices=("tanh", "linear"),
+                   help="block nonlinearity; linear drops the Tanh layers (default tanh)")
     g.add_argument("--gain", help="init gain of hidden Linear weights, e.g. 5/3 (default 5/3)")
     g.add_argument("--fan-in", dest="fan_in", action=argparse.BooleanOptionalAction,
                    help="divide initial weights by sqrt(fan_in) (default on)")

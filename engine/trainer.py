@@ -26,7 +26,7 @@ from engine.results import (Calibration, FoldCheck, NonFinite, RunInfo, StatsSna
 from engine.stats import snapshot, update_ratios
 
 # Init-time choices: changing one restarts the run.
-RESTART_KEYS = ("gain", "batchnorm", "fan_in", "bias", "last_layer_scale", "n_embd",
+RESTART_KEYS = ("gain", "batchnorm", "activation", "fan_in", "bias", "last_layer_scale", "n_embd",
                 "n_hidden", "depth", "seed")
 
 

@@ -46,9 +46,10 @@ def parse_splits(text: str | None) -> tuple[str, ...]:
         return ()
     splits = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in splits if s not in SPLITS]
-    if bad or not splits:
-        raise InputError(f"--eval: unknown split {', '.join(bad) or text!r}; "
-                         "choose from train,val,test")
+    if bad:
+        raise InputError(f"--eval: unknown split {', '.join(bad)}; choose from train,val,test")
+    if not splits:
+        raise InputError("--eval: name at least one of train,val,test")
     return splits
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 from engine.results import StatsSnapshot, StepResult
 
@@ -77,8 +78,10 @@ def report_text(doc: dict) -> str:
                             "nan" if ratio is None else "%e" % ratio))
     if doc["update_ratio_log10"]:
         lines.append("update:data ratio, log10 (guide -3):")
-        lines.append("  " + "  ".join(f"{n} {fmt(r, '.2f')}"
-                                      for n, r in doc["update_ratio_log10"].items()))
+        cells = [f"{n}\u00a0{fmt(r, '+.2f')}" for n, r in doc["update_ratio_log10"].items()]
+        wrapped = textwrap.wrap("   ".join(cells), width=78, initial_indent="  ",
+                                subsequent_indent="  ")
+        lines += [line.replace("\u00a0", " ") for line in wrapped]
     if "eval" in doc:
         lines.append("loss: " + "  ".join(f"{k} {fmt(v)}" for k, v in doc["eval"].items()))
     if "samples" in doc:

@@ -19,6 +19,7 @@ from data.dataset import Dataset
 from data.errors import InputError
 from engine import inference
 from engine.config import TrainConfig, gain_label, parse_gain
+from engine.fast_step import FastStep
 from engine.history import History
 from engine.model import Stack, build_stack
 from engine.results import (Calibration, FoldCheck, NonFinite, RunInfo, StatsSnapshot,
@@ -26,16 +27,25 @@ from engine.results import (Calibration, FoldCheck, NonFinite, RunInfo, StatsSna
 from engine.stats import snapshot, update_ratios
 
 # Init-time choices: changing one restarts the run.
+ENGINES = ("exact", "fast")
+
 RESTART_KEYS = ("gain", "batchnorm", "activation", "fan_in", "bias", "last_layer_scale", "n_embd",
                 "n_hidden", "depth", "seed")
 
 
 class Trainer:
     def __init__(self, config: TrainConfig, dataset: Dataset, device: str = "cpu",
-                 history: History | None = None):
+                 history: History | None = None, engine: str = "exact"):
+        """`engine`: "exact" (default) follows the lecture op for op with autograd
+        and reproduces its figures bit for bit; "fast" (engine.fast_step) computes
+        the same mathematics in far fewer operations, equal to ~1e-6 relative."""
+        if engine not in ENGINES:
+            raise InputError(f"--engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
+        self.engine = engine
         self.dataset = dataset
         self.device = torch.device(device)
         self.history = history if history is not None else History()
+        self._train_on_device: tuple[torch.Tensor, torch.Tensor] | None = None
         self._check_dataset(config)
         self._start(config.validated(), why=None)
 
@@ -54,6 +64,8 @@ class Trainer:
         self.stack: Stack = build_stack(config, self.dataset.vocab.size, self.generator)
         if self.device.type != "cpu":
             self.stack.to(self.device)
+        self.fast = FastStep(self.stack, config.batch_size, self.device) \
+            if self.engine == "fast" else None
         self.steps_done = 0
         self.lr_scale = 1.0  # live lr changes scale the schedule
         self.first_loss: float | None = None
@@ -95,6 +107,8 @@ class Trainer:
         lr = self.lr
 
         ix = torch.randint(0, len(train), (self.config.batch_size,), generator=self.generator)
+        if self.fast is not None:
+            return self._fast_step(step, want, lr, ix)
         Xb, Yb = train.X[ix].to(self.device), train.Y[ix].to(self.device)  # (B, block), (B,)
         logits = stack.forward(Xb)
         loss = F.cross_entropy(logits, Yb)
@@ -113,6 +127,30 @@ class Trainer:
 
         ratios = update_ratios(stack.params, lr)
         snap = snapshot(stack, step, loss_value, lr, ratios) if want else None
+        return self._finish(step, loss_value, lr, ratios, snap)
+
+    def _fast_step(self, step: int, want: bool, lr: float, ix: torch.Tensor) -> StepResult:
+        fast = self.fast
+        if self._train_on_device is None:  # the training split, once, where the model is
+            train = self.dataset.train
+            self._train_on_device = (train.X.to(self.device), train.Y.to(self.device))
+        X, Y = self._train_on_device
+        ix = ix.to(self.device)
+        with torch.no_grad():
+            loss = fast.forward(X.index_select(0, ix), Y.index_select(0, ix))
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                return self._stop(StepResult(step, loss_value, lr, ()),
+                                  self._forward_culprit(step))
+            fast.backward()
+            fast.update(lr)
+            moments = fast.moments()
+            ratios = fast.update_ratios(moments, lr)
+            snap = fast.snapshot(step, loss_value, lr, ratios, moments) if want else None
+        return self._finish(step, loss_value, lr, ratios, snap)
+
+    def _finish(self, step: int, loss_value: float, lr: float, ratios: torch.Tensor,
+                snap: StatsSnapshot | None) -> StepResult:
         ratio_values = snap.update_ratio_log10 if snap else tuple(ratios.tolist())
         self.steps_done = step
         if self.first_loss is None:

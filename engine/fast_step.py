@@ -176,11 +176,12 @@ class FastStep:
         self.weight_slots = weight_slots   # weight parameter index per segment
         self.weight_index = torch.tensor(weight_slots, device=self.device)
         self.n_layers = L
-        lens = torch.tensor(sizes, device=self.device)
-        self.seg = torch.repeat_interleave(torch.arange(len(sizes), device=self.device), lens)
-        self.seg_bins = self.seg * BINS
-        self.seg_sizes = lens.to(torch.float64)
+        self.weight_groups = [g for _, g, members in self.groups
+                              if len(params[members[0]].shape) == 2]
+        self.seg_sizes = torch.tensor(sizes, dtype=torch.float64, device=self.device)
         self.n_segments = len(sizes)
+        self.bin_offsets = torch.arange(len(sizes), device=self.device,
+                                        dtype=params[0].dtype) * BINS
 
     # ----- the step ------------------------------------------------------------
     def forward(self, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:
@@ -274,39 +275,48 @@ class FastStep:
         L = self.n_layers
         T = torch.stack([t for (_, _, _, t) in self._saved[:L]]).view(L, -1)  # (L, B*H)
         D = torch.stack(self._out_grads).view(L, -1)
-        W = self.flat_grad[:self.weight_numel]
         TD = torch.cat([T, D])
         TDd = TD.double()
         n = TD.shape[1]
         s1, s2 = TDd.sum(1), (TDd * TDd).sum(1)
         td_mean = s1 / n
         td_std = ((s2 - s1 * td_mean) / (n - 1)).clamp_min_(0).sqrt_()
-        sat = T.abs() > SATURATION
-        sat_pct = sat.to(T.dtype).mean(dim=1) * 100
+        A = T.abs()
+        sat_pct = (A > SATURATION).to(T.dtype).mean(dim=1) * 100
         units = T.shape[1] // self.batch
-        dead = sat.view(L, self.batch, units).all(dim=1).sum(dim=1)
-        lo, hi = [TD.amin(dim=1)], [TD.amax(dim=1)]
-        for _, g, members in self.groups:
-            if len(self.stack.params[members[0]].shape) == 2:
-                lo.append(g.amin(dim=1))
-                hi.append(g.amax(dim=1))
+        # a unit is dead when even its least saturated example is saturated
+        dead = (A.view(L, self.batch, units).amin(dim=1) > SATURATION).sum(dim=1)
+        blocks = [TD] + [g for g in self.weight_groups]
+        lo = [b.amin(dim=1) for b in blocks]
+        hi = [b.amax(dim=1) for b in blocks]
         lo, hi = torch.cat(lo), torch.cat(hi)
-        # torch.histc's own binning, segment by segment; a zero-width range is
-        # widened by 0.5 each side, as torch.histogram does.
-        flat = torch.cat([TD.view(-1), W])
-        same = lo == hi
+        same = lo == hi  # a zero-width range is widened by 0.5 each side, as torch does
         lo = torch.where(same, lo - 0.5, lo)
         hi = torch.where(same, hi + 0.5, hi)
-        pos = ((flat - lo[self.seg]) * BINS / (hi - lo)[self.seg]).long().clamp_(0, BINS - 1)
-        counts = torch.bincount(pos + self.seg_bins, minlength=self.n_segments * BINS)
-        width = (hi.double() - lo.double()) / BINS
+        span = hi - lo
+        # torch.histc's own binning, ((x - lo) * bins / (hi - lo)) truncated,
+        # each segment's bins offset so that one bincount counts them all.
+        bins = []
+        row = 0
+        for b in blocks:
+            k = b.shape[0]
+            v = (b - lo[row:row + k, None]) * BINS
+            v.div_(span[row:row + k, None]).floor_().clamp_(0, BINS - 1)
+            bins.append(v.add_(self.bin_offsets[row:row + k, None]).view(-1))
+            row += k
+        counts = torch.bincount(torch.cat(bins).to(torch.int32),
+                                minlength=self.n_segments * BINS)
+        width = (hi.double() - lo.double()) / BINS  # as stats.py computes it, in float64
         density = counts.view(self.n_segments, BINS) / (self.seg_sizes * width)[:, None]
         gmean, gstd, pstd = moments
         wi = self.weight_index
         head = torch.cat([td_mean[:L], td_std[:L], sat_pct.double(), dead.double(),
                           td_mean[L:], td_std[L:], gmean[wi], gstd[wi], gstd[wi] / pstd[wi],
                           lo.double(), hi.double(), ratios.double()])
-        values = torch.cat([head, density.reshape(-1)]).tolist()  # the one host sync
+        values = torch.cat([head, density.reshape(-1)]).cpu().numpy().tolist()  # one sync
+        layers = self.stack.layers
+        for blk, d in zip(self.hidden, self._out_grads):  # as retain_grad leaves them
+            layers[blk.out_pos].out.grad = d
         return self._unpack(values, step, loss, lr)
 
     def _unpack(self, values: list[float], step: int, loss: float, lr: float) -> StatsSnapshot:

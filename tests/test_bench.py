@@ -1,0 +1,65 @@
+"""`traintop bench` runs and reports what it documents (it asserts no timings)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+TINY = ["--steps", "4", "--rounds", "2", "--warmup", "1", "--scaling-steps", "1"]
+
+
+def bench(*args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "engine.cli", "bench", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_bench_json_has_every_row_and_the_scaling_table():
+    proc = bench("--json", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["device"] == "cpu" and doc["threads"] >= 1 and doc["threads_chosen"] is True
+    rows = {r["key"]: r for r in doc["rows"]}
+    assert list(rows) == ["fast_stats100", "fast_stats1", "exact_stats100", "exact_stats1",
+                          "plain", "lecture"]
+    assert [rows[k]["path"] for k in rows] == ["fast", "fast", "exact", "exact",
+                                               "baseline", "baseline"]
+    assert rows["fast_stats1"]["stats_every"] == 1 and rows["exact_stats100"]["stats_every"] == 100
+    plain = rows["plain"]["steps_per_sec"]
+    for r in rows.values():
+        assert r["steps"] == 4  # 2 rounds of 2
+        assert r["steps_per_sec"] > 0
+        assert math.isclose(r["ms_per_step"], 1000 / r["steps_per_sec"])
+        assert math.isclose(r["ratio_to_plain"], r["steps_per_sec"] / plain)
+        lo, hi = r["spread"]
+        assert lo <= r["steps_per_sec"] <= hi
+    assert rows["plain"]["ratio_to_plain"] == 1.0
+    assert [(s["n_hidden"], s["depth"]) for s in doc["scaling"]] == [
+        (100, 5), (200, 5), (400, 5), (800, 5), (100, 10), (100, 20)]
+    for s in doc["scaling"]:
+        assert s["threads"] >= 1 and s["peak_mb"] > 0
+        for key in ("fast_stats100", "exact_stats100", "plain"):
+            assert s[key]["steps_per_sec"] > 0
+    assert doc["peak_mb"] > 0
+
+
+def test_bench_text_with_threads_override():
+    proc = bench("--threads", "1", "--no-scaling", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "1 intra-op thread(s) (--threads)" in out
+    assert "plain torch.nn loop, no stats" in out and "1.00x" in out
+    assert "engine fast, full stats every step" in out
+    assert "scaling" not in out
+
+
+def test_bench_bad_options_are_one_line_errors():
+    proc = bench("--steps", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "traintop: error: --steps: must be >= 1, got 0"
+    proc = bench("--device", "tpu", "--no-scaling", *TINY)
+    assert proc.returncode == 2
+    assert "--device" in proc.stderr and "Traceback" not in proc.stderr

@@ -35,14 +35,9 @@ from engine.results import Histogram, LayerStats, StatsSnapshot, WeightStats
 from engine.stats import BINS, SATURATION
 
 _aten = torch.ops.aten
-_native_bn = _aten.native_batch_norm.default
 _native_bn_backward = _aten.native_batch_norm_backward.default
-_nll = _aten.nll_loss_forward.default
-_nll_backward = _aten.nll_loss_backward.default
-_log_softmax_backward = _aten._log_softmax_backward_data.default
 _tanh_backward = _aten.tanh_backward.default
-_MEAN = 1          # torch's Reduction::Mean
-_IGNORE = -100
+SMALL_MODEL = 200_000  # parameters; below this the moments are all taken in float64
 
 
 @dataclass
@@ -61,6 +56,7 @@ class _Block:
     beta: torch.Tensor | None = None
     ggamma: torch.Tensor | None = None
     gbeta: torch.Tensor | None = None
+    gs: torch.Tensor | None = None   # gamma * sqrt((n-1)/n), refreshed every forward
 
 
 class FastStep:
@@ -79,6 +75,7 @@ class FastStep:
         n = batch_size
         # The lecture's unbiased-variance BatchNorm as torch's biased one.
         self.bn_scale = math.sqrt((n - 1) / n) if n > 1 else 1.0
+        self._minus_one = torch.full((batch_size, 1), -1.0, device=device)
         self._make_flat()
         self._make_blocks()
         self._make_stats_layout()
@@ -90,9 +87,12 @@ class FastStep:
         shapes = [tuple(p.shape) for p in params]
         # Group equal shapes (2-D ones first, so all weight gradients form one
         # contiguous run); within a group keep parameter order.
+        # ... and within a group BatchNorm gammas before betas, so that all
+        # gammas of a width can be scaled by one operation.
+        is_beta = [n.endswith(".beta") for n in stack.param_names]
         order: dict[tuple, list[int]] = {}
-        for i, s in sorted(enumerate(shapes), key=lambda e: (len(e[1]) != 2, e[0])):
-            order.setdefault(s, []).append(i)
+        for i in sorted(range(len(shapes)), key=lambda i: (len(shapes[i]) != 2, is_beta[i], i)):
+            order.setdefault(shapes[i], []).append(i)
         total = sum(p.numel() for p in params)
         kw = dict(dtype=params[0].dtype, device=self.device)
         self.flat = torch.empty(total, **kw)
@@ -116,9 +116,21 @@ class FastStep:
                                 self.flat_grad[span].view(len(members), size), members))
             self.spans.append((start, off, len(members), size))
             self.layout += members
-        # Moments in float64 from plain sums: torch's per-row std is ~20x slower
-        # than a sum here, and float64 keeps the one-pass variance accurate.
-        self.moment_buf = torch.empty((4, total), dtype=torch.float64, device=self.device)
+        # Per-row std in torch is ~20x slower than a sum, so the moments come
+        # from sums: float32 sums of x and |x|^2 (read once, vectorised) for
+        # the weight-like groups, whose mean is small next to their spread;
+        # float64 for the 1-D ones (BatchNorm gamma sits near 1 with a tiny
+        # spread, where a one-pass float32 variance would cancel).
+        wide = [(a, b, k, n) for (a, b, k, n), (_, _, m) in zip(self.spans, self.groups)
+                if len(shapes[m[0]]) == 2]
+        narrow = [(a, b, k, n) for (a, b, k, n), (_, _, m) in zip(self.spans, self.groups)
+                  if len(shapes[m[0]]) != 2]
+        if total <= SMALL_MODEL:  # few elements: one float64 pass beats many small ops
+            wide, narrow = [], list(self.spans)
+        self.wide_spans, self.narrow_spans = wide, narrow
+        self.narrow_start = narrow[0][0] if narrow else total
+        self.moment_buf = torch.empty((4, total - self.narrow_start), dtype=torch.float64,
+                                      device=self.device)
         self.numel = torch.tensor([p.numel() for p in params], dtype=torch.float64,
                                   device=self.device)
         # slot of each parameter in the grouped order, to put figures back in order
@@ -157,6 +169,28 @@ class FastStep:
                 blocks[-1].act_pos = blocks[-1].out_pos = pos
         self.blocks = blocks
         self.hidden = blocks[:-1]      # the blocks the diagnostics measure
+        # gamma * sqrt((n-1)/n) of every BatchNorm, one multiply per run of
+        # adjacent gammas, into persistent views the forward hands to torch
+        gammas = [blk for blk in blocks if blk.gamma is not None]
+        self.gamma_runs = []
+        if gammas:
+            self.scaled_gammas = torch.empty(sum(b.gamma.numel() for b in gammas),
+                                             dtype=self.flat.dtype, device=self.device)
+            off = 0
+            base = self.flat.data_ptr()
+            item = self.flat.element_size()
+            for blk in gammas:
+                n = blk.gamma.numel()
+                start = (blk.gamma.data_ptr() - base) // item
+                blk.gs = self.scaled_gammas[off:off + n]
+                run = self.gamma_runs[-1] if self.gamma_runs else None
+                if run is not None and run[1] == start and run[3] == off:
+                    self.gamma_runs[-1] = (run[0], start + n, run[2], off + n)
+                else:
+                    self.gamma_runs.append((start, start + n, off, off + n))
+                off += n
+            self.gamma_runs = [(self.flat[a:b], self.scaled_gammas[c:d])
+                               for a, b, c, d in self.gamma_runs]
         self.eps: list[float] = []
         for blk in blocks:
             if blk.bn_pos is not None:
@@ -192,6 +226,8 @@ class FastStep:
         self.x0_index = Xb.reshape(-1)
         self.n_embd = n_embd
         saved = []
+        for gamma, scaled in self.gamma_runs:
+            torch.mul(gamma, self.bn_scale, out=scaled)
         for blk, eps in zip(self.blocks, self.eps):
             h = torch.mm(x, blk.W) if blk.b is None else torch.addmm(blk.b, x, blk.W)
             layers[blk.lin_pos].out = h
@@ -199,13 +235,14 @@ class FastStep:
             bn = None
             if blk.bn_pos is not None:
                 layer = layers[blk.bn_pos]
-                gs = blk.gamma * self.bn_scale
+                gs = blk.gs
                 if layer.running_mean.dim() != 1 or layer.running_var.dim() != 1:
                     # running buffers are updated in place and must be (dim,)
                     layer.running_mean = layer.running_mean.reshape(-1).contiguous()
                     layer.running_var = layer.running_var.reshape(-1).contiguous()
-                y, mean, invstd = _native_bn(h, gs, blk.beta, layer.running_mean,
-                                             layer.running_var, True, layer.momentum, eps)
+                y, mean, invstd = torch.native_batch_norm(h, gs, blk.beta, layer.running_mean,
+                                                          layer.running_var, True,
+                                                          layer.momentum, eps)
                 layer.out = y
                 bn = (gs, mean, invstd)
             t = y
@@ -215,16 +252,18 @@ class FastStep:
             saved.append((x, h, bn, t))
             x = t
         logp = torch.log_softmax(x, 1)
-        loss, total_weight = _nll(logp, Yb, None, _MEAN, _IGNORE)
+        loss = torch.nn.functional.nll_loss(logp, Yb)
         self._saved = saved
-        self._loss_parts = (logp, Yb, total_weight, loss)
+        self._loss_parts = (logp, Yb)
         return loss
 
     def backward(self) -> None:
         """Gradients of the last forward into the flat gradient buffer."""
-        logp, Yb, total_weight, loss = self._loss_parts
-        d = _nll_backward(torch.ones_like(loss), logp, Yb, None, _MEAN, _IGNORE, total_weight)
-        d = _log_softmax_backward(d, logp, 1, logp.dtype)
+        logp, Yb = self._loss_parts
+        # d(mean cross-entropy)/d(logits) = (softmax - onehot) / batch
+        d = logp.exp()
+        d.scatter_add_(1, Yb.view(-1, 1), self._minus_one[:Yb.shape[0]])
+        d.mul_(1.0 / Yb.shape[0])
         out_grads = []
         for blk, eps, (x, h, bn, t) in zip(reversed(self.blocks), reversed(self.eps),
                                            reversed(self._saved)):
@@ -251,12 +290,22 @@ class FastStep:
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(grad mean, grad std, data std) of every parameter, in parameter order."""
-        buf = self.moment_buf
-        buf[0].copy_(self.flat_grad)
-        buf[1].copy_(self.flat)
-        torch.mul(buf[:2], buf[:2], out=buf[2:])
-        sums = torch.cat([buf[:, a:b].view(4, k, n).sum(2) for a, b, k, n in self.spans], dim=1)
-        sums = sums[:, self.unlayout]
+        parts = []
+        for a, b, k, n in self.wide_spans:
+            g, p = self.flat_grad[a:b].view(k, n), self.flat[a:b].view(k, n)
+            norms = torch.stack([torch.linalg.vector_norm(g, dim=1),
+                                 torch.linalg.vector_norm(p, dim=1)])
+            parts.append(torch.cat([g.sum(1, keepdim=True).t(), p.sum(1, keepdim=True).t(),
+                                    norms * norms]).double())
+        if self.narrow_spans:
+            start = self.narrow_start
+            buf = self.moment_buf
+            buf[0].copy_(self.flat_grad[start:])
+            buf[1].copy_(self.flat[start:])
+            torch.mul(buf[:2], buf[:2], out=buf[2:])
+            for a, b, k, n in self.narrow_spans:
+                parts.append(buf[:, a - start:b - start].view(4, k, n).sum(2))
+        sums = torch.cat(parts, dim=1)[:, self.unlayout]  # rows: sum g, sum p, sum g^2, sum p^2
         mean = sums[:2] / self.numel
         var = (sums[2:] - sums[:2] * mean) / (self.numel - 1)
         std = var.clamp_min_(0).sqrt_()

@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--steps", type=int, default=600, metavar="N",
                    help="timed steps per loop for the lecture's size (default 600)")
-    p.add_argument("--rounds", type=int, default=3, metavar="N",
-                   help="interleaved rounds the steps are split into (default 3)")
+    p.add_argument("--rounds", type=int, default=5, metavar="N",
+                   help="interleaved rounds the steps are split into (default 5)")
     p.add_argument("--warmup", type=int, default=30, metavar="N",
                    help="untimed steps per loop first (default 30)")
     p.add_argument("--scaling-steps", type=int, default=120, metavar="N",
@@ -92,17 +92,22 @@ def time_loops(loops: dict, steps: int, rounds: int, warmup: int,
     _sync(device)
     per_round = max(1, steps // rounds)
     rates: dict[str, list[float]] = {k: [] for k in loops}
+    cpu: dict[str, list[float]] = {k: [] for k in loops}
     for _ in range(rounds):
         for key, step in loops.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(per_round):
                 step()
             _sync(device)
             rates[key].append(per_round / (time.perf_counter() - t0))
+            cpu[key].append((time.process_time() - c0) * 1000 / per_round)
     out = {}
     for key, r in rates.items():
         med = statistics.median(r)
+        # CPU time of this process per step: on a shared machine it moves far
+        # less than wall time when other processes take the cores.
         out[key] = {"steps_per_sec": med, "ms_per_step": 1000 / med,
+                    "cpu_ms_per_step": statistics.median(cpu[key]),
                     "spread": [min(r), max(r)], "steps": per_round * rounds}
     return out
 
@@ -132,11 +137,13 @@ def run_bench(args: argparse.Namespace) -> dict:
     loops = make_loops([k for k, *_ in MAIN_ROWS], base, dataset, device)
     timed = time_loops(loops, args.steps, args.rounds, args.warmup, device)
     plain = timed["plain"]["steps_per_sec"]
+    plain_cpu = timed["plain"]["cpu_ms_per_step"]
     rows = []
     for key, label, engine, every in MAIN_ROWS:
         rows.append({"key": key, "label": label, "path": engine or "baseline",
                      "stats_every": every, **timed[key],
-                     "ratio_to_plain": timed[key]["steps_per_sec"] / plain})
+                     "ratio_to_plain": timed[key]["steps_per_sec"] / plain,
+                     "cpu_ratio_to_plain": plain_cpu / timed[key]["cpu_ms_per_step"]})
     del loops
     scaling = []
     if not args.no_scaling:
@@ -152,9 +159,11 @@ def run_bench(args: argparse.Namespace) -> dict:
             loops = make_loops(SCALING_ROWS, config, dataset, device)
             timed = time_loops(loops, steps, args.rounds, min(args.warmup, 10), device)
             plain = timed["plain"]["steps_per_sec"]
+            plain_cpu = timed["plain"]["cpu_ms_per_step"]
             scaling.append({
                 "n_hidden": n_hidden, "depth": depth, "threads": row_threads,
-                **{k: {**v, "ratio_to_plain": v["steps_per_sec"] / plain}
+                **{k: {**v, "ratio_to_plain": v["steps_per_sec"] / plain,
+                       "cpu_ratio_to_plain": plain_cpu / v["cpu_ms_per_step"]}
                    for k, v in timed.items()},
                 "peak_mb": _peak_mb(device),
             })
@@ -186,23 +195,27 @@ def format_text(doc: dict) -> str:
              f"{doc['config']['depth']}, BatchNorm, batch {doc['config']['batch_size']}); "
              f"median of {doc['rounds']} interleaved rounds, {doc['steps']} steps per loop",
              "",
-             f"{'loop':40s} {'path':>8s} {'steps/s':>9s} {'ms/step':>8s} {'x plain':>8s}"
-             f"  {'spread steps/s':>15s}"]
+             f"{'loop':38s} {'path':>8s} {'steps/s':>8s} {'ms/step':>8s} {'x plain':>8s}"
+             f"  {'spread steps/s':>14s} {'cpu ms':>7s} {'cpu x':>6s}"]
     for r in doc["rows"]:
         lo, hi = r["spread"]
-        lines.append(f"{r['label']:40s} {r['path']:>8s} {r['steps_per_sec']:9.0f} "
-                     f"{r['ms_per_step']:8.3f} {r['ratio_to_plain']:7.2f}x  {lo:7.0f}-{hi:<7.0f}")
+        lines.append(f"{r['label']:38s} {r['path']:>8s} {r['steps_per_sec']:8.0f} "
+                     f"{r['ms_per_step']:8.3f} {r['ratio_to_plain']:7.2f}x  "
+                     f"{lo:6.0f}-{hi:<7.0f} {r['cpu_ms_per_step']:7.3f} "
+                     f"{r['cpu_ratio_to_plain']:5.2f}x")
     if doc["scaling"]:
-        lines += ["", "scaling (full stats every 100 steps; steps/s, ms/step, x plain):",
-                  f"{'n_hidden':>8s} {'depth':>5s} {'thr':>3s} {'fast':>22s} {'exact':>22s} "
+        lines += ["", "scaling (full stats every 100 steps): steps/s, ms/step, x plain "
+                      "(wall); x plain by CPU time in brackets",
+                  f"{'n_hidden':>8s} {'depth':>5s} {'thr':>3s} {'fast':>29s} {'exact':>29s} "
                   f"{'plain':>15s} {'peak MB':>8s}"]
         for s in doc["scaling"]:
             def cell(k: str, ratio: bool = True) -> str:
                 v = s[k]
                 text = f"{v['steps_per_sec']:6.0f} {v['ms_per_step']:7.2f}"
-                return text + (f" {v['ratio_to_plain']:5.2f}x" if ratio else "")
+                return text + (f" {v['ratio_to_plain']:5.2f}x ({v['cpu_ratio_to_plain']:4.2f}x)"
+                               if ratio else "")
             lines.append(f"{s['n_hidden']:8d} {s['depth']:5d} {s['threads']:3d} "
-                         f"{cell('fast_stats100'):>22s} {cell('exact_stats100'):>22s} "
+                         f"{cell('fast_stats100'):>29s} {cell('exact_stats100'):>29s} "
                          f"{cell('plain', False):>15s} {s['peak_mb']:8.0f}")
     lines.append(f"\npeak memory: {doc['peak_mb']:.0f} MB ({doc['peak_mb_of']})")
     return "\n".join(lines)

@@ -37,7 +37,7 @@ from engine.stats import BINS, SATURATION
 _aten = torch.ops.aten
 _native_bn_backward = _aten.native_batch_norm_backward.default
 _tanh_backward = _aten.tanh_backward.default
-SMALL_MODEL = 200_000  # parameters; below this the moments are all taken in float64
+WIDE = 4096  # elements; weights this big get float32 moments (see FastStep.moments)
 
 
 @dataclass
@@ -91,7 +91,12 @@ class FastStep:
         # gammas of a width can be scaled by one operation.
         is_beta = [n.endswith(".beta") for n in stack.param_names]
         order: dict[tuple, list[int]] = {}
-        for i in sorted(range(len(shapes)), key=lambda i: (len(shapes[i]) != 2, is_beta[i], i)):
+        # Wide weights (see moments) come first of all.
+        def wide(i: int) -> bool:
+            return len(shapes[i]) == 2 and params[i].numel() >= WIDE
+
+        for i in sorted(range(len(shapes)),
+                        key=lambda i: (not wide(i), len(shapes[i]) != 2, is_beta[i], i)):
             order.setdefault(shapes[i], []).append(i)
         total = sum(p.numel() for p in params)
         kw = dict(dtype=params[0].dtype, device=self.device)
@@ -118,17 +123,15 @@ class FastStep:
             self.layout += members
         # Per-row std in torch is ~20x slower than a sum, so the moments come
         # from sums: float32 sums of x and |x|^2 (read once, vectorised) for
-        # the weight-like groups, whose mean is small next to their spread;
-        # float64 for the 1-D ones (BatchNorm gamma sits near 1 with a tiny
-        # spread, where a one-pass float32 variance would cancel).
-        wide = [(a, b, k, n) for (a, b, k, n), (_, _, m) in zip(self.spans, self.groups)
-                if len(shapes[m[0]]) == 2]
-        narrow = [(a, b, k, n) for (a, b, k, n), (_, _, m) in zip(self.spans, self.groups)
-                  if len(shapes[m[0]]) != 2]
-        if total <= SMALL_MODEL:  # few elements: one float64 pass beats many small ops
-            wide, narrow = [], list(self.spans)
-        self.wide_spans, self.narrow_spans = wide, narrow
-        self.narrow_start = narrow[0][0] if narrow else total
+        # wide weight matrices, whose mean is small next to their spread; one
+        # float64 pass over everything else (BatchNorm gamma sits near 1 with
+        # a tiny spread, where a one-pass float32 variance would cancel).
+        self.wide_spans = [sp for sp, (_, _, m) in zip(self.spans, self.groups) if wide(m[0])]
+        self.narrow_spans = [sp for sp, (_, _, m) in zip(self.spans, self.groups)
+                             if not wide(m[0])]
+        self.narrow_start = self.narrow_spans[0][0] if self.narrow_spans else total
+        n_wide = sum(k for _, _, k, _ in self.wide_spans)
+        self.wide_sums = torch.empty((4, n_wide), dtype=self.flat.dtype, device=self.device)
         self.moment_buf = torch.empty((4, total - self.narrow_start), dtype=torch.float64,
                                       device=self.device)
         self.numel = torch.tensor([p.numel() for p in params], dtype=torch.float64,
@@ -291,12 +294,17 @@ class FastStep:
     def moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(grad mean, grad std, data std) of every parameter, in parameter order."""
         parts = []
-        for a, b, k, n in self.wide_spans:
-            g, p = self.flat_grad[a:b].view(k, n), self.flat[a:b].view(k, n)
-            norms = torch.stack([torch.linalg.vector_norm(g, dim=1),
-                                 torch.linalg.vector_norm(p, dim=1)])
-            parts.append(torch.cat([g.sum(1, keepdim=True).t(), p.sum(1, keepdim=True).t(),
-                                    norms * norms]).double())
+        if self.wide_spans:
+            out, row = self.wide_sums, 0
+            for a, b, k, n in self.wide_spans:
+                g, p = self.flat_grad[a:b].view(k, n), self.flat[a:b].view(k, n)
+                torch.sum(g, 1, out=out[0, row:row + k])
+                torch.sum(p, 1, out=out[1, row:row + k])
+                torch.linalg.vector_norm(g, dim=1, out=out[2, row:row + k])
+                torch.linalg.vector_norm(p, dim=1, out=out[3, row:row + k])
+                row += k
+            out[2:].square_()
+            parts.append(out.double())
         if self.narrow_spans:
             start = self.narrow_start
             buf = self.moment_buf

@@ -31,6 +31,7 @@ def test_bench_json_has_every_row_and_the_scaling_table():
     plain = rows["plain"]["steps_per_sec"]
     for r in rows.values():
         assert r["steps"] == 4  # 2 rounds of 2
+        assert r["cpu_ms_per_step"] > 0 and r["cpu_ratio_to_plain"] > 0
         assert r["steps_per_sec"] > 0
         assert math.isclose(r["ms_per_step"], 1000 / r["steps_per_sec"])
         assert math.isclose(r["ratio_to_plain"], r["steps_per_sec"] / plain)

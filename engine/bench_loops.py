@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from data.dataset import Dataset
 from engine.config import TrainConfig
 from engine.model import build_stack
-from engine.trainer import Trainer
+from engine.trainer import Trainer, make_leaves
 
 Step = Callable[[], None]
 
@@ -61,9 +61,8 @@ def lecture_loop(config: TrainConfig, dataset: Dataset, device: torch.device) ->
     stack = build_stack(config, dataset.vocab.size, g)
     if device.type != "cpu":
         stack.to(device)
+        make_leaves(stack.params)
     params = stack.params
-    for p in params:
-        p.requires_grad_(True)
     X, Y = dataset.train.X, dataset.train.Y
     n, B, lr = len(dataset.train), config.batch_size, config.lr
     lossi: list[float] = []

@@ -1,0 +1,31 @@
+"""Intra-op threads chosen by model size and by the cores left idle."""
+
+from __future__ import annotations
+
+from engine.config import TrainConfig
+from engine.threads import PARALLEL_MACS, choose_threads, step_macs
+
+
+def test_step_macs_counts_the_matmuls():
+    c = TrainConfig()  # 30 -> 100, 4 x 100 -> 100, 100 -> 27; forward + 2x backward
+    assert step_macs(c) == 3 * 32 * (30 * 100 + 4 * 100 * 100 + 100 * 27)
+
+
+def test_lecture_size_gets_one_thread_even_on_an_idle_machine():
+    assert step_macs(TrainConfig()) < PARALLEL_MACS
+    assert choose_threads(TrainConfig(), cores=16, load=0.0) == 1
+
+
+def test_wide_layers_get_more_threads_when_cores_are_idle():
+    big = TrainConfig(n_hidden=800)
+    assert step_macs(big) > 6 * PARALLEL_MACS
+    assert choose_threads(big, cores=2, load=0.0) == 2
+    assert choose_threads(big, cores=16, load=0.0) == 7    # one per 40M MACs, plus one
+    assert choose_threads(TrainConfig(n_hidden=4000), cores=64, load=0.0) == 8  # capped
+
+
+def test_busy_cores_are_left_alone():
+    big = TrainConfig(n_hidden=800)
+    assert choose_threads(big, cores=2, load=3.5) == 1
+    assert choose_threads(big, cores=16, load=12.2) == 4
+    assert choose_threads(big, cores=16, load=40.0) == 1

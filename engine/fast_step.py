@@ -85,13 +85,13 @@ class FastStep:
         stack = self.stack
         params = [p.detach() for p in stack.params]
         shapes = [tuple(p.shape) for p in params]
-        # Group equal shapes (2-D ones first, so all weight gradients form one
-        # contiguous run); within a group keep parameter order.
-        # ... and within a group BatchNorm gammas before betas, so that all
-        # gammas of a width can be scaled by one operation.
+        # Parameters of equal shape sit side by side, so one reduction serves
+        # a group. Order: wide weights (see moments), other 2-D ones, then
+        # 1-D ones with BatchNorm gammas before betas, so that all gammas of a
+        # width are scaled by one operation; otherwise parameter order.
         is_beta = [n.endswith(".beta") for n in stack.param_names]
         order: dict[tuple, list[int]] = {}
-        # Wide weights (see moments) come first of all.
+
         def wide(i: int) -> bool:
             return len(shapes[i]) == 2 and params[i].numel() >= WIDE
 
@@ -140,7 +140,6 @@ class FastStep:
         self.unlayout = torch.tensor([self.layout.index(i) for i in range(len(params))],
                                      device=self.device)
         self.weight_params = [i for i, s in enumerate(shapes) if len(s) == 2]
-        self.weight_numel = sum(params[i].numel() for i in self.weight_params)
         self.grads = grads
         # Rebind the stack to the views: C, then each layer's own attributes.
         stack.C = views[0]
@@ -203,7 +202,8 @@ class FastStep:
                 self.eps.append(0.0)
 
     def _make_stats_layout(self) -> None:
-        """Segments of the one flat vector all histograms are counted from."""
+        """Histogram segments: each block output, each gradient of one, each
+        weight gradient; one bincount counts them all."""
         L = len(self.hidden)
         per_layer = [self.batch * blk.W.shape[1] for blk in self.hidden]
         sizes = per_layer + per_layer      # block outputs, then their gradients

@@ -17,7 +17,7 @@ from collections import deque
 
 from engine.health_rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
                                  initial_loss, non_finite, snapshot_findings, sort_key,
-                                 update_level)
+                                 update_burst, update_level)
 from engine.results import Calibration, RunInfo, StatsSnapshot, StepResult
 from engine.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
@@ -55,6 +55,7 @@ class HealthMonitor:
         self._start: list[Finding] = []      # initial loss: stays for the run
         self._snapshot: list[Finding] = []   # latest stats snapshot's
         self._update: list[Finding] = []     # sustained update:data level
+        self._burst: list[Finding] = []      # first far too large step: stays for the run
         self._stop: list[Finding] = []       # non-finite
         self._calibration: list[Finding] = []
 
@@ -73,8 +74,11 @@ class HealthMonitor:
             self._snapshot = snapshot_findings(result.stats, _batch_size(self.info), t)
         if result.update_ratio_log10:
             ratios = result.update_ratio_log10
-            self._window.append(tuple(ratios[i] for i in self._weights if i < len(ratios)))
-            self._update = self._judge_updates(result.step)
+            weights = tuple(ratios[i] for i in self._weights if i < len(ratios))
+            self._window.append(weights)
+            if not self._burst:
+                self._burst = update_burst(update_level_of([weights]), result.step, t)
+            self._update = [] if self._burst else self._judge_updates(result.step)
 
     def observe_calibration(self, cal: Calibration) -> None:
         self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)
@@ -88,7 +92,7 @@ class HealthMonitor:
     # ----- reading ---------------------------------------------------------------
     def findings(self) -> list[Finding]:
         """Current findings, most severe first."""
-        return sorted(self._start + self._stop + self._snapshot + self._update
+        return sorted(self._start + self._stop + self._snapshot + self._burst + self._update
                       + self._calibration, key=sort_key)
 
     def new_findings(self) -> list[Finding]:
@@ -102,11 +106,15 @@ class HealthMonitor:
 
 def update_level_of(window) -> float:
     """Median over parameters of each parameter's median over the window.
-    NaN entries are skipped; -inf (a parameter that got no update) counts."""
+
+    Only finite entries count: -inf is a step where a parameter got no
+    gradient at all (every unit behind it saturated, as after a far too high
+    learning rate), which says nothing about the step size; the saturation
+    and dead-neuron rules report that state."""
     columns = zip(*window)
     medians = []
     for column in columns:
-        values = [v for v in column if not math.isnan(v)]
+        values = [v for v in column if math.isfinite(v)]
         if values:
             medians.append(statistics.median(values))
     return statistics.median(medians) if medians else math.nan

@@ -99,11 +99,14 @@ RULES: tuple[Rule, ...] = (
          "log10(update std / data std) should sit near -3. Judged sustained: each 2-D "
          f"weight's median over the last {T.update_window} steps, then the median over the "
          f"weights. Above {T.update_high_warn_log10:g} (warn) or "
-         f"{T.update_high_error_log10:g} (error): the learning rate is too high."),
+         f"{T.update_high_error_log10:g} (error): the learning rate is too high. A single step "
+         f"above {T.update_burst_log10:g} (the weights moved by a third of their size at once) "
+         "is an error at once and stays for the run."),
     Rule("update-ratio-low", "Updates too small",
          f"The same sustained figure below {T.update_low_warn_log10:g} (warn) or "
          f"{T.update_low_error_log10:g} (error): the learning rate is too low and training "
-         "crawls."),
+         "crawls. Not judged after a burst: wrecked weights that barely move are no reason "
+         "to raise the learning rate."),
     Rule("bn-running-stats", "BatchNorm running statistics",
          "After calibrating (one pass over the training set), the running mean/std each "
          "BatchNorm uses in eval mode against the exact ones. Warn when a running std is off "
@@ -296,6 +299,19 @@ def update_level(level: float, steps: int, step: int, t: Thresholds = T) -> list
                         f"{said}: the learning rate is too low and training crawls; raise --lr.",
                         step)]
     return []
+
+
+def update_burst(level: float, step: int, t: Thresholds = T) -> list[Finding]:
+    """`level`: one step's median log10 update:data over the 2-D weights."""
+    if not _ok(level) or level <= t.update_burst_log10:
+        return []
+    return [Finding(
+        "update-ratio-high", "error", "all weights", level,
+        f"{t.update_low_warn_log10:g} to {t.update_high_warn_log10:g} "
+        f"(guide {t.update_guide_log10:g})",
+        f"at step {step:,} one update moved the median weight by {10 ** level:.0%} of its own "
+        f"size (log10 {level:.2f}): the learning rate is far too high and the weights may be "
+        "wrecked for good; lower --lr and restart.", step)]
 
 
 def non_finite(nf: NonFinite) -> list[Finding]:

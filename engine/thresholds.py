@@ -44,6 +44,10 @@ median over 2-D        to -2.5; no-BN 5/3 -3.3 ->  -5.3 (no-BN); lr 1: -1.9   > 
 weights of each one's  -2.4 (last layer alone      (BN), -1.25 (no-BN);       > -1; low: warn
 median over the last   -0.6 -> -1.75, an outlier   lr 0.01 (the lecture's     < -4.5, error
 100 steps              the grad:data rule reports) decay) about -4            < -6
+one step's median      peak over 2,000 steps: BN   lr 1e6: 0.0 at step 1     burst: error
+log10 update:data      -2.33, no-BN 5/3 -2.27;     (BN and no-BN); lr 10:     > -0.5
+over 2-D weights       lr 1 peaks -1.68 (BN),      -0.61 at step 2
+                       -1.15 (no-BN)
 BatchNorm running vs   after 100-20k steps: mean   after 1-3 steps: mean      warn: std >
 exact (calibrate)      <= 0.21, std rel <= 0.16    1.4-1.7, std rel 0.57-0.69 0.25 or mean
                                                    after 10: 0.62 / 0.33      > 0.5; error:
@@ -105,6 +109,10 @@ class Thresholds:
     update_low_error_log10: float = -6.0
     update_window: int = 100
     update_min_steps: int = 50
+    # A single step whose median over the 2-D weights is above this is a
+    # burst: an error at once, kept for the run (and update-ratio-low is no
+    # longer judged: it would advise raising the rate that did the damage).
+    update_burst_log10: float = -0.5
 
     # bn-running-stats: running estimates against a calibration's exact values.
     bn_std_warn_rel: float = 0.25    # max |running std - exact std| / exact std

@@ -161,6 +161,17 @@ def test_lr_1_is_too_high():
     assert "update-ratio-high" in watched(lr=1.0).raised(*LOUD)
 
 
+def test_lr_1e6_bursts_at_the_first_step_and_stays_an_error():
+    # The loss stays finite (tanh bounds everything) but the first update is
+    # as large as the weights and the network dies: every unit saturates.
+    run = watched(lr=1e6)
+    [high] = run.current("update-ratio-high")
+    assert (high.severity, high.step) == ("error", 1)
+    assert "update-ratio-low" not in run.raised(*LOUD)
+    assert {"tanh-saturation", "dead-neurons"} <= run.raised("error")
+    assert run.trainer.stopped is None and math.isfinite(run.trainer.last.loss)
+
+
 def test_a_big_last_layer_makes_the_hockey_stick():
     run = watched(batchnorm=False, last_layer_scale=10.0)
     [f] = run.current("initial-loss")

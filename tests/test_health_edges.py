@@ -202,8 +202,8 @@ def test_update_ratio_is_judged_only_when_sustained():
 
 def test_update_ratio_spikes_do_not_fire_and_the_window_forgets():
     monitor = HealthMonitor(make_info())
-    # 60 healthy steps with every third step a wild spike: the median stays at -3.
-    feed(monitor, [-3.0, -3.0, 1.0] * 20)
+    # 60 healthy steps with every third step a spike (short of a burst): the median stays -3.
+    feed(monitor, [-3.0, -3.0, T.update_burst_log10 - EPS] * 20)
     assert monitor.findings() == []
     # Then the learning rate drops: once most of the window is slow, it fires.
     feed(monitor, [-5.0] * (T.update_window // 2 + 1), start=61)
@@ -293,3 +293,24 @@ def test_thresholds_are_the_monitors_to_choose():
     strict = HealthMonitor(make_info(), Thresholds(saturation_warn_pct=1.0))
     strict.observe(StepResult(step=2, loss=2.5, lr=0.1, update_ratio_log10=(), stats=snap()))
     assert fired(strict.findings(), "tanh-saturation") == ["warn"] * 5
+
+
+@pytest.mark.parametrize("level, expected", [
+    (T.update_burst_log10 - EPS, []), (T.update_burst_log10, []),
+    (T.update_burst_log10 + EPS, [("update-ratio-high", "error", 3)]),
+])
+def test_a_single_burst_step_is_an_error_at_once(level, expected):
+    monitor = HealthMonitor(make_info())
+    feed(monitor, [-3.0, -3.0, level, -3.0])
+    assert [(f.rule, f.severity, f.step) for f in monitor.findings()] == expected
+
+
+def test_after_a_burst_slow_updates_are_not_blamed_on_a_low_rate():
+    monitor = HealthMonitor(make_info())
+    feed(monitor, [0.0] + [-8.0] * 99)  # one huge step, then the wrecked weights barely move
+    [f] = monitor.findings()
+    assert (f.rule, f.severity, f.step, f.value) == ("update-ratio-high", "error", 1, 0.0)
+    # Steps where a weight got no gradient at all (-inf) are not judged as slow.
+    quiet = HealthMonitor(make_info())
+    feed(quiet, [-3.0] * 30 + [-math.inf] * 70)
+    assert quiet.findings() == []

@@ -3,8 +3,10 @@
 The lecture's rules of thumb ("saturation around 5%", "update:data around
 1e-3") are stated for the network at init. The figures below were measured on
 this engine (CPU, torch 2.13, names.txt of ../shared/reference, lecture seed,
-batch 32, lr 0.1 unless said) and each threshold sits between what the
-lecture calls healthy and what it calls broken, with a margin either side.
+batch 32, lr 0.1 unless said; the embedded default data raises the same
+findings in every case of tests/test_health_configs.py) and each threshold
+sits between what the lecture calls healthy and what it calls broken, with a
+margin either side.
 Healthy ones: BatchNorm on (the default) and no BatchNorm with gain 5/3 and
 fan-in. "per layer" factors are geometric means over the hidden blocks:
 (last / first) ** (1 / (blocks - 1)).
@@ -35,19 +37,29 @@ per layer, output      1.08-1.20, gain 3 1.35-     linear 0.5 0.50;           < 
 back to input          1.40, tanh gain 1 0.87      no fan-in 2.9-3.05,        < 0.6; explode:
                                                    linear 5/3 1.70            warn > 1.5,
                                                                               error > 2
-grad:data vs median    BN 0.2-0.5x (C lowest)      no-BN last layer at init:  info >= 10x
+grad:data vs median    BN 0.2-0.5x (C lowest)      no-BN last layer at init:  info > 10x
 of the other weights                               451x (5/3), 760x (gain 3), either way,
-                                                   17x at step 200, 5-7x      warn >= 1000x
+                                                   17x at step 200, 5-7x      warn > 1000x
                                                    from step 2,000
-log10 update:data,     BN -3.0 (first 100 steps)   lr 0.001: -5.1 (BN),       high: warn
-median over 2-D        to -2.5; no-BN 5/3 -3.3 ->  -5.3 (no-BN); lr 1: -1.9   > -2, error
-weights of each one's  -2.4 (last layer alone      (BN), -1.25 (no-BN);       > -1; low: warn
-median over the last   -0.6 -> -1.75, an outlier   lr 0.01 (the lecture's     < -4.5, error
-100 steps              the grad:data rule reports) decay) about -4            < -6
-one step's median      peak over 2,000 steps: BN   lr 1e6: 0.0 at step 1     burst: error
+log10 update:data,     BN -3.0 (step 50), -2.6     lr 0.001: -5.1 (BN),       high: warn
+median over 2-D        (step 300), -2.5 (2k-20k);  -5.3 (no-BN); lr 1: -1.9   > -2, error
+weights of each one's  no-BN 5/3 -2.8 -> -2.4      (BN), -1.3 to -1.5         > -1; low: warn
+median over the last   (its last layer alone -0.6  (no-BN); lr 0.01 (the      < -4.5, error
+100 steps              -> -1.75: the outlier the   lecture's late decay)      < -6
+                       grad:data rule reports)     -4.1 to -3.8; BN gain 0.5
+                                                   -2.1 -> -1.9 (small
+                                                   weights move relatively
+                                                   more: BatchNorm moves the
+                                                   gain's effect to the lr)
+one step's median      peak over 2,000 steps: BN   lr 1e6: 0.0 at step 1      burst: error
 log10 update:data      -2.33, no-BN 5/3 -2.27;     (BN and no-BN); lr 10:     > -0.5
-over 2-D weights       lr 1 peaks -1.68 (BN),      -0.61 at step 2
-                       -1.15 (no-BN)
+over 2-D weights       lr 1 peaks -1.68 (BN),      -0.61 (BN), -0.01 (no-BN)
+                       -1.15 (no-BN)               at step 2
+non-finite             never                       linear gain 5/3 no-BN:     always error
+                                                   NaN at step 6-7; lr 1e6
+                                                   and gain 1e6 stay finite
+                                                   (tanh bounds them): burst
+                                                   and saturation instead
 BatchNorm running vs   after 100-20k steps: mean   after 1-3 steps: mean      warn: std >
 exact (calibrate)      <= 0.21, std rel <= 0.16    1.4-1.7, std rel 0.57-0.69 0.25 or mean
                                                    after 10: 0.62 / 0.33      > 0.5; error:

@@ -41,7 +41,7 @@ def dataset():
 
 
 @lru_cache(maxsize=1)
-def small_dataset():
+def calibration_data():
     """3,000 names: a calibration pass over its training split is quick."""
     words = read_words(Path(DATA) if DATA else DEFAULT_DATA)[:3000]
     return build_dataset(words, source="first 3,000 names")
@@ -158,7 +158,8 @@ def test_lr_0001_is_too_low_once_sustained():
 
 
 def test_lr_1_is_too_high():
-    assert "update-ratio-high" in watched(lr=1.0).raised(*LOUD)
+    # Without BatchNorm lr 1 sits at -1.3 to -1.5 (with it at -1.9: too close to call).
+    assert "update-ratio-high" in watched(batchnorm=False, lr=1.0).raised(*LOUD)
 
 
 def test_lr_1e6_bursts_at_the_first_step_and_stays_an_error():
@@ -191,11 +192,11 @@ def test_a_diverging_linear_stack_is_non_finite_where_it_started():
 
 
 def test_running_batchnorm_statistics_against_a_calibration():
-    early = Watched(steps=2, data=small_dataset())  # estimates barely left mean 0, var 1
+    early = Watched(steps=2, data=calibration_data())  # estimates barely left mean 0, var 1
     early.calibrate()
     [first, *_] = early.current("bn-running-stats")
     assert first.severity == "error" and first.where == "layer 1 (BatchNorm1d)"
-    settled = Watched(steps=100, data=small_dataset())  # measured on the full sets at 100
+    settled = Watched(steps=100, data=calibration_data())  # measured on the full sets at 100
     # steps: max mean diff 0.19-0.22, std 14-16%
     settled.calibrate()
     assert settled.current("bn-running-stats") == []

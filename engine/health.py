@@ -54,7 +54,7 @@ class HealthMonitor:
         self._window: deque[tuple[float, ...]] = deque(maxlen=self.thresholds.update_window)
         self._start: list[Finding] = []      # initial loss: stays for the run
         self._snapshot: list[Finding] = []   # latest stats snapshot's
-        self._update: list[Finding] = []     # sustained update:data level
+        self._update: list[Finding] | None = []  # sustained update:data; None: to judge
         self._burst: list[Finding] = []      # first far too large step: stays for the run
         self._stop: list[Finding] = []       # non-finite
         self._calibration: list[Finding] = []
@@ -77,21 +77,28 @@ class HealthMonitor:
             weights = tuple(ratios[i] for i in self._weights if i < len(ratios))
             self._window.append(weights)
             if not self._burst:
-                self._burst = update_burst(update_level_of([weights]), result.step, t)
-            self._update = [] if self._burst else self._judge_updates(result.step)
+                finite = sorted(v for v in weights if math.isfinite(v))
+                if finite and finite[len(finite) // 2] > t.update_burst_log10:
+                    # the upper middle is cheap and, when it crosses, so may the median
+                    self._burst = update_burst(statistics.median(finite), result.step, t)
+            # The window's medians are taken when findings are read, not on
+            # every step: observe() stays cheap next to a ~1 ms training step.
+            self._update = None
 
     def observe_calibration(self, cal: Calibration) -> None:
         self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)
 
-    def _judge_updates(self, step: int) -> list[Finding]:
-        if len(self._window) < self.thresholds.update_min_steps:
+    def _judge_updates(self) -> list[Finding]:
+        if self._burst or len(self._window) < self.thresholds.update_min_steps:
             return []
         level = update_level_of(self._window)
-        return update_level(level, len(self._window), step, self.thresholds)
+        return update_level(level, len(self._window), self._last_step, self.thresholds)
 
     # ----- reading ---------------------------------------------------------------
     def findings(self) -> list[Finding]:
         """Current findings, most severe first."""
+        if self._update is None:
+            self._update = self._judge_updates()
         return sorted(self._start + self._stop + self._snapshot + self._burst + self._update
                       + self._calibration, key=sort_key)
 

@@ -241,9 +241,9 @@ def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
         else:
             continue
         faster = factor > 1
-        why = ("; the lecture's last layer does this at init because --last-layer-scale shrank "
-               "it, and it fades as training goes on" if faster and w is weights[-1] else
-               "; check this parameter's init scale")
+        why = ("; an output layer shrunk by --last-layer-scale does this at init (the "
+               "lecture's case) and it fades as training goes on" if faster and w is weights[-1]
+               else "; check this parameter's init scale")
         out.append(Finding(
             "grad-data-outlier", severity, f"weight {w.name} {tuple(w.shape)}",
             w.grad_data_ratio,

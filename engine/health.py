@@ -46,10 +46,10 @@ class HealthMonitor:
         # The lecture judges update:data on the 2-D parameters only: a bias or
         # BatchNorm beta starts at zero, so its ratio is meaningless early on.
         self._weights = [i for i, shape in enumerate(info.param_shapes) if len(shape) == 2]
-        self._reported: set[tuple[str, str, str]] = set()
         self._reset()
 
     def _reset(self) -> None:
+        self._reported: set[tuple[str, str, str]] = set()  # a new run's findings are all new
         self._last_step = 0
         self._window: deque[tuple[float, ...]] = deque(maxlen=self.thresholds.update_window)
         self._start: list[Finding] = []      # initial loss: stays for the run
@@ -78,8 +78,8 @@ class HealthMonitor:
             self._window.append(weights)
             if not self._burst:
                 finite = sorted(v for v in weights if math.isfinite(v))
+                # The median is at most the upper middle: skip it while that is under the line.
                 if finite and finite[len(finite) // 2] > t.update_burst_log10:
-                    # the upper middle is cheap and, when it crosses, so may the median
                     self._burst = update_burst(statistics.median(finite), result.step, t)
             # The window's medians are taken when findings are read, not on
             # every step: observe() stays cheap next to a ~1 ms training step.

@@ -287,6 +287,10 @@ def test_a_restart_clears_the_previous_runs_findings():
     assert fired(monitor.findings(), "update-ratio-high") == ["warn"]
     monitor.observe(StepResult(step=1, loss=EXPECTED, lr=0.1, update_ratio_log10=(-3.0,) * 8))
     assert monitor.findings() == []
+    monitor.observe(StepResult(step=1, loss=EXPECTED * 3, lr=0.1, update_ratio_log10=()))
+    assert [f.rule for f in monitor.new_findings()] == ["initial-loss"]
+    monitor.observe(StepResult(step=1, loss=EXPECTED * 3, lr=0.1, update_ratio_log10=()))
+    assert [f.rule for f in monitor.new_findings()] == ["initial-loss"]  # a new run again
 
 
 def test_thresholds_are_the_monitors_to_choose():

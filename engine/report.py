@@ -86,10 +86,11 @@ def report_text(doc: dict) -> str:
         lines.append("loss: " + "  ".join(f"{k} {fmt(v)}" for k, v in doc["eval"].items()))
     if "samples" in doc:
         lines.append("samples: " + " ".join(doc["samples"]))
-    if doc.get("health"):
-        lines.append("health:")
+    if doc.get("health") is not None:
+        lines.append("health:" if doc["health"] else "health: no findings")
         for f in doc["health"]:
-            lines.append(f"  [{f['severity']}] {f['rule']} at {f['where']}: {f['message']}")
+            value = "" if f["value"] is None else f" {f['value']:.4g} (healthy: {f['healthy']})"
+            lines.append(f"  [{f['severity']}] {f['rule']} at {f['where']}{value}: {f['message']}")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from data.dataset import load_dataset
 from data.errors import InputError
 from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from engine.config import TrainConfig
+from engine.health import HealthMonitor
 from engine.options import add_train_options, check_device, config_from_args
 from engine.progress import Progress
 from engine.report import report_dict, report_text
@@ -83,8 +84,14 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     progress = Progress(trainer.config.steps)
+    monitor = HealthMonitor(trainer.info())
+
+    def on_step(result) -> None:
+        progress.update(result.step, result.loss)
+        monitor.observe(result)
+
     try:
-        trainer.run(stop=stop, on_step=lambda r: progress.update(r.step, r.loss))
+        trainer.run(stop=stop, on_step=on_step)
     finally:
         progress.close()
         signal.signal(signal.SIGINT, previous)
@@ -94,7 +101,7 @@ def main(argv: list[str]) -> int:
     if args.checkpoint:
         save_checkpoint(trainer, args.checkpoint)
     doc = report_dict(trainer, trainer.last_stats, trainer.last, eval_losses, samples,
-                      health=health_findings(trainer))
+                      health=[f.to_dict() for f in monitor.findings()])
     if stop.is_set():
         doc["interrupted"] = True
     if args.json:
@@ -103,11 +110,3 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(report_text(doc) + "\n")
     return 130 if stop.is_set() else (1 if trainer.stopped else 0)
 
-
-def health_findings(trainer: Trainer) -> list[dict] | None:
-    """Findings of the health rules, when the rules module is present."""
-    try:
-        from engine.health import diagnose_trainer
-    except ImportError:
-        return None
-    return [f.to_dict() for f in diagnose_trainer(trainer)]

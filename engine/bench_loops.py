@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from data.dataset import Dataset
 from engine.config import TrainConfig
 from engine.model import build_stack
-from engine.trainer import Trainer, make_leaves
+from engine.trainer import Trainer
 
 Step = Callable[[], None]
 
@@ -60,8 +60,7 @@ def lecture_loop(config: TrainConfig, dataset: Dataset, device: torch.device) ->
     g = torch.Generator().manual_seed(config.seed)
     stack = build_stack(config, dataset.vocab.size, g)
     if device.type != "cpu":
-        stack.to(device)
-        make_leaves(stack.params)
+        stack.to(device)  # keeps the parameters autograd leaves
     params = stack.params
     X, Y = dataset.train.X, dataset.train.Y
     n, B, lr = len(dataset.train), config.batch_size, config.lr

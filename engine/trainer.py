@@ -64,7 +64,6 @@ class Trainer:
         self.stack: Stack = build_stack(config, self.dataset.vocab.size, self.generator)
         if self.device.type != "cpu":
             self.stack.to(self.device)
-            make_leaves(self.stack.params)
         self.fast = FastStep(self.stack, config.batch_size, self.device) \
             if self.engine == "fast" else None
         self.steps_done = 0
@@ -244,15 +243,6 @@ class Trainer:
     def sample(self, n: int = 20) -> tuple[str, ...]:
         return inference.sample(self.stack, self.dataset.vocab.itos(), self.config.block_size,
                                 n, self.config.seed, self.device)
-
-
-def make_leaves(params: list[torch.Tensor]) -> None:
-    """Parameters copied to a device by .to() come out as non-leaf results of
-    the copy, whose .grad autograd never fills: make them leaves again, in
-    place, so the layers holding them see the change."""
-    for p in params:
-        p.detach_()
-        p.requires_grad_(True)
 
 
 def describe(key: str, value) -> str:

@@ -219,16 +219,3 @@ def test_unknown_engine_is_an_input_error(small_dataset):
     with pytest.raises(InputError, match="--engine"):
         Trainer(TrainConfig(n_hidden=8).validated(), small_dataset, engine="turbo")
 
-
-def test_parameters_moved_to_a_device_stay_leaves():
-    """What Stack.to does on a GPU (a copy per tensor), done here on the CPU:
-    the copies must become leaves again or autograd leaves .grad empty."""
-    from engine.trainer import make_leaves
-
-    leaf = torch.randn(3, requires_grad=True)
-    moved = leaf * 1  # stands for leaf.to("cuda"): a non-leaf copy
-    assert not moved.is_leaf
-    make_leaves([moved])
-    assert moved.is_leaf and moved.requires_grad
-    (moved * 2).sum().backward()
-    assert torch.equal(moved.grad, torch.full((3,), 2.0))

@@ -64,7 +64,7 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
     device = check_device(args.device)
     apply_threads(args.threads or choose_threads(config))
     dataset = load_dataset(args.data, config.block_size, config.split_seed)
-    trainer = Trainer(config, dataset, device=device)
+    trainer = Trainer(config, dataset, device=device, engine=getattr(args, "engine", "exact"))
     if getattr(args, "resume", None):
         steps = config.steps
         load_checkpoint(trainer, args.resume)

@@ -126,6 +126,7 @@ class Trainer:
                 p.data += -lr * p.grad
 
         ratios = update_ratios(stack.params, lr)
+        want = want and not _has_nan(ratios)  # NaN gradients: _finish traces them instead
         snap = snapshot(stack, step, loss_value, lr, ratios) if want else None
         return self._finish(step, loss_value, lr, ratios, snap)
 
@@ -146,6 +147,7 @@ class Trainer:
             fast.update(lr)
             moments = fast.moments()
             ratios = fast.update_ratios(moments, lr)
+            want = want and not _has_nan(ratios)
             snap = fast.snapshot(step, loss_value, lr, ratios, moments) if want else None
         return self._finish(step, loss_value, lr, ratios, snap)
 
@@ -251,3 +253,8 @@ def describe(key: str, value) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
+
+
+def _has_nan(ratios: torch.Tensor) -> bool:
+    # A NaN ratio means a NaN or inf gradient (a zero gradient gives -inf, which is fine).
+    return bool(torch.isnan(ratios).any())

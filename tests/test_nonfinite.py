@@ -57,3 +57,24 @@ def test_restart_clears_the_stop(small_dataset):
     trainer.restart()
     assert trainer.stopped is None
     assert math.isfinite(trainer.step().loss)
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_nan_gradients_on_a_stats_step_are_traced_not_crashed(small_dataset, engine):
+    # A gain of 1e30 with BatchNorm keeps the loss finite but turns gradients NaN.
+    config = TrainConfig(n_hidden=16, steps=3, gain="1e30").validated()
+    trainer = Trainer(config, small_dataset, engine=engine)
+    result = trainer.run()
+    assert result.nonfinite is not None and result.nonfinite.what == "gradient"
+    assert result.nonfinite.where.startswith("parameter ")
+    assert result.stats is None
+
+
+def test_cli_reports_nan_gradients_without_traceback(capsys):
+    from engine.cli import main
+
+    code = main(["run", "--steps", "3", "--gain", "1e30", "--n-hidden", "16"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "stopped: non-finite gradient at step 1" in out
+    assert "Traceback" not in err

@@ -20,6 +20,7 @@ import gzip
 import io
 import json
 import math
+import time
 import zlib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -64,8 +65,10 @@ def _step(r: StepResult) -> list:
 
 
 def header(info: RunInfo, meta: dict | None = None) -> dict:
+    # `created` makes every recording's first line unique, so a follower can
+    # tell a rewritten file from the one it was reading.
     return {"format": FORMAT, "version": VERSION, "traintop": TRAINTOP_VERSION,
-            "info": _plain(info), "meta": _plain(meta or {})}
+            "created": time.time(), "info": _plain(info), "meta": _plain(meta or {})}
 
 
 def encode(message: Message) -> dict:

@@ -24,11 +24,12 @@ from engine.feed import Command, Event, Message, RunStarted, Status, Steps
 from engine.stream import Inflater, LineDecoder, is_gzip, load
 
 PLAY_SECONDS = 30.0   # default play speed runs the whole recording in about this long
+PLAY_GRAIN = 10       # steps per delivered batch: how finely play advances
 
 
 def _split_at_snapshots(messages) -> list[Message]:
     """Recorded messages without Status, each Steps cut after every snapshot
-    so the cursor can stop exactly on one."""
+    (so the cursor can stop exactly on one) and into PLAY_GRAIN-step pieces."""
     out: list[Message] = []
     for m in messages:
         if isinstance(m, Status):
@@ -39,7 +40,7 @@ def _split_at_snapshots(messages) -> list[Message]:
         batch = []
         for r in m.results:
             batch.append(r)
-            if r.stats is not None:
+            if r.stats is not None or len(batch) == PLAY_GRAIN:
                 out.append(Steps(tuple(batch)))
                 batch = []
         if batch:

@@ -31,7 +31,7 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
         "steps": steps,
         "first_loss": _finite(first_loss) if first_loss is not None else None,
         "last_loss": _finite(last.loss) if last is not None else None,
-        "expected_initial_loss": info.expected_initial_loss,
+        "expected_initial_loss": _finite(info.expected_initial_loss),
         "lr": lr,
         "stats_step": last_stats.step if last_stats else None,
         "layers": [],

@@ -7,6 +7,7 @@ the figures the run printed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from engine.feed import Event, Message, RunStarted, Status, Steps
@@ -85,4 +86,15 @@ class RunState:
                            self.health)
         if self.interrupted:
             doc["interrupted"] = True
-        return doc
+        return _json_safe(doc)
+
+
+def _json_safe(value):
+    """NaN and infinities (a watched model's figures may hold them) as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value

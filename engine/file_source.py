@@ -160,7 +160,7 @@ class ReplaySource:
             self._rewind = False
             self.pos = 0
             out.append(Event("rewind", self.step, f"replay from the start to step {self.step:,}"))
-        end = min(self.target, self.pos + max(0, limit - len(out) - 1))
+        end = min(self.target, self.pos + max(1, limit - len(out) - 1))
         out += self.items[self.pos:end]
         self.pos = end
         status = Status(step=self.step, lr=self._lr(), running=self.playing,

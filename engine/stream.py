@@ -46,6 +46,9 @@ def _num(x: float):
 
 def _plain(value):
     """Dataclasses to dicts, tuples to lists, non-finite floats to strings."""
+    if isinstance(value, Histogram):   # most of a snapshot's floats: the quick way
+        return {"lo": _num(value.lo), "hi": _num(value.hi),
+                "density": [d if d - d == 0.0 else _num(d) for d in value.density]}
     if isinstance(value, float):
         return _num(value)
     if isinstance(value, (list, tuple)):

@@ -185,7 +185,8 @@ class Watcher:
                     parts.append(torch.full((3 + BINS + 2,), math.nan, device=self.device))
                     continue
                 g, d = p.grad.detach().float(), p.detach().float()
-                parts.append(torch.cat([torch.stack([g.mean(), g.std(), g.std() / d.std()]),
+                gstd = g.std()
+                parts.append(torch.cat([torch.stack([g.mean(), gstd, gstd / d.std()]),
                                         *_hist_parts(g)]).to(self.device))
         return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
 

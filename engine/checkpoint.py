@@ -7,8 +7,6 @@ generator state, saved with torch.save and loaded with weights_only=True
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -51,8 +49,9 @@ def read_checkpoint(path: str | Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError,
-            OSError) as exc:
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a checkpoint") from None
+    except Exception as exc:  # torch.load raises many kinds on foreign bytes
         raise InputError(f"{path}: not a traintop checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise InputError(f"{path}: not a traintop checkpoint")

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"traintop: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training started: nothing to report
+        print("traintop: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         return 1
 

@@ -43,10 +43,14 @@ class Stack:
         return [(i, l) for i, l in enumerate(self.layers) if isinstance(l, BatchNorm1d)]
 
     def to(self, device: torch.device) -> None:
-        self.C = self.C.to(device)
+        # detach: a moved leaf must stay a leaf, or its .grad never fills in.
+        def move(p: torch.Tensor) -> torch.Tensor:
+            return p.detach().to(device).requires_grad_(p.requires_grad)
+
+        self.C = move(self.C)
         for layer in self.layers:
             for name in layer.parameter_names():
-                setattr(layer, name, getattr(layer, name).to(device))
+                setattr(layer, name, move(getattr(layer, name)))
             for name, buf in layer.buffers().items():
                 setattr(layer, name, buf.to(device))
         self._collect()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 from engine.results import RunInfo, StatsSnapshot, StepResult
 
@@ -86,16 +87,19 @@ def report_text(doc: dict) -> str:
                             "nan" if ratio is None else "%e" % ratio))
     if doc["update_ratio_log10"]:
         lines.append("update:data ratio, log10 (guide -3):")
-        lines.append("  " + "  ".join(f"{n} {fmt(r, '.2f')}"
-                                      for n, r in doc["update_ratio_log10"].items()))
+        cells = [f"{n}\u00a0{fmt(r, '+.2f')}" for n, r in doc["update_ratio_log10"].items()]
+        wrapped = textwrap.wrap("   ".join(cells), width=78, initial_indent="  ",
+                                subsequent_indent="  ")
+        lines += [line.replace("\u00a0", " ") for line in wrapped]
     if "eval" in doc:
         lines.append("loss: " + "  ".join(f"{k} {fmt(v)}" for k, v in doc["eval"].items()))
     if "samples" in doc:
         lines.append("samples: " + " ".join(doc["samples"]))
-    if doc.get("health"):
-        lines.append("health:")
+    if doc.get("health") is not None:
+        lines.append("health:" if doc["health"] else "health: no findings")
         for f in doc["health"]:
-            lines.append(f"  [{f['severity']}] {f['rule']} at {f['where']}: {f['message']}")
+            value = "" if f["value"] is None else f" {f['value']:.4g} (healthy: {f['healthy']})"
+            lines.append(f"  [{f['severity']}] {f['rule']} at {f['where']}{value}: {f['message']}")
     return "\n".join(lines)
 
 

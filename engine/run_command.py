@@ -14,6 +14,7 @@ from data.errors import InputError
 from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from engine.config import TrainConfig
 from engine.feed import RunStarted, Status
+from engine.health import HealthMonitor
 from engine.options import add_train_options, check_device, config_from_args
 from engine.progress import Progress
 from engine.recorder import Recorder
@@ -52,9 +53,10 @@ def parse_splits(text: str | None) -> tuple[str, ...]:
         return ()
     splits = tuple(s.strip() for s in text.split(",") if s.strip())
     bad = [s for s in splits if s not in SPLITS]
-    if bad or not splits:
-        raise InputError(f"--eval: unknown split {', '.join(bad) or text!r}; "
-                         "choose from train,val,test")
+    if bad:
+        raise InputError(f"--eval: unknown split {', '.join(bad)}; choose from train,val,test")
+    if not splits:
+        raise InputError("--eval: name at least one of train,val,test")
     return splits
 
 
@@ -89,12 +91,14 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     progress = Progress(trainer.config.steps)
+    monitor = HealthMonitor(trainer.info())
     started = time.monotonic()
 
-    def on_step(r):
-        progress.update(r.step, r.loss)
+    def on_step(result) -> None:
+        progress.update(result.step, result.loss)
+        monitor.observe(result)
         if recorder is not None:
-            recorder.step(r)
+            recorder.step(result)
 
     try:
         trainer.run(stop=stop, on_step=on_step)
@@ -106,7 +110,7 @@ def main(argv: list[str]) -> int:
     samples = trainer.sample(args.samples) if args.samples else None
     if args.checkpoint:
         save_checkpoint(trainer, args.checkpoint)
-    health = health_findings(trainer)
+    health = [f.to_dict() for f in monitor.findings()]
     doc = report_dict(trainer, trainer.last_stats, trainer.last, eval_losses, samples,
                       health=health)
     if stop.is_set():
@@ -151,12 +155,3 @@ def finish_recording(recorder: Recorder, trainer: Trainer, args, eval_losses, sa
     recorder.close(Status(step=step, lr=trainer.lr, running=False, finished=trainer.finished,
                           steps_per_sec=step / seconds if seconds > 0 else 0.0,
                           stopped=trainer.stopped.message() if trainer.stopped else None))
-
-
-def health_findings(trainer: Trainer) -> list[dict] | None:
-    """Findings of the health rules, when the rules module is present."""
-    try:
-        from engine.health import diagnose_trainer
-    except ImportError:
-        return None
-    return [f.to_dict() for f in diagnose_trainer(trainer)]

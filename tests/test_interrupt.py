@@ -1,0 +1,32 @@
+"""Ctrl-C stops `traintop run` after the step in flight and still reports."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT
+
+
+def test_sigint_prints_the_report_of_the_last_step(tmp_path):
+    ckpt = tmp_path / "stop.ckpt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "run", "--steps", "10000000", "--n-hidden", "16",
+         "--json", "--checkpoint", str(ckpt)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)  # let it import torch and train a while
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    doc = json.loads(out)
+    assert doc["interrupted"] is True
+    assert 0 < doc["steps"] < 10_000_000
+    assert doc["last_loss"] is not None and doc["layers"]
+    assert ckpt.exists()  # the checkpoint is written after Ctrl-C too

@@ -1,0 +1,54 @@
+"""`traintop run` reproduces the lecture's published figures (../shared/reference)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+REL = 1e-4
+
+
+def agree(mine: float, theirs: float, scale: float) -> bool:
+    """Relative agreement; a mean near zero is judged against its spread (std),
+    since float32 summation order alone moves it by ~1e-7 of that spread."""
+    return math.isclose(mine, theirs, rel_tol=REL, abs_tol=REL * scale)
+
+
+def test_gain_5_3_step_1_matches_reference(reference_dir):
+    ref = json.loads((reference_dir / "lecture-gain-5-3-step1.json").read_text())
+    cmd = [sys.executable, "-m", "engine.cli", "run", "--data", str(reference_dir / "names.txt"),
+           "--no-batchnorm", "--gain", "5/3", "--bias", "--steps", "1", "--json"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # stdout is exactly one JSON document
+
+    assert doc["steps"] == ref["steps"] == 1
+    assert agree(doc["first_loss"], ref["first_loss"], 0)
+    assert [l["index"] for l in doc["layers"]] == [l["index"] for l in ref["layers"]]
+    for mine, theirs in zip(doc["layers"], ref["layers"]):
+        assert mine["kind"] == "Tanh"
+        assert agree(mine["std"], theirs["std"], 0)
+        assert agree(mine["mean"], theirs["mean"], theirs["std"])
+        assert agree(mine["saturation_pct"], theirs["saturation_pct"], 0)
+        assert agree(mine["grad_std"], theirs["grad_std"], 0)
+        assert agree(mine["grad_mean"], theirs["grad_mean"], theirs["grad_std"])
+    assert [w["shape"] for w in doc["weights"]] == [w["shape"] for w in ref["weights"]]
+    for mine, theirs in zip(doc["weights"], ref["weights"]):
+        assert agree(mine["grad_std"], theirs["grad_std"], 0)
+        assert agree(mine["grad_data_ratio"], theirs["grad_data_ratio"], 0)
+        assert agree(mine["grad_mean"], theirs["grad_mean"], theirs["grad_std"])
+
+
+def test_lecture_printout_lines(reference_dir):
+    """The text report prints the lecture's own lines."""
+    cmd = [sys.executable, "-m", "engine.cli", "run", "--data", str(reference_dir / "names.txt"),
+           "--no-batchnorm", "--gain", "5/3", "--bias", "--steps", "1"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "layer 1 (      Tanh): mean -0.02, std 0.75, saturated: 20.25%" in proc.stdout
+    assert "layer 9 (      Tanh): mean -0.02, std 0.66, saturated: 6.12%" in proc.stdout
+    assert "first loss 3.2962" in proc.stdout

@@ -23,6 +23,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, fields
+from importlib import metadata
 from pathlib import Path
 from typing import IO
 
@@ -33,7 +34,16 @@ from engine.results import (Histogram, LayerStats, NonFinite, RunInfo, StatsSnap
 
 FORMAT = "traintop-stream"
 VERSION = 1
-TRAINTOP_VERSION = "0.1.0"
+
+
+def _traintop_version() -> str:
+    try:
+        return metadata.version("traintop")
+    except metadata.PackageNotFoundError:   # run from a checkout, not installed
+        return "unknown"
+
+
+TRAINTOP_VERSION = _traintop_version()
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 

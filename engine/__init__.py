@@ -9,6 +9,7 @@ from engine.history import History
 from engine.results import (Calibration, FoldCheck, Histogram, LayerStats, NonFinite, RunInfo,
                             StatsSnapshot, StepResult, WeightStats)
 from engine.trainer import Trainer
+from engine.watch import watch
 
 __all__ = [
     "Calibration", "FoldCheck", "Histogram", "History", "LayerStats", "NonFinite", "RunInfo",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 
-from engine.results import StatsSnapshot, StepResult
+from engine.results import RunInfo, StatsSnapshot, StepResult
 
 
 def _finite(x: float) -> float | None:
@@ -16,15 +16,24 @@ def report_dict(trainer, last_stats: StatsSnapshot | None, last: StepResult | No
                 eval_losses: dict | None = None, samples: tuple | None = None,
                 health: list | None = None) -> dict:
     """The JSON document of `traintop run --json` (non-finite floats become null)."""
-    info = trainer.info()
+    return build_report(trainer.info(), trainer.dataset.source, trainer.steps_done,
+                        trainer.first_loss, trainer.lr, last_stats, last, eval_losses,
+                        samples, health)
+
+
+def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float | None,
+                 lr: float, last_stats: StatsSnapshot | None, last: StepResult | None,
+                 eval_losses: dict | None = None, samples: tuple | None = None,
+                 health: list | None = None) -> dict:
+    """The report from plain figures: a live trainer's or a recording's (engine.run_state)."""
     doc = {
         "config": info.config,
-        "data": trainer.dataset.source,
-        "steps": trainer.steps_done,
-        "first_loss": _finite(trainer.first_loss) if trainer.first_loss is not None else None,
+        "data": data,
+        "steps": steps,
+        "first_loss": _finite(first_loss) if first_loss is not None else None,
         "last_loss": _finite(last.loss) if last is not None else None,
-        "expected_initial_loss": info.expected_initial_loss,
-        "lr": trainer.lr,
+        "expected_initial_loss": _finite(info.expected_initial_loss),
+        "lr": lr,
         "stats_step": last_stats.step if last_stats else None,
         "layers": [],
         "weights": [],

@@ -7,14 +7,17 @@ import json
 import signal
 import sys
 import threading
+import time
 
 from data.dataset import load_dataset
 from data.errors import InputError
 from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from engine.config import TrainConfig
+from engine.feed import RunStarted, Status
 from engine.health import HealthMonitor
 from engine.options import add_train_options, check_device, config_from_args
 from engine.progress import Progress
+from engine.recorder import Recorder
 from engine.report import report_dict, report_text
 from engine.threads import apply_threads, choose_threads
 from engine.trainer import Trainer
@@ -39,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write a checkpoint here at the end (also after Ctrl-C)")
     out.add_argument("--resume", metavar="PATH",
                      help="continue the run saved in this checkpoint")
+    out.add_argument("--record", metavar="PATH",
+                     help="record the run to this JSON-lines file (.jsonl, or .jsonl.gz) "
+                          "for traintop replay/attach/export")
     return parser
 
 
@@ -78,6 +84,7 @@ def main(argv: list[str]) -> int:
     if args.samples < 0:
         raise InputError(f"--samples: must be >= 0, got {args.samples}")
     trainer = make_trainer(args)
+    recorder = start_recording(args.record, trainer) if args.record else None
 
     # Ctrl-C asks the loop to stop after the step in flight, so the report
     # below describes a whole step and the checkpoint is consistent.
@@ -85,10 +92,13 @@ def main(argv: list[str]) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     progress = Progress(trainer.config.steps)
     monitor = HealthMonitor(trainer.info())
+    started = time.monotonic()
 
     def on_step(result) -> None:
         progress.update(result.step, result.loss)
         monitor.observe(result)
+        if recorder is not None:
+            recorder.step(result)
 
     try:
         trainer.run(stop=stop, on_step=on_step)
@@ -100,13 +110,48 @@ def main(argv: list[str]) -> int:
     samples = trainer.sample(args.samples) if args.samples else None
     if args.checkpoint:
         save_checkpoint(trainer, args.checkpoint)
+    health = [f.to_dict() for f in monitor.findings()]
     doc = report_dict(trainer, trainer.last_stats, trainer.last, eval_losses, samples,
-                      health=[f.to_dict() for f in monitor.findings()])
+                      health=health)
     if stop.is_set():
         doc["interrupted"] = True
+    if recorder is not None:
+        finish_recording(recorder, trainer, args, eval_losses, samples, health,
+                         stop.is_set(), time.monotonic() - started)
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     else:
         sys.stdout.write(report_text(doc) + "\n")
     return 130 if stop.is_set() else (1 if trainer.stopped else 0)
 
+
+def start_recording(path: str, trainer: Trainer) -> Recorder:
+    recorder = Recorder(path, meta={"data": trainer.dataset.source, "writer": "traintop run"})
+    recorder.consume(RunStarted(trainer.info()))
+    if trainer.steps_done:
+        recorder.event("note", trainer.steps_done, f"resumed at step {trainer.steps_done:,}",
+                       {"first_loss": trainer.first_loss})
+    return recorder
+
+
+def finish_recording(recorder: Recorder, trainer: Trainer, args, eval_losses, samples, health,
+                     interrupted: bool, seconds: float) -> None:
+    """The end of the run as events, then a final Status that says where it stopped."""
+    step = trainer.steps_done
+    if trainer.stopped is not None:
+        recorder.event("stopped", step, trainer.stopped.message())
+    if interrupted:
+        recorder.event("stopped", step, "interrupted", {"interrupted": True})
+    if eval_losses is not None:
+        recorder.event("evaluate", step, "evaluate " + ", ".join(
+            f"{k} {v:.4f}" for k, v in eval_losses.items()), {"losses": eval_losses})
+    if samples is not None:
+        recorder.event("sample", step, f"{len(samples)} samples", {"samples": list(samples)})
+    if args.checkpoint:
+        recorder.event("checkpoint", step, f"checkpoint {args.checkpoint}",
+                       {"path": str(args.checkpoint)})
+    if health is not None:
+        recorder.event("health", step, f"{len(health)} findings", {"findings": health})
+    recorder.close(Status(step=step, lr=trainer.lr, running=False, finished=trainer.finished,
+                          steps_per_sec=step / seconds if seconds > 0 else 0.0,
+                          stopped=trainer.stopped.message() if trainer.stopped else None))

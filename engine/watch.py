@@ -1,0 +1,354 @@
+"""Watch any torch.nn.Module train: the lecture's diagnostics from hooks, to a recording.
+
+    from engine import watch
+    w = watch(model, "run.jsonl", optimizer=opt, every=10)
+    ...
+        opt.step()
+        w.step(loss)          # after each optimizer step
+    w.close()
+
+Every `every` steps (and on step 1) the watcher arms its hooks for one step:
+forward hooks on activation modules measure their outputs, tensor hooks on
+those outputs measure the gradients flowing back, and the optimizer's step
+pre/post hooks measure each parameter's real change, so update:data ratios
+are right for any optimizer (Adam's update is not lr * grad). On the other
+steps every hook returns at once and the loss stays a tensor until the
+next batch is written: no host sync per step.
+
+All figures of a snapshot are computed on the device and moved to the host
+in one transfer. Under torch.distributed the writer rank (0 by default)
+writes; with reduce=True every rank measures and the figures are averaged
+across ranks before rank 0 writes them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import weakref
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from engine.feed import Event, RunStarted, Status, Steps
+from engine.recorder import Recorder
+from engine.results import LayerStats, RunInfo, StatsSnapshot, StepResult, WeightStats
+from engine.stats import BINS, SATURATION, _hist_parts, _histogram
+
+# How each activation saturates or dies; what `saturation_pct` and `dead` count.
+TANH_LIKE = (nn.Tanh, nn.Hardtanh, nn.Softsign)              # |t| > 0.97: flat ends at +-1
+SIGMOID_LIKE = (nn.Sigmoid, nn.Hardsigmoid)                   # t < 0.015 or t > 0.985
+RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU,
+             nn.GELU, nn.SiLU, nn.Mish)                       # t <= 0: off (dead if always)
+PENDING_STEPS = 100      # losses kept as tensors at most this many steps
+PENDING_SECONDS = 0.5    # ... or this long (single process only: ranks must stay in step)
+_LAYER = 6 + 2 * (BINS + 2)   # figures per layer: 6 scalars, two histograms
+
+
+def family(module: nn.Module) -> str | None:
+    if isinstance(module, TANH_LIKE):
+        return "tanh"
+    if isinstance(module, SIGMOID_LIKE):
+        return "sigmoid"
+    if isinstance(module, RELU_LIKE):
+        return "relu"
+    return None
+
+
+def _saturated(t: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "tanh":
+        return t.abs() > SATURATION
+    if kind == "sigmoid":
+        return (2 * t - 1).abs() > SATURATION
+    return t <= 0
+
+
+def _dist():
+    d = torch.distributed
+    return d if d.is_available() and d.is_initialized() else None
+
+
+class Watcher:
+    def __init__(self, model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
+                 reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
+                 expected_initial_loss: float = math.nan):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every: must be a whole number >= 1, got {every!r}")
+        module = model.module if isinstance(
+            model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+        dist = _dist()
+        self.rank = dist.get_rank() if dist else 0
+        self.world = dist.get_world_size() if dist else 1
+        self.reduce = bool(reduce) and self.world > 1
+        self.every = every
+        self.optimizer = optimizer
+        # writer_rank=None: every rank writes its own file ("{rank}" in the path).
+        self.writes = writer_rank is None or self.rank == writer_rank
+        self.active = self.writes or self.reduce   # measures at all
+        self.steps = 0
+        self.armed = False
+        self._acts: dict[int, torch.Tensor] = {}
+        self._grads: dict[int, torch.Tensor] = {}
+        self._before: list[torch.Tensor | None] | None = None
+        self._updates: torch.Tensor | None = None
+        self._weights: torch.Tensor | None = None
+        self._pending: list[tuple[int, object, float]] = []
+        self._pending_since = time.monotonic()
+        self._handles: list = []
+        self._sizes: dict[int, tuple[int, int]] = {}   # layer -> (units, numel), last seen
+
+        leaves = [(n, m) for n, m in module.named_modules() if not any(True for _ in m.children())]
+        self.layers = [(i, m, family(m)) for i, (_, m) in enumerate(leaves) if family(m)]
+        named = list(module.named_parameters())
+        self.device = named[0][1].device if named else torch.device("cpu")
+        self.param_names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.weights = [(n, p) for n, p in named if p.ndim >= 2]
+        self.info = RunInfo(
+            config={"model": type(module).__name__, "every": every,
+                    "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+                    "world_size": self.world, "reduce": self.reduce},
+            vocab="", param_names=tuple(self.param_names),
+            param_shapes=tuple(tuple(p.shape) for p in self.params),
+            layer_kinds=tuple(type(m).__name__ for _, m in leaves),
+            expected_initial_loss=float(expected_initial_loss))
+        self.recorder: Recorder | None = None
+        if self.writes:
+            self.path = Path(str(path).replace("{rank}", str(self.rank)))
+            self.recorder = Recorder(self.path, meta={
+                "writer": "engine.watch", **({"rank": self.rank} if dist else {}),
+                "layer_names": {str(i): leaves[i][0] for i, _, _ in self.layers},
+                **(meta or {})})
+            self.recorder.consume(RunStarted(self.info))
+            self._finalizer = weakref.finalize(self, self.recorder.close)
+        if self.active:
+            self._install()
+            self.armed = True            # step 1 is always measured
+
+    # ----- hooks -------------------------------------------------------------
+    def _install(self) -> None:
+        for index, module, kind in self.layers:
+            self._handles.append(module.register_forward_hook(self._forward_hook(index, kind)))
+        if self.optimizer is not None:
+            self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
+            self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
+
+    def _forward_hook(self, index: int, kind: str):
+        def hook(module, inputs, output):
+            if not self.armed or index in self._acts or not torch.is_grad_enabled() \
+                    or not isinstance(output, torch.Tensor):
+                return
+            t = output.detach().float()
+            t = t.reshape(t.shape[0], -1) if t.ndim > 1 else t.reshape(1, -1)   # (B, units)
+            sat = _saturated(t, kind)
+            self._sizes[index] = (t.shape[1], t.numel())
+            self._acts[index] = torch.cat([torch.stack([
+                t.mean(), t.std(), sat.float().mean() * 100, sat.all(dim=0).sum().float(),
+            ]), *_hist_parts(t)])
+            if output.requires_grad:
+                output.register_hook(self._grad_hook(index))
+        return hook
+
+    def _grad_hook(self, index: int):
+        def hook(grad):
+            if self.armed and index not in self._grads:
+                g = grad.detach().float()
+                self._grads[index] = torch.cat([torch.stack([g.mean(), g.std()]),
+                                                *_hist_parts(g)])
+        return hook
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        if self.armed:
+            self._before = [p.detach().clone() if p.grad is not None else None
+                            for p in self.params]
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        if self.armed and self._before is not None:
+            self._updates = self._update_ratios(self._before)
+            self._weights = self._weight_figures()
+            self._before = None
+
+    def _update_ratios(self, before) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.stack([
+                ((p.detach() - b).float().std() / p.detach().float().std()).log10()
+                if b is not None else torch.tensor(math.nan, device=p.device)
+                for p, b in zip(self.params, before)]).to(self.device) if self.params \
+                else torch.zeros(0, device=self.device)
+
+    def _weight_figures(self) -> torch.Tensor:
+        parts = []
+        with torch.no_grad():
+            for _, p in self.weights:
+                if p.grad is None:
+                    parts.append(torch.full((3 + BINS + 2,), math.nan, device=self.device))
+                    continue
+                g, d = p.grad.detach().float(), p.detach().float()
+                gstd = g.std()
+                parts.append(torch.cat([torch.stack([g.mean(), gstd, gstd / d.std()]),
+                                        *_hist_parts(g)]).to(self.device))
+        return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
+
+    # ----- stepping ------------------------------------------------------------
+    def step(self, loss=None) -> None:
+        """Call once after each optimizer.step(), with the step's loss (tensor or float)."""
+        self.steps += 1
+        step = self.steps
+        if not self.active:
+            return
+        lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None \
+            else math.nan
+        value = loss.detach().float().reshape(()) if isinstance(loss, torch.Tensor) else (
+            math.nan if loss is None else float(loss))
+        self._pending.append((step, value, lr))
+        if self.armed:
+            self._flush_losses(snapshot=True)
+        elif len(self._pending) >= PENDING_STEPS or (
+                not self.reduce and time.monotonic() - self._pending_since >= PENDING_SECONDS):
+            self._flush_losses(snapshot=False)
+        self.armed = (step + 1) % self.every == 0
+        self._acts, self._grads = {}, {}
+
+    def _flush_losses(self, snapshot: bool) -> None:
+        """Losses of the pending steps to the host in one transfer (reduced
+        across ranks on request), then written, the last with its snapshot."""
+        vals = [v for _, v, _ in self._pending]
+        if all(isinstance(v, torch.Tensor) for v in vals):
+            losses = torch.stack(vals).to(self.device)
+        else:   # floats (or a mix): the tensors among them sync one by one
+            losses = torch.tensor([float(v) for v in vals], device=self.device)
+        if self.reduce:
+            losses = self._all_mean(losses)
+        values = losses.tolist()
+        results = [StepResult(s, loss, lr, ()) for (s, _, lr), loss in zip(self._pending, values)]
+        if snapshot:
+            last = results[-1]
+            snap = self._snapshot(last.step, last.loss, last.lr)
+            results[-1] = StepResult(last.step, last.loss, last.lr, snap.update_ratio_log10, snap)
+        self._pending = []
+        self._pending_since = time.monotonic()
+        if self.recorder is not None:
+            self.recorder.consume(Steps(tuple(results)))
+
+    def _all_mean(self, t: torch.Tensor) -> torch.Tensor:
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+        return t / self.world
+
+    def _snapshot(self, step: int, loss: float, lr: float) -> StatsSnapshot:
+        if self._updates is None:         # no optimizer hooks fired: measure grads now
+            self._updates = torch.full((len(self.params),), math.nan, device=self.device)
+            self._weights = self._weight_figures()
+        nan_layer = torch.full((4 + BINS + 2,), math.nan, device=self.device)
+        nan_grad = torch.full((2 + BINS + 2,), math.nan, device=self.device)
+        layer_parts = [torch.cat([self._acts.get(i, nan_layer).to(self.device),
+                                  self._grads.get(i, nan_grad).to(self.device)])
+                       for i, _, _ in self.layers]
+        flat = torch.cat([*layer_parts, self._weights, self._updates])
+        if self.reduce:
+            flat = self._reduce(flat)
+        values = flat.tolist()   # the one host sync of the snapshot
+        self._updates = self._weights = None
+        return self._build(step, loss, lr, values)
+
+    def _reduce(self, flat: torch.Tensor) -> torch.Tensor:
+        """Average the scalar figures across ranks; histograms stay this rank's
+        (their bins cover each rank's own range, so they do not add up)."""
+        scalar = torch.zeros_like(flat, dtype=torch.bool)
+        pos = 0
+        for _ in self.layers:
+            scalar[pos:pos + 4] = True
+            scalar[pos + 4 + BINS + 2:pos + 4 + BINS + 2 + 2] = True
+            pos += _LAYER
+        for _ in self.weights:
+            scalar[pos:pos + 3] = True
+            pos += 3 + BINS + 2
+        scalar[pos:] = True
+        reduced = flat.clone()
+        reduced[scalar] = self._all_mean(flat[scalar].contiguous())
+        return reduced
+
+    def _build(self, step: int, loss: float, lr: float, values: list[float]) -> StatsSnapshot:
+        pos = 0
+
+        def take(n: int) -> list[float]:
+            nonlocal pos
+            pos += n
+            return values[pos - n:pos]
+
+        layers = []
+        for index, module, _ in self.layers:
+            mean, std, sat, dead = take(4)
+            lo, hi = take(2)
+            counts = take(BINS)
+            gmean, gstd = take(2)
+            glo, ghi = take(2)
+            gcounts = take(BINS)
+            units, numel = self._sizes.get(index, (0, 1))
+            layers.append(LayerStats(
+                index=index, kind=type(module).__name__, mean=mean, std=std,
+                saturation_pct=sat, dead=int(round(dead)) if math.isfinite(dead) else 0,
+                units=units, grad_mean=gmean, grad_std=gstd,
+                hist=_histogram(lo, hi, counts, numel),
+                grad_hist=_histogram(glo, ghi, gcounts, numel)))
+        weights = []
+        for name, p in self.weights:
+            gmean, gstd, ratio = take(3)
+            lo, hi = take(2)
+            counts = take(BINS)
+            weights.append(WeightStats(name=name, shape=tuple(p.shape), grad_mean=gmean,
+                                       grad_std=gstd, grad_data_ratio=ratio,
+                                       hist=_histogram(lo, hi, counts, p.numel())))
+        return StatsSnapshot(step=step, loss=loss, lr=lr, layers=tuple(layers),
+                             weights=tuple(weights),
+                             update_ratio_log10=tuple(take(len(self.params))))
+
+    # ----- the rest --------------------------------------------------------------
+    def event(self, kind: str, text: str, data: dict | None = None) -> None:
+        """Mark an intervention (lr change, evaluation, checkpoint) at the current step."""
+        if self.recorder is not None:
+            self._flush_pending()
+            self.recorder.consume(Event(kind, self.steps, text, dict(data or {})))
+
+    def _flush_pending(self) -> None:
+        if self._pending and not self.reduce:
+            self._flush_losses(snapshot=False)
+
+    def flush(self) -> None:
+        """Make everything so far visible to readers (e.g. before a long evaluation)."""
+        self._flush_pending()
+        if self.recorder is not None:
+            self.recorder.flush()
+
+    def close(self) -> None:
+        """Write what is pending, end the recording and remove every hook."""
+        if self._pending:
+            self._flush_losses(snapshot=False)
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self.recorder is not None:
+            lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else math.nan
+            self.recorder.close(Status(self.steps, lr, False, True, 0.0))
+            self._finalizer.detach()
+            self.recorder = None
+
+    def __enter__(self) -> "Watcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def watch(model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
+          reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
+          expected_initial_loss: float = math.nan) -> Watcher:
+    """Record the diagnostics of `model`'s training to `path` (.jsonl or .jsonl.gz).
+
+    optimizer: its step hooks give the update:data ratios (None: no ratios).
+    every: full diagnostics every `every` steps (and on step 1).
+    reduce: under torch.distributed, average the figures across ranks first.
+    writer_rank: the rank that writes (None: every rank, "{rank}" in `path`).
+    """
+    return Watcher(model, path, optimizer, every, reduce, writer_rank, meta,
+                   expected_initial_loss)

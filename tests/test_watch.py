@@ -1,0 +1,146 @@
+"""watch() on a small user model: figures against direct torch computations."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine import cli, watch
+from engine.feed import Event, Status, Steps
+from engine.stream import load
+
+
+def make_model():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.Tanh(),
+                          nn.Linear(32, 32), nn.Sigmoid(), nn.Linear(32, 3))
+    with torch.no_grad():
+        model[2].weight *= 4    # push the tanh into saturation: figures worth checking
+        model[4].weight *= 6
+    return model
+
+
+def saturated(kind: str, t: torch.Tensor) -> torch.Tensor:
+    return {"ReLU": t <= 0, "Tanh": t.abs() > 0.97, "Sigmoid": (2 * t - 1).abs() > 0.97}[kind]
+
+
+def test_watch_records_what_torch_computes(tmp_path):
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    path = tmp_path / "user.jsonl"
+    w = watch(model, path, optimizer=opt, every=3)
+    outs: dict[int, torch.Tensor] = {}
+
+    def keep(i):   # the test's own record of the activations
+        def hook(module, inputs, out):
+            if out.requires_grad:
+                out.retain_grad()
+                outs[i] = out
+        return hook
+
+    for i in (1, 3, 5):
+        model[i].register_forward_hook(keep(i))
+    X, Y = torch.randn(64, 8, generator=torch.Generator().manual_seed(1)), torch.arange(64) % 3
+    expected, losses = {}, []
+    for step in range(1, 8):
+        loss = F.cross_entropy(model(X), Y)
+        opt.zero_grad()
+        loss.backward()
+        before = [p.detach().clone() for p in model.parameters()]
+        opt.step()
+        w.step(loss)
+        losses.append(loss.item())
+        with torch.no_grad():
+            model(X[:4])            # an eval forward without grad is not measured
+        expected[step] = {
+            "layers": {i: (outs[i].detach().clone(), outs[i].grad.clone()) for i in (1, 3, 5)},
+            "weights": [(p.grad.clone(), p.detach().clone()) for p in model.parameters()
+                        if p.ndim == 2],
+            "update": [math.log10(((p.detach() - b).std() / p.detach().std()).item())
+                       for p, b in zip(model.parameters(), before)],
+        }
+    assert len(model[1]._forward_hooks) == 2 and len(opt._optimizer_step_pre_hooks) == 1
+    w.close()
+    assert len(model[1]._forward_hooks) == 1     # the watcher's hooks are gone, the test's stays
+    assert len(opt._optimizer_step_pre_hooks) == 0
+
+    messages = load(path).messages
+    results = [r for m in messages if isinstance(m, Steps) for r in m.results]
+    assert [r.step for r in results] == list(range(1, 8))
+    assert [r.loss for r in results] == pytest.approx(losses, rel=1e-7)
+    assert [r.step for r in results if r.stats] == [1, 3, 6]
+    assert all(r.update_ratio_log10 == () for r in results if not r.stats)
+    assert isinstance(messages[-1], Status) and messages[-1].finished
+
+    for r in results:
+        if not r.stats:
+            continue
+        snap, exp = r.stats, expected[r.step]
+        assert snap.lr == 3e-3
+        assert [(l.index, l.kind) for l in snap.layers] == [(1, "ReLU"), (3, "Tanh"),
+                                                            (5, "Sigmoid")]
+        for layer in snap.layers:
+            t, g = exp["layers"][layer.index]
+            sat = saturated(layer.kind, t)
+            assert layer.mean == pytest.approx(t.mean().item(), rel=1e-6, abs=1e-9)
+            assert layer.std == pytest.approx(t.std().item(), rel=1e-6)
+            assert layer.saturation_pct == pytest.approx(sat.float().mean().item() * 100)
+            assert layer.dead == int(sat.all(dim=0).sum()) and layer.units == 32
+            assert layer.grad_mean == pytest.approx(g.mean().item(), rel=1e-5, abs=1e-12)
+            assert layer.grad_std == pytest.approx(g.std().item(), rel=1e-6)
+            hist, edges = torch.histogram(t, bins=100, density=True)
+            assert layer.hist.lo == pytest.approx(edges[0].item())
+            assert layer.hist.density == pytest.approx(hist.tolist(), rel=1e-5, abs=1e-6)
+        tanh = snap.layers[1]
+        assert tanh.saturation_pct > 1     # the test is not comparing zeros
+        for ws, (g, p) in zip(snap.weights, exp["weights"]):
+            assert ws.grad_std == pytest.approx(g.std().item(), rel=1e-6)
+            assert ws.grad_data_ratio == pytest.approx((g.std() / p.std()).item(), rel=1e-6)
+        assert [ws.name for ws in snap.weights] == ["0.weight", "2.weight", "4.weight",
+                                                    "6.weight"]
+        # Adam's real change, not lr * grad: the two differ by far here.
+        assert snap.update_ratio_log10 == pytest.approx(exp["update"], abs=1e-5)
+
+
+def test_replay_json_of_a_watched_model(tmp_path, capsys):
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    path = tmp_path / "w.jsonl.gz"
+    X, Y = torch.randn(16, 8), torch.arange(16) % 3
+    with watch(model, path, optimizer=opt, every=2) as w:
+        for _ in range(5):
+            loss = F.cross_entropy(model(X), Y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+        w.event("evaluate", "evaluate val 1.0", {"losses": {"val": 1.0}})
+    capsys.readouterr()
+    assert cli.main(["replay", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["steps"] == 5 and doc["stats_step"] == 4
+    assert [l["kind"] for l in doc["layers"]] == ["ReLU", "Tanh", "Sigmoid"]
+    assert doc["eval"] == {"val": 1.0} and doc["expected_initial_loss"] is None
+    assert doc["update_ratio_log10"] == {}    # step 5 took no snapshot: no ratios measured
+    events = [m for m in load(path).messages if isinstance(m, Event)]
+    assert events == [Event("evaluate", 5, "evaluate val 1.0", {"losses": {"val": 1.0}})]
+
+
+def test_without_an_optimizer_and_bad_every(tmp_path):
+    model = make_model()
+    with pytest.raises(ValueError, match="every"):
+        watch(model, tmp_path / "x.jsonl", every=0)
+    w = watch(model, tmp_path / "n.jsonl", every=1)
+    loss = F.cross_entropy(model(torch.randn(4, 8)), torch.arange(4) % 3)
+    loss.backward()
+    w.step(loss.item())
+    w.close()
+    (r,) = [r for m in load(tmp_path / "n.jsonl").messages if isinstance(m, Steps)
+            for r in m.results]
+    assert r.stats is not None and all(math.isnan(x) for x in r.update_ratio_log10)
+    assert r.stats.weights[0].grad_std == pytest.approx(model[0].weight.grad.std().item())

@@ -244,7 +244,7 @@ class Runner:
     def finish(self) -> None:
         t = self.trainer
         if t.stopped is not None:
-            self.put(Event("stopped", t.steps_done, f"stopped: {t.stopped.message()}",
+            self.put(Event("stopped", t.stopped.step, f"stopped: {t.stopped.message()}",
                            {"where": t.stopped.where, "what": t.stopped.what}))
         else:
             self.put(Event("note", t.steps_done, f"finished {t.steps_done:,} steps"))

@@ -38,7 +38,7 @@ class FakeSource:
         self.queue.extend(messages)
 
 
-SMALL_CONFIG = TrainConfig(n_hidden=30, steps=400, stats_every=100, lr_decay_step=300)
+SMALL_CONFIG = TrainConfig(n_hidden=30, steps=1000, stats_every=100, lr_decay_step=300)
 
 
 def small_words(n: int = 400) -> list[str]:
@@ -89,3 +89,14 @@ def recorded_run(config: TrainConfig = SMALL_CONFIG, steps: int = 400) -> list:
     out.append(Status(step=trainer.steps_done, lr=trainer.lr, running=False,
                       finished=trainer.finished, steps_per_sec=812.0))
     return out
+
+
+def async_test(fn):
+    """Run an async test on a fresh event loop (no async plugin needed)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return wrapper

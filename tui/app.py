@@ -236,7 +236,7 @@ class TraintopApp(App[int]):
         self.send("calibrate", apply=False)
 
     def action_checkpoint(self) -> None:
-        self.send("save")
+        self.send("checkpoint")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -8,6 +8,7 @@ from data.dataset import DEFAULT_DATA, build_dataset
 from data.words import read_words
 from engine.config import TrainConfig
 from engine.feed import Command, Event, RunStarted, Status, Steps
+from engine.threads import apply_threads
 from engine.trainer import Trainer
 
 
@@ -54,6 +55,9 @@ def recorded_run(config: TrainConfig = SMALL_CONFIG, steps: int = 400) -> list:
     """The messages of a seeded in-process run, as a live source sends them:
     a run start, batches of steps, an lr change, an evaluation, samples,
     a calibration and fixed status lines (fixed rates keep snapshots stable)."""
+    # One torch thread, as the live child uses: a tiny model on a shared
+    # machine collapses with more (see engine.threads).
+    apply_threads(1)
     dataset = build_dataset(small_words(), config.block_size, config.split_seed, source="small")
     trainer = Trainer(config, dataset)
     out: list = [RunStarted(trainer.info(), None)]

@@ -98,7 +98,6 @@ class RunState:
         elif event.kind == "evaluate":
             if "val" in event.data:
                 self.history.add_val_loss(event.data["val"])
-            self.history.mark(event.text)
             changed.add("loss")
         elif event.kind == "sample":
             self.names = tuple(event.data.get("names", ()))

@@ -21,11 +21,12 @@ class SaturationPane(PlotPane):
         if not self.bars:
             plt.title("saturation · no Tanh layers in this stack")
             return
-        plt.title(f"% saturated |t|>0.97 · step {self.step:,}")
+        plt.title("% saturated |t|>0.97")
+        # Horizontal bars: every layer keeps its label, however narrow the pane.
         labels = [f"L{i} d{dead}" for i, _, dead, _ in self.bars]
         values = [pct for _, pct, _, _ in self.bars]
-        plt.bar(labels, values, marker="#" if no_color else "sd",
-                **({} if no_color else {"color": "orange+"}))
-        plt.horizontal_line(GUIDE, color="gray")
-        plt.ylim(0, max(max(values), GUIDE) * 1.15)
-        plt.xlabel("layer, dead units (saturated on every example)")
+        plt.bar(labels, values, orientation="horizontal", width=0.6,
+                marker="#" if no_color else "sd", **({} if no_color else {"color": "orange+"}))
+        plt.vertical_line(GUIDE, color="gray")
+        plt.xlim(0, max(max(values), GUIDE) * 1.15)
+        plt.xlabel(f"step {self.step:,} · dN: dead units")

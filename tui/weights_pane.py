@@ -55,9 +55,15 @@ class WeightTable(Static):
         table = Table(box=None, padding=(0, 1), expand=False, header_style="bold")
         for column in ("parameter", "shape", "grad mean", "grad std", "grad:data", ""):
             table.add_column(column, justify="right" if column.startswith("grad") else "left")
-        flagged = outliers([w.grad_data_ratio for w in stats.weights])
+        ratios = [w.grad_data_ratio for w in stats.weights]
+        flagged = outliers(ratios)
+        largest = ratios.index(max(ratios)) if ratios else -1
         for k, w in enumerate(stats.weights):
-            mark = Text("<- outlier", style="bold red") if k in flagged else Text("")
+            if k in flagged:
+                mark = Text(f"<- outlier ({w.grad_data_ratio / statistics.median(ratios):.0f}x median)",
+                            style="bold red")
+            else:
+                mark = Text("<- largest" if k == largest else "", style="dim")
             row_style = "bold" if k in flagged else ""
             table.add_row(w.name, "x".join(map(str, w.shape)), f"{w.grad_mean:+.2e}",
                           f"{w.grad_std:.2e}", f"{w.grad_data_ratio:.2e}", mark, style=row_style)

@@ -8,13 +8,15 @@ heavier panes every second), and only when they are on screen.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from engine.config import GAIN_STEPS, parse_gain
-from engine.feed import Command, Source
+from engine.feed import Command, Event, Source, Steps
 from tui.calibration_pane import CalibrationPane
 from tui.events_pane import EventsPane
 from tui.health_pane import HealthPane
@@ -31,11 +33,12 @@ from tui.weights_pane import WeightsPane
 POLL_SECONDS = 0.05      # drain the source 20 times a second
 FAST_SECONDS = 0.2       # loss pane and status line
 SLOW_SECONDS = 1.0       # histograms, weights, ratio, saturation, health
+ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
 TABS = ("training", "activations", "weights", "health")
 
 
 class TraintopApp(App[int]):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")   # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = False
     BINDINGS = [
         Binding("space", "toggle_pause", "pause"),
@@ -124,13 +127,16 @@ class TraintopApp(App[int]):
         if not messages:
             return
         changed: set[str] = set()
+        answered = False
         for message in messages:
             changed |= self.state.apply(message)
-            kind = getattr(message, "kind", None)
-            if kind is not None:
+            if not isinstance(message, Steps):
+                answered = True
+            if isinstance(message, Event):
                 self.answer_event(message)
         self.mark(changed)
-        if "status" in changed:
+        # Answers to keys show at once; the step counter rides the loss clock.
+        if answered:
             self.status_line.show(self.state, self.read_only)
 
     def answer_event(self, event) -> None:
@@ -161,6 +167,7 @@ class TraintopApp(App[int]):
     # ----- redraws ---------------------------------------------------------------
     def redraw_fast(self) -> None:
         self.loss.replot()
+        self.status_line.show(self.state, self.read_only)
 
     def redraw_slow(self) -> None:
         for pane in (self.ratio, self.saturation, self.activations, self.gradients, self.weights):
@@ -195,6 +202,9 @@ class TraintopApp(App[int]):
         except Exception as exc:  # noqa: BLE001
             self.report_error(f"{name}: {exc}")
             return False
+        # Look for the answer sooner than the next regular poll.
+        for delay in ANSWER_POLLS:
+            self.set_timer(delay, self.drain)
         return True
 
     def action_toggle_pause(self) -> None:

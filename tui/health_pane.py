@@ -27,7 +27,7 @@ class HealthPane(Static):
         if findings is None:
             return
         if not findings:
-            self.update("no findings yet")
+            self.update("no findings yet", layout=False)
             return
         table = Table(box=None, padding=(0, 1), show_header=False, expand=True)
         table.add_column("severity", no_wrap=True)
@@ -37,4 +37,4 @@ class HealthPane(Static):
             sev = getattr(f, "severity", "info")
             table.add_row(Text(SEVERITY_WORD.get(sev, sev), style=SEVERITY_STYLE.get(sev, "")),
                           str(getattr(f, "where", "")), str(getattr(f, "message", "")))
-        self.update(table)
+        self.update(table, layout=False)

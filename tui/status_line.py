@@ -46,5 +46,10 @@ class StatusLine(Static):
     StatusLine { height: 1; padding: 0 1; background: $primary-background; }
     """
 
+    _shown: str | None = None
+
     def show(self, state: RunState, read_only: bool = False) -> None:
-        self.update(status_text(state, read_only))
+        text = status_text(state, read_only)
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)   # one fixed row: no layout pass

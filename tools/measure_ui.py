@@ -5,7 +5,9 @@
 1. headless `traintop run --steps N` steps/s (startup subtracted via a
    --steps 0 run), before and after each live run (the machine may be shared);
 2. the live app in a real terminal (tmux, --size): the trainer child's steps/s
-   over the window, key-to-screen latency (`]`/`[` sent with tmux send-keys,
+   over the window (steps read from the status line) per wall second and per
+   CPU second of the trainer process (the machine may be shared: CPU time
+   says what the trainer costs, wall time what it got), key-to-screen latency (`]`/`[` sent with tmux send-keys,
    the status line polled with capture-pane until the new lr shows), pane
    redraws per second, and the UI process's CPU (utime+stime from /proc).
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import os
 import re
 import subprocess
@@ -29,20 +32,29 @@ LR = re.compile(r"· lr (\S+) ·")
 STEP = re.compile(r"step ([\d,]+) ·")
 
 
-def headless_rate(steps: int) -> float:
-    def timed(n: int) -> float:
+def headless_rate(steps: int) -> dict:
+    """Wall and CPU steps/s of `traintop run`, its start-up subtracted."""
+    def timed(n: int) -> tuple[float, float]:
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "engine.cli", "run", "--steps", str(n), "--json"],
                        cwd=ROOT, check=True, capture_output=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
-        return time.perf_counter() - start
-    overhead = timed(0)
-    return steps / (timed(steps) - overhead)
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+        return time.perf_counter() - start, cpu
+    wall0, cpu0 = timed(0)
+    wall, cpu = timed(steps)
+    return {"wall": steps / (wall - wall0), "cpu": steps / (cpu - cpu0)}
 
 
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def screen_step(screen: str) -> int:
+    return int(STEP.search(screen).group(1).replace(",", ""))
 
 
 def children(pid: int) -> list[int]:
@@ -105,10 +117,12 @@ def outer(args) -> dict:
     for _ in range(args.repeats):
         live = live_run(args)
         headless.append(headless_rate(args.steps))
-        live["live_vs_headless"] = live["live"]["trainer_steps_per_sec"] / \
-            ((headless[-2] + headless[-1]) / 2)
+        before, after = headless[-2], headless[-1]
+        live["live_vs_headless"] = {
+            k: live["trainer_steps_per_sec"][k] / ((before[k] + after[k]) / 2)
+            for k in ("wall", "cpu")}
         rows.append(live)
-    ratios = sorted(r["live_vs_headless"] for r in rows)
+    ratios = {k: sorted(r["live_vs_headless"][k] for r in rows) for k in ("wall", "cpu")}
     latencies = sorted(x for r in rows for x in r["key_to_screen_ms"])
     return {
         "size": args.size,
@@ -116,7 +130,7 @@ def outer(args) -> dict:
         "load_average_at_end": os.getloadavg(),
         "headless_steps_per_sec": headless,
         "runs": rows,
-        "live_vs_headless_median": ratios[len(ratios) // 2],
+        "live_vs_headless_median": {k: v[len(v) // 2] for k, v in ratios.items()},
         "key_to_screen_ms_median": latencies[len(latencies) // 2],
         "key_to_screen_ms_p90": latencies[int(len(latencies) * 0.9)],
     }
@@ -142,7 +156,11 @@ def live_run(args) -> dict:
         while not STEP.search(tmux("capture-pane", "-p", "-t", "m")):
             time.sleep(0.2)
         time.sleep(5.0)
+        trainer_pid = next(p for p in children(app_pid) if "spawn_main" in cmdline(p)
+                           and "resource_tracker" not in cmdline(p))
+        step0 = screen_step(tmux("capture-pane", "-p", "-t", "m"))
         cpu0, t0 = cpu_seconds(app_pid), time.perf_counter()
+        tcpu0 = cpu_seconds(trainer_pid)
         latencies = []
         for k in range(10):
             screen = tmux("capture-pane", "-p", "-t", "m")
@@ -160,7 +178,10 @@ def live_run(args) -> dict:
             time.sleep(1.0)
         remaining = args.seconds - (time.perf_counter() - t0)
         time.sleep(max(0.0, remaining))
-        cpu = (cpu_seconds(app_pid) - cpu0) / (time.perf_counter() - t0)
+        wall = time.perf_counter() - t0
+        cpu = (cpu_seconds(app_pid) - cpu0) / wall
+        steps = screen_step(tmux("capture-pane", "-p", "-t", "m")) - step0
+        trainer = {"wall": steps / wall, "cpu": steps / (cpu_seconds(trainer_pid) - tcpu0)}
         tmux("send-keys", "-t", "m", "q")
         deadline = time.monotonic() + 20
         while not out.exists() and time.monotonic() < deadline:
@@ -171,6 +192,7 @@ def live_run(args) -> dict:
         "live": json.loads(out.read_text()),
         "key_to_screen_ms": [1000 * x for x in latencies],
         "ui_process_cpu_cores": cpu,
+        "trainer_steps_per_sec": trainer,
     }
 
 def main() -> int:

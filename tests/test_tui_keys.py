@@ -199,11 +199,12 @@ def test_status_text_before_the_run_starts():
 async def test_health_pane_without_and_with_rules(run_messages, monkeypatch):
     source = FakeSource(run_messages)
     app = TraintopApp(source)
+    monkeypatch.setattr(health_rules, "HealthMonitor", None)
+    monkeypatch.setattr(health_rules, "AVAILABLE", False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("4")
         await pilot.pause(0.1)
-        if not health_rules.AVAILABLE:
-            assert str(app.health.content) == "health rules not available"
+        assert str(app.health.content) == "health rules not available"
 
     class Finding:
         def __init__(self, rule, severity, where, message):
@@ -239,3 +240,24 @@ async def test_health_pane_without_and_with_rules(run_messages, monkeypatch):
         console.print(app.health.content)
         assert "warn  layer 2  seen 400 steps" in console.export_text()
         assert [f.message for f in app.state.findings()] == ["seen 400 steps"]
+
+
+@async_test
+async def test_the_real_health_rules_when_installed():
+    """With engine.health present, a lecture-style broken init is diagnosed in the pane."""
+    pytest.importorskip("engine.health")
+    from engine.config import TrainConfig
+
+    messages = recorded_run(TrainConfig(n_hidden=30, steps=1000, stats_every=20,
+                                        batchnorm=False, gain="3"), steps=200)
+    source = FakeSource(messages)
+    app = TraintopApp(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: not source.queue)
+        findings = app.state.findings()
+        assert findings, "a gain of 3 without BatchNorm saturates the Tanh layers"
+        await pilot.press("4")
+        await pilot.pause(1.2)
+        console = Console(width=110, record=True, file=io.StringIO())
+        console.print(app.health.content)
+        assert findings[0].message[:40] in console.export_text().replace("\n", " ")

@@ -12,6 +12,17 @@ from tui.app import TraintopApp
 from tui_fakes import FakeSource, recorded_run
 
 
+@pytest.fixture(autouse=True)
+def without_health_rules(monkeypatch):
+    """Snapshots show the app without engine.health, whether or not it is
+    installed, so they stay the same when it is (its pane has its own test)."""
+    from tui import health_rules
+
+    monkeypatch.setattr(health_rules, "HealthMonitor", None)
+    monkeypatch.setattr(health_rules, "AVAILABLE", False)
+    monkeypatch.setattr(health_rules, "RULES", ())
+
+
 @pytest.fixture(scope="module")
 def run_messages():
     return recorded_run()

@@ -15,6 +15,7 @@ queues; build a LiveSession before App.run()/run_test().
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import multiprocessing.resource_tracker
 import queue
 import time
@@ -179,6 +180,7 @@ class Runner:
         self.last_status = 0.0
         self.times: deque[float] = deque()   # when recent steps finished
         self.quit = False
+        self.parent = os.getppid()
 
     # ----- output ------------------------------------------------------------
     def flush(self) -> None:
@@ -250,7 +252,17 @@ class Runner:
             self.put(Event("note", t.steps_done, f"finished {t.steps_done:,} steps"))
         self.status(force=True)
 
+    def orphaned(self) -> bool:
+        """The viewer died without a quit (SSH hangup, kill): stop too."""
+        if os.getppid() == self.parent:
+            return False
+        # Nobody reads the pipe any more: exit without waiting to flush it.
+        self.messages.cancel_join_thread()
+        return True
+
     def drain(self) -> None:
+        if self.orphaned():
+            self.quit = True
         while not self.quit:
             try:
                 command = self.commands.get_nowait()
@@ -262,6 +274,9 @@ class Runner:
             self.handle(command)
 
     def wait_for_command(self, timeout: float) -> None:
+        if self.orphaned():
+            self.quit = True
+            return
         try:
             command = self.commands.get(timeout=timeout)
         except queue.Empty:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import pytest
+from pathlib import Path
 
 from data.dataset import load_dataset
 from engine.config import TrainConfig
@@ -176,5 +178,52 @@ def test_close_ends_a_busy_child(words, tmp_path):
     session.close()
     assert not session.is_alive()
     with pytest.raises(ProcessLookupError):
-        import os
+
         os.kill(pid, 0)
+
+
+def test_the_child_stops_when_its_viewer_dies(words, tmp_path):
+    """A viewer killed without a quit (an SSH hangup) leaves no trainer behind."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from engine.config import TrainConfig\n"
+        "from engine.session import LiveSession, SessionSpec\n"
+        "if __name__ == '__main__':\n"
+        f"    s = LiveSession(SessionSpec(TrainConfig(n_hidden=16), data={str(words)!r}))\n"
+        "    s.start()\n"
+        "    print(s.pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    path = tmp_path / "viewer.py"
+    path.write_text(script)
+    root = Path(__file__).resolve().parent.parent
+    viewer = subprocess.Popen([sys.executable, str(path)], cwd=root, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    child = int(viewer.stdout.readline())
+    time.sleep(1.0)
+    viewer.send_signal(signal.SIGKILL)
+    viewer.wait(10)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not running(child):
+            return
+        time.sleep(0.1)
+    state = process_state(child)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError(f"the trainer outlived its viewer (state {state})")
+
+
+def process_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a reparented zombie waits for init to reap it)."""
+    return process_state(pid) not in (None, "Z")

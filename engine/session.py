@@ -20,7 +20,7 @@ import multiprocessing.resource_tracker
 import queue
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import TrainConfig
@@ -43,7 +43,6 @@ class SessionSpec:
     threads: int | None = None       # None: engine.threads.choose_threads
     checkpoint_dir: str = "."        # where `checkpoint` without a path writes
     start_paused: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 class LiveSession:

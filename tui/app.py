@@ -40,7 +40,10 @@ TABS = ("training", "activations", "weights", "health")
 class TraintopApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")   # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = False
+    # help and quit first: an 80-column footer cuts off the end of the list.
     BINDINGS = [
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
         Binding("space", "toggle_pause", "pause"),
         Binding("n", "step", "step"),
         Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
@@ -54,8 +57,6 @@ class TraintopApp(App[int]):
         Binding("s", "sample", "sample"),
         Binding("c", "calibrate", "calib"),
         Binding("w", "checkpoint", "save"),
-        Binding("question_mark", "help", "help", key_display="?"),
-        Binding("q", "quit", "quit"),
         *(Binding(str(k + 1), f"tab('{name}')", name, show=False) for k, name in enumerate(TABS)),
     ]
 

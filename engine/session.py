@@ -70,7 +70,8 @@ class LiveSession:
         if self._process is not None:
             return
         self._process = self._ctx.Process(target=child_main, name="traintop-trainer",
-                                          args=(self.spec, self._commands, self._messages),
+                                          args=(self.spec, self._commands, self._messages,
+                                                os.getpid()),
                                           daemon=True)
         self._process.start()
 
@@ -118,15 +119,19 @@ class LiveSession:
 
 # ----- the child --------------------------------------------------------------
 
-def child_main(spec: SessionSpec, commands, messages) -> None:
-    """Entry point of the spawned process: build, then serve until quit."""
+def child_main(spec: SessionSpec, commands, messages, parent: int | None = None) -> None:
+    """Entry point of the spawned process: build, then serve until quit.
+
+    `parent` is the viewer's pid, taken before the spawn: if the viewer dies
+    while the child is still starting, getppid() already names init."""
     try:
         trainer = _build(spec)
     except Exception as exc:  # noqa: BLE001 - every failure goes to the viewer
         messages.put(Event("error", 0, _describe(exc)))
-        _wait_for_quit(commands)
+        _wait_for_quit(commands, os.getppid() if parent is None else parent)
+        messages.cancel_join_thread()   # the viewer may be gone: do not wait to flush
         return
-    Runner(trainer, spec, commands, messages).serve()
+    Runner(trainer, spec, commands, messages, parent).serve()
 
 
 def _build(spec: SessionSpec):
@@ -149,8 +154,8 @@ def _build(spec: SessionSpec):
     return trainer
 
 
-def _wait_for_quit(commands) -> None:
-    while True:
+def _wait_for_quit(commands, parent: int) -> None:
+    while os.getppid() == parent:
         try:
             if commands.get(timeout=0.5).name == "quit":
                 return
@@ -168,7 +173,7 @@ def _describe(exc: BaseException) -> str:
 class Runner:
     """The child's loop: step while running, answer commands between steps."""
 
-    def __init__(self, trainer, spec: SessionSpec, commands, messages):
+    def __init__(self, trainer, spec: SessionSpec, commands, messages, parent: int | None = None):
         self.trainer = trainer
         self.spec = spec
         self.commands = commands
@@ -179,7 +184,7 @@ class Runner:
         self.last_status = 0.0
         self.times: deque[float] = deque()   # when recent steps finished
         self.quit = False
-        self.parent = os.getppid()
+        self.parent = os.getppid() if parent is None else parent
 
     # ----- output ------------------------------------------------------------
     def flush(self) -> None:

@@ -261,3 +261,21 @@ async def test_the_real_health_rules_when_installed():
         console = Console(width=110, record=True, file=io.StringIO())
         console.print(app.health.content)
         assert findings[0].message[:40] in console.export_text().replace("\n", " ")
+
+
+def test_the_lecture_last_layer_is_flagged_at_init():
+    """Without BatchNorm the output layer, scaled by 0.1 at init, trains far faster."""
+    from data.dataset import build_dataset
+    from engine.config import TrainConfig
+    from engine.threads import apply_threads
+    from engine.trainer import Trainer
+    from tui.weights_pane import outliers
+    from tui_fakes import small_words
+
+    apply_threads(1)
+    trainer = Trainer(TrainConfig(n_hidden=30, batchnorm=False),
+                      build_dataset(small_words(), 3, 42, source="small"))
+    stats = trainer.step().stats
+    ratios = [w.grad_data_ratio for w in stats.weights]
+    assert outliers(ratios) == {len(ratios) - 1}
+    assert stats.weights[-1].name == trainer.info().param_names[-2]  # last Linear weight

@@ -1,4 +1,5 @@
-"""Snapshots of the full layout fed with a fixed, seeded run (never a live one).
+"""Snapshots of the full layout fed with a fixed run made of formulas (never a
+live one, and no torch arithmetic whose last bits may differ between CPUs).
 
 Regenerate after a deliberate change of the layout with
 `python -m pytest tests/test_tui_snapshots.py --snapshot-update`.
@@ -9,7 +10,8 @@ from __future__ import annotations
 import pytest
 
 from tui.app import TraintopApp
-from tui_fakes import FakeSource, recorded_run
+from tui_fakes import FakeSource
+from tui_fixed_run import fixed_first_step_without_batchnorm, fixed_run
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +27,7 @@ def without_health_rules(monkeypatch):
 
 @pytest.fixture(scope="module")
 def run_messages():
-    return recorded_run()
+    return fixed_run()
 
 
 def fixed_app(messages) -> TraintopApp:
@@ -71,18 +73,7 @@ def test_no_color(snap_compare, run_messages, monkeypatch):
 
 @pytest.fixture(scope="module")
 def first_step_without_batchnorm():
-    """The lecture's stack without BatchNorm after one step: its last layer,
-    scaled by 0.1 at init, has a grad:data ratio hundreds of times the rest."""
-    from data.dataset import build_dataset
-    from engine.feed import RunStarted, Status, Steps
-    from engine.trainer import Trainer
-    from tui_fakes import SMALL_CONFIG, small_words
-
-    config = SMALL_CONFIG.with_changes(batchnorm=False)
-    trainer = Trainer(config, build_dataset(small_words(), 3, 42, source="small"))
-    result = trainer.step()
-    return [RunStarted(trainer.info()), Steps((result,)),
-            Status(step=1, lr=0.1, running=False, finished=False, steps_per_sec=0.0)]
+    return fixed_first_step_without_batchnorm()
 
 
 def test_weights_outlier_stands_out(snap_compare, first_step_without_batchnorm):

@@ -1,0 +1,106 @@
+"""Sources the app tests control: fixed messages in, commands recorded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from data.dataset import DEFAULT_DATA, build_dataset
+from data.words import read_words
+from engine.config import TrainConfig
+from engine.feed import Command, Event, RunStarted, Status, Steps
+from engine.threads import apply_threads
+from engine.trainer import Trainer
+
+
+class FakeSource:
+    """Hands out queued messages; records every command it is sent."""
+
+    def __init__(self, messages=(), read_only: bool = False):
+        self.queue = list(messages)
+        self.commands: list[Command] = []
+        self.read_only = read_only
+        self.started = False
+        self.closed = False
+
+    def start(self) -> None:
+        self.started = True
+
+    def poll(self, limit: int = 1000):
+        out, self.queue = self.queue[:limit], self.queue[limit:]
+        return out
+
+    def send(self, command: Command) -> None:
+        self.commands.append(command)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def push(self, *messages) -> None:
+        self.queue.extend(messages)
+
+
+SMALL_CONFIG = TrainConfig(n_hidden=30, steps=1000, stats_every=100, lr_decay_step=300)
+
+
+def small_words(n: int = 400) -> list[str]:
+    return read_words(DEFAULT_DATA)[:n]
+
+
+def write_words(path: Path, n: int = 400) -> Path:
+    path.write_text("\n".join(small_words(n)) + "\n")
+    return path
+
+
+def recorded_run(config: TrainConfig = SMALL_CONFIG, steps: int = 400) -> list:
+    """The messages of a seeded in-process run, as a live source sends them:
+    a run start, batches of steps, an lr change, an evaluation, samples,
+    a calibration and fixed status lines (fixed rates keep snapshots stable)."""
+    # One torch thread, as the live child uses: a tiny model on a shared
+    # machine collapses with more (see engine.threads).
+    apply_threads(1)
+    dataset = build_dataset(small_words(), config.block_size, config.split_seed, source="small")
+    trainer = Trainer(config, dataset)
+    out: list = [RunStarted(trainer.info(), None)]
+    half = steps // 2
+    batch: list = []
+    for _ in range(half):
+        batch.append(trainer.step())
+        if len(batch) == 50:
+            out.append(Steps(tuple(batch)))
+            batch = []
+    out.append(Steps(tuple(batch))) if batch else None
+    old = trainer.lr
+    trainer.set_lr(old * 2)
+    out.append(Event("lr", trainer.steps_done, f"lr {old:g} -> {trainer.lr:g}",
+                     {"old": old, "lr": trainer.lr}))
+    batch = []
+    for _ in range(steps - half):
+        batch.append(trainer.step())
+        if len(batch) == 50:
+            out.append(Steps(tuple(batch)))
+            batch = []
+    out.append(Steps(tuple(batch))) if batch else None
+    losses = trainer.evaluate(("train", "val"))
+    out.append(Event("evaluate", trainer.steps_done,
+                     "evaluate: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+                     dict(losses)))
+    names = list(trainer.sample(10))
+    out.append(Event("sample", trainer.steps_done, "sampled 10 names", {"names": names}))
+    cal = trainer.calibrate(False)
+    out.append(Event("calibrate", trainer.steps_done, "calibrate", {
+        "layers": list(cal.layers), "mean_max_diff": list(cal.mean_max_diff),
+        "std_max_rel_diff": list(cal.std_max_rel_diff), "applied": cal.applied}))
+    out.append(Status(step=trainer.steps_done, lr=trainer.lr, running=False,
+                      finished=trainer.finished, steps_per_sec=812.0))
+    return out
+
+
+def async_test(fn):
+    """Run an async test on a fresh event loop (no async plugin needed)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+    return wrapper

@@ -1,0 +1,281 @@
+"""The Textual app: panes fed from a Source, keys sent back as Commands.
+
+Only the UI thread touches widgets and plotext: a timer drains the source
+(`poll()` never blocks), the run state takes the messages in and the panes
+that changed are redrawn on their own clocks (the loss every 0.2 s, the
+heavier panes every second), and only when they are on screen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from engine.config import GAIN_STEPS, parse_gain
+from engine.feed import Command, Event, Source, Steps
+from tui.calibration_pane import CalibrationPane
+from tui.events_pane import EventsPane
+from tui.health_pane import HealthPane
+from tui.help_screen import HelpScreen
+from tui.histogram_pane import HistogramPane
+from tui.loss_pane import LossPane
+from tui.ratio_pane import RatioPane
+from tui.run_state import RunState
+from tui.samples_pane import SamplesPane
+from tui.saturation_pane import SaturationPane
+from tui.status_line import StatusLine
+from tui.weights_pane import WeightsPane
+
+POLL_SECONDS = 0.05      # drain the source 20 times a second
+FAST_SECONDS = 0.2       # loss pane and status line
+SLOW_SECONDS = 1.0       # histograms, weights, ratio, saturation, health
+ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
+TABS = ("training", "activations", "weights", "health")
+
+
+class TraintopApp(App[int]):
+    CSS_PATH = Path(__file__).with_name("app.tcss")   # absolute: subclasses live elsewhere
+    ENABLE_COMMAND_PALETTE = False
+    # help and quit first: an 80-column footer cuts off the end of the list.
+    BINDINGS = [
+        Binding("question_mark", "help", "help", key_display="?"),
+        Binding("q", "quit", "quit"),
+        Binding("space", "toggle_pause", "pause"),
+        Binding("n", "step", "step"),
+        Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
+        Binding("left_square_bracket", "scale_lr(0.5)", "lr÷2", key_display="["),
+        Binding("G", "gain(1)", "gain+", key_display="G"),
+        Binding("g", "gain(-1)", "gain-"),
+        Binding("b", "toggle('batchnorm')", "BN"),
+        Binding("f", "toggle('fan_in')", "fan-in"),
+        Binding("r", "restart", "restart"),
+        Binding("e", "evaluate", "eval"),
+        Binding("s", "sample", "sample"),
+        Binding("c", "calibrate", "calib"),
+        Binding("w", "checkpoint", "save"),
+        *(Binding(str(k + 1), f"tab('{name}')", name, show=False) for k, name in enumerate(TABS)),
+    ]
+
+    def __init__(self, source: Source, title: str = "traintop"):
+        super().__init__()
+        self.source = source
+        self.title = title
+        self.state = RunState()
+        self.read_only = bool(getattr(source, "read_only", False))
+        self.errors = 0
+        s = self.state
+        self.loss = LossPane(s, id="loss")
+        self.ratio = RatioPane(s, id="ratio")
+        self.saturation = SaturationPane(s, id="saturation")
+        self.activations = HistogramPane(s, "activation", id="act-hist")
+        self.gradients = HistogramPane(s, "gradient", id="grad-hist")
+        self.weights = WeightsPane(s, id="weights")
+        self.status_line = StatusLine(id="status")
+        self.samples = SamplesPane(id="samples")
+        self.events = EventsPane(id="events")
+        self.calibration = CalibrationPane(id="calibration")
+        self.health = HealthPane(id="health")
+        self._text_dirty: set[str] = set()
+
+    # ----- layout --------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="tabs", initial="training"):
+            with TabPane("1 training", id="training"):
+                with Horizontal(id="training-top"):
+                    yield self.loss
+                    yield self.saturation
+                yield self.ratio
+            with TabPane("2 activations", id="activations"):
+                yield self.activations
+                yield self.gradients
+            with TabPane("3 weights", id="weights-tab"):
+                yield self.weights
+            with TabPane("4 health", id="health-tab"):
+                with Horizontal():
+                    with Vertical(id="health-left"):
+                        yield self.health
+                        yield self.calibration
+                    with Vertical(id="health-right"):
+                        yield self.samples
+                        yield self.events
+        yield self.status_line
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.status_line.show(self.state, self.read_only)
+        try:
+            self.source.start()
+        except Exception as exc:  # noqa: BLE001 - a source that cannot start is shown, not fatal
+            self.notify(f"source did not start: {exc}", severity="error", timeout=10)
+        self.set_interval(POLL_SECONDS, self.drain)
+        self.set_interval(FAST_SECONDS, self.redraw_fast)
+        self.set_interval(SLOW_SECONDS, self.redraw_slow)
+
+    def on_unmount(self) -> None:
+        self.source.close()
+
+    # ----- messages in ---------------------------------------------------------
+    def drain(self) -> None:
+        try:
+            messages = self.source.poll()
+        except Exception as exc:  # noqa: BLE001 - keep the app alive
+            self.report_error(f"source: {exc}")
+            return
+        if not messages:
+            return
+        changed: set[str] = set()
+        answered = False
+        for message in messages:
+            changed |= self.state.apply(message)
+            if not isinstance(message, Steps):
+                answered = True
+            if isinstance(message, Event):
+                self.answer_event(message)
+        self.mark(changed)
+        # Answers to keys show at once; the step counter rides the loss clock.
+        if answered:
+            self.status_line.show(self.state, self.read_only)
+
+    def answer_event(self, event) -> None:
+        if event.kind == "error":
+            self.report_error(event.text)
+        elif event.kind in ("evaluate", "calibrate", "checkpoint", "stopped", "lr"):
+            self.notify(event.text, timeout=4, severity="warning" if event.kind == "stopped"
+                        else "information")
+
+    def report_error(self, text: str) -> None:
+        self.errors += 1
+        self.notify(text, title="engine error", severity="error", timeout=8)
+
+    def mark(self, changed: set[str]) -> None:
+        for name, panes in (("loss", (self.loss,)), ("ratio", (self.ratio,)),
+                            ("saturation", (self.saturation,)),
+                            ("histograms", (self.activations, self.gradients)),
+                            ("weights", (self.weights,))):
+            if name in changed:
+                for pane in panes:
+                    pane.dirty = True
+        self._text_dirty |= changed & {"samples", "events", "health"}
+        if changed & {"samples", "events"}:
+            self.redraw_text({"samples", "events"} & changed)
+        if "events" in changed and self.state.calibration is not None:
+            self.calibration.show(self.state)
+
+    # ----- redraws ---------------------------------------------------------------
+    def redraw_fast(self) -> None:
+        self.loss.replot()
+        self.status_line.show(self.state, self.read_only)
+
+    def redraw_slow(self) -> None:
+        for pane in (self.ratio, self.saturation, self.activations, self.gradients, self.weights):
+            pane.replot()
+        self.redraw_text(self._text_dirty)
+
+    def redraw_text(self, which: set[str]) -> None:
+        if "samples" in which:
+            self.samples.show(self.state)
+        if "events" in which:
+            self.events.show(self.state)
+        if "health" in which:
+            self.health.show(self.state)
+        self._text_dirty -= which
+
+    def redraw_all(self) -> None:
+        """Every visible pane at once (tests and snapshots use it)."""
+        for pane in (self.loss, self.ratio, self.saturation, self.activations, self.gradients,
+                     self.weights):
+            pane.replot(force=True)
+        self.redraw_text({"samples", "events", "health"})
+        self.calibration.show(self.state)
+        self.status_line.show(self.state, self.read_only)
+
+    # ----- keys -> commands --------------------------------------------------------
+    def send(self, name: str, **args) -> bool:
+        if self.read_only:
+            self.notify("read-only: this source takes no commands", timeout=2)
+            return False
+        try:
+            self.source.send(Command(name, args))
+        except Exception as exc:  # noqa: BLE001
+            self.report_error(f"{name}: {exc}")
+            return False
+        # Look for the answer sooner than the next regular poll.
+        for delay in ANSWER_POLLS:
+            self.set_timer(delay, self.drain)
+        return True
+
+    def action_toggle_pause(self) -> None:
+        status = self.state.status
+        running = status is not None and status.running
+        self.send("pause" if running else "resume")
+
+    def action_step(self) -> None:
+        self.send("step")
+
+    def action_scale_lr(self, factor: float) -> None:
+        self.send("scale_lr", factor=float(factor))
+
+    def action_gain(self, direction: int) -> None:
+        if self.state.info is None:
+            return
+        gain = next_gain(self.state.info.config["gain"], int(direction))
+        if gain is None:
+            self.notify(f"gain is already at the {'top' if direction > 0 else 'bottom'} "
+                        f"of {', '.join(GAIN_STEPS)}", timeout=2)
+            return
+        self.send("restart", gain=gain)
+
+    def action_toggle(self, key: str) -> None:
+        if self.state.info is None:
+            return
+        self.send("restart", **{key: not self.state.info.config[key]})
+
+    def action_restart(self) -> None:
+        self.send("restart")
+
+    def action_evaluate(self) -> None:
+        self.send("evaluate", splits=["train", "val"])
+
+    def action_sample(self) -> None:
+        self.send("sample", n=10)
+
+    def action_calibrate(self) -> None:
+        self.send("calibrate", apply=False)
+
+    def action_checkpoint(self) -> None:
+        self.send("checkpoint")
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_tab(self, name: str) -> None:
+        pane_id = {"weights": "weights-tab", "health": "health-tab"}.get(name, name)
+        self.query_one(TabbedContent).active = pane_id
+
+    def on_tabbed_content_tab_activated(self) -> None:
+        self.call_after_refresh(self.redraw_all)
+
+
+def next_gain(current: str, direction: int) -> str | None:
+    """The next gain of GAIN_STEPS above (direction 1) or below (-1) `current`."""
+    value = parse_gain(current)
+    steps = [(parse_gain(g), g) for g in GAIN_STEPS]
+    if direction > 0:
+        higher = [g for v, g in steps if v > value + 1e-9]
+        return higher[0] if higher else None
+    lower = [g for v, g in steps if v < value - 1e-9]
+    return lower[-1] if lower else None
+
+
+def run_app(source: Source, title: str = "traintop") -> int:
+    """Run the app on `source` until quit; the source is closed on the way out."""
+    app = TraintopApp(source, title)
+    try:
+        app.run()
+    finally:
+        source.close()
+    return app.return_code or 0

@@ -1,0 +1,31 @@
+"""BatchNorm running estimates against exact training-set statistics (`c`)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.widgets import Static
+
+
+class CalibrationPane(Static):
+    DEFAULT_CSS = "CalibrationPane { border: round $panel; padding: 0 1; height: auto; }"
+
+    def on_mount(self) -> None:
+        self.border_title = "BatchNorm: running vs exact"
+        self.update("press c to compare the running mean/std with exact training-set values")
+
+    def show(self, state) -> None:
+        event = state.calibration
+        if event is None:
+            return
+        self.border_title = f"BatchNorm: running vs exact · step {event.step:,}"
+        layers = event.data.get("layers") or []
+        if not layers:
+            self.update("no BatchNorm layers in this run")
+            return
+        table = Table(box=None, padding=(0, 1), header_style="bold")
+        table.add_column("layer")
+        table.add_column("max |mean diff|", justify="right")
+        table.add_column("max std rel diff", justify="right")
+        for i, m, s in zip(layers, event.data["mean_max_diff"], event.data["std_max_rel_diff"]):
+            table.add_row(f"L{i}", f"{m:.3g}", f"{s:.2%}")
+        self.update(table)

@@ -1,0 +1,21 @@
+"""What was done to the run and what it answered, newest last."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+SHOWN = 50
+
+
+class EventsPane(Static):
+    DEFAULT_CSS = "EventsPane { border: round $panel; padding: 0 1; height: 1fr; }"
+
+    def on_mount(self) -> None:
+        self.border_title = "events"
+        self.update("restarts, lr changes and answers appear here")
+
+    def show(self, state) -> None:
+        if not state.events:
+            return
+        rows = list(state.events)[-max(1, self.size.height - 2 or SHOWN):]
+        self.update("\n".join(f"{step:>9,}  {text}" for step, text in rows))

@@ -1,0 +1,92 @@
+"""`?`: what each plot shows and what healthy looks like, plus the keys."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+from tui import health_rules
+
+PLOTS = """\
+# traintop help
+
+**Loss** — log10 of the training loss per step, the mean over each 1,000 steps
+(as the lecture averages) and val loss points after `e`. Healthy: it starts near
+log10 of the expected initial loss (-log(1/27) = 3.30, so about 0.52) and falls
+smoothly; a hockey stick at the start means the output layer was too confident.
+Vertical lines mark restarts and learning-rate changes.
+
+**Saturation** — % of Tanh outputs with |t| > 0.97 per layer, with the ~5% guide
+line; `dN` is the count of dead units (saturated on every example of the batch).
+Healthy: a few percent and no dead units. Many saturated units stop gradients.
+
+**Activation distribution** — histogram of each Tanh layer's output. Healthy:
+similar spread in every layer, std ~0.6-0.7, no pile-up at -1 and +1.
+
+**Gradient distribution** — histogram of the gradient at each Tanh output.
+Healthy: every layer about the same width; layers shrinking or growing with depth
+mean vanishing or exploding gradients.
+
+**Weight gradients** — histogram of each 2-D parameter's gradient and a table of
+shape, mean, std and grad:data ratio (grad std / weight std). Healthy: similar
+ratios; one far above the rest (flagged `<- outlier`, often the last layer early
+on) is being trained much faster than the others.
+
+**Update:data ratio** — log10 of (lr x grad std / weight std) per 2-D parameter,
+with the guide at -3 (updates about 1/1000 of the values). Healthy: lines settle
+near -3; far below means the lr is too low, far above means too high.
+
+**Status line** — step · lr · init gain · BatchNorm · steps/s · running, paused,
+finished, or why training stopped (the first non-finite value).
+"""
+
+KEYS = """\
+## Keys
+
+| key | action |
+|---|---|
+| space | pause / resume |
+| n | one step (pauses first) |
+| ] / [ | double / halve the learning rate (live, leaves a marker) |
+| G / g | raise / lower the init gain through 0.5, 1, 5/3, 2, 3 (restarts from step 0, same seed) |
+| b | toggle BatchNorm (restarts) |
+| f | toggle fan-in normalisation (restarts) |
+| r | restart |
+| e | evaluate train and val loss |
+| s | sample 10 names into the samples pane |
+| c | calibrate BatchNorm: running vs exact statistics |
+| w | write a checkpoint |
+| 1-4 | switch tab: training, activations, weights, health |
+| ? | this help (escape or ? closes it) |
+| q | quit |
+"""
+
+
+def rules_text() -> str:
+    if not health_rules.AVAILABLE:
+        return f"## Health rules\n\n{health_rules.UNAVAILABLE_TEXT}.\n"
+    lines = ["## Health rules", ""]
+    for rule in health_rules.RULES:
+        lines.append(f"- **{rule.title}** (`{rule.id}`): {rule.meaning}")
+    return "\n".join(lines) + "\n"
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen VerticalScroll { width: 90%; height: 90%; border: round $primary;
+                                background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape", "close", "close"),
+                Binding("question_mark", "close", "close", key_display="?"),
+                Binding("q", "close", "close", show=False)]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll():
+            yield Markdown(PLOTS + "\n" + KEYS + "\n" + rules_text())
+
+    def action_close(self) -> None:
+        self.dismiss()

@@ -1,0 +1,39 @@
+"""Loss: log10 loss per step, its 1,000-step means, val points and markers."""
+
+from __future__ import annotations
+
+import math
+
+from tui.plot_pane import PlotPane
+from tui.plotting import downsample, draw_markers, finite_points, plot_width, style
+
+
+class LossPane(PlotPane):
+    def take(self, state) -> None:
+        h = state.history
+        n = plot_width(self)
+        self.loss = finite_points(*downsample(*h.log10_loss.points(), n))
+        self.windows = finite_points(*downsample(*h.loss_windows.points(), n))
+        self.val = [(t, math.log10(v)) for t, v in h.val_loss if v > 0 and math.isfinite(v)]
+        self.markers = list(h.markers)
+        self.tick = h.tick
+
+    def draw(self, plt, no_color: bool) -> None:
+        xs, ys = self.loss
+        if not xs:
+            plt.title("log10 loss · waiting for steps")
+            return
+        plt.title("log10 loss")
+        plt.plot(xs, ys, label="per step", **style(0, no_color))
+        if self.windows[0]:
+            plt.plot(*self.windows, label="mean of 1,000", **style(1, no_color))
+        if self.val:
+            plt.scatter([t for t, _ in self.val], [v for _, v in self.val], label="val",
+                        **{**style(3, no_color), "marker": "o" if no_color else "dot"})
+        every = ys + self.windows[1] + [v for _, v in self.val]
+        lo, hi = min(every), max(every)
+        pad = (hi - lo) * 0.05 or 0.05
+        plt.ylim(lo - pad, hi + pad * 4)  # room at the top for marker labels
+        plt.xlim(0, max(self.tick, 1))
+        draw_markers(plt, self.markers, 0, self.tick, hi + pad * 3)
+        plt.xlabel("step (every run of this session)")

@@ -1,0 +1,39 @@
+"""Update-to-data ratio: log10(lr * grad.std / data.std) over steps, guide -3."""
+
+from __future__ import annotations
+
+from tui.plot_pane import PlotPane
+from tui.plotting import downsample, draw_markers, finite_points, plot_width, style
+
+GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
+
+
+class RatioPane(PlotPane):
+    def take(self, state) -> None:
+        h = state.history
+        n = plot_width(self)
+        names = state.info.param_names if state.info else ()
+        self.lines = []
+        for i in state.ratio_params:
+            if i < len(h.ratios):
+                xs, ys = finite_points(*downsample(*h.ratios[i].points(), n))
+                self.lines.append((names[i], xs, ys))
+        self.markers = list(h.markers)
+        self.tick = h.tick
+
+    def draw(self, plt, no_color: bool) -> None:
+        plt.title("update:data ratio, log10 (guide -3)")
+        if not any(xs for _, xs, _ in self.lines):
+            plt.title("update:data ratio · waiting for steps")
+            return
+        values = [GUIDE]
+        for k, (name, xs, ys) in enumerate(self.lines):
+            if xs:
+                plt.plot(xs, ys, label=name, **style(k, no_color))
+                values += ys
+        plt.horizontal_line(GUIDE, color="gray")
+        lo, hi = min(values), max(values)
+        pad = (hi - lo) * 0.05 or 0.1
+        plt.ylim(lo - pad, hi + pad * 4)
+        plt.xlim(0, max(self.tick, 1))
+        draw_markers(plt, self.markers, 0, self.tick, hi + pad * 3)

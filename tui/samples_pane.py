@@ -1,0 +1,19 @@
+"""Names sampled from the model (`s`), with the step they came from."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+
+class SamplesPane(Static):
+    DEFAULT_CSS = "SamplesPane { border: round $panel; padding: 0 1; height: 1fr; }"
+
+    def on_mount(self) -> None:
+        self.border_title = "samples"
+        self.update("press s to sample 10 names")
+
+    def show(self, state) -> None:
+        if state.names_step is None:
+            return
+        self.border_title = f"samples · step {state.names_step:,}"
+        self.update("\n".join(state.names) or "(no names)")

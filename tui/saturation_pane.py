@@ -1,0 +1,32 @@
+"""Saturation: % of |t| > 0.97 per Tanh layer, the ~5% guide, dead units."""
+
+from __future__ import annotations
+
+from tui.plot_pane import PlotPane
+
+GUIDE = 5.0   # the lecture aims for about 5% saturated
+
+
+class SaturationPane(PlotPane):
+    def take(self, state) -> None:
+        stats = state.stats
+        self.step = stats.step if stats else None
+        self.bars = [(l.index, l.saturation_pct, l.dead, l.units) for l in stats.layers] \
+            if stats else []
+
+    def draw(self, plt, no_color: bool) -> None:
+        if self.step is None:
+            plt.title("saturation · waiting for diagnostics")
+            return
+        if not self.bars:
+            plt.title("saturation · no Tanh layers in this stack")
+            return
+        plt.title("% saturated |t|>0.97")
+        # Horizontal bars: every layer keeps its label, however narrow the pane.
+        labels = [f"L{i} d{dead}" for i, _, dead, _ in self.bars]
+        values = [pct for _, pct, _, _ in self.bars]
+        plt.bar(labels, values, orientation="horizontal", width=0.6,
+                marker="#" if no_color else "sd", **({} if no_color else {"color": "orange+"}))
+        plt.vertical_line(GUIDE, color="gray")
+        plt.xlim(0, max(max(values), GUIDE) * 1.15)
+        plt.xlabel(f"step {self.step:,} · dN: dead units")

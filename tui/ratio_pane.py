@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tui.health_marks import badge, param_marks
 from tui.plot_pane import PlotPane
 from tui.plotting import downsample, draw_markers, finite_points, plot_width, style
 
@@ -20,6 +21,10 @@ class RatioPane(PlotPane):
                 self.lines.append((names[i], xs, ys))
         self.markers = list(h.markers)
         self.tick = h.tick
+        marks = param_marks(state.findings(), [name for name, _, _ in self.lines])
+        # A parameter a health finding names shows "!" / "!!" in the legend.
+        self.lines = [(f"{name} {badge(marks.get(name))}".rstrip(), xs, ys)
+                      for name, xs, ys in self.lines]
 
     def draw(self, plt, no_color: bool) -> None:
         plt.title("update:data ratio, log10 (guide -3)")

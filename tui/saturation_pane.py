@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tui.health_marks import badge, layer_marks
 from tui.plot_pane import PlotPane
 
 GUIDE = 5.0   # the lecture aims for about 5% saturated
@@ -13,6 +14,8 @@ class SaturationPane(PlotPane):
         self.step = stats.step if stats else None
         self.bars = [(l.index, l.saturation_pct, l.dead, l.units) for l in stats.layers] \
             if stats else []
+        findings = state.findings() if stats else None
+        self.marks = layer_marks(findings, [i for i, *_ in self.bars])
 
     def draw(self, plt, no_color: bool) -> None:
         if self.step is None:
@@ -23,10 +26,13 @@ class SaturationPane(PlotPane):
             return
         plt.title("% saturated |t|>0.97")
         # Horizontal bars: every layer keeps its label, however narrow the pane.
-        labels = [f"L{i} d{dead}" for i, _, dead, _ in self.bars]
+        # A layer a health finding names is labelled "!" (warn) or "!!" (error);
+        # plotext draws one colour per bar series, so the label carries the mark.
+        labels = [f"{badge(self.marks.get(i))}L{i} d{dead}" for i, _, dead, _ in self.bars]
         values = [pct for _, pct, _, _ in self.bars]
+        worst = "red" if "error" in self.marks.values() else "orange+"
         plt.bar(labels, values, orientation="horizontal", width=0.6,
-                marker="#" if no_color else "sd", **({} if no_color else {"color": "orange+"}))
+                marker="#" if no_color else "sd", **({} if no_color else {"color": worst}))
         plt.vertical_line(GUIDE, color="gray")
         plt.xlim(0, max(max(values), GUIDE) * 1.15)
         plt.xlabel(f"step {self.step:,} · dN: dead units")

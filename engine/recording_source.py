@@ -9,10 +9,11 @@ follower of the file is never more than about FLUSH_SECONDS behind.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
-from engine.feed import Command, Event, Message, RunStarted, Source, Status
+from engine.feed import Command, Event, Message, RunStarted, Source, Status, Steps
 from engine.recorder import FLUSH_SECONDS, Recorder
 
 
@@ -53,6 +54,13 @@ class RecordingSource:
             self.recorder.consume(m)
             if isinstance(m, Status):
                 self._last_status = m
+            elif isinstance(m, Steps) and self._last_status is not None:
+                # Where the run stands now: the last Status may be a second old.
+                last = m.results[-1]
+                self._last_status = dataclasses.replace(self._last_status, step=last.step,
+                                                        lr=last.lr)
+            elif isinstance(m, RunStarted):
+                self._last_status = None
         now = self._clock()
         if messages:
             self._last_flush = now
@@ -68,4 +76,7 @@ class RecordingSource:
             self.source.close()
         finally:
             if self.failed is None:
-                self.recorder.close(self._last_status)
+                # A final Status (never "running") tells readers where the session ended.
+                final = self._last_status
+                self.recorder.close(dataclasses.replace(final, running=False)
+                                    if final is not None else None)

@@ -35,7 +35,7 @@ FAST_SECONDS = 0.2       # loss pane and status line
 SLOW_SECONDS = 1.0       # histograms, weights, ratio, saturation, health
 ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
 TABS = ("training", "activations", "weights", "health")
-TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed"})
+TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
 MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
 
 
@@ -55,6 +55,7 @@ class TraintopApp(App[int]):
         Binding("end", "seek('end')", "last", priority=True),
         Binding("minus", "speed(0.5)", "slower", key_display="-", priority=True),
         Binding("plus", "speed(2.0)", "faster", key_display="+", priority=True),
+        Binding("space", "play", "play", priority=True),   # the same toggle, named for a replay
         Binding("space", "toggle_pause", "pause"),
         Binding("n", "step", "step"),
         Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
@@ -251,6 +252,9 @@ class TraintopApp(App[int]):
             return
         speed = min(MAX_SPEED, max(MIN_SPEED, status.steps_per_sec * float(factor)))
         self.send("speed", steps_per_sec=speed)
+
+    def action_play(self) -> None:
+        self.action_toggle_pause()
 
     def action_toggle_pause(self) -> None:
         status = self.state.status

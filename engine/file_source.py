@@ -176,7 +176,8 @@ class ReplaySource:
 
     def position(self) -> tuple[str, str]:
         """Where the timeline stands, for a viewer's status line: (head, tail)."""
-        head = f"replay · snapshot {self.cursor + 1}/{len(self.marks)}"
+        head = (f"replay · snapshot {self.cursor + 1}/{len(self.marks)}" if self.marks
+                else "replay · no stats snapshots")
         if self.playing:
             tail = f"playing {self.speed:,.4g} steps/s"
         elif self.target >= len(self.items):

@@ -101,3 +101,13 @@ def test_unwritable_record_path_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == (f"traintop: error: --record {target}: no such directory "
                                    f"{target.parent}")
+
+
+def test_the_session_builds_the_chosen_engine(tmp_path):
+    from engine.session import _build
+
+    words = write_words(tmp_path / "words.txt")
+    config = TrainConfig(n_hidden=8, depth=1, steps=10)
+    for engine in ("exact", "fast"):
+        trainer = _build(SessionSpec(config=config, data=str(words), threads=1, engine=engine))
+        assert trainer.engine == engine

@@ -111,3 +111,38 @@ def test_the_session_builds_the_chosen_engine(tmp_path):
     for engine in ("exact", "fast"):
         trainer = _build(SessionSpec(config=config, data=str(words), threads=1, engine=engine))
         assert trainer.engine == engine
+
+
+def test_app_command_wires_record_and_engine(tmp_path, monkeypatch):
+    """`traintop --record PATH --engine fast`: the app gets a recording source
+    around a session built with the chosen engine; closing it ends the file."""
+    import tui.app
+    from tui import app_command
+
+    words = write_words(tmp_path / "words.txt")
+    path = tmp_path / "app.jsonl"
+    seen = {}
+
+    def fake_run_app(source, title="traintop"):
+        seen["source"] = source
+        source.start()
+        deadline = time.monotonic() + 60
+        steps = 0
+        while steps < 30 and time.monotonic() < deadline:
+            steps = max([steps] + [m.results[-1].step for m in source.poll()
+                                   if isinstance(m, Steps)])
+            time.sleep(0.02)
+        source.close()
+        return 0
+
+    monkeypatch.setattr(tui.app, "run_app", fake_run_app)
+    assert app_command.main(["--record", str(path), "--engine", "fast", "--data", str(words),
+                             "--steps", "30", "--n-hidden", "8", "--depth", "1"]) == 0
+    source = seen["source"]
+    assert isinstance(source, RecordingSource) and source.source.spec.engine == "fast"
+    recording = load(path)
+    assert recording.meta["writer"] == "traintop app"
+    assert recording.messages[0].info.config["n_hidden"] == 8
+    steps = [r.step for m in recording.messages if isinstance(m, Steps) for r in m.results]
+    assert steps == list(range(1, 31))
+    assert not recording.partial_tail

@@ -74,7 +74,13 @@ class Command:
 
 
 class Source(Protocol):
-    """A source of messages; `send` is a no-op where commands make no sense."""
+    """A source of messages; `send` is a no-op where commands make no sense.
+
+    Optional, read by viewers with getattr: `read_only` (True: takes no
+    commands), `accepts` (the Command names it answers; absent: all) and
+    `position()` -> (head, tail) words for a status line (a replay's
+    timeline, a follower's writer); absent for a live run.
+    """
 
     def start(self) -> None: ...
 

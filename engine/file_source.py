@@ -59,6 +59,10 @@ def _step_of(m: Message) -> int:
 class ReplaySource:
     """A finished recording, delivered up to a cursor on its timeline."""
 
+    # The commands it answers: the timeline's. A viewer tells the user the
+    # others (lr, restart, ...) cannot change a recorded run.
+    accepts = frozenset({"pause", "resume", "step", "seek", "speed"})
+
     def __init__(self, path: str | Path, speed: float | None = None, at_end: bool = True,
                  clock=time.monotonic):
         self.path = Path(path)
@@ -170,6 +174,18 @@ class ReplaySource:
             self._status_sent = status
         return out
 
+    def position(self) -> tuple[str, str]:
+        """Where the timeline stands, for a viewer's status line: (head, tail)."""
+        head = (f"replay · snapshot {self.cursor + 1}/{len(self.marks)}" if self.marks
+                else "replay · no stats snapshots")
+        if self.playing:
+            tail = f"playing {self.speed:,.4g} steps/s"
+        elif self.target >= len(self.items):
+            tail = f"end of recording · plays at {self.speed:,.4g} steps/s"
+        else:
+            tail = f"paused · plays at {self.speed:,.4g} steps/s"
+        return head, tail
+
     def _lr(self) -> float:
         for m in reversed(self.items[:self.target]):
             if isinstance(m, Steps):
@@ -188,7 +204,10 @@ class ReplaySource:
             where = args.get("index", "end")
             {"home": self.home, "end": self.end}.get(where, lambda: self.seek(int(where)))()
         elif name == "speed":
-            self.speed = float(args["steps_per_sec"])
+            speed = float(args["steps_per_sec"])
+            if not speed > 0:
+                raise InputError(f"replay speed: must be > 0 steps/s, got {speed}")
+            self.speed = speed
             if self.playing:
                 self.play()
 
@@ -198,6 +217,8 @@ class ReplaySource:
 
 class FollowSource:
     """A recording another process is writing, read as it grows."""
+
+    read_only = True      # the writer is another process: it takes no commands
 
     CHUNK = 1 << 20       # bytes read per poll at most
     PREFIX = 256          # leading bytes compared to notice a rewritten file
@@ -307,6 +328,16 @@ class FollowSource:
             self.finished = m.finished or m.stopped is not None
         elif isinstance(m, RunStarted):
             self.finished = False
+
+    def position(self) -> tuple[str, str | None]:
+        """(head, tail) for a viewer's status line; tail None while all is well."""
+        if self.failed is not None:
+            return "attach", "stopped reading: " + self.failed
+        if self._file is None:
+            return "attach", f"waiting for {self.path.name} to appear"
+        if self.quiet:
+            return "attach", f"writer quiet for {self._clock() - self._last_data:,.0f} s"
+        return "attach", None
 
     @property
     def meta(self) -> dict:

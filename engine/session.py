@@ -43,6 +43,7 @@ class SessionSpec:
     threads: int | None = None       # None: engine.threads.choose_threads
     checkpoint_dir: str = "."        # where `checkpoint` without a path writes
     start_paused: bool = False
+    engine: str = "exact"            # Trainer engine: exact (autograd) or fast
 
 
 class LiveSession:
@@ -147,7 +148,7 @@ def _build(spec: SessionSpec):
         config = saved.with_changes(steps=steps)
     apply_threads(spec.threads or choose_threads(config))
     dataset = load_dataset(spec.data, config.block_size, config.split_seed)
-    trainer = Trainer(config, dataset, device=spec.device)
+    trainer = Trainer(config, dataset, device=spec.device, engine=spec.engine)
     if spec.resume:
         load_checkpoint(trainer, spec.resume)
         trainer.config = trainer.config.with_changes(steps=config.steps)

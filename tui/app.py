@@ -35,6 +35,8 @@ FAST_SECONDS = 0.2       # loss pane and status line
 SLOW_SECONDS = 1.0       # histograms, weights, ratio, saturation, health
 ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
 TABS = ("training", "activations", "weights", "health")
+TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
+MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
 
 
 class TraintopApp(App[int]):
@@ -44,6 +46,16 @@ class TraintopApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
+        # A source with a timeline (a replay) moves it; elsewhere these keys
+        # are not bound at all (check_action), so the live app is unchanged.
+        # Priority: the focused tab bar would take ← and → for itself.
+        Binding("left", "timeline(-1)", "prev", key_display="←", priority=True),
+        Binding("right", "timeline(1)", "next", key_display="→", priority=True),
+        Binding("home", "seek('home')", "first", priority=True),
+        Binding("end", "seek('end')", "last", priority=True),
+        Binding("minus", "speed(0.5)", "slower", key_display="-", priority=True),
+        Binding("plus", "speed(2.0)", "faster", key_display="+", priority=True),
+        Binding("space", "play", "play", priority=True),   # the same toggle, named for a replay
         Binding("space", "toggle_pause", "pause"),
         Binding("n", "step", "step"),
         Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
@@ -66,6 +78,10 @@ class TraintopApp(App[int]):
         self.title = title
         self.state = RunState()
         self.read_only = bool(getattr(source, "read_only", False))
+        # None: every command (a live run); a replay answers only its timeline's.
+        self.accepts = frozenset() if self.read_only else getattr(source, "accepts", None)
+        self.has_timeline = self.accepts is not None and "seek" in self.accepts
+        self.position = getattr(source, "position", None)
         self.errors = 0
         s = self.state
         self.loss = LossPane(s, id="loss")
@@ -106,7 +122,7 @@ class TraintopApp(App[int]):
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self.status_line.show(self.state, self.read_only)
+        self.show_status()
         try:
             self.source.start()
         except Exception as exc:  # noqa: BLE001 - a source that cannot start is shown, not fatal
@@ -138,11 +154,17 @@ class TraintopApp(App[int]):
         self.mark(changed)
         # Answers to keys show at once; the step counter rides the loss clock.
         if answered:
-            self.status_line.show(self.state, self.read_only)
+            self.show_status()
+
+    def show_status(self) -> None:
+        self.status_line.show(self.state, self.read_only,
+                              self.position() if self.position is not None else None)
 
     def answer_event(self, event) -> None:
         if event.kind == "error":
             self.report_error(event.text)
+        elif event.kind == "note" and event.data.get("restarted"):
+            self.notify(event.text, timeout=4)
         elif event.kind in ("evaluate", "calibrate", "checkpoint", "stopped", "lr"):
             self.notify(event.text, timeout=4, severity="warning" if event.kind == "stopped"
                         else "information")
@@ -162,13 +184,13 @@ class TraintopApp(App[int]):
         self._text_dirty |= changed & {"samples", "events", "health"}
         if changed & {"samples", "events"}:
             self.redraw_text({"samples", "events"} & changed)
-        if "events" in changed and self.state.calibration is not None:
+        if "calibration" in changed or ("events" in changed and self.state.calibration is not None):
             self.calibration.show(self.state)
 
     # ----- redraws ---------------------------------------------------------------
     def redraw_fast(self) -> None:
         self.loss.replot()
-        self.status_line.show(self.state, self.read_only)
+        self.show_status()
 
     def redraw_slow(self) -> None:
         for pane in (self.ratio, self.saturation, self.activations, self.gradients, self.weights):
@@ -191,12 +213,16 @@ class TraintopApp(App[int]):
             pane.replot(force=True)
         self.redraw_text({"samples", "events", "health"})
         self.calibration.show(self.state)
-        self.status_line.show(self.state, self.read_only)
+        self.show_status()
 
     # ----- keys -> commands --------------------------------------------------------
     def send(self, name: str, **args) -> bool:
         if self.read_only:
             self.notify("read-only: this source takes no commands", timeout=2)
+            return False
+        if self.accepts is not None and name not in self.accepts:
+            self.notify("read-only: a recording takes only its timeline keys "
+                        "(←/→, Home/End, space, +/-)", timeout=2)
             return False
         try:
             self.source.send(Command(name, args))
@@ -207,6 +233,28 @@ class TraintopApp(App[int]):
         for delay in ANSWER_POLLS:
             self.set_timer(delay, self.drain)
         return True
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in TIMELINE_ACTIONS:
+            # Not under the help screen: priority keys reach the app from there too.
+            return self.has_timeline and not isinstance(self.screen, HelpScreen)
+        return True
+
+    def action_timeline(self, direction: int) -> None:
+        self.send("step", n=int(direction))
+
+    def action_seek(self, where: str) -> None:
+        self.send("seek", index=where)
+
+    def action_speed(self, factor: float) -> None:
+        status = self.state.status
+        if status is None or not status.steps_per_sec > 0:
+            return
+        speed = min(MAX_SPEED, max(MIN_SPEED, status.steps_per_sec * float(factor)))
+        self.send("speed", steps_per_sec=speed)
+
+    def action_play(self) -> None:
+        self.action_toggle_pause()
 
     def action_toggle_pause(self) -> None:
         status = self.state.status

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
+from data.errors import InputError
 from engine.options import add_train_options, check_device, config_from_args
 from engine.session import LiveSession, SessionSpec
 
@@ -19,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where `w` writes checkpoints (default: the current directory)")
     app.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     app.add_argument("--paused", action="store_true", help="start paused (space starts)")
+    app.add_argument("--record", metavar="PATH",
+                     help="record the session (every run, step and intervention) to this "
+                          "JSON-lines file (.jsonl or .jsonl.gz) for traintop replay/attach")
     return parser
 
 
@@ -28,19 +34,39 @@ def main(argv: list[str]) -> int:
     # Bad options and unreadable data fail here, with one line, before the screen opens.
     from data.dataset import load_dataset
 
-    load_dataset(args.data, spec.config.block_size, spec.config.split_seed)
+    dataset = load_dataset(args.data, spec.config.block_size, spec.config.split_seed)
     if args.resume:
         from engine.checkpoint import read_checkpoint
 
         read_checkpoint(args.resume)
-    session = LiveSession(spec)  # before App.run(): it starts the resource tracker
+    if args.record:
+        check_writable(args.record)
+    source = LiveSession(spec)  # before App.run(): it starts the resource tracker
+    if args.record:
+        from engine.recording_source import RecordingSource
+
+        source = RecordingSource(source, args.record,
+                                 meta={"data": dataset.source, "writer": "traintop app"})
     from tui.app import run_app  # Textual loads only once the options are good
 
-    return run_app(session, title="traintop")
+    return run_app(source, title="traintop")
+
+
+def check_writable(path: str) -> None:
+    """--record fails here, with one line, not once the screen is open."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise InputError(f"--record {path}: is a directory")
+    if not folder.is_dir():
+        raise InputError(f"--record {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise InputError(f"--record {path}: not writable")
 
 
 def spec_from_args(args: argparse.Namespace) -> SessionSpec:
     config = config_from_args(args)
     return SessionSpec(config=config, data=args.data, device=check_device(args.device),
                        resume=args.resume, threads=args.threads,
-                       checkpoint_dir=args.checkpoint_dir, start_paused=args.paused)
+                       checkpoint_dir=args.checkpoint_dir, start_paused=args.paused,
+                       engine=args.engine)

@@ -17,6 +17,7 @@ from data.errors import InputError
 from engine.feed import Event
 from engine.file_source import FollowSource
 from engine.run_state import RunState
+from engine.stream import Inflater, LineDecoder, is_gzip
 
 POLL_SECONDS = 0.2
 
@@ -68,6 +69,24 @@ def main(argv: list[str]) -> int:
             source.close()
         sys.stdout.write(json.dumps(state.report(), indent=2, allow_nan=False) + "\n")
         return 0
+    check_written_so_far(source.path)
     from tui.app import run_app  # the app needs Textual: load it only here
 
     return run_app(source, title=f"attach {args.path}")
+
+
+def check_written_so_far(path) -> None:
+    """A corrupt line or an unknown version already in the file: one error line
+    before the screen opens. A missing or empty file is fine: the writer may
+    not have started yet, and the app says it is waiting."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        LineDecoder(str(path)).feed(Inflater(is_gzip(path)).feed(data))
+    except ValueError as exc:   # a broken gzip stream
+        raise InputError(f"{path}: {exc}") from None

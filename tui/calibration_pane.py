@@ -15,7 +15,8 @@ class CalibrationPane(Static):
 
     def show(self, state) -> None:
         event = state.calibration
-        if event is None:
+        if event is None:   # none yet, or forgotten on a rewind
+            self.on_mount()
             return
         self.border_title = f"BatchNorm: running vs exact · step {event.step:,}"
         layers = event.data.get("layers") or []

@@ -5,6 +5,7 @@ from __future__ import annotations
 from textual.widgets import Static
 
 SHOWN = 50
+EMPTY = "restarts, lr changes and answers appear here"
 
 
 class EventsPane(Static):
@@ -12,10 +13,11 @@ class EventsPane(Static):
 
     def on_mount(self) -> None:
         self.border_title = "events"
-        self.update("restarts, lr changes and answers appear here")
+        self.update(EMPTY)
 
     def show(self, state) -> None:
-        if not state.events:
+        if not state.events:   # a replay rewound, a followed writer started over
+            self.update(EMPTY)
             return
         rows = list(state.events)[-max(1, self.size.height - 2 or SHOWN):]
         self.update("\n".join(f"{step:>9,}  {text}" for step, text in rows))

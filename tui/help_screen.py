@@ -62,6 +62,27 @@ KEYS = """\
 | 1-4 | switch tab: training, activations, weights, health |
 | ? | this help (escape or ? closes it) |
 | q | quit |
+
+## Replay and attach
+
+`traintop replay RUN.jsonl` shows a recorded run on a timeline of its stats
+snapshots; it opens at the end of the recording. The status line says
+`replay · snapshot 12/40 · step 1,200 · ... · playing 100 steps/s`.
+
+| key | action |
+|---|---|
+| ← / → | previous / next snapshot (pauses play) |
+| n | next snapshot |
+| Home / End | first snapshot / end of the recording |
+| space | play from here at the replay speed / pause (at the end: play from the start) |
+| + / - | double / halve the replay speed (steps per second; start it with `--speed`) |
+
+`traintop attach RUN.jsonl` follows a recording another process is writing,
+like `tail -F`: it starts over when the writer restarts, and the status line
+says `waiting for RUN.jsonl to appear` or `writer quiet for 12 s`.
+
+In both, the keys that steer a run (lr, gain, BatchNorm, restart, eval,
+sample, calibrate, save) answer `read-only`: a recorded run cannot be changed.
 """
 
 

@@ -21,10 +21,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Open a recorded run (traintop run --record, the app's record, or "
                     "engine.watch) in the app, with a timeline of its snapshots.")
     parser.add_argument("path", metavar="RUN.jsonl", help="recording (.jsonl or .jsonl.gz)")
+    parser.add_argument("--speed", type=_speed, metavar="STEPS_PER_SEC",
+                        help="play speed in steps per second (default: the whole recording "
+                             "in about 30 s); + and - change it in the app")
+    parser.add_argument("--play", action="store_true",
+                        help="open at the first snapshot and play (default: open at the end, "
+                             "paused)")
     parser.add_argument("--json", action="store_true",
                         help="print the run's JSON summary (figures of the last snapshot); "
                              "no app")
     return parser
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+    return value
 
 
 def summary(path: str) -> dict:
@@ -43,5 +59,9 @@ def main(argv: list[str]) -> int:
     from engine.file_source import ReplaySource
     from tui.app import run_app  # the app needs Textual: load it only here
 
-    source = ReplaySource(args.path)
+    # Reads and checks the whole file: a missing or corrupt recording is one
+    # error line here, before the screen opens.
+    source = ReplaySource(args.path, speed=args.speed, at_end=not args.play)
+    if args.play:
+        source.play()
     return run_app(source, title=f"replay {args.path}")

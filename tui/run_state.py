@@ -15,6 +15,8 @@ from engine.results import Calibration, RunInfo, StatsSnapshot, StepResult
 from tui import health_rules
 
 EVENTS_KEPT = 200
+ALL_PANES = ("status", "loss", "ratio", "saturation", "histograms", "weights", "health",
+             "events", "samples", "calibration")
 
 
 @dataclass
@@ -44,6 +46,14 @@ class RunState:
         if self.info is None:
             return []
         return [i for i, shape in enumerate(self.info.param_shapes) if len(shape) == 2]
+
+    def reset(self) -> set[str]:
+        """Forget everything, in place (the panes hold this object): a replay
+        moved back (Event "rewind") or a followed writer started over."""
+        fresh = RunState()
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+        return set(ALL_PANES)
 
     def apply(self, message: Message) -> set[str]:
         """Take one message in; return the names of the panes it changed."""
@@ -90,17 +100,25 @@ class RunState:
         return changed
 
     def _event(self, event: Event) -> set[str]:
+        if event.kind == "rewind":
+            return self.reset()
+        if event.kind == "note" and event.data.get("restarted"):
+            changed = self.reset()
+            self.events.append((event.step, event.text))
+            return changed
         self.events.append((event.step, event.text))
         changed = {"events"}
         if event.kind == "lr":
             self.history.mark(event.text)
             changed |= {"loss", "ratio", "status"}
         elif event.kind == "evaluate":
-            if "val" in event.data:
-                self.history.add_val_loss(event.data["val"])
+            # The app's answer holds the losses; `traintop run --record` nests them.
+            losses = event.data.get("losses", event.data)
+            if "val" in losses:
+                self.history.add_val_loss(losses["val"])
             changed.add("loss")
         elif event.kind == "sample":
-            self.names = tuple(event.data.get("names", ()))
+            self.names = tuple(event.data.get("names", event.data.get("samples", ())))
             self.names_step = event.step
             changed.add("samples")
         elif event.kind == "calibrate":

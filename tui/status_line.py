@@ -1,5 +1,11 @@
 """The always-visible status line:
-`step 12,345 · lr 0.1 · gain 5/3 · BatchNorm on · 812 steps/s · running`."""
+`step 12,345 · lr 0.1 · gain 5/3 · BatchNorm on · 812 steps/s · running`.
+
+A source that is not a live run says where it stands (Source.position():
+head, tail): a replay `replay · snapshot 12/40 · step 1,200 · ... · playing
+100 steps/s`, a follower `attach · step ... · writer quiet for 12 s`. The
+head comes first; a tail takes the place of the rate and the run word.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,16 @@ from textual.widgets import Static
 from tui.run_state import RunState
 
 
-def status_text(state: RunState, read_only: bool = False) -> str:
+def status_text(state: RunState, read_only: bool = False,
+                position: tuple[str, str | None] | None = None) -> str:
+    head, tail = position if position is not None else (None, None)
     info, status = state.info, state.status
     if info is None:
-        return "waiting for the run to start…"
+        return " · ".join(p for p in (head, tail or "waiting for the run to start…") if p)
     config = info.config
     lr = status.lr if status is not None else config["lr"]
-    parts = [f"step {state.step:,}", f"lr {lr:g}", f"gain {config['gain']}",
+    parts = [head] if head else []
+    parts += [f"step {state.step:,}", f"lr {lr:g}", f"gain {config['gain']}",
              f"BatchNorm {'on' if config['batchnorm'] else 'off'}"]
     # Off-default init choices show only when changed, so the usual line
     # keeps its documented form.
@@ -22,9 +31,12 @@ def status_text(state: RunState, read_only: bool = False) -> str:
         parts.append("fan-in off")
     if config.get("activation", "tanh") != "tanh":
         parts.append(f"{config['activation']} activation")
-    rate = status.steps_per_sec if status is not None else 0.0
-    parts.append(f"{rate:,.0f} steps/s")
-    parts.append(run_state_word(state))
+    if tail:
+        parts.append(tail)
+    else:
+        rate = status.steps_per_sec if status is not None else 0.0
+        parts.append(f"{rate:,.0f} steps/s")
+        parts.append(run_state_word(state))
     if read_only:
         parts.append("read-only")
     return " · ".join(parts)
@@ -48,8 +60,9 @@ class StatusLine(Static):
 
     _shown: str | None = None
 
-    def show(self, state: RunState, read_only: bool = False) -> None:
-        text = status_text(state, read_only)
+    def show(self, state: RunState, read_only: bool = False,
+             position: tuple[str, str | None] | None = None) -> None:
+        text = status_text(state, read_only, position)
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)   # one fixed row: no layout pass

@@ -196,6 +196,18 @@ class TraintopApp(App[int]):
         for pane in (self.ratio, self.saturation, self.activations, self.gradients, self.weights):
             pane.replot()
         self.redraw_text(self._text_dirty)
+        self.alert_new_errors()
+
+    def alert_new_errors(self) -> None:
+        """Flash the status line once per new health error; persisting ones stay quiet."""
+        monitor = self.state.monitor
+        if monitor is None:
+            return
+        errors = [f for f in monitor.new_findings() if f.severity == "error"]
+        if errors:
+            self.status_line.flash()
+            self.notify(f"{errors[0].rule} at {errors[0].where}: {errors[0].message}",
+                        title="health", severity="error", timeout=6)
 
     def redraw_text(self, which: set[str]) -> None:
         if "samples" in which:

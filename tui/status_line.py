@@ -56,7 +56,9 @@ def run_state_word(state: RunState) -> str:
 class StatusLine(Static):
     DEFAULT_CSS = """
     StatusLine { height: 1; padding: 0 1; background: $primary-background; }
+    StatusLine.alert { background: $error; color: $text; text-style: bold; }
     """
+    FLASH_SECONDS = 3.0
 
     _shown: str | None = None
 
@@ -66,3 +68,8 @@ class StatusLine(Static):
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)   # one fixed row: no layout pass
+
+    def flash(self) -> None:
+        """Turn the line red for a moment: a new health error just appeared."""
+        self.add_class("alert")
+        self.set_timer(self.FLASH_SECONDS, lambda: self.remove_class("alert"))

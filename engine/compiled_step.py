@@ -37,6 +37,19 @@ def _core(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
     return loss, moments, ratios
 
 
+def _stats_core(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
+    """One step with full diagnostics: the forward keeps every layer's output
+    (they come out of the graph, as the snapshot hands them to the viewer)
+    and the snapshot's figures come out as one tensor."""
+    loss, saved, loss_parts = fast.forward_parts(Xb, Yb, True)
+    fast._out_grads = fast.backward_parts(saved, loss_parts)
+    ok = torch.isfinite(loss)
+    fast.flat.copy_(torch.where(ok, fast.flat - lr * fast.flat_grad, fast.flat))
+    moments = fast.moments()
+    ratios = (moments[1] * lr / moments[2]).log10()
+    return loss, moments, ratios, fast.snapshot_values(ratios, moments, saved)
+
+
 def _eager(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: float):
     """The fast engine's own step, op for op (so a fallback run is the fast engine's)."""
     loss = fast.forward(Xb, Yb)
@@ -50,48 +63,49 @@ def _eager(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: float):
 # One compiled function for every trainer: the graph depends on the stack's
 # shapes and structure, not on which trainer holds it, so a restart with the
 # same shapes reuses it (dynamo guards on shapes and constants, not identity).
-_compiled = None
+_compiled: dict[bool, object] = {}
 
 
-def _get_compiled():
-    global _compiled
-    if _compiled is None:
+def _get_compiled(stats: bool):
+    if stats not in _compiled:
         # cpp_wrapper: the graph's launcher is C++ too, ~70 us a step less
         # Python than inductor's default Python wrapper at the lecture's size
-        _compiled = torch.compile(_core, fullgraph=True, dynamic=False,
-                                  options={"cpp_wrapper": True})
-    return _compiled
+        _compiled[stats] = torch.compile(_stats_core if stats else _core, fullgraph=True,
+                                         dynamic=False, options={"cpp_wrapper": True})
+    return _compiled[stats]
 
 
 class CompiledStep:
-    """Runs FastStep's step as one compiled call; snapshot() and everything
-    else are the wrapped FastStep's."""
+    """Runs FastStep's step as one compiled call (two graphs: with and without
+    diagnostics); the snapshot is finished by the wrapped FastStep."""
 
     def __init__(self, fast: FastStep):
         self.fast = fast
-        self.compiled: bool | None = None   # None: not tried yet
+        self.compiled: bool | None = None   # None: not tried yet; False: fell back
         self.error: str | None = None       # why compilation fell back
+        self._ran: set[bool] = set()        # graphs (stats or not) that have run
         # float64 like the moments, which the ratio divides (the update casts it)
         self._lr = torch.zeros((), dtype=torch.float64, device=fast.device)
 
     def step(self, Xb: torch.Tensor, Yb: torch.Tensor, lr: float, stats: bool):
-        """(loss, moments, ratios) of one step; parameters updated when the loss
-        is finite. A step with diagnostics (stats) runs eagerly: the snapshot
-        needs every layer's output and gradient, which the compiled graph does
-        not keep, and it costs more than the step itself anyway."""
-        if stats:
-            return _eager(self.fast, Xb, Yb, lr)
-        self._lr.fill_(lr)  # a tensor, so a new lr is no new graph
+        """(loss, moments, ratios, snapshot values or None) of one step; the
+        parameters are updated when the loss is finite. Snapshot values come
+        only from the compiled stats graph; after a fallback the caller builds
+        the snapshot eagerly (FastStep.snapshot)."""
         if self.compiled is not False:
+            self._lr.fill_(lr)  # a tensor, so a new lr is no new graph
             try:
-                out = _get_compiled()(self.fast, Xb, Yb, self._lr)
-                self.compiled = True
-                return out
+                out = _get_compiled(stats)(self.fast, Xb, Yb, self._lr)
             except Exception as exc:  # noqa: BLE001 - any compile failure means eager
-                if self.compiled:     # it ran before: a real error, not a missing compiler
+                if stats in self._ran:  # this graph ran before: a real error
                     raise
                 self.compiled = False
-                self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                self.error = f"{type(exc).__name__}: {first}"
                 log.info("torch.compile unavailable, running the fast engine eagerly: %s",
                          self.error)
-        return _eager(self.fast, Xb, Yb, lr)
+            else:
+                self._ran.add(stats)
+                self.compiled = True
+                return out if stats else (*out, None)
+        return (*_eager(self.fast, Xb, Yb, lr), None)

@@ -339,8 +339,25 @@ class FastStep:
     def snapshot(self, step: int, loss: float, lr: float, ratios: torch.Tensor,
                  moments: tuple[torch.Tensor, ...]) -> StatsSnapshot:
         """The full diagnostics of the step just taken, from one host transfer."""
+        return self.snapshot_from(self.snapshot_values(ratios, moments, self._saved),
+                                  step, loss, lr)
+
+    def snapshot_from(self, values: torch.Tensor, step: int, loss: float,
+                      lr: float) -> StatsSnapshot:
+        """The snapshot of snapshot_values' tensor (the one host transfer)."""
+        values = values.cpu().numpy().tolist()
+        layers = self.stack.layers
+        for blk, d in zip(self.hidden, self._out_grads):  # as retain_grad leaves them
+            layers[blk.out_pos].out.grad = d
+        return self._unpack(values, step, loss, lr)
+
+    def snapshot_values(self, ratios: torch.Tensor, moments: tuple[torch.Tensor, ...],
+                        saved: list) -> torch.Tensor:
+        """Every figure of the snapshot in one float64 tensor, from forward_parts'
+        saved tensors and self._out_grads (pure tensor work, so the compiled
+        engine can trace it)."""
         L = self.n_layers
-        T = torch.stack([t for (_, _, _, t) in self._saved[1:L + 1]]).view(L, -1)  # (L, B*H)
+        T = torch.stack([t for (_, _, _, t) in saved[1:L + 1]]).view(L, -1)  # (L, B*H)
         D = torch.stack(self._out_grads).view(L, -1)
         TD = torch.cat([T, D])
         TDd = TD.double()
@@ -371,8 +388,17 @@ class FastStep:
             v.div_(span[row:row + k, None]).floor_().clamp_(0, BINS - 1)
             bins.append(v.add_(self.bin_offsets[row:row + k, None]).view(-1))
             row += k
-        counts = torch.bincount(torch.cat(bins).to(torch.int32),
-                                minlength=self.n_segments * BINS)
+        index = torch.cat(bins)
+        if torch.compiler.is_compiling():
+            # bincount's length depends on the data, which a static graph
+            # cannot have; NaN (a diverged step, whose figures are dropped)
+            # must not become a wild index in generated code.
+            index = index.nan_to_num_(0).to(torch.int64)
+            counts = torch.zeros(self.n_segments * BINS, dtype=torch.float64,
+                                 device=index.device)
+            counts.index_add_(0, index, torch.ones_like(index, dtype=torch.float64))
+        else:
+            counts = torch.bincount(index.to(torch.int32), minlength=self.n_segments * BINS)
         width = (hi.double() - lo.double()) / BINS  # as stats.py computes it, in float64
         density = counts.view(self.n_segments, BINS) / (self.seg_sizes * width)[:, None]
         gmean, gstd, pstd = moments
@@ -380,11 +406,7 @@ class FastStep:
         head = torch.cat([td_mean[:L], td_std[:L], sat_pct.double(), dead.double(),
                           td_mean[L:], td_std[L:], gmean[wi], gstd[wi], gstd[wi] / pstd[wi],
                           lo.double(), hi.double(), ratios.double()])
-        values = torch.cat([head, density.reshape(-1)]).cpu().numpy().tolist()  # one sync
-        layers = self.stack.layers
-        for blk, d in zip(self.hidden, self._out_grads):  # as retain_grad leaves them
-            layers[blk.out_pos].out.grad = d
-        return self._unpack(values, step, loss, lr)
+        return torch.cat([head, density.reshape(-1)])
 
     def _unpack(self, values: list[float], step: int, loss: float, lr: float) -> StatsSnapshot:
         L, S, P = self.n_layers, self.n_segments, len(self.stack.params)

@@ -161,7 +161,7 @@ class Trainer:
     def _compiled_step(self, step: int, want: bool, lr: float, Xb: torch.Tensor,
                        Yb: torch.Tensor) -> StepResult:
         with torch.no_grad():
-            loss, moments, ratios = self.compiled.step(Xb, Yb, lr, want)
+            loss, moments, ratios, values = self.compiled.step(Xb, Yb, lr, want)
             loss_value = loss.item()
             if not math.isfinite(loss_value):  # the update was skipped
                 if not want:  # the compiled graph kept no layer outputs: trace eagerly
@@ -169,7 +169,11 @@ class Trainer:
                 return self._stop(StepResult(step, loss_value, lr, ()),
                                   self._forward_culprit(step))
             want = want and not _has_nan(ratios)
-            snap = self.fast.snapshot(step, loss_value, lr, ratios, moments) if want else None
+            snap = None
+            if want and values is not None:
+                snap = self.fast.snapshot_from(values, step, loss_value, lr)
+            elif want:
+                snap = self.fast.snapshot(step, loss_value, lr, ratios, moments)
         return self._finish(step, loss_value, lr, ratios, snap)
 
     def _finish(self, step: int, loss_value: float, lr: float, ratios: torch.Tensor,

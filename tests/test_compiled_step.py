@@ -18,7 +18,7 @@ import engine.compiled_step as compiled_step
 from engine.config import TrainConfig
 from engine.trainer import Trainer
 from tests.conftest import ROOT
-from tests.test_fast_step import assert_snapshots_close, close
+from tests.test_fast_step import assert_is_torch_histogram, assert_snapshots_close, close
 
 CONFIG = dict(n_hidden=40, steps=1000, stats_every=10)
 
@@ -39,6 +39,15 @@ def test_compiled_steps_match_the_exact_engine(small_dataset):
         assert (c.stats is None) == (e.stats is None) == (step not in (1, 10, 20, 30))
     assert comp.compiled.compiled is True and comp.compiled.error is None
     assert_snapshots_close(c.stats, e.stats, 1e-3)
+    # the compiled graph counts histograms with index_add, not bincount:
+    # still torch.histc's bins, of the tensors the layers hand the viewer
+    layers = comp.stack.layers
+    for s in c.stats.layers:
+        assert_is_torch_histogram(s.hist, layers[s.index].out)
+        assert_is_torch_histogram(s.grad_hist, layers[s.index].out.grad)
+    params = dict(zip(comp.stack.param_names, comp.stack.params))
+    for w in c.stats.weights:
+        assert_is_torch_histogram(w.hist, params[w.name].grad)
     for p, q in zip(comp.stack.params, exact.stack.params):
         assert torch.allclose(p, q.detach(), rtol=1e-4, atol=1e-5)
     for (_, a), (_, b) in zip(comp.stack.batchnorms(), exact.stack.batchnorms()):
@@ -81,7 +90,7 @@ def test_inf_weight_on_a_compiled_step_is_traced_to_its_layer(small_dataset):
 
 
 def test_falls_back_to_the_fast_engine_when_compiling_fails(small_dataset, monkeypatch):
-    def broken():
+    def broken(stats):
         def fail(*args):
             raise RuntimeError("no C++ compiler\nsecond line")
         return fail

@@ -88,10 +88,10 @@ class CompiledStep:
         self._lr = torch.zeros((), dtype=torch.float64, device=fast.device)
 
     def step(self, Xb: torch.Tensor, Yb: torch.Tensor, lr: float, stats: bool):
-        """(loss, moments, ratios, snapshot values or None) of one step; the
-        parameters are updated when the loss is finite. Snapshot values come
-        only from the compiled stats graph; after a fallback the caller builds
-        the snapshot eagerly (FastStep.snapshot)."""
+        """(loss, moments, ratios, snapshot parts or None) of one step; the
+        parameters are updated when the loss is finite. Snapshot parts come
+        only from the compiled stats graph (FastStep.snapshot_values); after a
+        fallback the caller builds the snapshot eagerly (FastStep.snapshot)."""
         if self.compiled is not False:
             self._lr.fill_(lr)  # a tensor, so a new lr is no new graph
             try:

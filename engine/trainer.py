@@ -171,7 +171,8 @@ class Trainer:
             want = want and not _has_nan(ratios)
             snap = None
             if want and values is not None:
-                snap = self.fast.snapshot_from(values, step, loss_value, lr)
+                snap = self.fast.snapshot_from(self.fast.snapshot_tensor(*values), step,
+                                               loss_value, lr)
             elif want:
                 snap = self.fast.snapshot(step, loss_value, lr, ratios, moments)
         return self._finish(step, loss_value, lr, ratios, snap)

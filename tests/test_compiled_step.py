@@ -39,7 +39,7 @@ def test_compiled_steps_match_the_exact_engine(small_dataset):
         assert (c.stats is None) == (e.stats is None) == (step not in (1, 10, 20, 30))
     assert comp.compiled.compiled is True and comp.compiled.error is None
     assert_snapshots_close(c.stats, e.stats, 1e-3)
-    # the compiled graph counts histograms with index_add, not bincount:
+    # the compiled graph bins every value, bincount counts them outside it:
     # still torch.histc's bins, of the tensors the layers hand the viewer
     layers = comp.stack.layers
     for s in c.stats.layers:

@@ -1,14 +1,16 @@
 """The compiled engine: the fast engine's step (forward, backward, update,
-update:data moments) as one torch.compile'd graph.
+update:data moments) as torch.compile'd graphs, one for plain steps and one
+for steps with full diagnostics.
 
 The fast engine is bound by per-operation dispatch (~100 aten calls a step,
 several microseconds each); inductor fuses the elementwise work into a few C++
-loops and runs the whole step as one call, roughly halving a step's time at
-the lecture's size. Compiling costs tens of seconds on first use (inductor
-caches the result on disk, so later processes compile faster). Where
-compilation is unavailable (no C++ compiler, an unsupported device or torch),
-the first step falls back to the fast engine's eager functions, which compute
-the same figures; `CompiledStep.compiled` says which ran.
+loops and runs the whole step as one call (traintop bench, 2 cores, 1 thread:
+0.35 ms/step against the fast engine's 0.51 and a plain torch.nn loop's 0.61).
+Compiling both graphs costs ~30 s on first use (inductor caches the result on
+disk, so later processes take ~5 s). Where compilation is unavailable (no C++
+compiler, an unsupported device or torch), the first step falls back to the
+fast engine's eager functions, which compute the same figures;
+`CompiledStep.compiled` says which ran.
 """
 
 from __future__ import annotations

@@ -81,8 +81,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                    help="exact: autograd in the lecture's op order, reproduces its figures "
                         "bit for bit (default); fast: hand-written forward/backward, "
                         "about 2.5x faster, equal to ~1e-6 but not bit for bit; compiled: the "
-                        "fast step as one torch.compile'd graph (faster again; compiling "
-                        "takes ~40 s on first use, falls back to fast where it cannot)")
+                        "fast step as torch.compile'd graphs (faster again; compiling "
+                        "takes ~30 s on first use, seconds once inductor's disk cache "
+                        "has it; falls back to fast where it cannot compile)")
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:

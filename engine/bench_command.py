@@ -30,6 +30,8 @@ from engine.threads import apply_threads, choose_threads
 MAIN_ROWS = (
     ("fast_stats100", "engine fast, full stats every 100", "fast", 100),
     ("fast_stats1", "engine fast, full stats every step", "fast", 1),
+    ("compiled_stats100", "engine compiled, full stats every 100", "compiled", 100),
+    ("compiled_stats1", "engine compiled, full stats every step", "compiled", 1),
     ("exact_stats100", "engine exact, full stats every 100", "exact", 100),
     ("exact_stats1", "engine exact, full stats every step", "exact", 1),
     ("plain", "plain torch.nn loop, no stats", None, None),
@@ -112,13 +114,22 @@ def time_loops(loops: dict, steps: int, rounds: int, warmup: int,
     return out
 
 
-def make_loops(keys, config: TrainConfig, dataset, device: torch.device) -> dict:
+def make_loops(keys, config: TrainConfig, dataset, device: torch.device,
+               first_step_s: dict | None = None) -> dict:
+    """The loops named by keys; a compiled loop's first (compiling) step is
+    taken here and its seconds put in first_step_s."""
+    first_step_s = {} if first_step_s is None else first_step_s
     loops = {}
     for key, _, engine, every in MAIN_ROWS:
         if key not in keys:
             continue
         if engine is not None:
             loops[key] = engine_loop(config, dataset, device, engine, every)
+            if engine == "compiled":  # step 1 has stats, step 2 compiles: time them apart
+                t0 = time.perf_counter()
+                loops[key]()
+                loops[key]()
+                first_step_s[key] = time.perf_counter() - t0
         elif key == "plain":
             loops[key] = plain_nn_loop(config, dataset, device)
         else:
@@ -134,7 +145,8 @@ def run_bench(args: argparse.Namespace) -> dict:
     apply_threads(threads)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    loops = make_loops([k for k, *_ in MAIN_ROWS], base, dataset, device)
+    first_step_s: dict[str, float] = {}
+    loops = make_loops([k for k, *_ in MAIN_ROWS], base, dataset, device, first_step_s)
     timed = time_loops(loops, args.steps, args.rounds, args.warmup, device)
     plain = timed["plain"]["steps_per_sec"]
     plain_cpu = timed["plain"]["cpu_ms_per_step"]
@@ -180,6 +192,7 @@ def run_bench(args: argparse.Namespace) -> dict:
         "config": {k: base.to_dict()[k] for k in ("n_hidden", "depth", "batchnorm",
                                                   "activation", "batch_size")},
         "rows": rows,
+        "first_step_s": first_step_s,
         "scaling": scaling,
         "peak_mb": _peak_mb(device),
         "peak_mb_of": "cuda max_memory_allocated" if device.type == "cuda"
@@ -203,6 +216,8 @@ def format_text(doc: dict) -> str:
                      f"{r['ms_per_step']:8.3f} {r['ratio_to_plain']:7.2f}x  "
                      f"{lo:6.0f}-{hi:<7.0f} {r['cpu_ms_per_step']:7.3f} "
                      f"{r['cpu_ratio_to_plain']:5.2f}x")
+    for key, secs in doc.get("first_step_s", {}).items():
+        lines.append(f"first 2 steps of {key} (torch.compile, untimed): {secs:.1f} s")
     if doc["scaling"]:
         lines += ["", "scaling (full stats every 100 steps): steps/s, ms/step, x plain "
                       "(wall); x plain by CPU time in brackets",

@@ -223,17 +223,21 @@ class FastStep:
     # ----- the step ------------------------------------------------------------
     def forward(self, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:
         """Loss of the batch; keeps what backward needs. Sets each layer's .out."""
+        loss, self._saved, self._loss_parts = self.forward_parts(Xb, Yb, True)
+        return loss
+
+    def forward_parts(self, Xb: torch.Tensor, Yb: torch.Tensor, keep_outs: bool):
+        """(loss, saved, loss parts): forward without storing anything on self,
+        so a compiled step that skips the diagnostics has no tensors to hand back."""
         layers = self.stack.layers
-        n_embd = self.stack.C.shape[1]
         x = self.stack.C.index_select(0, Xb.reshape(-1)).view(Xb.shape[0], -1)
-        self.x0_index = Xb.reshape(-1)
-        self.n_embd = n_embd
-        saved = []
+        saved = [Xb.reshape(-1)]
         for gamma, scaled in self.gamma_runs:
             torch.mul(gamma, self.bn_scale, out=scaled)
         for blk, eps in zip(self.blocks, self.eps):
             h = torch.mm(x, blk.W) if blk.b is None else torch.addmm(blk.b, x, blk.W)
-            layers[blk.lin_pos].out = h
+            if keep_outs:
+                layers[blk.lin_pos].out = h
             y = h
             bn = None
             if blk.bn_pos is not None:
@@ -246,30 +250,36 @@ class FastStep:
                 y, mean, invstd = torch.native_batch_norm(h, gs, blk.beta, layer.running_mean,
                                                           layer.running_var, True,
                                                           layer.momentum, eps)
-                layer.out = y
+                if keep_outs:
+                    layer.out = y
                 bn = (gs, mean, invstd)
             t = y
             if blk.act_pos is not None:
                 t = torch.tanh(y)
-                layers[blk.act_pos].out = t
+                if keep_outs:
+                    layers[blk.act_pos].out = t
             saved.append((x, h, bn, t))
             x = t
         logp = torch.log_softmax(x, 1)
         loss = torch.nn.functional.nll_loss(logp, Yb)
-        self._saved = saved
-        self._loss_parts = (logp, Yb)
-        return loss
+        return loss, saved, (logp, Yb)
 
     def backward(self) -> None:
         """Gradients of the last forward into the flat gradient buffer."""
-        logp, Yb = self._loss_parts
+        self._out_grads = self.backward_parts(self._saved, self._loss_parts)
+
+    def backward_parts(self, saved: list, loss_parts: tuple) -> list[torch.Tensor]:
+        """Gradients into the flat gradient buffer; returns dloss/d(output) of
+        each hidden block."""
+        logp, Yb = loss_parts
+        x0_index, saved = saved[0], saved[1:]
         # d(mean cross-entropy)/d(logits) = (softmax - onehot) / batch
         d = logp.exp()
         d.scatter_add_(1, Yb.view(-1, 1), self._minus_one[:Yb.shape[0]])
         d.mul_(1.0 / Yb.shape[0])
         out_grads = []
         for blk, eps, (x, h, bn, t) in zip(reversed(self.blocks), reversed(self.eps),
-                                           reversed(self._saved)):
+                                           reversed(saved)):
             out_grads.append(d)
             if blk.act_pos is not None:
                 d = _tanh_backward(d, t)
@@ -284,9 +294,9 @@ class FastStep:
                 torch.sum(d, 0, out=blk.gb)
             d = torch.mm(d, blk.W.t())
         self.gC.zero_()
-        self.gC.index_add_(0, self.x0_index, d.view(-1, self.n_embd))
+        self.gC.index_add_(0, x0_index, d.view(-1, self.gC.shape[1]))
         out_grads.reverse()
-        self._out_grads = out_grads[:-1]  # dloss/d(output) of each hidden block
+        return out_grads[:-1]
 
     def update(self, lr: float) -> None:
         self.flat.add_(self.flat_grad, alpha=-lr)
@@ -329,8 +339,25 @@ class FastStep:
     def snapshot(self, step: int, loss: float, lr: float, ratios: torch.Tensor,
                  moments: tuple[torch.Tensor, ...]) -> StatsSnapshot:
         """The full diagnostics of the step just taken, from one host transfer."""
+        values = self.snapshot_tensor(*self.snapshot_values(ratios, moments, self._saved))
+        return self.snapshot_from(values, step, loss, lr)
+
+    def snapshot_from(self, values: torch.Tensor, step: int, loss: float,
+                      lr: float) -> StatsSnapshot:
+        """The snapshot of snapshot_values' tensor (the one host transfer)."""
+        values = values.cpu().numpy().tolist()
+        layers = self.stack.layers
+        for blk, d in zip(self.hidden, self._out_grads):  # as retain_grad leaves them
+            layers[blk.out_pos].out.grad = d
+        return self._unpack(values, step, loss, lr)
+
+    def snapshot_values(self, ratios: torch.Tensor, moments: tuple[torch.Tensor, ...],
+                        saved: list) -> torch.Tensor:
+        """(head figures, histogram bin of every value, histogram norms) from
+        forward_parts' saved tensors and self._out_grads: static-shape tensor
+        work, so the compiled engine can trace it; see snapshot_tensor."""
         L = self.n_layers
-        T = torch.stack([t for (_, _, _, t) in self._saved[:L]]).view(L, -1)  # (L, B*H)
+        T = torch.stack([t for (_, _, _, t) in saved[1:L + 1]]).view(L, -1)  # (L, B*H)
         D = torch.stack(self._out_grads).view(L, -1)
         TD = torch.cat([T, D])
         TDd = TD.double()
@@ -361,20 +388,27 @@ class FastStep:
             v.div_(span[row:row + k, None]).floor_().clamp_(0, BINS - 1)
             bins.append(v.add_(self.bin_offsets[row:row + k, None]).view(-1))
             row += k
-        counts = torch.bincount(torch.cat(bins).to(torch.int32),
-                                minlength=self.n_segments * BINS)
+        index = torch.cat(bins)
+        if torch.compiler.is_compiling():
+            # NaN (a diverged step, whose figures are dropped) must not
+            # become a wild index in generated code
+            index = index.nan_to_num_(0)
         width = (hi.double() - lo.double()) / BINS  # as stats.py computes it, in float64
-        density = counts.view(self.n_segments, BINS) / (self.seg_sizes * width)[:, None]
         gmean, gstd, pstd = moments
         wi = self.weight_index
         head = torch.cat([td_mean[:L], td_std[:L], sat_pct.double(), dead.double(),
                           td_mean[L:], td_std[L:], gmean[wi], gstd[wi], gstd[wi] / pstd[wi],
                           lo.double(), hi.double(), ratios.double()])
-        values = torch.cat([head, density.reshape(-1)]).cpu().numpy().tolist()  # one sync
-        layers = self.stack.layers
-        for blk, d in zip(self.hidden, self._out_grads):  # as retain_grad leaves them
-            layers[blk.out_pos].out.grad = d
-        return self._unpack(values, step, loss, lr)
+        return head, index.to(torch.int32), self.seg_sizes * width
+
+    def snapshot_tensor(self, head: torch.Tensor, index: torch.Tensor,
+                        norm: torch.Tensor) -> torch.Tensor:
+        """snapshot_values' parts as one tensor: the histograms counted by one
+        bincount. Outside any compiled graph: bincount's length depends on the
+        data, and the static-shape stand-in (index_add) is ~5x slower."""
+        counts = torch.bincount(index, minlength=self.n_segments * BINS)
+        density = counts.view(self.n_segments, BINS) / norm[:, None]
+        return torch.cat([head, density.reshape(-1)])
 
     def _unpack(self, values: list[float], step: int, loss: float, lr: float) -> StatsSnapshot:
         L, S, P = self.n_layers, self.n_segments, len(self.stack.params)

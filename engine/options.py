@@ -77,10 +77,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--threads", type=_count(1),
                    help="intra-op threads (default: chosen by model size)")
     h.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    h.add_argument("--engine", choices=("exact", "fast"), default="exact",
+    h.add_argument("--engine", choices=("exact", "fast", "compiled"), default="exact",
                    help="exact: autograd in the lecture's op order, reproduces its figures "
                         "bit for bit (default); fast: hand-written forward/backward, "
-                        "about 2.5x faster, equal to ~1e-6 but not bit for bit")
+                        "about 2.5x faster, equal to ~1e-6 but not bit for bit; compiled: the "
+                        "fast step as torch.compile'd graphs (faster again; compiling "
+                        "takes ~30 s on first use, seconds once inductor's disk cache "
+                        "has it; falls back to fast where it cannot compile)")
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:

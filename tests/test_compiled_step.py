@@ -1,0 +1,128 @@
+"""The compiled engine (the fast step as one torch.compile'd graph) computes
+what the exact engine does, and falls back to the fast engine where it cannot
+compile. Every test here uses one shape (n_hidden 40, depth 5), so the suite
+compiles one graph (seconds; inductor's disk cache makes reruns quicker)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import engine.compiled_step as compiled_step
+from engine.config import TrainConfig
+from engine.trainer import Trainer
+from tests.conftest import ROOT
+from tests.test_fast_step import assert_is_torch_histogram, assert_snapshots_close, close
+
+CONFIG = dict(n_hidden=40, steps=1000, stats_every=10)
+
+
+def trainers(dataset, engine: str = "compiled", **knobs) -> tuple[Trainer, Trainer]:
+    config = TrainConfig(**{**CONFIG, **knobs}).validated()
+    return Trainer(config, dataset), Trainer(config, dataset, engine=engine)
+
+
+def test_compiled_steps_match_the_exact_engine(small_dataset):
+    exact, comp = trainers(small_dataset)
+    for step in range(1, 31):
+        e, c = exact.step(), comp.step()
+        assert c.step == e.step == step and c.nonfinite is None
+        assert close(c.loss, e.loss, 1e-4)
+        assert len(c.update_ratio_log10) == len(e.update_ratio_log10)
+        assert all(abs(a - b) < 1e-3 for a, b in zip(c.update_ratio_log10, e.update_ratio_log10))
+        assert (c.stats is None) == (e.stats is None) == (step not in (1, 10, 20, 30))
+    assert comp.compiled.compiled is True and comp.compiled.error is None
+    assert_snapshots_close(c.stats, e.stats, 1e-3)
+    # the compiled graph bins every value, bincount counts them outside it:
+    # still torch.histc's bins, of the tensors the layers hand the viewer
+    layers = comp.stack.layers
+    for s in c.stats.layers:
+        assert_is_torch_histogram(s.hist, layers[s.index].out)
+        assert_is_torch_histogram(s.grad_hist, layers[s.index].out.grad)
+    params = dict(zip(comp.stack.param_names, comp.stack.params))
+    for w in c.stats.weights:
+        assert_is_torch_histogram(w.hist, params[w.name].grad)
+    for p, q in zip(comp.stack.params, exact.stack.params):
+        assert torch.allclose(p, q.detach(), rtol=1e-4, atol=1e-5)
+    for (_, a), (_, b) in zip(comp.stack.batchnorms(), exact.stack.batchnorms()):
+        assert torch.allclose(a.running_mean, b.running_mean, rtol=1e-4, atol=1e-5)
+        assert torch.allclose(a.running_var, b.running_var, rtol=1e-4, atol=1e-5)
+    ev_e, ev_c = exact.evaluate(("val",)), comp.evaluate(("val",))
+    assert close(ev_c["val"], ev_e["val"], 1e-4)
+
+
+def test_a_new_lr_and_a_restart_reuse_the_graph(small_dataset):
+    _, comp = trainers(small_dataset)
+    comp.step()
+    comp.step()
+    comp.set_lr(0.01)
+    before = [p.clone() for p in comp.stack.params]
+    result = comp.step()
+    assert result.lr == 0.01
+    # the update applied is lr * grad with the new lr (not the old 0.1)
+    for p, b, g in zip(comp.stack.params, before, (p.grad for p in comp.stack.params)):
+        assert torch.allclose(b - p, 0.01 * g, rtol=1e-3, atol=1e-6)  # float32 b - p
+    comp.restart()
+    fresh = Trainer(comp.config, small_dataset, engine="fast")
+    losses = [comp.step().loss for _ in range(4)]
+    assert all(close(a, fresh.step().loss, 1e-5) for a in losses)
+    assert comp.compiled.compiled is True
+
+
+def test_inf_weight_on_a_compiled_step_is_traced_to_its_layer(small_dataset):
+    _, comp = trainers(small_dataset)
+    comp.step()                      # step 1: stats, eager
+    comp.step()                      # step 2: compiled
+    with torch.no_grad():
+        comp.stack.layers[3].weight[0, 0] = float("inf")
+    kept = [p.clone() for p in comp.stack.params]
+    result = comp.step()
+    assert math.isnan(result.loss) and result.nonfinite.where == "layer 3 (Linear)"
+    assert comp.steps_done == 2 and comp.finished
+    for p, k in zip(comp.stack.params, kept):  # no update from the diverged step
+        assert torch.equal(p, k)
+
+
+def test_falls_back_to_the_fast_engine_when_compiling_fails(small_dataset, monkeypatch):
+    def broken(stats):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler\nsecond line")
+        return fail
+
+    monkeypatch.setattr(compiled_step, "_get_compiled", broken)
+    fast, comp = trainers(small_dataset, engine="compiled")
+    fast = Trainer(comp.config, small_dataset, engine="fast")
+    for _ in range(12):
+        f, c = fast.step(), comp.step()
+        assert c.loss == f.loss and c.update_ratio_log10 == f.update_ratio_log10
+    assert comp.compiled.compiled is False
+    assert comp.compiled.error == "RuntimeError: no C++ compiler"
+
+
+def test_cli_without_a_compiler_runs_like_the_fast_engine(tmp_path):
+    """No C++ compiler (CXX points nowhere, an empty inductor cache): the run
+    completes, prints no traceback, and reports the fast engine's figures."""
+    docs = []
+    for engine in ("fast", "compiled"):
+        env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"),
+               "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+        cmd = [sys.executable, "-m", "engine.cli", "run", "--steps", "6", "--n-hidden", "40",
+               "--engine", engine, "--json"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                              env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        docs.append(json.loads(proc.stdout))
+    assert docs[1]["last_loss"] == docs[0]["last_loss"] and docs[1]["steps"] == 6
+
+
+def test_compiled_is_a_known_engine(small_dataset):
+    assert "compiled" in __import__("engine.trainer", fromlist=["ENGINES"]).ENGINES
+    with pytest.raises(Exception):
+        Trainer(TrainConfig(n_hidden=8).validated(), small_dataset, engine="compile")

@@ -225,6 +225,9 @@ async def test_health_pane_without_and_with_rules(run_messages, monkeypatch):
         def findings(self):
             return [Finding("saturation", "warn", "layer 2", f"seen {self.seen} steps")]
 
+        def new_findings(self):
+            return []
+
     monkeypatch.setattr(health_rules, "HealthMonitor", Monitor)
     monkeypatch.setattr(health_rules, "AVAILABLE", True)
     source = FakeSource(run_messages)

@@ -13,5 +13,5 @@ from engine.watch import watch
 
 __all__ = [
     "Calibration", "FoldCheck", "Histogram", "History", "LayerStats", "NonFinite", "RunInfo",
-    "StatsSnapshot", "StepResult", "TrainConfig", "Trainer", "WeightStats",
+    "StatsSnapshot", "StepResult", "TrainConfig", "Trainer", "WeightStats", "watch",
 ]

@@ -4,7 +4,6 @@ writer adds, says when the writer goes quiet, and starts over with it."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import pytest
 
@@ -13,17 +12,12 @@ from engine.feed import RunStarted, Status, Steps
 from engine.file_source import FollowSource
 from engine.recorder import Recorder
 from tui.app import TraintopApp
+from tui_fakes import until
 from tui_fixed_run import fixed_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-async def until(pilot, condition, timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}: {condition}")
-        await pilot.pause(0.05)
 
 
 def status_of(app) -> str:

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
 from engine.config import TrainConfig
 from tui.app import TraintopApp
-from tui_fakes import FakeSource, async_test, recorded_run
+from tui_fakes import FakeSource, async_test, recorded_run, until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-async def until(pilot, condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 @async_test

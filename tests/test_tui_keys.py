@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import time
 
 import pytest
 from rich.console import Console
@@ -15,7 +14,7 @@ from tui import health_rules
 from tui.app import TraintopApp, next_gain
 from tui.help_screen import HelpScreen
 from tui.status_line import status_text
-from tui_fakes import FakeSource, async_test, recorded_run
+from tui_fakes import FakeSource, async_test, recorded_run, until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -25,12 +24,6 @@ def run_messages():
     return recorded_run()
 
 
-async def until(pilot, condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 def status_of(app) -> str:

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
 from engine.config import TrainConfig
 from engine.session import LiveSession, SessionSpec
 from tui.app import TraintopApp
-from tui_fakes import async_test, write_words
+from tui_fakes import async_test, write_words, until
 
 
-async def until(pilot, condition, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 @async_test

@@ -20,18 +20,12 @@ from engine.session import LiveSession, SessionSpec
 from engine.stream import load
 from tui.app import TraintopApp
 from tui.app_command import build_parser, spec_from_args
-from tui_fakes import async_test, write_words
+from tui_fakes import async_test, write_words, until
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-async def until(pilot, condition, timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def lines_of(path: Path) -> list[dict]:

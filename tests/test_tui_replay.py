@@ -3,14 +3,13 @@ snapshot at the cursor, moving back resets the run state, markers are kept."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
-from engine.feed import Event, Steps
+from engine.feed import Steps
 from engine.file_source import ReplaySource
 from tui.app import TraintopApp
-from tui_fakes import async_test, recorded_run
+from tui_fakes import async_test, recorded_run, until
 from tui_recordings import record
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -23,12 +22,6 @@ def recording(tmp_path_factory):
     return record(recorded_run(), tmp_path_factory.mktemp("replay") / "run.jsonl")
 
 
-async def until(pilot, condition, timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def status_of(app) -> str:

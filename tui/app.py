@@ -32,7 +32,7 @@ from tui.weights_pane import WeightsPane
 
 POLL_SECONDS = 0.05      # drain the source 20 times a second
 FAST_SECONDS = 0.2       # loss pane and status line
-SLOW_SECONDS = 0.8       # histograms, weights, ratio, saturation, health: >= 1/s with timer jitter
+SLOW_SECONDS = 0.95      # histograms, weights, ratio, saturation, health: >= 1/s with timer jitter
 ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
 TABS = ("training", "activations", "weights", "health")
 TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})

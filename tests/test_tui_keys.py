@@ -234,7 +234,7 @@ async def test_health_pane_without_and_with_rules(run_messages, monkeypatch):
         assert app.state.monitor.calibrations[0].layers  # rebuilt from the event's data
         console = Console(width=100, record=True, file=io.StringIO())
         console.print(app.health.content)
-        assert "warn  layer 2  seen 400 steps" in console.export_text()
+        assert " warn layer 2\n      seen 400 steps\n" in console.export_text()
         assert [f.message for f in app.state.findings()] == ["seen 400 steps"]
 
 

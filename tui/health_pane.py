@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
@@ -29,12 +28,14 @@ class HealthPane(Static):
         if not findings:
             self.update("no findings yet", layout=False)
             return
-        table = Table(box=None, padding=(0, 1), show_header=False, expand=True)
-        table.add_column("severity", no_wrap=True)
-        table.add_column("where", no_wrap=True)
-        table.add_column("message", ratio=1)
-        for f in findings:
+        # One finding per paragraph: a heading line, then its sentence wrapped to
+        # the pane's full width (a table column would be a sliver at 80x24).
+        text = Text()
+        for k, f in enumerate(findings):
             sev = getattr(f, "severity", "info")
-            table.add_row(Text(SEVERITY_WORD.get(sev, sev), style=SEVERITY_STYLE.get(sev, "")),
-                          str(getattr(f, "where", "")), str(getattr(f, "message", "")))
-        self.update(table, layout=False)
+            if k:
+                text.append("\n")
+            text.append(f"{SEVERITY_WORD.get(sev, sev):>5} ", style=SEVERITY_STYLE.get(sev, ""))
+            text.append(str(getattr(f, "where", "")), style="bold")
+            text.append(f"\n      {getattr(f, 'message', '')}\n")
+        self.update(text, layout=False)

@@ -32,7 +32,7 @@ import torch
 
 from engine.layers import BatchNorm1d, Linear
 from engine.results import Histogram, LayerStats, StatsSnapshot, WeightStats
-from engine.stats import BINS, SATURATION
+from engine.stats import BINS, SATURATION, FlatReader
 
 _aten = torch.ops.aten
 _native_bn_backward = _aten.native_batch_norm_backward.default
@@ -413,13 +413,7 @@ class FastStep:
     def _unpack(self, values: list[float], step: int, loss: float, lr: float) -> StatsSnapshot:
         L, S, P = self.n_layers, self.n_segments, len(self.stack.params)
         nw = len(self.weight_slots)
-        pos = 0
-
-        def take(n: int) -> list[float]:
-            nonlocal pos
-            out = values[pos:pos + n]
-            pos += n
-            return out
+        take = FlatReader(values).take
 
         t_mean, t_std, sat, dead, d_mean, d_std = (take(L) for _ in range(6))
         w_mean, w_std, w_ratio = take(nw), take(nw), take(nw)

@@ -266,31 +266,27 @@ class Runner:
         return True
 
     def drain(self) -> None:
-        if self.orphaned():
-            self.quit = True
-        while not self.quit:
-            try:
-                command = self.commands.get_nowait()
-            except queue.Empty:
-                return
-            except (EOFError, OSError):
-                self.quit = True
-                return
-            self.handle(command)
+        while self._take(self.commands.get_nowait):
+            pass
 
     def wait_for_command(self, timeout: float) -> None:
-        if self.orphaned():
+        if self._take(lambda: self.commands.get(timeout=timeout)):
+            self.drain()
+
+    def _take(self, get) -> bool:
+        """Handle one command from `get`; False when there is none or we must quit."""
+        if self.quit or self.orphaned():
             self.quit = True
-            return
+            return False
         try:
-            command = self.commands.get(timeout=timeout)
+            command = get()
         except queue.Empty:
-            return
-        except (EOFError, OSError):
+            return False
+        except (EOFError, OSError):  # the viewer's end of the pipe is gone
             self.quit = True
-            return
+            return False
         self.handle(command)
-        self.drain()
+        return True
 
     def handle(self, command: Command) -> None:
         action = getattr(self, f"do_{command.name}", None)

@@ -16,6 +16,18 @@ SATURATION = 0.97   # |t| above this counts as saturated (the lecture's threshol
 BINS = 100          # torch.histogram's default, as the lecture plots
 
 
+class FlatReader:
+    """Reads consecutive runs off the flat list of a snapshot's one host transfer."""
+
+    def __init__(self, values: list[float]):
+        self.values, self.pos = values, 0
+
+    def take(self, n: int) -> list[float]:
+        out = self.values[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+
 def update_ratios(params: list[torch.Tensor], lr: float) -> torch.Tensor:
     """log10((lr * grad).std() / data.std()) per parameter, as one (P,) tensor."""
     with torch.no_grad():
@@ -56,13 +68,7 @@ def snapshot(stack, step: int, loss: float, lr: float, ratios: torch.Tensor) -> 
         parts.append(ratios.to(parts[0].dtype) if parts else ratios)
         flat = torch.cat(parts).tolist()  # the one host sync
 
-    pos = 0
-
-    def take(n: int) -> list[float]:
-        nonlocal pos
-        out = flat[pos:pos + n]
-        pos += n
-        return out
+    take = FlatReader(flat).take
 
     layers = []
     for i in positions:

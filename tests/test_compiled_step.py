@@ -18,7 +18,7 @@ import engine.compiled_step as compiled_step
 from engine.config import TrainConfig
 from engine.trainer import Trainer
 from tests.conftest import ROOT
-from tests.test_fast_step import assert_is_torch_histogram, assert_snapshots_close, close
+from tests.test_fast_step import assert_histograms_are_torchs, assert_snapshots_close, close
 
 CONFIG = dict(n_hidden=40, steps=1000, stats_every=10)
 
@@ -41,13 +41,7 @@ def test_compiled_steps_match_the_exact_engine(small_dataset):
     assert_snapshots_close(c.stats, e.stats, 1e-3)
     # the compiled graph bins every value, bincount counts them outside it:
     # still torch.histc's bins, of the tensors the layers hand the viewer
-    layers = comp.stack.layers
-    for s in c.stats.layers:
-        assert_is_torch_histogram(s.hist, layers[s.index].out)
-        assert_is_torch_histogram(s.grad_hist, layers[s.index].out.grad)
-    params = dict(zip(comp.stack.param_names, comp.stack.params))
-    for w in c.stats.weights:
-        assert_is_torch_histogram(w.hist, params[w.name].grad)
+    assert_histograms_are_torchs(c.stats, comp.stack)
     for p, q in zip(comp.stack.params, exact.stack.params):
         assert torch.allclose(p, q.detach(), rtol=1e-4, atol=1e-5)
     for (_, a), (_, b) in zip(comp.stack.batchnorms(), exact.stack.batchnorms()):

@@ -62,6 +62,16 @@ def assert_is_torch_histogram(hist, data: torch.Tensor) -> None:
                           rtol=1e-12, atol=0)
 
 
+def assert_histograms_are_torchs(stats, stack) -> None:
+    """Every histogram of a snapshot is torch's, of the tensor the stack holds."""
+    for s in stats.layers:
+        assert_is_torch_histogram(s.hist, stack.layers[s.index].out)
+        assert_is_torch_histogram(s.grad_hist, stack.layers[s.index].out.grad)
+    params = dict(zip(stack.param_names, stack.params))
+    for w in stats.weights:
+        assert_is_torch_histogram(w.hist, params[w.name].grad)
+
+
 def assert_snapshots_close(fast, exact, rel: float) -> None:
     assert fast.step == exact.step and fast.lr == exact.lr
     assert close(fast.loss, exact.loss, rel)
@@ -96,13 +106,7 @@ def test_one_step_matches_the_exact_engine(small_dataset, case):
         assert abs(a - b) < 1e-5
     assert f.stats.update_ratio_log10 == f.update_ratio_log10
     assert_snapshots_close(f.stats, e.stats, REL)
-    layers = fast.stack.layers
-    for s in f.stats.layers:
-        assert_is_torch_histogram(s.hist, layers[s.index].out)
-        assert_is_torch_histogram(s.grad_hist, layers[s.index].out.grad)
-    params = dict(zip(fast.stack.param_names, fast.stack.params))
-    for w in f.stats.weights:
-        assert_is_torch_histogram(w.hist, params[w.name].grad)
+    assert_histograms_are_torchs(f.stats, fast.stack)
     # the parameters after the update, and the BatchNorm running buffers
     assert fast.stack.param_names == exact.stack.param_names
     for p, q in zip(fast.stack.params, exact.stack.params):

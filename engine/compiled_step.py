@@ -19,6 +19,7 @@ import logging
 
 import torch
 
+from engine import graph_stats
 from engine.fast_step import FastStep
 
 log = logging.getLogger(__name__)
@@ -32,24 +33,33 @@ def _core(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
     leaves the parameters as they were (as the eager engines do)."""
     loss, saved, loss_parts = fast.forward_parts(Xb, Yb, False)
     fast.backward_parts(saved, loss_parts)
-    ok = torch.isfinite(loss)
-    fast.flat.copy_(torch.where(ok, fast.flat - lr * fast.flat_grad, fast.flat))
-    moments = fast.moments()
-    ratios = (moments[1] * lr / moments[2]).log10()
-    return loss, moments, ratios
+    return _update(fast, loss, lr)
 
 
 def _stats_core(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
-    """One step with full diagnostics: the forward keeps every layer's output
-    (they come out of the graph, as the snapshot hands them to the viewer)
-    and the snapshot's figures come out as one tensor."""
-    loss, saved, loss_parts = fast.forward_parts(Xb, Yb, True)
-    fast._out_grads = fast.backward_parts(saved, loss_parts)
-    ok = torch.isfinite(loss)
-    fast.flat.copy_(torch.where(ok, fast.flat - lr * fast.flat_grad, fast.flat))
-    moments = fast.moments()
+    """One step with full diagnostics: also the measured layers' outputs and
+    their gradients (which the snapshot hands to the viewer, as retain_grad
+    would) and the snapshot's figures (graph_stats.snapshot_values). Nothing
+    is set on the layers inside the graph: each attribute set there is
+    replayed in Python after every call."""
+    loss, saved, loss_parts = fast.forward_parts(Xb, Yb, False)
+    out_grads = fast.backward_parts(saved, loss_parts)
+    head, moments, ratios = _update(fast, loss, lr)
+    outs = [t for (_, _, _, t) in saved[1:fast.n_layers + 1]]
+    values = graph_stats.snapshot_values(fast, ratios, moments, outs, out_grads)
+    return head, moments, ratios, (values, outs, out_grads)
+
+
+def _update(fast: FastStep, loss: torch.Tensor, lr: torch.Tensor):
+    """SGD on the flat parameters unless the loss is not finite; returns
+    ([loss, 1 if any update:data ratio is NaN], moments, ratios): the first
+    is all the caller must read on the host every step, in one transfer."""
+    new = torch.where(torch.isfinite(loss), fast.flat - lr * fast.flat_grad, fast.flat)
+    fast.flat.copy_(new)
+    moments = graph_stats.moments(fast, new)
     ratios = (moments[1] * lr / moments[2]).log10()
-    return loss, moments, ratios, fast.snapshot_values(ratios, moments, saved)
+    head = torch.stack([loss.double(), torch.isnan(ratios).any().double()])
+    return head, moments, ratios
 
 
 def _eager(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: float):
@@ -59,7 +69,8 @@ def _eager(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: float):
     if torch.isfinite(loss):
         fast.update(lr)
     moments = fast.moments()
-    return loss, moments, FastStep.update_ratios(moments, lr)
+    ratios = FastStep.update_ratios(moments, lr)
+    return (loss.item(), bool(torch.isnan(ratios).any())), moments, ratios
 
 
 # One compiled function for every trainer: the graph depends on the stack's
@@ -90,14 +101,17 @@ class CompiledStep:
         self._lr = torch.zeros((), dtype=torch.float64, device=fast.device)
 
     def step(self, Xb: torch.Tensor, Yb: torch.Tensor, lr: float, stats: bool):
-        """(loss, moments, ratios, snapshot parts or None) of one step; the
-        parameters are updated when the loss is finite. Snapshot parts come
-        only from the compiled stats graph (FastStep.snapshot_values); after a
-        fallback the caller builds the snapshot eagerly (FastStep.snapshot)."""
+        """((loss, any NaN ratio), moments, ratios, snapshot parts or None) of
+        one step; the parameters are updated when the loss is finite. Snapshot
+        parts come only from the compiled stats graph, which also leaves the
+        measured layers' outputs and gradients where FastStep's snapshot reads
+        them; after a fallback the caller builds the snapshot eagerly
+        (FastStep.snapshot)."""
         if self.compiled is not False:
             self._lr.fill_(lr)  # a tensor, so a new lr is no new graph
             try:
-                out = _get_compiled(stats)(self.fast, Xb, Yb, self._lr)
+                head, moments, ratios, *parts = _get_compiled(stats)(self.fast, Xb, Yb,
+                                                                     self._lr)
             except Exception as exc:  # noqa: BLE001 - any compile failure means eager
                 if stats in self._ran:  # this graph ran before: a real error
                     raise
@@ -109,5 +123,10 @@ class CompiledStep:
             else:
                 self._ran.add(stats)
                 self.compiled = True
-                return out if stats else (*out, None)
+                loss, nan = head.tolist()
+                if not stats:
+                    return (loss, nan != 0), moments, ratios, None
+                values, outs, out_grads = parts[0]
+                self.fast.keep_measured(outs, out_grads)
+                return (loss, nan != 0), moments, ratios, values
         return (*_eager(self.fast, Xb, Yb, lr), None)

@@ -219,6 +219,13 @@ class FastStep:
         self.n_segments = len(sizes)
         self.bin_offsets = torch.arange(len(sizes), device=self.device,
                                         dtype=params[0].dtype) * BINS
+        # what _unpack labels the figures with, fixed for the stack
+        kinds = [layer.kind for layer in self.stack.layers]
+        self._layer_plan = [(blk.out_pos, kinds[blk.out_pos], blk.W.shape[1])
+                            for blk in self.hidden]
+        slot = {i: j for j, i in enumerate(weight_slots)}
+        self._weight_plan = [(slot[i], self.stack.param_names[i], tuple(params[i].shape))
+                             for i in self.weight_params]
 
     # ----- the step ------------------------------------------------------------
     def forward(self, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:
@@ -323,10 +330,14 @@ class FastStep:
             torch.mul(buf[:2], buf[:2], out=buf[2:])
             for a, b, k, n in self.narrow_spans:
                 parts.append(buf[:, a - start:b - start].view(4, k, n).sum(2))
-        sums = torch.cat(parts, dim=1)[:, self.unlayout]  # rows: sum g, sum p, sum g^2, sum p^2
+        return self.moments_from_sums(torch.cat(parts, dim=1)[:, self.unlayout])
+
+    def moments_from_sums(self, sums: torch.Tensor):
+        """(grad mean, grad std, data std) from the rows sum g, sum p, sum g^2,
+        sum p^2 of every parameter (float64, parameter order)."""
         mean = sums[:2] / self.numel
         var = (sums[2:] - sums[:2] * mean) / (self.numel - 1)
-        std = var.clamp_min_(0).sqrt_()
+        std = var.clamp_min(0).sqrt()
         return mean[0], std[0], std[1]
 
     @staticmethod
@@ -342,6 +353,16 @@ class FastStep:
         values = self.snapshot_tensor(*self.snapshot_values(ratios, moments, self._saved))
         return self.snapshot_from(values, step, loss, lr)
 
+    def keep_measured(self, outs: list[torch.Tensor], out_grads: list[torch.Tensor]) -> None:
+        """Hold a compiled step's measured outputs and their gradients where
+        the eager forward and backward leave them (each measured layer's
+        .out, self._out_grads), for snapshot_from. The other layers' .out
+        keep what the last eager forward set."""
+        layers = self.stack.layers
+        for blk, t in zip(self.hidden, outs):
+            layers[blk.out_pos].out = t
+        self._out_grads = out_grads
+
     def snapshot_from(self, values: torch.Tensor, step: int, loss: float,
                       lr: float) -> StatsSnapshot:
         """The snapshot of snapshot_values' tensor (the one host transfer)."""
@@ -354,8 +375,9 @@ class FastStep:
     def snapshot_values(self, ratios: torch.Tensor, moments: tuple[torch.Tensor, ...],
                         saved: list) -> torch.Tensor:
         """(head figures, histogram bin of every value, histogram norms) from
-        forward_parts' saved tensors and self._out_grads: static-shape tensor
-        work, so the compiled engine can trace it; see snapshot_tensor."""
+        forward_parts' saved tensors and self._out_grads, batched into few
+        large operations for eager dispatch (the compiled engine computes the
+        same parts with engine.graph_stats); see snapshot_tensor."""
         L = self.n_layers
         T = torch.stack([t for (_, _, _, t) in saved[1:L + 1]]).view(L, -1)  # (L, B*H)
         D = torch.stack(self._out_grads).view(L, -1)
@@ -389,55 +411,60 @@ class FastStep:
             bins.append(v.add_(self.bin_offsets[row:row + k, None]).view(-1))
             row += k
         index = torch.cat(bins)
-        if torch.compiler.is_compiling():
-            # NaN (a diverged step, whose figures are dropped) must not
-            # become a wild index in generated code
-            index = index.nan_to_num_(0)
         width = (hi.double() - lo.double()) / BINS  # as stats.py computes it, in float64
+        head = self.snapshot_head(td_mean, td_std, sat_pct, dead, lo, hi, ratios, moments)
+        return head, index.to(torch.int32), self.seg_sizes * width
+
+    def snapshot_head(self, td_mean, td_std, sat_pct, dead, lo, hi, ratios, moments):
+        """The snapshot's figures before its histograms, in _unpack's order:
+        td_mean and td_std hold the block outputs' figures, then their gradients'."""
+        L = self.n_layers
         gmean, gstd, pstd = moments
         wi = self.weight_index
-        head = torch.cat([td_mean[:L], td_std[:L], sat_pct.double(), dead.double(),
+        return torch.cat([td_mean[:L], td_std[:L], sat_pct.double(), dead.double(),
                           td_mean[L:], td_std[L:], gmean[wi], gstd[wi], gstd[wi] / pstd[wi],
                           lo.double(), hi.double(), ratios.double()])
-        return head, index.to(torch.int32), self.seg_sizes * width
 
     def snapshot_tensor(self, head: torch.Tensor, index: torch.Tensor,
                         norm: torch.Tensor) -> torch.Tensor:
-        """snapshot_values' parts as one tensor: the histograms counted by one
-        bincount. Outside any compiled graph: bincount's length depends on the
-        data, and the static-shape stand-in (index_add) is ~5x slower."""
+        """snapshot_values' parts as one tensor (the one host transfer): the
+        head figures, the histogram norms and every histogram's counts from
+        one bincount. Outside any compiled graph: bincount's length depends
+        on the data, and the static-shape stand-ins (index_add, scatter_add)
+        are slower, in the graph too (inductor emits atomic adds)."""
         counts = torch.bincount(index, minlength=self.n_segments * BINS)
-        density = counts.view(self.n_segments, BINS) / norm[:, None]
-        return torch.cat([head, density.reshape(-1)])
+        return torch.cat([head, norm, counts.to(head.dtype)])
 
-    def _unpack(self, values: list[float], step: int, loss: float, lr: float) -> StatsSnapshot:
+    def snapshot_from(self, values: torch.Tensor, step: int, loss: float,
+                      lr: float) -> StatsSnapshot:
+        """The snapshot of snapshot_tensor's tensor. Densities are divided on
+        the host, in float64 as torch would, and every figure leaves numpy
+        in one tolist per part (Python floats, as the snapshot holds)."""
+        v = values.cpu().numpy()
+        S = self.n_segments
+        n_head = v.shape[0] - S - S * BINS
+        density = v[n_head + S:].reshape(S, BINS) / v[n_head:n_head + S, None]
+        layers = self.stack.layers
+        for blk, d in zip(self.hidden, self._out_grads):  # as retain_grad leaves them
+            layers[blk.out_pos].out.grad = d
+        return self._unpack(v[:n_head].tolist(), density.tolist(), step, loss, lr)
+
+    def _unpack(self, head: list[float], density: list[list[float]], step: int, loss: float,
+                lr: float) -> StatsSnapshot:
         L, S, P = self.n_layers, self.n_segments, len(self.stack.params)
         nw = len(self.weight_slots)
-        take = FlatReader(values).take
+        take = FlatReader(head).take
 
         t_mean, t_std, sat, dead, d_mean, d_std = (take(L) for _ in range(6))
         w_mean, w_std, w_ratio = take(nw), take(nw), take(nw)
         lo, hi = take(S), take(S)
         update = tuple(take(P))
-        hists = []
-        for s in range(S):
-            a, b = lo[s], hi[s]
-            if a == b:
-                a, b = a - 0.5, b + 0.5
-            hists.append(Histogram(lo=a, hi=b, density=tuple(take(BINS))))
-        layers = []
-        for k, blk in enumerate(self.hidden):
-            units = blk.W.shape[1]
-            layers.append(LayerStats(
-                index=blk.out_pos, kind=self.stack.layers[blk.out_pos].kind, mean=t_mean[k],
-                std=t_std[k], saturation_pct=sat[k], dead=int(dead[k]), units=units,
-                grad_mean=d_mean[k], grad_std=d_std[k], hist=hists[k], grad_hist=hists[L + k]))
-        names, params = self.stack.param_names, self.stack.params
-        by_param = {}
-        for j, i in enumerate(self.weight_slots):
-            by_param[i] = WeightStats(name=names[i], shape=tuple(params[i].shape),
-                                      grad_mean=w_mean[j], grad_std=w_std[j],
-                                      grad_data_ratio=w_ratio[j], hist=hists[2 * L + j])
-        weights = tuple(by_param[i] for i in self.weight_params)
-        return StatsSnapshot(step=step, loss=loss, lr=lr, layers=tuple(layers),
-                             weights=weights, update_ratio_log10=update)
+        # lo and hi are the widened range already (snapshot_values)
+        hists = [Histogram(a, b, tuple(d)) for a, b, d in zip(lo, hi, density)]
+        layers = tuple(
+            LayerStats(pos, kind, t_mean[k], t_std[k], sat[k], int(dead[k]), units,
+                       d_mean[k], d_std[k], hists[k], hists[L + k])
+            for k, (pos, kind, units) in enumerate(self._layer_plan))
+        weights = tuple(WeightStats(name, shape, w_mean[j], w_std[j], w_ratio[j], hists[2 * L + j])
+                        for j, name, shape in self._weight_plan)
+        return StatsSnapshot(step, loss, lr, layers, weights, update)

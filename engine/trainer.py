@@ -161,14 +161,14 @@ class Trainer:
     def _compiled_step(self, step: int, want: bool, lr: float, Xb: torch.Tensor,
                        Yb: torch.Tensor) -> StepResult:
         with torch.no_grad():
-            loss, moments, ratios, values = self.compiled.step(Xb, Yb, lr, want)
-            loss_value = loss.item()
+            (loss_value, nan), moments, ratios, values = self.compiled.step(Xb, Yb, lr, want)
             if not math.isfinite(loss_value):  # the update was skipped
-                if not want:  # the compiled graph kept no layer outputs: trace eagerly
-                    self.fast.forward(Xb, Yb)
+                # the compiled graphs set no layer outputs but the measured
+                # ones: trace the batch eagerly to name the first bad layer
+                self.fast.forward(Xb, Yb)
                 return self._stop(StepResult(step, loss_value, lr, ()),
                                   self._forward_culprit(step))
-            want = want and not _has_nan(ratios)
+            want = want and not nan
             snap = None
             if want and values is not None:
                 snap = self.fast.snapshot_from(self.fast.snapshot_tensor(*values), step,

@@ -120,3 +120,29 @@ def test_compiled_is_a_known_engine(small_dataset):
     assert "compiled" in __import__("engine.trainer", fromlist=["ENGINES"]).ENGINES
     with pytest.raises(Exception):
         Trainer(TrainConfig(n_hidden=8).validated(), small_dataset, engine="compile")
+
+
+def test_nan_gradients_on_a_compiled_stats_step_are_traced(small_dataset):
+    """A gain of 1e30 with BatchNorm keeps the loss finite but turns gradients
+    NaN: the stats graph's histogram index must stay countable, and the step
+    is traced to a parameter as the eager engines do."""
+    _, comp = trainers(small_dataset, gain="1e30", steps=3)
+    result = comp.run()
+    assert comp.compiled.compiled is True
+    assert result.step == 1 and result.stats is None
+    assert result.nonfinite.what == "gradient" and result.nonfinite.where.startswith("parameter ")
+
+
+def test_histogram_bins_are_histcs_and_keep_nan_inside_the_count():
+    from engine.graph_stats import histogram_bins
+
+    g = torch.Generator().manual_seed(0)
+    rows = torch.randn(3, 500, generator=g) * torch.tensor([[1.0], [0.01], [50.0]])
+    lo, hi = rows.amin(1), rows.amax(1)
+    index = histogram_bins(rows, lo, hi - lo, torch.tensor([0.0, 100.0, 200.0]))
+    counts = torch.bincount(index, minlength=300).view(3, 100)
+    for row, c, a, b in zip(rows, counts, lo.tolist(), hi.tolist()):
+        assert torch.equal(c, torch.histc(row, bins=100, min=a, max=b).long())
+    odd = torch.tensor([[float("nan"), float("inf"), -float("inf"), -1.0, 1.0]])
+    bins = histogram_bins(odd, torch.tensor([-1.0]), torch.tensor([2.0]), torch.tensor([100.0]))
+    assert bins.tolist() == [100, 199, 100, 100, 199]

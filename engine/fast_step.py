@@ -363,15 +363,6 @@ class FastStep:
             layers[blk.out_pos].out = t
         self._out_grads = out_grads
 
-    def snapshot_from(self, values: torch.Tensor, step: int, loss: float,
-                      lr: float) -> StatsSnapshot:
-        """The snapshot of snapshot_values' tensor (the one host transfer)."""
-        values = values.cpu().numpy().tolist()
-        layers = self.stack.layers
-        for blk, d in zip(self.hidden, self._out_grads):  # as retain_grad leaves them
-            layers[blk.out_pos].out.grad = d
-        return self._unpack(values, step, loss, lr)
-
     def snapshot_values(self, ratios: torch.Tensor, moments: tuple[torch.Tensor, ...],
                         saved: list) -> torch.Tensor:
         """(head figures, histogram bin of every value, histogram norms) from

@@ -5,7 +5,9 @@ for steps with full diagnostics.
 The fast engine is bound by per-operation dispatch (~100 aten calls a step,
 several microseconds each); inductor fuses the elementwise work into a few C++
 loops and runs the whole step as one call (traintop bench, 2 cores, 1 thread:
-0.35 ms/step against the fast engine's 0.51 and a plain torch.nn loop's 0.61).
+0.30-0.36 ms/step against the fast engine's 0.51-0.54 and a plain torch.nn
+loop's 0.60-0.71; with full stats every step 0.54-0.58 ms). The stats graph
+computes its figures with engine.graph_stats, written for inductor.
 Compiling both graphs costs ~30 s on first use (inductor caches the result on
 disk, so later processes take ~5 s). Where compilation is unavailable (no C++
 compiler, an unsupported device or torch), the first step falls back to the

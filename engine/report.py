@@ -14,17 +14,17 @@ def _finite(x: float) -> float | None:
 
 def report_dict(trainer, last_stats: StatsSnapshot | None, last: StepResult | None,
                 eval_losses: dict | None = None, samples: tuple | None = None,
-                health: list | None = None) -> dict:
+                health: list | None = None, timing: dict | None = None) -> dict:
     """The JSON document of `traintop run --json` (non-finite floats become null)."""
     return build_report(trainer.info(), trainer.dataset.source, trainer.steps_done,
                         trainer.first_loss, trainer.lr, last_stats, last, eval_losses,
-                        samples, health)
+                        samples, health, timing)
 
 
 def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float | None,
                  lr: float, last_stats: StatsSnapshot | None, last: StepResult | None,
                  eval_losses: dict | None = None, samples: tuple | None = None,
-                 health: list | None = None) -> dict:
+                 health: list | None = None, timing: dict | None = None) -> dict:
     """The report from plain figures: a live trainer's or a recording's (engine.run_state)."""
     doc = {
         "config": info.config,
@@ -59,7 +59,18 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
         doc["samples"] = list(samples)
     if health is not None:
         doc["health"] = health
+    if timing is not None:
+        doc["timing"] = timing
     return doc
+
+
+def timing_text(t: dict) -> str:
+    """One line of how the run ran (engine.run_command.timing_dict)."""
+    minutes, seconds = divmod(t["wall_s"], 60)
+    wall = f"{int(minutes)} min {seconds:.1f} s" if minutes else f"{seconds:.1f} s"
+    return (f"ran {t['steps']:,} steps in {wall} ({t['steps_per_sec']:,.0f} steps/s), "
+            f"engine {t['engine']}, {t['threads']} thread(s); history {t['history_mb']:.2f} MB, "
+            f"peak RSS {t['peak_rss_mb']:.0f} MB")
 
 
 def report_text(doc: dict) -> str:
@@ -95,6 +106,8 @@ def report_text(doc: dict) -> str:
         lines.append("loss: " + "  ".join(f"{k} {fmt(v)}" for k, v in doc["eval"].items()))
     if "samples" in doc:
         lines.append("samples: " + " ".join(doc["samples"]))
+    if doc.get("timing") is not None:
+        lines.append(timing_text(doc["timing"]))
     if doc.get("health") is not None:
         lines.append("health:" if doc["health"] else "health: no findings")
         for f in doc["health"]:

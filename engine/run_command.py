@@ -9,6 +9,8 @@ import sys
 import threading
 import time
 
+import torch
+
 from data.dataset import load_dataset
 from data.errors import InputError
 from engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -18,7 +20,7 @@ from engine.health import HealthMonitor
 from engine.options import add_train_options, check_device, config_from_args
 from engine.progress import Progress
 from engine.recorder import Recorder
-from engine.report import report_dict, report_text
+from engine.report import report_dict, report_text, timing_text
 from engine.threads import apply_threads, choose_threads
 from engine.trainer import Trainer
 
@@ -92,7 +94,7 @@ def main(argv: list[str]) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     progress = Progress(trainer.config.steps)
     monitor = HealthMonitor(trainer.info())
-    started = time.monotonic()
+    started, first_step = time.monotonic(), trainer.steps_done
 
     def on_step(result) -> None:
         progress.update(result.step, result.loss)
@@ -111,13 +113,15 @@ def main(argv: list[str]) -> int:
     if args.checkpoint:
         save_checkpoint(trainer, args.checkpoint)
     health = [f.to_dict() for f in monitor.findings()]
+    seconds = time.monotonic() - started
+    timing = timing_dict(trainer, trainer.steps_done - first_step, seconds)
     doc = report_dict(trainer, trainer.last_stats, trainer.last, eval_losses, samples,
-                      health=health)
+                      health=health, timing=timing)
     if stop.is_set():
         doc["interrupted"] = True
     if recorder is not None:
         finish_recording(recorder, trainer, args, eval_losses, samples, health,
-                         stop.is_set(), time.monotonic() - started)
+                         stop.is_set(), seconds, timing)
     if args.json:
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     else:
@@ -134,8 +138,25 @@ def start_recording(path: str, trainer: Trainer) -> Recorder:
     return recorder
 
 
+def timing_dict(trainer: Trainer, steps: int, seconds: float) -> dict:
+    """How this process ran: the path, threads, wall time (eval and samples
+    excluded, a compiled path's compiling included), the memory the history
+    holds and the process's peak RSS."""
+    return {"engine": trainer.engine, "threads": torch.get_num_threads(),
+            "steps": steps, "wall_s": round(seconds, 3),
+            "steps_per_sec": round(steps / seconds, 1) if seconds > 0 else 0.0,
+            "history_mb": round(trainer.history.nbytes() / 1e6, 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def peak_rss_mb() -> float:
+    import resource  # Unix only; elsewhere the figure is 0
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e6
+
+
 def finish_recording(recorder: Recorder, trainer: Trainer, args, eval_losses, samples, health,
-                     interrupted: bool, seconds: float) -> None:
+                     interrupted: bool, seconds: float, timing: dict | None = None) -> None:
     """The end of the run as events, then a final Status that says where it stopped."""
     step = trainer.steps_done
     if trainer.stopped is not None:
@@ -152,6 +173,8 @@ def finish_recording(recorder: Recorder, trainer: Trainer, args, eval_losses, sa
                        {"path": str(args.checkpoint)})
     if health is not None:
         recorder.event("health", step, f"{len(health)} findings", {"findings": health})
+    if timing is not None:
+        recorder.event("timing", step, timing_text(timing), timing)
     recorder.close(Status(step=step, lr=trainer.lr, running=False, finished=trainer.finished,
                           steps_per_sec=step / seconds if seconds > 0 else 0.0,
                           stopped=trainer.stopped.message() if trainer.stopped else None))

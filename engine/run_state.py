@@ -27,6 +27,7 @@ class RunState:
     eval_losses: dict | None = None
     samples: tuple | None = None
     health: list | None = None
+    timing: dict | None = None
     interrupted: bool = False
     events: list[Event] = field(default_factory=list)
 
@@ -56,6 +57,8 @@ class RunState:
             self.samples = tuple(e.data["samples"])
         elif e.kind == "health":
             self.health = list(e.data.get("findings", []))
+        elif e.kind == "timing":
+            self.timing = dict(e.data)
         elif e.kind == "stopped" and e.data.get("interrupted"):
             self.interrupted = True
         elif e.kind == "note" and "first_loss" in e.data:   # a resumed run
@@ -83,7 +86,7 @@ class RunState:
             raise ValueError("no run started yet")
         doc = build_report(self.info, self.meta.get("data"), self.steps, self.first_loss,
                            self.lr, self.last_stats, self.last, self.eval_losses, self.samples,
-                           self.health)
+                           self.health, self.timing)
         if self.interrupted:
             doc["interrupted"] = True
         return _json_safe(doc)

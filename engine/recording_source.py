@@ -71,12 +71,19 @@ class RecordingSource:
     def send(self, command: Command) -> None:
         self.source.send(command)
 
-    def close(self) -> None:
+    def close(self) -> list[Message]:
+        last: list[Message] = []
         try:
-            self.source.close()
+            last = list(self.source.close() or [])
         finally:
+            if self.failed is None:
+                try:
+                    self._record(last)   # the steps the child took after the last poll
+                except (OSError, ValueError) as exc:
+                    self.failed = f"recording to {self.path} stopped: {exc}"
             if self.failed is None:
                 # A final Status (never "running") tells readers where the session ended.
                 final = self._last_status
                 self.recorder.close(dataclasses.replace(final, running=False)
                                     if final is not None else None)
+        return last

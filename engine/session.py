@@ -91,11 +91,13 @@ class LiveSession:
         if self.is_alive():
             self._commands.put(command)
 
-    def close(self, timeout: float = 3.0) -> None:
-        """Ask the child to quit, then insist; never leaves an orphan."""
+    def close(self, timeout: float = 3.0) -> list[Message]:
+        """Ask the child to quit, then insist; never leaves an orphan. Returns
+        what the child sent after the viewer's last poll (its last steps)."""
         process = self._process
         if process is None:
-            return
+            return []
+        last: list[Message] = []
         if process.is_alive():
             try:
                 self._commands.put(Command("quit"))
@@ -104,8 +106,9 @@ class LiveSession:
             # The child may be blocked putting into a full pipe: keep draining.
             deadline = time.monotonic() + timeout
             while process.is_alive() and time.monotonic() < deadline:
-                self.poll()
+                last += self.poll()
                 process.join(0.02)
+            last += self.poll()  # what it flushed on its way out
         if process.is_alive():
             process.terminate()
             process.join(1.0)
@@ -116,6 +119,7 @@ class LiveSession:
             q.cancel_join_thread()
             q.close()
         self._process = None
+        return last
 
 
 # ----- the child --------------------------------------------------------------

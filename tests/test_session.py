@@ -182,6 +182,16 @@ def test_close_ends_a_busy_child(words, tmp_path):
         os.kill(pid, 0)
 
 
+def test_close_hands_back_the_steps_sent_after_the_last_poll(words, tmp_path):
+    session, c = open_session(words, tmp_path)
+    c.wait_for(lambda m: isinstance(m, Steps))
+    polled = c.results()[-1].step
+    time.sleep(0.5)                      # the child keeps stepping, unpolled
+    rest = [r.step for m in session.close() if isinstance(m, Steps) for r in m.results]
+    assert rest and rest == list(range(polled + 1, rest[-1] + 1))
+    assert session.close() == []         # closing again is a no-op
+
+
 def test_the_child_stops_when_its_viewer_dies(words, tmp_path):
     """A viewer killed without a quit (an SSH hangup) leaves no trainer behind."""
     import signal

@@ -140,3 +140,30 @@ def test_app_command_wires_record_and_engine(tmp_path, monkeypatch):
     steps = [r.step for m in recording.messages if isinstance(m, Steps) for r in m.results]
     assert steps == list(range(1, 31))
     assert not recording.partial_tail
+
+
+def test_the_recording_keeps_what_the_source_sent_while_closing(tmp_path, small_dataset):
+    """Steps a live child took after the viewer's last poll reach the file."""
+    from engine.trainer import Trainer
+
+    trainer = Trainer(TrainConfig(n_hidden=16, depth=2, steps=10), small_dataset)
+    results = [trainer.step() for _ in range(5)]
+
+    class Closing:
+        def start(self): ...
+        def send(self, command): ...
+
+        def poll(self, limit=1000):
+            out, self.first = getattr(self, "first", [RunStarted(trainer.info()),
+                                                      Steps(tuple(results[:2]))]), []
+            return out
+
+        def close(self):
+            return [Steps(tuple(results[2:]))]
+
+    path = tmp_path / "r.jsonl"
+    source = RecordingSource(Closing(), path)
+    assert len(source.poll()) == 2
+    assert [type(m).__name__ for m in source.close()] == ["Steps"]
+    steps = [r.step for m in load(path).messages if isinstance(m, Steps) for r in m.results]
+    assert steps == [1, 2, 3, 4, 5]

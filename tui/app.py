@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -36,6 +37,10 @@ SLOW_SECONDS = 0.95      # histograms, weights, ratio, saturation, health: >= 1/
 ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
 TABS = ("training", "activations", "weights", "health")
 TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
+# Keys that steer a live run: a source that takes no such commands (a
+# replay, a followed file) hides them from the footer and answers "read-only".
+STEERING_ACTIONS = frozenset({"toggle_pause", "step", "scale_lr", "gain", "toggle", "restart",
+                              "evaluate", "sample", "calibrate", "checkpoint"})
 MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
 
 
@@ -250,7 +255,16 @@ class TraintopApp(App[int]):
         if action in TIMELINE_ACTIONS:
             # Not under the help screen: priority keys reach the app from there too.
             return self.has_timeline and not isinstance(self.screen, HelpScreen)
+        if action in STEERING_ACTIONS:
+            return self.accepts is None
         return True
+
+    def on_key(self, event: events.Key) -> None:
+        """A steering key where the source takes no commands: its binding is
+        hidden (check_action), so say why nothing happens."""
+        if self.accepts is not None and event.key in STEERING_KEYS:
+            self.send("steer")   # refused with the source's own read-only notice
+            event.stop()
 
     def action_timeline(self, direction: int) -> None:
         self.send("step", n=int(direction))
@@ -339,3 +353,7 @@ def run_app(source: Source, title: str = "traintop") -> int:
     finally:
         source.close()
     return app.return_code or 0
+
+
+STEERING_KEYS = frozenset(b.key for b in TraintopApp.BINDINGS
+                          if b.action.split("(")[0] in STEERING_ACTIONS)

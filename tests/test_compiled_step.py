@@ -146,3 +146,14 @@ def test_histogram_bins_are_histcs_and_keep_nan_inside_the_count():
     odd = torch.tensor([[float("nan"), float("inf"), -float("inf"), -1.0, 1.0]])
     bins = histogram_bins(odd, torch.tensor([-1.0]), torch.tensor([2.0]), torch.tensor([100.0]))
     assert bins.tolist() == [100, 199, 100, 100, 199]
+
+
+def test_a_stack_without_batchnorm_compiles_to_the_same_figures(small_dataset):
+    """Biases instead of BatchNorm: another graph, the same figures (every
+    lecture case was checked this way once; CI compiles one more graph)."""
+    exact, comp = trainers(small_dataset, batchnorm=False, bias=True, steps=3)
+    for _ in range(3):
+        e, c = exact.step(stats=True), comp.step(stats=True)
+    assert comp.compiled.compiled is True
+    assert_snapshots_close(c.stats, e.stats, 1e-3)
+    assert_histograms_are_torchs(c.stats, comp.stack)

@@ -75,8 +75,10 @@ def inner(out: str) -> int:
     session = LiveSession(SessionSpec(config=TrainConfig()))
 
     class Measured(TraintopApp):
+        # Textual calls TraintopApp's own on_mount/on_unmount as well (it
+        # walks the MRO), so these must not call super(): that would start
+        # every redraw timer twice.
         def on_mount(self) -> None:
-            super().on_mount()
             self.t0 = time.perf_counter()
             self.counts0 = None
             self.set_timer(5.0, self.mark_start)   # past start-up
@@ -99,7 +101,6 @@ def inner(out: str) -> int:
                 "redraws_per_sec": {k: (end[k] - begin[k]) / elapsed for k in end
                                     if k != "tick"},
             }))
-            super().on_unmount()
 
     app = Measured(session)
     try:

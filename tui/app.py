@@ -8,6 +8,7 @@ heavier panes every second), and only when they are on screen.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from textual import events
@@ -32,9 +33,16 @@ from tui.status_line import StatusLine
 from tui.weights_pane import WeightsPane
 
 POLL_SECONDS = 0.05      # drain the source 20 times a second
-FAST_SECONDS = 0.2       # loss pane and status line
-SLOW_SECONDS = 0.95      # histograms, weights, ratio, saturation, health: >= 1/s with timer jitter
+# One redraw clock: the loss pane and status line on even ticks (every 0.18 s),
+# at most one slow pane (ratio, saturation, histograms, weights) on odd ticks:
+# the visible one drawn longest ago, once it is SLOW_SECONDS old, so each
+# redraws about once a second and no frame renders two plots. A key then
+# waits for one plot's render at most (at 200x60 one plotext render takes
+# ~40-60 ms, the three of the training tab together ~130 ms).
+TICK_SECONDS = 0.09
+SLOW_SECONDS = 0.8
 ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
+ANSWER_WAIT_SECONDS = 0.3      # longest a command's answer holds the plots back
 TABS = ("training", "activations", "weights", "health")
 TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
 # Keys that steer a live run: a source that takes no such commands (a
@@ -101,6 +109,9 @@ class TraintopApp(App[int]):
         self.calibration = CalibrationPane(id="calibration")
         self.health = HealthPane(id="health")
         self._text_dirty: set[str] = set()
+        self._ticks = 0
+        self._text_at = 0.0     # when the text panes were last redrawn
+        self._awaiting_until = 0.0  # no plots until then: a command's answer is due
 
     # ----- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -133,8 +144,7 @@ class TraintopApp(App[int]):
         except Exception as exc:  # noqa: BLE001 - a source that cannot start is shown, not fatal
             self.notify(f"source did not start: {exc}", severity="error", timeout=10)
         self.set_interval(POLL_SECONDS, self.drain)
-        self.set_interval(FAST_SECONDS, self.redraw_fast)
-        self.set_interval(SLOW_SECONDS, self.redraw_slow)
+        self.set_interval(TICK_SECONDS, self.redraw_tick)
 
     def on_unmount(self) -> None:
         self.source.close()
@@ -159,6 +169,7 @@ class TraintopApp(App[int]):
         self.mark(changed)
         # Answers to keys show at once; the step counter rides the loss clock.
         if answered:
+            self._awaiting_until = 0.0
             self.show_status()
 
     def show_status(self) -> None:
@@ -197,11 +208,24 @@ class TraintopApp(App[int]):
         self.loss.replot()
         self.show_status()
 
-    def redraw_slow(self) -> None:
-        for pane in (self.ratio, self.saturation, self.activations, self.gradients, self.weights):
-            pane.replot()
-        self.redraw_text(self._text_dirty)
-        self.alert_new_errors()
+    def redraw_tick(self) -> None:
+        self._ticks += 1
+        now = time.monotonic()
+        if now < self._awaiting_until:
+            return            # a key's answer is on its way: keep the frames light
+        if self._ticks % 2 == 0:
+            self.redraw_fast()
+            return
+        due = [p for p in (self.ratio, self.saturation, self.activations, self.gradients,
+                           self.weights) if p.seen and now - p.drawn_at >= SLOW_SECONDS]
+        if due:
+            pane = min(due, key=lambda p: p.drawn_at)
+            pane.replot()     # a no-op when nothing changed
+            pane.drawn_at = now
+        if now - self._text_at >= SLOW_SECONDS:
+            self._text_at = now
+            self.redraw_text(self._text_dirty)
+            self.alert_new_errors()
 
     def alert_new_errors(self) -> None:
         """Flash the status line once per new health error; persisting ones stay quiet."""
@@ -246,9 +270,11 @@ class TraintopApp(App[int]):
         except Exception as exc:  # noqa: BLE001
             self.report_error(f"{name}: {exc}")
             return False
-        # Look for the answer sooner than the next regular poll.
+        # Look for the answer sooner than the next regular poll, and draw no
+        # plot until it shows: the frame that shows it must be a light one.
         for delay in ANSWER_POLLS:
             self.set_timer(delay, self.drain)
+        self._awaiting_until = time.monotonic() + ANSWER_WAIT_SECONDS
         return True
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:

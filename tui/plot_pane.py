@@ -21,6 +21,7 @@ class PlotPane(PlotextPlot):
         self.state = state
         self.dirty = True
         self.redraws = 0        # figures built, for the measurement script
+        self.drawn_at = 0.0     # monotonic time the app last asked for a redraw
 
     def take(self, state: RunState) -> None:
         raise NotImplementedError

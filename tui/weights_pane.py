@@ -103,3 +103,15 @@ class WeightsPane(Vertical):
     @property
     def redraws(self) -> int:
         return self.plot.redraws
+
+    @property
+    def seen(self) -> bool:
+        return self.plot.seen
+
+    @property
+    def drawn_at(self) -> float:
+        return self.plot.drawn_at
+
+    @drawn_at.setter
+    def drawn_at(self, value: float) -> None:
+        self.plot.drawn_at = value

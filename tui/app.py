@@ -2,8 +2,8 @@
 
 Only the UI thread touches widgets and plotext: a timer drains the source
 (`poll()` never blocks), the run state takes the messages in and the panes
-that changed are redrawn on their own clocks (the loss every 0.2 s, the
-heavier panes every second), and only when they are on screen.
+that changed are redrawn on one clock (the loss every 0.18 s, each heavier
+pane about once a second, one plot a frame), and only when they are on screen.
 """
 
 from __future__ import annotations

@@ -275,3 +275,26 @@ def test_the_lecture_last_layer_is_flagged_at_init():
     ratios = [w.grad_data_ratio for w in stats.weights]
     assert outliers(ratios) == {len(ratios) - 1}
     assert stats.weights[-1].name == trainer.info().param_names[-2]  # last Linear weight
+
+
+@async_test
+async def test_no_plot_is_drawn_while_a_keys_answer_is_due(run_messages):
+    """The frame that shows a key's answer carries no plot render (at 200x60
+    one takes ~50 ms), so plots wait for the answer, or at most 0.3 s."""
+    source = FakeSource(run_messages)
+    app = TraintopApp(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: not source.queue)
+        await pilot.press("right_square_bracket")
+        assert source.commands[-1].name == "scale_lr"
+        before = app.loss.redraws
+        for _ in range(4):               # two of them loss ticks
+            app.loss.dirty = True
+            app.redraw_tick()
+        assert app.loss.redraws == before
+        source.push(Event("lr", 400, "lr 0.2 (x2)"))
+        await until(pilot, lambda: app._awaiting_until == 0.0, what="the answer")
+        for _ in range(2):
+            app.loss.dirty = True
+            app.redraw_tick()
+        assert app.loss.redraws == before + 1

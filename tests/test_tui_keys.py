@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console
 
 from engine.feed import Command, Event, RunStarted, Status
+from tui import app as app_module
 from tui import health_rules
 from tui.app import TraintopApp, next_gain
 from tui.help_screen import HelpScreen
@@ -277,10 +278,12 @@ def test_the_lecture_last_layer_is_flagged_at_init():
     assert stats.weights[-1].name == trainer.info().param_names[-2]  # last Linear weight
 
 
+@pytest.mark.parametrize("wait", [60.0])   # longer than any test machine's hiccup
 @async_test
-async def test_no_plot_is_drawn_while_a_keys_answer_is_due(run_messages):
+async def test_no_plot_is_drawn_while_a_keys_answer_is_due(run_messages, monkeypatch, wait):
     """The frame that shows a key's answer carries no plot render (at 200x60
-    one takes ~50 ms), so plots wait for the answer, or at most 0.3 s."""
+    one takes ~50 ms), so plots wait for the answer (or ANSWER_WAIT_SECONDS)."""
+    monkeypatch.setattr(app_module, "ANSWER_WAIT_SECONDS", wait)
     source = FakeSource(run_messages)
     app = TraintopApp(source)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -294,6 +297,23 @@ async def test_no_plot_is_drawn_while_a_keys_answer_is_due(run_messages):
         assert app.loss.redraws == before
         source.push(Event("lr", 400, "lr 0.2 (x2)"))
         await until(pilot, lambda: app._awaiting_until == 0.0, what="the answer")
+        before = app.loss.redraws         # the app's own clock may have drawn since
+        for _ in range(2):
+            app.loss.dirty = True
+            app.redraw_tick()
+        assert app.loss.redraws == before + 1
+
+
+@async_test
+async def test_an_unanswered_key_holds_the_plots_back_only_briefly(run_messages, monkeypatch):
+    monkeypatch.setattr(app_module, "ANSWER_WAIT_SECONDS", 0.05)
+    source = FakeSource(run_messages)
+    app = TraintopApp(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: not source.queue)
+        await pilot.press("right_square_bracket")     # FakeSource never answers
+        await pilot.pause(0.1)
+        before = app.loss.redraws
         for _ in range(2):
             app.loss.dirty = True
             app.redraw_tick()

@@ -8,11 +8,8 @@ from pathlib import Path
 
 import torch
 
-from data.errors import InputError
-from data.words import END_TOKEN, read_words
-
-# Embedded default: distinct US baby names of 2017 (see make_names.py).
-DEFAULT_DATA = Path(__file__).with_name("names.txt")
+from .errors import InputError
+from .words import DEFAULT_DATA, END_TOKEN, check_word_count, read_words, split_bounds
 
 
 @dataclass(frozen=True)
@@ -81,28 +78,10 @@ def build_examples(words: list[str], vocab: Vocab, block_size: int) -> Split:
     return Split(X=X, Y=torch.tensor(ys, dtype=torch.long))
 
 
-def split_bounds(n: int) -> tuple[int, int]:
-    return int(0.8 * n), int(0.9 * n)
-
-
-def min_words() -> int:
-    """Smallest word count for which all three splits are non-empty."""
-    n = 1
-    while True:
-        n1, n2 = split_bounds(n)
-        if 0 < n1 < n2 < n:
-            return n
-        n += 1
-
-
 def build_dataset(words: list[str], block_size: int = 3, split_seed: int = 42,
                   source: str = "<words>") -> Dataset:
+    check_word_count(len(words), source)
     n1, n2 = split_bounds(len(words))
-    if not 0 < n1 < n2 < len(words):
-        raise InputError(
-            f"{source}: {len(words)} words is too few for the train/val/test split "
-            f"(need at least {min_words()})"
-        )
     vocab = build_vocab(words)  # over all words, before the shuffle, as the lecture does
     shuffled = list(words)
     random.Random(split_seed).shuffle(shuffled)  # same draws as random.seed(42); random.shuffle

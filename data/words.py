@@ -4,10 +4,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data.errors import InputError
+from .errors import InputError
 
 # The token that pads the start of a context and ends every word.
 END_TOKEN = "."
+# Embedded default: distinct US baby names of 2017 (see make_names.py).
+DEFAULT_DATA = Path(__file__).with_name("names.txt")
+
+
+def split_bounds(n: int) -> tuple[int, int]:
+    """Ends of the 80% train and 10% val splits of n words, as the lecture cuts them."""
+    return int(0.8 * n), int(0.9 * n)
+
+
+def min_words() -> int:
+    """Smallest word count for which all three splits are non-empty."""
+    n = 1
+    while True:
+        n1, n2 = split_bounds(n)
+        if 0 < n1 < n2 < n:
+            return n
+        n += 1
+
+
+def check_word_count(n: int, source: str) -> None:
+    n1, n2 = split_bounds(n)
+    if not 0 < n1 < n2 < n:
+        raise InputError(f"{source}: {n} words is too few for the train/val/test split "
+                         f"(need at least {min_words()})")
+
+
+def read_checked_words(path: str | Path | None) -> tuple[str, list[str]]:
+    """(source, words) of `path` (the embedded default when None), checked as
+    build_dataset would check them, without torch: the app's UI process uses
+    this to refuse bad data before its screen opens."""
+    path = Path(path) if path is not None else DEFAULT_DATA
+    words = read_words(path)
+    check_word_count(len(words), str(path))
+    return str(path), words
 
 
 def read_words(path: str | Path) -> list[str]:

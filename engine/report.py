@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 
-from engine.results import RunInfo, StatsSnapshot, StepResult
+from .results import RunInfo, StatsSnapshot, StepResult
 
 
 def _finite(x: float) -> float | None:
@@ -25,7 +25,7 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
                  lr: float, last_stats: StatsSnapshot | None, last: StepResult | None,
                  eval_losses: dict | None = None, samples: tuple | None = None,
                  health: list | None = None, timing: dict | None = None) -> dict:
-    """The report from plain figures: a live trainer's or a recording's (engine.run_state)."""
+    """The report from plain figures: a live trainer's or a recording's (traintop.engine.recording.run_state)."""
     doc = {
         "config": info.config,
         "data": data,
@@ -65,7 +65,7 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
 
 
 def timing_text(t: dict) -> str:
-    """One line of how the run ran (engine.run_command.timing_dict)."""
+    """One line of how the run ran (traintop.commands.run.timing_dict)."""
     minutes, seconds = divmod(t["wall_s"], 60)
     wall = f"{int(minutes)} min {seconds:.1f} s" if minutes else f"{seconds:.1f} s"
     return (f"ran {t['steps']:,} steps in {wall} ({t['steps_per_sec']:,.0f} steps/s), "

@@ -1,6 +1,6 @@
 """Watch any torch.nn.Module train: the lecture's diagnostics from hooks, to a recording.
 
-    from engine import watch
+    from traintop import watch
     w = watch(model, "run.jsonl", optimizer=opt, every=10)
     ...
         opt.step()
@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from engine.feed import Event, RunStarted, Status, Steps
-from engine.recorder import Recorder
-from engine.results import LayerStats, RunInfo, StatsSnapshot, StepResult, WeightStats
-from engine.stats import BINS, SATURATION, _hist_parts, _histogram
+from .recording.feed import Event, RunStarted, Status, Steps
+from .recording.recorder import Recorder
+from .results import LayerStats, RunInfo, StatsSnapshot, StepResult, WeightStats
+from .steps.stats import BINS, SATURATION, FlatReader, _hist_parts, _histogram
 
 # How each activation saturates or dies; what `saturation_pct` and `dead` count.
 TANH_LIKE = (nn.Tanh, nn.Hardtanh, nn.Softsign)              # |t| > 0.97: flat ends at +-1
@@ -43,7 +43,23 @@ RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CEL
              nn.GELU, nn.SiLU, nn.Mish)                       # t <= 0: off (dead if always)
 PENDING_STEPS = 100      # losses kept as tensors at most this many steps
 PENDING_SECONDS = 0.5    # ... or this long (single process only: ranks must stay in step)
-_LAYER = 6 + 2 * (BINS + 2)   # figures per layer: 6 scalars, two histograms
+# The flat layout of a snapshot's one host transfer, written once here: per
+# layer its activation then gradient blocks, per weight its blocks, then one
+# update ratio per parameter. A block is (length, averaged across ranks?):
+# scalar figures average under reduce=True; a histogram covers its own
+# rank's range, so histograms stay the writer's.
+_HIST = 2 + BINS                                 # lo, hi, counts
+ACT_BLOCKS = ((4, True), (_HIST, False))         # mean, std, saturated %, dead; histogram
+GRAD_BLOCKS = ((2, True), (_HIST, False))        # mean, std; histogram
+WEIGHT_BLOCKS = ((3, True), (_HIST, False))      # grad mean, grad std, grad:data; histogram
+
+
+def _width(blocks) -> int:
+    return sum(n for n, _ in blocks)
+
+
+def _averaged(blocks) -> list[bool]:
+    return [avg for n, avg in blocks for _ in range(n)]
 
 
 def family(module: nn.Module) -> str | None:
@@ -117,7 +133,7 @@ class Watcher:
         if self.writes:
             self.path = Path(str(path).replace("{rank}", str(self.rank)))
             self.recorder = Recorder(self.path, meta={
-                "writer": "engine.watch", **({"rank": self.rank} if dist else {}),
+                "writer": "traintop.engine.watch", **({"rank": self.rank} if dist else {}),
                 "layer_names": {str(i): leaves[i][0] for i, _, _ in self.layers},
                 **(meta or {})})
             self.recorder.consume(RunStarted(self.info))
@@ -182,7 +198,8 @@ class Watcher:
         with torch.no_grad():
             for _, p in self.weights:
                 if p.grad is None:
-                    parts.append(torch.full((3 + BINS + 2,), math.nan, device=self.device))
+                    parts.append(torch.full((_width(WEIGHT_BLOCKS),), math.nan,
+                                            device=self.device))
                     continue
                 g, d = p.grad.detach().float(), p.detach().float()
                 gstd = g.std()
@@ -239,8 +256,8 @@ class Watcher:
         if self._updates is None:         # no optimizer hooks fired: measure grads now
             self._updates = torch.full((len(self.params),), math.nan, device=self.device)
             self._weights = self._weight_figures()
-        nan_layer = torch.full((4 + BINS + 2,), math.nan, device=self.device)
-        nan_grad = torch.full((2 + BINS + 2,), math.nan, device=self.device)
+        nan_layer = torch.full((_width(ACT_BLOCKS),), math.nan, device=self.device)
+        nan_grad = torch.full((_width(GRAD_BLOCKS),), math.nan, device=self.device)
         layer_parts = [torch.cat([self._acts.get(i, nan_layer).to(self.device),
                                   self._grads.get(i, nan_grad).to(self.device)])
                        for i, _, _ in self.layers]
@@ -254,28 +271,15 @@ class Watcher:
     def _reduce(self, flat: torch.Tensor) -> torch.Tensor:
         """Average the scalar figures across ranks; histograms stay this rank's
         (their bins cover each rank's own range, so they do not add up)."""
-        scalar = torch.zeros_like(flat, dtype=torch.bool)
-        pos = 0
-        for _ in self.layers:
-            scalar[pos:pos + 4] = True
-            scalar[pos + 4 + BINS + 2:pos + 4 + BINS + 2 + 2] = True
-            pos += _LAYER
-        for _ in self.weights:
-            scalar[pos:pos + 3] = True
-            pos += 3 + BINS + 2
-        scalar[pos:] = True
+        averaged = (_averaged(ACT_BLOCKS + GRAD_BLOCKS) * len(self.layers)
+                    + _averaged(WEIGHT_BLOCKS) * len(self.weights) + [True] * len(self.params))
+        scalar = torch.tensor(averaged, dtype=torch.bool, device=flat.device)
         reduced = flat.clone()
         reduced[scalar] = self._all_mean(flat[scalar].contiguous())
         return reduced
 
     def _build(self, step: int, loss: float, lr: float, values: list[float]) -> StatsSnapshot:
-        pos = 0
-
-        def take(n: int) -> list[float]:
-            nonlocal pos
-            pos += n
-            return values[pos - n:pos]
-
+        take = FlatReader(values).take
         layers = []
         for index, module, _ in self.layers:
             mean, std, sat, dead = take(4)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import watch
+from traintop import watch
 
 
 def spirals(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,14 +20,14 @@ def reference_dir() -> Path:
 @pytest.fixture(scope="session")
 def small_words() -> list[str]:
     """The first 400 names of the embedded default: quick to train on."""
-    from data.words import read_words
-    from data.dataset import DEFAULT_DATA
+    from traintop.data.words import read_words
+    from traintop.data.dataset import DEFAULT_DATA
 
     return read_words(DEFAULT_DATA)[:400]
 
 
 @pytest.fixture(scope="session")
 def small_dataset(small_words):
-    from data.dataset import build_dataset
+    from traintop.data.dataset import build_dataset
 
     return build_dataset(small_words, block_size=3, split_seed=42, source="small")

@@ -7,13 +7,13 @@ import math
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 TINY = ["--steps", "4", "--rounds", "2", "--warmup", "1", "--scaling-steps", "1"]
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "engine.cli", "bench", *args]
+    cmd = [sys.executable, "-m", "traintop", "bench", *args]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.config import TrainConfig
-from engine.threads import PARALLEL_MACS, busy_cores, choose_threads, step_macs
+from traintop.engine.config import TrainConfig
+from traintop.engine.training.threads import PARALLEL_MACS, busy_cores, choose_threads, step_macs
 
 
 def test_step_macs_counts_the_matmuls():

@@ -7,10 +7,10 @@ import os
 import pytest
 import torch
 
-from data.errors import InputError
-from engine.checkpoint import load_checkpoint, save_checkpoint
-from engine.config import TrainConfig
-from engine.trainer import Trainer
+from traintop.data.errors import InputError
+from traintop.engine.training.checkpoint import load_checkpoint, save_checkpoint
+from traintop.engine.config import TrainConfig
+from traintop.engine.training.trainer import Trainer
 
 
 @pytest.mark.parametrize("batchnorm", [True, False])
@@ -73,7 +73,7 @@ def test_garbage_is_refused_clearly(small_dataset, tmp_path):
 
 
 def test_resume_from_the_command_line(small_words, tmp_path, capsys):
-    from engine.cli import main
+    from traintop.commands.cli import main
 
     data = tmp_path / "w.txt"
     data.write_text("\n".join(small_words))

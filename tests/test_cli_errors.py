@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from engine.cli import main
-from tests.conftest import ROOT
+from traintop.commands.cli import main
+from conftest import ROOT
 
 
 def run_main(argv, capsys):
@@ -61,7 +61,7 @@ def test_argparse_rejects_numbers(capsys, argv):
 
 def test_missing_file_in_a_real_process(tmp_path):
     missing = tmp_path / "missing.txt"
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--data", str(missing)],
+    proc = subprocess.run([sys.executable, "-m", "traintop", "run", "--data", str(missing)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"traintop: error: {missing}: no such file"

@@ -14,11 +14,11 @@ import sys
 import pytest
 import torch
 
-import engine.compiled_step as compiled_step
-from engine.config import TrainConfig
-from engine.trainer import Trainer
-from tests.conftest import ROOT
-from tests.test_fast_step import assert_histograms_are_torchs, assert_snapshots_close, close
+import traintop.engine.steps.compiled as compiled_step
+from traintop.engine.config import TrainConfig
+from traintop.engine.training.trainer import Trainer
+from conftest import ROOT
+from test_fast_step import assert_histograms_are_torchs, assert_snapshots_close, close
 
 CONFIG = dict(n_hidden=40, steps=1000, stats_every=10)
 
@@ -106,7 +106,7 @@ def test_cli_without_a_compiler_runs_like_the_fast_engine(tmp_path):
     for engine in ("fast", "compiled"):
         env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"),
                "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
-        cmd = [sys.executable, "-m", "engine.cli", "run", "--steps", "6", "--n-hidden", "40",
+        cmd = [sys.executable, "-m", "traintop", "run", "--steps", "6", "--n-hidden", "40",
                "--engine", engine, "--json"]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                               env=env)
@@ -117,7 +117,7 @@ def test_cli_without_a_compiler_runs_like_the_fast_engine(tmp_path):
 
 
 def test_compiled_is_a_known_engine(small_dataset):
-    assert "compiled" in __import__("engine.trainer", fromlist=["ENGINES"]).ENGINES
+    assert "compiled" in __import__("traintop.engine.training.trainer", fromlist=["ENGINES"]).ENGINES
     with pytest.raises(Exception):
         Trainer(TrainConfig(n_hidden=8).validated(), small_dataset, engine="compile")
 
@@ -134,7 +134,7 @@ def test_nan_gradients_on_a_compiled_stats_step_are_traced(small_dataset):
 
 
 def test_histogram_bins_are_histcs_and_keep_nan_inside_the_count():
-    from engine.graph_stats import histogram_bins
+    from traintop.engine.steps.graph_stats import histogram_bins
 
     g = torch.Generator().manual_seed(0)
     rows = torch.randn(3, 500, generator=g) * torch.tensor([[1.0], [0.01], [50.0]])

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from data.errors import InputError
-from engine.config import TrainConfig, gain_label, parse_gain
+from traintop.data.errors import InputError
+from traintop.engine.config import TrainConfig, gain_label, parse_gain
 
 
 def test_lecture_defaults():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from data.dataset import DEFAULT_DATA, build_dataset, load_dataset, min_words
-from data.errors import InputError
-from data.words import read_words
+from traintop.data.dataset import DEFAULT_DATA, build_dataset, load_dataset
+from traintop.data.words import min_words
+from traintop.data.errors import InputError
+from traintop.data.words import read_words
 
 
 def test_lecture_counts(reference_dir):
@@ -22,7 +23,7 @@ def test_contexts_of_one_word():
     stoi = ds.vocab.stoi()
     assert stoi["."] == 0 and stoi["a"] == 1
     # Rebuild the examples of 'emma' directly: ... -> e, ..e -> m, .em -> m, emm -> a, mma -> .
-    from data.dataset import build_examples
+    from traintop.data.dataset import build_examples
     split = build_examples(["emma"], ds.vocab, 3)
     e, m, a = stoi["e"], stoi["m"], stoi["a"]
     assert split.X.tolist() == [[0, 0, 0], [0, 0, e], [0, e, m], [e, m, m], [m, m, a]]
@@ -37,7 +38,7 @@ def test_split_uses_python_random_seed():
     expected = list(words)
     random.seed(42)
     random.shuffle(expected)
-    from data.dataset import build_examples
+    from traintop.data.dataset import build_examples
     assert ds.train.X.tolist() == build_examples(expected[:40], ds.vocab, 2).X.tolist()
     assert ds.test.Y.tolist() == build_examples(expected[45:], ds.vocab, 2).Y.tolist()
 

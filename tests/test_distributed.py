@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.feed import Steps
-from engine.stream import load
+from traintop.engine.recording.feed import Steps
+from traintop.engine.recording.stream import load
 
 WORKER = r"""
 import sys
 from pathlib import Path
 import torch, torch.distributed as dist, torch.nn as nn, torch.nn.functional as F
-from engine import watch
+from traintop import watch
 
 dist.init_process_group("gloo")
 rank = dist.get_rank()

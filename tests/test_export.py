@@ -6,14 +6,14 @@ import csv
 
 import pytest
 
-from data.dataset import load_dataset
-from engine import cli
-from engine.config import TrainConfig
-from engine.export import tensorboard_available
-from engine.feed import RunStarted, Steps
-from engine.recorder import Recorder
-from engine.stream import load
-from engine.trainer import Trainer
+from traintop.data.dataset import load_dataset
+from traintop.commands import cli
+from traintop.engine.config import TrainConfig
+from traintop.engine.recording.export import tensorboard_available
+from traintop.engine.recording.feed import RunStarted, Steps
+from traintop.engine.recording.recorder import Recorder
+from traintop.engine.recording.stream import load
+from traintop.engine.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import math
 import pytest
 import torch
 
-from data.errors import InputError
-from engine.checkpoint import load_checkpoint, save_checkpoint
-from engine.config import TrainConfig
-from engine.stats import BINS
-from engine.trainer import Trainer
+from traintop.data.errors import InputError
+from traintop.engine.training.checkpoint import load_checkpoint, save_checkpoint
+from traintop.engine.config import TrainConfig
+from traintop.engine.steps.stats import BINS
+from traintop.engine.training.trainer import Trainer
 
 CASES = {
     "bn tanh": dict(batchnorm=True),

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.dataset import DEFAULT_DATA, build_dataset, load_dataset
-from data.words import read_words
-from engine.config import TrainConfig
-from engine.health import HealthMonitor
-from engine.thresholds import DEFAULT_THRESHOLDS as T
-from engine.threads import choose_threads
-from engine.trainer import Trainer
+from traintop.data.dataset import DEFAULT_DATA, build_dataset, load_dataset
+from traintop.data.words import read_words
+from traintop.engine.config import TrainConfig
+from traintop.engine.health.monitor import HealthMonitor
+from traintop.engine.health.thresholds import DEFAULT_THRESHOLDS as T
+from traintop.engine.training.threads import choose_threads
+from traintop.engine.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ROOT.parent / "shared" / "reference" / "names.txt"
@@ -205,7 +205,7 @@ def test_running_batchnorm_statistics_against_a_calibration():
 def run_cli(*args: str) -> dict:
     data = ["--data", DATA] if DATA else []
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "run", *data, *args],
+    proc = subprocess.run([sys.executable, "-m", "traintop", "run", *data, *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -224,7 +224,7 @@ def test_traintop_run_json_carries_health():
 
 
 def test_traintop_run_text_ends_with_health(capsys):
-    from engine.run_command import main
+    from traintop.commands.run import main
 
     previous = torch.get_num_threads()  # main() sets the run's thread count
     try:

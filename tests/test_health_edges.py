@@ -11,10 +11,10 @@ import math
 
 import pytest
 
-from engine.health import (DEFAULT_THRESHOLDS as T, RULE_IDS, RULES, HealthMonitor, Thresholds,
+from traintop.engine.health.monitor import (DEFAULT_THRESHOLDS as T, RULE_IDS, RULES, HealthMonitor, Thresholds,
                            diagnose)
-from engine.health_rules import calibration, initial_loss, update_level
-from engine.results import (Calibration, Histogram, LayerStats, NonFinite, RunInfo,
+from traintop.engine.health.rules import calibration, initial_loss, update_level
+from traintop.engine.results import (Calibration, Histogram, LayerStats, NonFinite, RunInfo,
                             StatsSnapshot, StepResult, WeightStats)
 
 EPS = 1e-6

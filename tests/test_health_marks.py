@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.health_rules import Finding
-from tui.health_marks import badge, layer_marks, param_marks
+from traintop.engine.health.rules import Finding
+from traintop.tui.health_marks import badge, layer_marks, param_marks
 
 
 def finding(rule, severity, where):

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from engine.history import LOSS_WINDOW, History, Series
+from traintop.engine.training.history import LOSS_WINDOW, History, Series
 
 
 def test_series_keeps_exact_values_until_full():

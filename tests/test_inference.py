@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.config import TrainConfig
-from engine.inference import fold_batchnorm
-from engine.trainer import Trainer
+from traintop.engine.config import TrainConfig
+from traintop.engine.model.inference import fold_batchnorm
+from traintop.engine.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

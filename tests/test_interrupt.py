@@ -8,13 +8,13 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 
 def test_sigint_prints_the_report_of_the_last_step(tmp_path):
     ckpt = tmp_path / "stop.ckpt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "run", "--steps", "10000000", "--n-hidden", "16",
+        [sys.executable, "-m", "traintop", "run", "--steps", "10000000", "--n-hidden", "16",
          "--json", "--checkpoint", str(ckpt)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -7,7 +7,7 @@ import math
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 REL = 1e-4
 
@@ -20,7 +20,7 @@ def agree(mine: float, theirs: float, scale: float) -> bool:
 
 def test_gain_5_3_step_1_matches_reference(reference_dir):
     ref = json.loads((reference_dir / "lecture-gain-5-3-step1.json").read_text())
-    cmd = [sys.executable, "-m", "engine.cli", "run", "--data", str(reference_dir / "names.txt"),
+    cmd = [sys.executable, "-m", "traintop", "run", "--data", str(reference_dir / "names.txt"),
            "--no-batchnorm", "--gain", "5/3", "--bias", "--steps", "1", "--json"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -45,7 +45,7 @@ def test_gain_5_3_step_1_matches_reference(reference_dir):
 
 def test_lecture_printout_lines(reference_dir):
     """The text report prints the lecture's own lines."""
-    cmd = [sys.executable, "-m", "engine.cli", "run", "--data", str(reference_dir / "names.txt"),
+    cmd = [sys.executable, "-m", "traintop", "run", "--data", str(reference_dir / "names.txt"),
            "--no-batchnorm", "--gain", "5/3", "--bias", "--steps", "1"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -1,32 +1,86 @@
-"""engine/ and data/ never import Textual: the engine runs headless anywhere."""
+"""Import hygiene: the engine and data never load Textual (they run headless
+anywhere), and the viewer's side never loads torch (the app's UI process,
+replay, attach and CSV export start fast and light)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
-PROBE = """
+WALK = """
 import importlib, pkgutil, sys
-import data, engine
-for pkg in (data, engine):
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        importlib.import_module(f"{pkg.__name__}.{mod.name}")
+def walk(name):
+    pkg = importlib.import_module(name)
+    for mod in pkgutil.walk_packages(pkg.__path__, name + "."):
+        importlib.import_module(mod.name)
+"""
+
+NO_TEXTUAL = WALK + """
+walk("traintop.engine"); walk("traintop.data")
 loaded = sorted(m for m in sys.modules if m == "textual" or m.startswith(("textual.", "textual_plotext", "plotext")))
 print(",".join(loaded))
 """
 
+# Every module the viewer's process may import. torch is refused outright (a
+# finder that raises), so even an import inside a try block is caught.
+VIEWER_MODULES = [
+    "traintop", "traintop.commands.cli", "traintop.commands.app", "traintop.commands.replay",
+    "traintop.commands.attach", "traintop.commands.export", "traintop.commands.options",
+    "traintop.engine.results", "traintop.engine.config", "traintop.engine.report",
+    "traintop.engine.training.history", "traintop.engine.training.checkpoint_header",
+    "traintop.data.words", "traintop.data.errors",
+]
+NO_TORCH = """
+import importlib, pkgutil, sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch imported by the viewer's side")
+sys.meta_path.insert(0, Refuse())
+for pkg in ("traintop.tui", "traintop.engine.recording", "traintop.engine.health"):
+    importlib.import_module(pkg)
+    for mod in pkgutil.walk_packages(sys.modules[pkg].__path__, pkg + "."):
+        importlib.import_module(mod.name)
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+print(len([m for m in sys.modules if m.startswith("traintop")]))
+"""
+
 
 def test_engine_and_data_never_load_textual():
-    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", NO_TEXTUAL], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
 
 
+def test_the_viewer_side_never_loads_torch():
+    proc = subprocess.run([sys.executable, "-c", NO_TORCH, *VIEWER_MODULES], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 40   # the walk reached the tui, recording and health modules
+
+
+def test_replay_json_never_loads_torch(tmp_path):
+    """The whole replay --json path, on a real recording, with torch refused."""
+    rec = tmp_path / "run.jsonl"
+    made = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "30",
+                           "--n-hidden", "8", "--record", str(rec)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    probe = NO_TORCH + (
+        "from traintop.commands.cli import main\n"
+        f"assert main(['replay', '--json', {str(rec)!r}]) == 0\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert '"steps": 30' in proc.stdout
+
+
 def test_headless_run_never_loads_textual():
-    probe = ("import sys\nfrom engine.cli import main\n"
+    probe = ("import sys\nfrom traintop.commands.cli import main\n"
              "code = main(['run', '--steps', '2', '--n-hidden', '8', '--json'])\n"
              "assert code == 0\n"
              "assert 'textual' not in sys.modules, 'textual was imported'\n")

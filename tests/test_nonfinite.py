@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from engine.config import TrainConfig
-from engine.trainer import Trainer
+from traintop.engine.config import TrainConfig
+from traintop.engine.training.trainer import Trainer
 
 
 def test_inf_weight_is_traced_to_its_layer(small_dataset):
@@ -71,7 +71,7 @@ def test_nan_gradients_on_a_stats_step_are_traced_not_crashed(small_dataset, eng
 
 
 def test_cli_reports_nan_gradients_without_traceback(capsys):
-    from engine.cli import main
+    from traintop.commands.cli import main
 
     code = main(["run", "--steps", "3", "--gain", "1e30", "--n-hidden", "16"])
     out, err = capsys.readouterr()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from engine import cli
-from engine.feed import Command, Event, RunStarted, Status, Steps
-from engine.file_source import ReplaySource
-from engine.run_state import RunState
-from tui.replay_command import summary
+from traintop.commands import cli
+from traintop.engine.recording.feed import Command, Event, RunStarted, Status, Steps
+from traintop.engine.recording.file_source import ReplaySource
+from traintop.engine.recording.run_state import RunState
+from traintop.commands.replay import summary
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_opens_at_the_end_with_the_whole_run(recording):
     assert messages[-1] == Status(250, 0.1, False, True, source.speed)
     state = RunState(meta=source.meta)
     for m in messages:
-        state.add(m)
+        state.apply(m)
     # A viewer folding the replay ends where the run ended.
     summary_doc = summary(str(recording))
     doc = state.report()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-import engine.cli as cli
-from engine.report import timing_text
+import traintop.commands.cli as cli
+from traintop.engine.report import timing_text
 
 RUN = ["run", "--steps", "120", "--n-hidden", "16", "--depth", "2"]
 

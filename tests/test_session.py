@@ -1,4 +1,4 @@
-"""LiveSession: the trainer in a spawned child, driven through engine.feed."""
+"""LiveSession: the trainer in a spawned child, driven through traintop.engine.recording.feed."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import time
 import pytest
 from pathlib import Path
 
-from data.dataset import load_dataset
-from engine.config import TrainConfig
-from engine.feed import Command, Event, RunStarted, Status, Steps
-from engine.session import LiveSession, SessionSpec
-from engine.trainer import Trainer
+from traintop.data.dataset import load_dataset
+from traintop.engine.config import TrainConfig
+from traintop.engine.recording.feed import Command, Event, RunStarted, Status, Steps
+from traintop.engine.recording.session import LiveSession, SessionSpec
+from traintop.engine.training.trainer import Trainer
 from tui_fakes import write_words
 
 TINY = TrainConfig(n_hidden=16, steps=100_000, stats_every=10)
@@ -200,8 +200,8 @@ def test_the_child_stops_when_its_viewer_dies(words, tmp_path):
 
     script = (
         "import sys, time\n"
-        "from engine.config import TrainConfig\n"
-        "from engine.session import LiveSession, SessionSpec\n"
+        "from traintop.engine.config import TrainConfig\n"
+        "from traintop.engine.recording.session import LiveSession, SessionSpec\n"
         "if __name__ == '__main__':\n"
         f"    s = LiveSession(SessionSpec(TrainConfig(n_hidden=16), data={str(words)!r}))\n"
         "    s.start()\n"

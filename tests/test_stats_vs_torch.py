@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from engine.config import TrainConfig
-from engine.stats import BINS
-from engine.trainer import Trainer
-from tests.lecture_oracle import lecture_run
+from traintop.engine.config import TrainConfig
+from traintop.engine.steps.stats import BINS
+from traintop.engine.training.trainer import Trainer
+from lecture_oracle import lecture_run
 
 CASES = {
     "no-bn gain 5/3": dict(batchnorm=False, gain="5/3", bias=True),

@@ -9,13 +9,13 @@ import sys
 
 import pytest
 
-from data.errors import InputError
-from engine import cli
-from engine.feed import Event, RunStarted, Status, Steps
-from engine.recorder import Recorder
-from engine.results import NonFinite, StepResult
-from engine.stream import LineDecoder, dumps, header, load
-from tui import replay_command
+from traintop.data.errors import InputError
+from traintop.commands import cli
+from traintop.engine.recording.feed import Event, RunStarted, Status, Steps
+from traintop.engine.recording.recorder import Recorder
+from traintop.engine.results import NonFinite, StepResult
+from traintop.engine.recording.stream import LineDecoder, dumps, header, load
+from traintop.commands import replay as replay_command
 
 RUN = ["--steps", "230", "--stats-every", "100", "--n-hidden", "16", "--depth", "3"]
 
@@ -42,9 +42,9 @@ def test_run_and_replay_print_identical_json(tmp_path, capsys, name):
 
 
 def test_recording_rebuilds_the_trainers_results_exactly(tmp_path):
-    from data.dataset import load_dataset
-    from engine.config import TrainConfig
-    from engine.trainer import Trainer
+    from traintop.data.dataset import load_dataset
+    from traintop.engine.config import TrainConfig
+    from traintop.engine.training.trainer import Trainer
 
     config = TrainConfig(steps=60, stats_every=25, n_hidden=12, depth=2)
     trainer = Trainer(config, load_dataset(None, config.block_size, config.split_seed))
@@ -88,7 +88,7 @@ def test_non_finite_floats_round_trip(tmp_path):
 
 
 def _info():
-    from engine.results import RunInfo
+    from traintop.engine.results import RunInfo
     return RunInfo(config={"lr": 0.1}, vocab="ab", param_names=("w",), param_shapes=((2, 2),),
                    layer_kinds=("Linear",), expected_initial_loss=math.log(3))
 
@@ -111,9 +111,9 @@ def test_partial_last_line_is_ignored_until_complete(tmp_path):
 
 WRITER = """
 import os, sys
-from engine.feed import RunStarted
-from engine.recorder import Recorder
-from engine.results import RunInfo, StepResult
+from traintop.engine.recording.feed import RunStarted
+from traintop.engine.recording.recorder import Recorder
+from traintop.engine.results import RunInfo, StepResult
 info = RunInfo({"lr": 0.1}, "ab", ("w",), ((2, 2),), ("Linear",), 1.0)
 rec = Recorder(sys.argv[1])
 rec.consume(RunStarted(info))
@@ -191,7 +191,7 @@ def test_replay_json_imports_no_textual(tmp_path, capsys):
     path = tmp_path / "r.jsonl"
     assert cli.main(["run", *RUN, "--steps", "20", "--json", "--record", str(path)]) == 0
     code = subprocess.run(
-        [sys.executable, "-c", "import sys; from engine import cli; "
+        [sys.executable, "-c", "import sys; from traintop.commands import cli; "
          "code = cli.main(['replay', sys.argv[1], '--json']); "
          "assert 'textual' not in sys.modules, 'textual imported'; sys.exit(code)", str(path)],
         capture_output=True, text=True)

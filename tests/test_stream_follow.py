@@ -9,17 +9,17 @@ import sys
 
 import pytest
 
-from engine.feed import Event, RunStarted, Status, Steps
-from engine.file_source import FollowSource
+from traintop.engine.recording.feed import Event, RunStarted, Status, Steps
+from traintop.engine.recording.file_source import FollowSource
 
 # The writer: a child process that does what the test tells it on stdin and
 # answers "ok" once the file holds it.
 CHILD = r"""
 import os, sys
-from engine.feed import Event, RunStarted, Status
-from engine.recorder import Recorder
-from engine.results import RunInfo, StepResult
-from engine.stream import dumps, encode
+from traintop.engine.recording.feed import Event, RunStarted, Status
+from traintop.engine.recording.recorder import Recorder
+from traintop.engine.results import RunInfo, StepResult
+from traintop.engine.recording.stream import dumps, encode
 
 path = sys.argv[1]
 
@@ -173,10 +173,10 @@ def test_corrupt_line_while_following_is_an_error_event(tmp_path, clock):
 def test_attach_json_prints_what_the_run_printed(tmp_path):
     path = tmp_path / "attached.jsonl"
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    attach = subprocess.Popen([sys.executable, "-m", "engine.cli", "attach", str(path),
+    attach = subprocess.Popen([sys.executable, "-m", "traintop", "attach", str(path),
                                "--json", "--quiet", "30"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env)
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "run", "--steps", "400",
+    run = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "400",
                           "--stats-every", "50", "--n-hidden", "12", "--depth", "2", "--json",
                           "--record", str(path)], capture_output=True, text=True, env=env,
                          timeout=120)

@@ -85,7 +85,7 @@ def alive(pid: int) -> bool:
 def test_traintop_in_tmux(tmp_path):
     words = write_words(tmp_path / "words.txt")
     exit_file = tmp_path / "exit-code"
-    command = (f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m engine.cli "
+    command = (f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m traintop.commands.cli "
                f"--data {words} --steps 1000000 --n-hidden 16 --checkpoint-dir {tmp_path}; "
                f"echo $? > {exit_file}")
     tmux = Tmux(tmp_path)

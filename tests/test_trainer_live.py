@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from data.errors import InputError
-from engine.config import TrainConfig
-from engine.trainer import Trainer
+from traintop.data.errors import InputError
+from traintop.engine.config import TrainConfig
+from traintop.engine.training.trainer import Trainer
 
 
 def test_stats_cadence(small_dataset):
@@ -41,7 +41,9 @@ def test_restart_reproduces_the_same_start(small_dataset):
 def test_restart_with_changes_matches_a_fresh_run(small_dataset):
     trainer = Trainer(TrainConfig(n_hidden=8, steps=10).validated(), small_dataset)
     trainer.run(4)
-    config = trainer.restart(gain="3", batchnorm=False)
+    why = trainer.restart(gain="3", batchnorm=False)
+    assert why == "restart: gain 3, batchnorm off"
+    config = trainer.config
     assert config.gain == "3" and not config.batchnorm and config.use_bias
     fresh = Trainer(config, small_dataset)
     assert [trainer.step().loss for _ in range(3)] == [fresh.step().loss for _ in range(3)]
@@ -77,3 +79,10 @@ def test_results_hold_no_tensors(small_dataset):
     assert pickle.loads(pickle.dumps(result)) == result
     with pytest.raises(dataclasses.FrozenInstanceError):
         result.loss = 0.0
+
+
+def test_a_bare_restart_reads_restart_once(small_dataset):
+    trainer = Trainer(TrainConfig(n_hidden=8, steps=10).validated(), small_dataset)
+    trainer.run(2)
+    assert trainer.restart() == "restart"
+    assert trainer.history.markers[-1].text == "restart"

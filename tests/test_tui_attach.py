@@ -7,11 +7,11 @@ import dataclasses
 
 import pytest
 
-from engine import cli
-from engine.feed import RunStarted, Status, Steps
-from engine.file_source import FollowSource
-from engine.recorder import Recorder
-from tui.app import TraintopApp
+from traintop.commands import cli
+from traintop.engine.recording.feed import RunStarted, Status, Steps
+from traintop.engine.recording.file_source import FollowSource
+from traintop.engine.recording.recorder import Recorder
+from traintop.tui.app import TraintopApp
 from tui_fakes import until
 from tui_fixed_run import fixed_run
 

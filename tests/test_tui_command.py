@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.app_command import build_parser, spec_from_args
+from traintop.commands.app import build_parser, spec_from_args
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
     (["--gain", "abc"], "traintop: error: --gain: 'abc' is not a number or fraction like 5/3"),
 ])
 def test_bad_options_are_one_line(args, message):
-    done = subprocess.run([sys.executable, "-m", "engine.cli", *args], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "traintop", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == message

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import TrainConfig
-from tui.app import TraintopApp
+from traintop.engine.config import TrainConfig
+from traintop.tui.app import TraintopApp
 from tui_fakes import FakeSource, async_test, recorded_run, until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -35,8 +35,8 @@ async def test_new_error_flashes_once_and_marks_saturated_layers():
 def test_saturation_labels_carry_the_marks():
     from types import SimpleNamespace
 
-    from engine.health_rules import Finding
-    from tui.saturation_pane import SaturationPane
+    from traintop.engine.health.rules import Finding
+    from traintop.tui.saturation_pane import SaturationPane
 
     layer = lambda i, pct: SimpleNamespace(index=i, saturation_pct=pct, dead=0, units=30)
     stats = SimpleNamespace(step=20, layers=[layer(1, 45.0), layer(3, 3.0)])

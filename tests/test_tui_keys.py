@@ -9,12 +9,12 @@ import io
 import pytest
 from rich.console import Console
 
-from engine.feed import Command, Event, RunStarted, Status
-from tui import app as app_module
-from tui import health_rules
-from tui.app import TraintopApp, next_gain
-from tui.help_screen import HelpScreen
-from tui.status_line import status_text
+from traintop.engine.recording.feed import Command, Event, RunStarted, Status
+from traintop.tui import app as app_module
+from traintop.engine.recording import run_state as run_state_module
+from traintop.tui.app import TraintopApp, next_gain
+from traintop.tui.help_screen import HelpScreen
+from traintop.tui.status_line import status_text
 from tui_fakes import FakeSource, async_test, recorded_run, until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -115,6 +115,14 @@ async def test_answers_show_in_the_status_line_panes_and_markers(run_messages):
         # Val loss points come from the evaluation.
         assert len(app.state.history.val_loss) == 1
 
+        # Samples and calibration land in their panes.
+        await pilot.press("4")
+        await pilot.pause(0.2)
+        names = next(m for m in run_messages if getattr(m, "kind", "") == "sample").data["samples"]
+        assert str(app.samples.content).splitlines() == names
+        assert app.calibration.border_title.startswith("BatchNorm: running vs exact · step 400")
+        await pilot.press("1")
+
         # A restart with a new gain: marker, status line at once.
         config = {**info.config, "gain": "3"}
         source.push(RunStarted(dataclasses.replace(info, config=config), "restart: gain 3"),
@@ -129,12 +137,9 @@ async def test_answers_show_in_the_status_line_panes_and_markers(run_messages):
         await until(pilot, lambda: "BatchNorm off" in status_of(app))
         assert "fan-in off" in status_of(app)
 
-        # Samples and calibration land in their panes.
+        # A restart is a fresh run: the old run's samples are not shown as its own.
         await pilot.press("4")
-        await pilot.pause(0.2)
-        names = next(m for m in run_messages if getattr(m, "kind", "") == "sample").data["names"]
-        assert str(app.samples.content).splitlines() == names
-        assert app.calibration.border_title.startswith("BatchNorm: running vs exact · step 400")
+        await until(pilot, lambda: str(app.samples.content) == "press s to sample 10 names")
 
 
 @async_test
@@ -184,28 +189,19 @@ def test_gain_steps_through_the_lecture_gains():
 
 
 def test_status_text_before_the_run_starts():
-    from tui.run_state import RunState
+    from traintop.engine.recording.run_state import RunState
 
     assert status_text(RunState()) == "waiting for the run to start…"
 
 
 @async_test
-async def test_health_pane_without_and_with_rules(run_messages, monkeypatch):
-    source = FakeSource(run_messages)
-    app = TraintopApp(source)
-    monkeypatch.setattr(health_rules, "HealthMonitor", None)
-    monkeypatch.setattr(health_rules, "AVAILABLE", False)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("4")
-        await pilot.pause(0.1)
-        assert str(app.health.content) == "health rules not available"
-
+async def test_health_pane_shows_what_the_monitor_finds(run_messages, monkeypatch):
     class Finding:
         def __init__(self, rule, severity, where, message):
             self.rule, self.severity, self.where, self.message = rule, severity, where, message
 
     class Monitor:
-        """Stands in for engine.health.HealthMonitor: counts what it is shown."""
+        """Stands in for traintop.engine.health.monitor.HealthMonitor: counts what it is shown."""
         def __init__(self, info):
             self.seen = 0
             self.calibrations = []
@@ -222,8 +218,7 @@ async def test_health_pane_without_and_with_rules(run_messages, monkeypatch):
         def new_findings(self):
             return []
 
-    monkeypatch.setattr(health_rules, "HealthMonitor", Monitor)
-    monkeypatch.setattr(health_rules, "AVAILABLE", True)
+    monkeypatch.setattr(run_state_module, "HealthMonitor", Monitor)
     source = FakeSource(run_messages)
     app = TraintopApp(source)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -240,10 +235,9 @@ async def test_health_pane_without_and_with_rules(run_messages, monkeypatch):
 
 
 @async_test
-async def test_the_real_health_rules_when_installed():
-    """With engine.health present, a lecture-style broken init is diagnosed in the pane."""
-    pytest.importorskip("engine.health")
-    from engine.config import TrainConfig
+async def test_the_real_health_rules():
+    """A lecture-style broken init is diagnosed in the pane."""
+    from traintop.engine.config import TrainConfig
 
     messages = recorded_run(TrainConfig(n_hidden=30, steps=1000, stats_every=20,
                                         batchnorm=False, gain="3"), steps=200)
@@ -262,11 +256,11 @@ async def test_the_real_health_rules_when_installed():
 
 def test_the_lecture_last_layer_is_flagged_at_init():
     """Without BatchNorm the output layer, scaled by 0.1 at init, trains far faster."""
-    from data.dataset import build_dataset
-    from engine.config import TrainConfig
-    from engine.threads import apply_threads
-    from engine.trainer import Trainer
-    from tui.weights_pane import outliers
+    from traintop.data.dataset import build_dataset
+    from traintop.engine.config import TrainConfig
+    from traintop.engine.training.threads import apply_threads
+    from traintop.engine.training.trainer import Trainer
+    from traintop.tui.weights_pane import outliers
     from tui_fakes import small_words
 
     apply_threads(1)

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from engine.config import TrainConfig
-from engine.session import LiveSession, SessionSpec
-from tui.app import TraintopApp
+from traintop.engine.config import TrainConfig
+from traintop.engine.recording.session import LiveSession, SessionSpec
+from traintop.tui.app import TraintopApp
 from tui_fakes import async_test, write_words, until
 
 
@@ -73,7 +73,7 @@ async def test_every_key_steers_the_live_trainer(tmp_path):
         await until(pilot, lambda: len(app.state.history.val_loss) == 1, what="evaluate")
         assert 0 < app.state.history.val_loss[0][1] < 10
         await pilot.press("s")
-        await until(pilot, lambda: len(app.state.names) == 10, what="samples")
+        await until(pilot, lambda: len((app.state.samples or ())) == 10, what="samples")
         await pilot.press("c")
         await until(pilot, lambda: app.state.calibration is not None, what="calibrate")
         assert app.state.calibration.data["layers"] == []   # BatchNorm is off now

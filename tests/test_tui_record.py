@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from engine import cli
-from engine.config import TrainConfig
-from engine.feed import Event, RunStarted, Steps
-from engine.file_source import ReplaySource
-from engine.recording_source import RecordingSource
-from engine.session import LiveSession, SessionSpec
-from engine.stream import load
-from tui.app import TraintopApp
-from tui.app_command import build_parser, spec_from_args
+from traintop.commands import cli
+from traintop.engine.config import TrainConfig
+from traintop.engine.recording.feed import Event, RunStarted, Steps
+from traintop.engine.recording.file_source import ReplaySource
+from traintop.engine.recording.recording_source import RecordingSource
+from traintop.engine.recording.session import LiveSession, SessionSpec
+from traintop.engine.recording.stream import load
+from traintop.tui.app import TraintopApp
+from traintop.commands.app import build_parser, spec_from_args
 from tui_fakes import async_test, write_words, until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def test_record_and_engine_options(tmp_path):
 
 def test_unwritable_record_path_is_one_line(tmp_path):
     target = tmp_path / "no" / "such" / "run.jsonl"
-    done = subprocess.run([sys.executable, "-m", "engine.cli", "--record", str(target)],
+    done = subprocess.run([sys.executable, "-m", "traintop", "--record", str(target)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip() == (f"traintop: error: --record {target}: no such directory "
@@ -98,7 +98,7 @@ def test_unwritable_record_path_is_one_line(tmp_path):
 
 
 def test_the_session_builds_the_chosen_engine(tmp_path):
-    from engine.session import _build
+    from traintop.engine.recording.session import _build
 
     words = write_words(tmp_path / "words.txt")
     config = TrainConfig(n_hidden=8, depth=1, steps=10)
@@ -110,8 +110,8 @@ def test_the_session_builds_the_chosen_engine(tmp_path):
 def test_app_command_wires_record_and_engine(tmp_path, monkeypatch):
     """`traintop --record PATH --engine fast`: the app gets a recording source
     around a session built with the chosen engine; closing it ends the file."""
-    import tui.app
-    from tui import app_command
+    import traintop.tui.app
+    from traintop.commands import app as app_command
 
     words = write_words(tmp_path / "words.txt")
     path = tmp_path / "app.jsonl"
@@ -129,7 +129,7 @@ def test_app_command_wires_record_and_engine(tmp_path, monkeypatch):
         source.close()
         return 0
 
-    monkeypatch.setattr(tui.app, "run_app", fake_run_app)
+    monkeypatch.setattr(traintop.tui.app, "run_app", fake_run_app)
     assert app_command.main(["--record", str(path), "--engine", "fast", "--data", str(words),
                              "--steps", "30", "--n-hidden", "8", "--depth", "1"]) == 0
     source = seen["source"]
@@ -144,7 +144,7 @@ def test_app_command_wires_record_and_engine(tmp_path, monkeypatch):
 
 def test_the_recording_keeps_what_the_source_sent_while_closing(tmp_path, small_dataset):
     """Steps a live child took after the viewer's last poll reach the file."""
-    from engine.trainer import Trainer
+    from traintop.engine.training.trainer import Trainer
 
     trainer = Trainer(TrainConfig(n_hidden=16, depth=2, steps=10), small_dataset)
     results = [trainer.step() for _ in range(5)]

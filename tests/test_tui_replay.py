@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.feed import Steps
-from engine.file_source import ReplaySource
-from tui.app import TraintopApp
+from traintop.engine.recording.feed import Steps
+from traintop.engine.recording.file_source import ReplaySource
+from traintop.tui.app import TraintopApp
 from tui_fakes import async_test, recorded_run, until
 from tui_recordings import record
 
@@ -49,14 +49,14 @@ async def test_keys_move_the_timeline_and_the_panes_follow(recording):
                                   f"BatchNorm on · end of recording · plays at {speed:,.4g} "
                                   "steps/s")
         assert [(m.tick, m.text) for m in app.state.history.markers] == [(200, "lr 0.1 -> 0.2")]
-        assert len(app.state.history.val_loss) == 1 and len(app.state.names) == 10
+        assert len(app.state.history.val_loss) == 1 and len((app.state.samples or ())) == 10
         keys = {b.binding.key for b in app.screen.active_bindings.values() if b.node is app}
         assert {"left", "right", "home", "end", "plus", "minus"} <= keys
 
         await pilot.press("home")      # back to the first snapshot: a fresh state
         await until(pilot, lambda: app.state.step == 1, what="home")
         assert app.state.history.tick == 1 and app.state.runs == 1
-        assert app.state.history.markers == [] and app.state.names == ()
+        assert app.state.history.markers == [] and (app.state.samples or ()) == ()
         assert app.state.history.val_loss == [] and app.state.calibration is None
         assert status_of(app).startswith("replay · snapshot 1/5 · step 1 · lr 0.1 · ")
         await pilot.press("4")
@@ -115,7 +115,7 @@ async def test_keys_move_the_timeline_and_the_panes_follow(recording):
 async def test_live_app_keeps_arrows_for_the_tabs():
     """Without a timeline the replay keys are not bound: ← and → still move
     between tabs, and the footer shows none of them."""
-    from engine.feed import RunStarted
+    from traintop.engine.recording.feed import RunStarted
     from tui_fakes import FakeSource
 
     messages = recorded_run(steps=100)
@@ -132,7 +132,7 @@ async def test_live_app_keeps_arrows_for_the_tabs():
 
 
 def test_corrupt_recording_fails_before_the_app(tmp_path, capsys):
-    from engine import cli
+    from traintop.commands import cli
 
     path = record(recorded_run(steps=60), tmp_path / "run.jsonl")
     lines = path.read_text().splitlines(keepends=True)

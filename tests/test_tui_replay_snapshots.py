@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.file_source import ReplaySource
-from tui import health_rules
-from tui.app import TraintopApp
+from traintop.engine.recording.file_source import ReplaySource
+from traintop.tui.app import TraintopApp
 from tui_fakes import FakeSource
 from tui_fixed_run import fixed_run
 from tui_recordings import record
@@ -20,13 +19,6 @@ from tui_recordings import record
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
     return record(fixed_run(), tmp_path_factory.mktemp("snap") / "run.jsonl")
-
-
-def without_health_rules(monkeypatch) -> None:
-    # As the other snapshots: the same whether or not engine.health is installed.
-    monkeypatch.setattr(health_rules, "HealthMonitor", None)
-    monkeypatch.setattr(health_rules, "AVAILABLE", False)
-    monkeypatch.setattr(health_rules, "RULES", ())
 
 
 def at_step(step: int, *keys: str):
@@ -45,24 +37,21 @@ def at_step(step: int, *keys: str):
     return run_before
 
 
-def test_replay_at_a_snapshot(snap_compare, recording, monkeypatch):
+def test_replay_at_a_snapshot(snap_compare, recording):
     """Home, then two snapshots on: step 200, just before the recorded lr change."""
-    without_health_rules(monkeypatch)
     app = TraintopApp(ReplaySource(recording, speed=100.0), title="replay")
     assert snap_compare(app, terminal_size=(120, 40),
                         run_before=at_step(200, "home", "right", "right"))
 
 
-def test_replay_at_the_end(snap_compare, recording, monkeypatch):
+def test_replay_at_the_end(snap_compare, recording):
     """The whole recording: the lr marker at step 200 and the val point."""
-    without_health_rules(monkeypatch)
     app = TraintopApp(ReplaySource(recording, speed=100.0), title="replay")
     assert snap_compare(app, terminal_size=(120, 40), run_before=at_step(400))
 
 
-@pytest.mark.skipif(not health_rules.AVAILABLE, reason="engine.health is not installed")
 def test_health_tab_with_findings(snap_compare):
-    """engine.health's rules on the fixed run: one unit of a Tanh layer is dead."""
+    """The health rules on the fixed run: one unit of a Tanh layer is dead."""
     messages = fixed_run()
     app = TraintopApp(FakeSource(messages), title="traintop")
     assert snap_compare(app, terminal_size=(120, 40), run_before=at_step(400, "4"))

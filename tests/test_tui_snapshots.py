@@ -9,20 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from tui.app import TraintopApp
+from traintop.tui.app import TraintopApp
 from tui_fakes import FakeSource
 from tui_fixed_run import fixed_first_step_without_batchnorm, fixed_run
-
-
-@pytest.fixture(autouse=True)
-def without_health_rules(monkeypatch):
-    """Snapshots show the app without engine.health, whether or not it is
-    installed, so they stay the same when it is (its pane has its own test)."""
-    from tui import health_rules
-
-    monkeypatch.setattr(health_rules, "HealthMonitor", None)
-    monkeypatch.setattr(health_rules, "AVAILABLE", False)
-    monkeypatch.setattr(health_rules, "RULES", ())
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +66,7 @@ def first_step_without_batchnorm():
 
 
 def test_weights_outlier_stands_out(snap_compare, first_step_without_batchnorm):
-    from tui.weights_pane import outliers
+    from traintop.tui.weights_pane import outliers
 
     stats = first_step_without_batchnorm[1].results[0].stats
     assert outliers([w.grad_data_ratio for w in stats.weights]) == {len(stats.weights) - 1}

@@ -10,9 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine import cli, watch
-from engine.feed import Event, Status, Steps
-from engine.stream import load
+from traintop.commands import cli
+
+from traintop import watch
+from traintop.engine.recording.feed import Event, Status, Steps
+from traintop.engine.recording.stream import load
 
 
 def make_model():

@@ -9,13 +9,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data.dataset import load_dataset
-from engine import watch
-from engine.config import TrainConfig
-from engine.feed import Steps
-from engine.layers import BatchNorm1d, Linear
-from engine.stream import load
-from engine.trainer import Trainer
+from traintop.data.dataset import load_dataset
+from traintop import watch
+from traintop.engine.config import TrainConfig
+from traintop.engine.recording.feed import Steps
+from traintop.engine.model.layers import BatchNorm1d, Linear
+from traintop.engine.recording.stream import load
+from traintop.engine.training.trainer import Trainer
 
 
 class TorchLinear(nn.Module):

@@ -6,12 +6,13 @@ import time
 
 from pathlib import Path
 
-from data.dataset import DEFAULT_DATA, build_dataset
-from data.words import read_words
-from engine.config import TrainConfig
-from engine.feed import Command, Event, RunStarted, Status, Steps
-from engine.threads import apply_threads
-from engine.trainer import Trainer
+from traintop.data.dataset import DEFAULT_DATA, build_dataset
+from traintop.data.words import read_words
+from traintop.engine.config import TrainConfig
+from traintop.engine.recording import events
+from traintop.engine.recording.feed import Command, Event, RunStarted, Status, Steps
+from traintop.engine.training.threads import apply_threads
+from traintop.engine.training.trainer import Trainer
 
 
 class FakeSource:
@@ -58,7 +59,7 @@ def recorded_run(config: TrainConfig = SMALL_CONFIG, steps: int = 400) -> list:
     a run start, batches of steps, an lr change, an evaluation, samples,
     a calibration and fixed status lines (fixed rates keep snapshots stable)."""
     # One torch thread, as the live child uses: a tiny model on a shared
-    # machine collapses with more (see engine.threads).
+    # machine collapses with more (see traintop.engine.training.threads).
     apply_threads(1)
     dataset = build_dataset(small_words(), config.block_size, config.split_seed, source="small")
     trainer = Trainer(config, dataset)
@@ -73,8 +74,7 @@ def recorded_run(config: TrainConfig = SMALL_CONFIG, steps: int = 400) -> list:
     out.append(Steps(tuple(batch))) if batch else None
     old = trainer.lr
     trainer.set_lr(old * 2)
-    out.append(Event("lr", trainer.steps_done, f"lr {old:g} -> {trainer.lr:g}",
-                     {"old": old, "lr": trainer.lr}))
+    out.append(events.lr_changed(trainer.steps_done, old, trainer.lr))
     batch = []
     for _ in range(steps - half):
         batch.append(trainer.step())
@@ -82,16 +82,9 @@ def recorded_run(config: TrainConfig = SMALL_CONFIG, steps: int = 400) -> list:
             out.append(Steps(tuple(batch)))
             batch = []
     out.append(Steps(tuple(batch))) if batch else None
-    losses = trainer.evaluate(("train", "val"))
-    out.append(Event("evaluate", trainer.steps_done,
-                     "evaluate: " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()),
-                     dict(losses)))
-    names = list(trainer.sample(10))
-    out.append(Event("sample", trainer.steps_done, "sampled 10 names", {"names": names}))
-    cal = trainer.calibrate(False)
-    out.append(Event("calibrate", trainer.steps_done, "calibrate", {
-        "layers": list(cal.layers), "mean_max_diff": list(cal.mean_max_diff),
-        "std_max_rel_diff": list(cal.std_max_rel_diff), "applied": cal.applied}))
+    out.append(events.evaluated(trainer.steps_done, trainer.evaluate(("train", "val"))))
+    out.append(events.sampled(trainer.steps_done, trainer.sample(10)))
+    out.append(events.calibrated(trainer.steps_done, trainer.calibrate(False)))
     out.append(Status(step=trainer.steps_done, lr=trainer.lr, running=False,
                       finished=trainer.finished, steps_per_sec=812.0))
     return out

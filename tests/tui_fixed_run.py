@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 
-from data.dataset import build_dataset
-from engine.config import TrainConfig
-from engine.feed import Event, RunStarted, Status, Steps
-from engine.results import Histogram, LayerStats, StatsSnapshot, StepResult, WeightStats
-from engine.trainer import Trainer
+from traintop.data.dataset import build_dataset
+from traintop.engine.config import TrainConfig
+from traintop.engine.recording import events
+from traintop.engine.recording.feed import Event, RunStarted, Status, Steps
+from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, StepResult, WeightStats
+from traintop.engine.training.trainer import Trainer
 from tui_fakes import small_words
 
 CONFIG = TrainConfig(n_hidden=30, steps=1000, stats_every=100, lr_decay_step=300)
@@ -78,9 +79,8 @@ def fixed_run(steps: int = 400) -> list:
             out.append(Event("lr", start - 1, "lr 0.1 -> 0.2", {"old": 0.1, "lr": 0.2}))
             lr = 0.2
         out.append(Steps(tuple(result_at(s, info, lr) for s in range(start, start + 50))))
-    out.append(Event("evaluate", steps, "evaluate: train 2.4811, val 2.6032",
-                     {"train": 2.4811, "val": 2.6032}))
-    out.append(Event("sample", steps, "sampled 10 names", {"names": list(NAMES)}))
+    out.append(events.evaluated(steps, {"train": 2.4811, "val": 2.6032}))
+    out.append(events.sampled(steps, NAMES))
     out.append(Event("calibrate", steps, "calibrate", {
         "layers": [1, 4, 7, 10, 13, 16], "mean_max_diff": [0.277, 0.0283, 0.0295, 0.0301, 0.0391, 0.0185],
         "std_max_rel_diff": [0.077, 0.0701, 0.0663, 0.0689, 0.0603, 0.0555], "applied": False}))

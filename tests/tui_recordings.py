@@ -1,10 +1,10 @@
-"""Recordings the app tests replay: messages written through engine.recorder."""
+"""Recordings the app tests replay: messages written through traintop.engine.recording.recorder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.recorder import Recorder
+from traintop.engine.recording.recorder import Recorder
 
 
 def record(messages, path: Path) -> Path:

@@ -37,7 +37,7 @@ def headless_rate(steps: int) -> dict:
     def timed(n: int) -> tuple[float, float]:
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "engine.cli", "run", "--steps", str(n), "--json"],
+        subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", str(n), "--json"],
                        cwd=ROOT, check=True, capture_output=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -68,9 +68,9 @@ def cmdline(pid: int) -> str:
 
 def inner(out: str) -> int:
     """The app as `traintop` runs it, writing its counters at exit."""
-    from engine.config import TrainConfig
-    from engine.session import LiveSession, SessionSpec
-    from tui.app import TraintopApp
+    from traintop.engine.config import TrainConfig
+    from traintop.engine.recording.session import LiveSession, SessionSpec
+    from traintop.tui.app import TraintopApp
 
     session = LiveSession(SessionSpec(config=TrainConfig()))
 

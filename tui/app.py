@@ -17,20 +17,20 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from engine.config import GAIN_STEPS, parse_gain
-from engine.feed import Command, Event, Source, Steps
-from tui.calibration_pane import CalibrationPane
-from tui.events_pane import EventsPane
-from tui.health_pane import HealthPane
-from tui.help_screen import HelpScreen
-from tui.histogram_pane import HistogramPane
-from tui.loss_pane import LossPane
-from tui.ratio_pane import RatioPane
-from tui.run_state import RunState
-from tui.samples_pane import SamplesPane
-from tui.saturation_pane import SaturationPane
-from tui.status_line import StatusLine
-from tui.weights_pane import WeightsPane
+from ..engine.config import GAIN_STEPS, parse_gain
+from ..engine.recording.feed import Command, Event, Source, Steps
+from .calibration_pane import CalibrationPane
+from .events_pane import EventsPane
+from .health_pane import HealthPane
+from .help_screen import HelpScreen
+from .histogram_pane import HistogramPane
+from .loss_pane import LossPane
+from .ratio_pane import RatioPane
+from ..engine.recording.run_state import RunState
+from .samples_pane import SamplesPane
+from .saturation_pane import SaturationPane
+from .status_line import StatusLine
+from .weights_pane import WeightsPane
 
 POLL_SECONDS = 0.05      # drain the source 20 times a second
 # One redraw clock: the loss pane and status line on even ticks (every 0.18 s),

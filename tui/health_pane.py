@@ -1,14 +1,12 @@
-"""Findings of the health rules (engine.health), most severe first."""
+"""Findings of the health rules (traintop.engine.health.monitor), most severe first."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
 
-from tui import health_rules
-
 SEVERITY_STYLE = {"error": "bold red", "warn": "yellow", "info": ""}
-SEVERITY_WORD = {"error": "ERROR", "warn": "warn", "info": "ok"}
+SEVERITY_WORD = {"error": "ERROR", "warn": "warn", "info": "info"}
 
 
 class HealthPane(Static):
@@ -16,15 +14,10 @@ class HealthPane(Static):
 
     def on_mount(self) -> None:
         self.border_title = "health"
-        self.update(health_rules.UNAVAILABLE_TEXT if not health_rules.AVAILABLE
-                    else "waiting for steps")
+        self.update("waiting for steps")
 
     def show(self, state) -> None:
-        if not health_rules.AVAILABLE:
-            return
         findings = state.findings()
-        if findings is None:
-            return
         if not findings:
             self.update("no findings yet", layout=False)
             return

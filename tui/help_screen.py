@@ -8,7 +8,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-from tui import health_rules
+from ..engine.health.rules import RULES
 
 PLOTS = """\
 # traintop help
@@ -87,10 +87,8 @@ sample, calibrate, save) answer `read-only`: a recorded run cannot be changed.
 
 
 def rules_text() -> str:
-    if not health_rules.AVAILABLE:
-        return f"## Health rules\n\n{health_rules.UNAVAILABLE_TEXT}.\n"
     lines = ["## Health rules", ""]
-    for rule in health_rules.RULES:
+    for rule in RULES:
         lines.append(f"- **{rule.title}** (`{rule.id}`): {rule.meaning}")
     return "\n".join(lines) + "\n"
 

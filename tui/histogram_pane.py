@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tui.plot_pane import PlotPane
-from tui.plotting import style
+from .plot_pane import PlotPane
+from .plotting import style
 
 
 class HistogramPane(PlotPane):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from tui.plot_pane import PlotPane
-from tui.plotting import downsample, draw_markers, finite_points, plot_width, style
+from .plot_pane import PlotPane
+from .plotting import downsample, draw_markers, finite_points, plot_width, style
 
 
 class LossPane(PlotPane):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from textual_plotext import PlotextPlot
 
-from tui.run_state import RunState
+from ..engine.recording.run_state import RunState
 
 
 class PlotPane(PlotextPlot):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tui.health_marks import badge, param_marks
-from tui.plot_pane import PlotPane
-from tui.plotting import downsample, draw_markers, finite_points, plot_width, style
+from .health_marks import badge, param_marks
+from .plot_pane import PlotPane
+from .plotting import downsample, draw_markers, finite_points, plot_width, style
 
 GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
 

@@ -13,8 +13,8 @@ class SamplesPane(Static):
         self.update("press s to sample 10 names")
 
     def show(self, state) -> None:
-        if state.names_step is None:   # none yet, or forgotten on a rewind
+        if state.samples_step is None:   # none yet, or forgotten on a rewind
             self.on_mount()
             return
-        self.border_title = f"samples · step {state.names_step:,}"
-        self.update("\n".join(state.names) or "(no names)")
+        self.border_title = f"samples · step {state.samples_step:,}"
+        self.update("\n".join(state.samples or ()) or "(no names)")

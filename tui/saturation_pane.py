@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tui.health_marks import badge, layer_marks
-from tui.plot_pane import PlotPane
+from .health_marks import badge, layer_marks
+from .plot_pane import PlotPane
 
 GUIDE = 5.0   # the lecture aims for about 5% saturated
 

@@ -14,8 +14,8 @@ from rich.text import Text
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from tui.plot_pane import PlotPane
-from tui.plotting import style
+from .plot_pane import PlotPane
+from .plotting import style
 
 OUTLIER_FACTOR = 3.0   # ratio this many times the median of all: flagged
 

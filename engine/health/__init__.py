@@ -1,0 +1,1 @@
+"""Health: rules over plain results (no torch), thresholds, and the monitor that applies them."""

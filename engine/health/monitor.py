@@ -1,0 +1,135 @@
+"""Health diagnosis: the lecture's rules of thumb, run on a live training run.
+
+A HealthMonitor is fed every StepResult of one run (and any Calibration) and
+keeps the current findings: those of the latest stats snapshot, the
+sustained update:data level over recent steps, the initial loss, and a
+non-finite stop. `new_findings()` hands out only what the previous call had
+not, so a viewer can flash on a new error without repeating old ones.
+The rules and their ids live in traintop.engine.health.rules, every threshold in
+traintop.engine.health.thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+
+from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
+                                 initial_loss, non_finite, snapshot_findings, sort_key,
+                                 update_burst, update_level)
+from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
+from .thresholds import DEFAULT_THRESHOLDS, Thresholds
+
+__all__ = ["DEFAULT_THRESHOLDS", "RULES", "RULE_IDS", "SEVERITIES", "Finding", "HealthMonitor",
+           "Rule", "Thresholds", "diagnose"]
+
+
+def diagnose(info: RunInfo, snapshot: StatsSnapshot,
+             thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[Finding]:
+    """Findings of one stats snapshot alone, most severe first (no sustained
+    update:data judgement: that needs the steps around it). A snapshot of
+    step 1 also judges the initial loss."""
+    found = snapshot_findings(snapshot, _batch_size(info), thresholds)
+    if snapshot.step == 1:
+        found += initial_loss(snapshot.loss, info.expected_initial_loss, _vocab_size(info), 1,
+                              thresholds)
+    return sorted(found, key=sort_key)
+
+
+class HealthMonitor:
+    """The findings of one run, kept current as its steps arrive."""
+
+    def __init__(self, info: RunInfo, thresholds: Thresholds = DEFAULT_THRESHOLDS):
+        self.info = info
+        self.thresholds = thresholds
+        # The lecture judges update:data on the 2-D parameters only: a bias or
+        # BatchNorm beta starts at zero, so its ratio is meaningless early on.
+        self._weights = [i for i, shape in enumerate(info.param_shapes) if len(shape) == 2]
+        self._reset()
+
+    def _reset(self) -> None:
+        self._reported: set[tuple[str, str, str]] = set()  # a new run's findings are all new
+        self._last_step = 0
+        self._window: deque[tuple[float, ...]] = deque(maxlen=self.thresholds.update_window)
+        self._start: list[Finding] = []      # initial loss: stays for the run
+        self._snapshot: list[Finding] = []   # latest stats snapshot's
+        self._update: list[Finding] | None = []  # sustained update:data; None: to judge
+        self._burst: list[Finding] = []      # first far too large step: stays for the run
+        self._stop: list[Finding] = []       # non-finite
+        self._calibration: list[Finding] = []
+
+    # ----- feeding ---------------------------------------------------------------
+    def observe(self, result: StepResult) -> None:
+        if result.step <= self._last_step:  # the run restarted from step 0
+            self._reset()
+        self._last_step = result.step
+        t = self.thresholds
+        if result.step == 1:
+            self._start = initial_loss(result.loss, self.info.expected_initial_loss,
+                                       _vocab_size(self.info), 1, t)
+        if result.nonfinite is not None:
+            self._stop = non_finite(result.nonfinite)
+        if result.stats is not None:
+            self._snapshot = snapshot_findings(result.stats, _batch_size(self.info), t)
+        if result.update_ratio_log10:
+            ratios = result.update_ratio_log10
+            weights = tuple(ratios[i] for i in self._weights if i < len(ratios))
+            self._window.append(weights)
+            if not self._burst:
+                finite = sorted(v for v in weights if math.isfinite(v))
+                # The median is at most the upper middle: skip it while that is under the line.
+                if finite and finite[len(finite) // 2] > t.update_burst_log10:
+                    self._burst = update_burst(statistics.median(finite), result.step, t)
+            # The window's medians are taken when findings are read, not on
+            # every step: observe() stays cheap next to a ~1 ms training step.
+            self._update = None
+
+    def observe_calibration(self, cal: Calibration) -> None:
+        self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)
+
+    def _judge_updates(self) -> list[Finding]:
+        if self._burst or len(self._window) < self.thresholds.update_min_steps:
+            return []
+        level = update_level_of(self._window)
+        return update_level(level, len(self._window), self._last_step, self.thresholds)
+
+    # ----- reading ---------------------------------------------------------------
+    def findings(self) -> list[Finding]:
+        """Current findings, most severe first."""
+        if self._update is None:
+            self._update = self._judge_updates()
+        return sorted(self._start + self._stop + self._snapshot + self._burst + self._update
+                      + self._calibration, key=sort_key)
+
+    def new_findings(self) -> list[Finding]:
+        """Current findings the previous call did not return (a finding that
+        went away and came back, or changed severity, counts as new)."""
+        current = self.findings()
+        fresh = [f for f in current if f.key() not in self._reported]
+        self._reported = {f.key() for f in current}
+        return fresh
+
+
+def update_level_of(window) -> float:
+    """Median over parameters of each parameter's median over the window.
+
+    Only finite entries count: -inf is a step where a parameter got no
+    gradient at all (every unit behind it saturated, as after a far too high
+    learning rate), which says nothing about the step size; the saturation
+    and dead-neuron rules report that state."""
+    columns = zip(*window)
+    medians = []
+    for column in columns:
+        values = [v for v in column if math.isfinite(v)]
+        if values:
+            medians.append(statistics.median(values))
+    return statistics.median(medians) if medians else math.nan
+
+
+def _batch_size(info: RunInfo) -> int:
+    return int(info.config.get("batch_size", 0) or 0)
+
+
+def _vocab_size(info: RunInfo) -> int:
+    return len(info.vocab) + 1

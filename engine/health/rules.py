@@ -1,0 +1,345 @@
+"""The health rules: their ids and meanings, and the checks themselves.
+
+Each check turns measured figures into Findings: frozen plain values a
+viewer can sort, show and serialise. `where` names what the finding is about
+in one of a few fixed shapes, so a viewer can mark it:
+"layer 5 (Tanh)" (one layer, by its position in the flat stack),
+"layers 1-9" (a trend over the hidden blocks, first to last),
+"weight 10.weight (100, 27)" (one 2-D parameter), "all weights", "loss",
+or the NonFinite's own place ("layer 4 (BatchNorm1d)", "parameter C", ...).
+Thresholds come from traintop.engine.health.thresholds; nothing here holds a number of its own.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from ..results import Calibration, NonFinite, RunInfo, StatsSnapshot
+from .thresholds import DEFAULT_THRESHOLDS as T, Thresholds
+
+SEVERITIES = ("info", "warn", "error")  # in rank order
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str          # one of RULE_IDS
+    severity: str      # "info" | "warn" | "error"
+    where: str         # see the module docstring
+    value: float | None  # the measured value the rule judged
+    healthy: str       # the healthy range, in words and numbers
+    message: str       # one sentence: what it means and what to try
+    step: int          # step of the figures it was found on
+
+    @property
+    def rank(self) -> int:
+        return SEVERITIES.index(self.severity)
+
+    def key(self) -> tuple[str, str, str]:
+        """Identity across frames: the same problem at the same place and severity."""
+        return (self.rule, self.where, self.severity)
+
+    def to_dict(self) -> dict:
+        value = self.value if self.value is not None and math.isfinite(self.value) else None
+        return {"rule": self.rule, "severity": self.severity, "where": self.where,
+                "value": value, "healthy": self.healthy, "message": self.message,
+                "step": self.step}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    meaning: str  # help text: what it checks and what healthy looks like
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("non-finite", "Non-finite values",
+         "NaN or inf in the loss, an activation or a gradient: the run has diverged and stops. "
+         "Always an error; the finding names the first place it appeared."),
+    Rule("initial-loss", "Initial loss",
+         "The first loss against -log(1/vocab), the loss of a uniform guess (3.2958 for 27 "
+         f"characters). Warn above {T.initial_loss_warn_ratio:g}x it, error above "
+         f"{T.initial_loss_error_ratio:g}x: the output starts confidently wrong and the first "
+         "steps are spent squashing it (the hockey-stick loss). Scale the last layer down."),
+    Rule("tanh-saturation", "Tanh saturation",
+         "Share of a Tanh layer's outputs with |t| > 0.97, where tanh is flat and passes almost "
+         "no gradient. The lecture aims at about 5% at init; its healthy stack without "
+         "BatchNorm starts near 20% on layer 1 and drifts up as it trains. Warn above "
+         f"{T.saturation_warn_pct:g}%, error above {T.saturation_error_pct:g}%."),
+    Rule("dead-neurons", "Dead neurons",
+         "Tanh units saturated on every example of the batch: they get no gradient and "
+         "never learn. Healthy: none. Warn on any, error above "
+         f"{T.dead_error_pct:g}% of a layer's units (batches under {T.dead_min_batch} "
+         "are not judged)."),
+    Rule("activation-shrink", "Activations shrinking",
+         "Activation std from the first hidden block to the last, as a factor per layer. "
+         f"Below x{T.shrink_warn_factor:g} (warn) or x{T.shrink_error_factor:g} (error) the "
+         "signal fades with depth: the init gain is too low (tanh needs 5/3, a linear "
+         "stack 1) or BatchNorm is off."),
+    Rule("activation-grow", "Activations growing",
+         "The same factor above "
+         f"x{T.grow_warn_factor:g} (warn) or x{T.grow_error_factor:g} (error): the signal "
+         "blows up with depth and soon overflows; the gain is too high."),
+    Rule("gradient-vanish", "Gradients vanishing",
+         "Std of dloss/d(activation) as the gradient travels from the last hidden block back "
+         f"to the first, as a factor per layer. Below x{T.vanish_warn_factor:g} (warn) or "
+         f"x{T.vanish_error_factor:g} (error) the early layers hardly learn."),
+    Rule("gradient-explode", "Gradients exploding",
+         f"The same factor above x{T.explode_warn_factor:g} (warn) or "
+         f"x{T.explode_error_factor:g} (error): the early layers get huge, unstable updates "
+         "(no fan-in normalisation does this)."),
+    Rule("grad-data-outlier", "Grad:data outlier",
+         "A 2-D parameter whose grad:data ratio (grad std / data std) is far from the median "
+         f"of the others: beyond {T.outlier_info_factor:g}x either way is info, beyond "
+         f"{T.outlier_warn_factor:g}x a warning. It trains that much faster or slower than "
+         "the rest; the lecture's shrunken last layer does this at init and it fades."),
+    Rule("update-ratio-high", "Updates too large",
+         "log10(update std / data std) should sit near -3. Judged sustained: each 2-D "
+         f"weight's median over the last {T.update_window} steps, then the median over the "
+         f"weights. Above {T.update_high_warn_log10:g} (warn) or "
+         f"{T.update_high_error_log10:g} (error): the learning rate is too high. A single step "
+         f"above {T.update_burst_log10:g} (the weights moved by a third of their size at once) "
+         "is an error at once and stays for the run."),
+    Rule("update-ratio-low", "Updates too small",
+         f"The same sustained figure below {T.update_low_warn_log10:g} (warn) or "
+         f"{T.update_low_error_log10:g} (error): the learning rate is too low and training "
+         "crawls. Not judged after a burst: wrecked weights that barely move are no reason "
+         "to raise the learning rate."),
+    Rule("bn-running-stats", "BatchNorm running statistics",
+         "After calibrating (one pass over the training set), the running mean/std each "
+         "BatchNorm uses in eval mode against the exact ones. Warn when a running std is off "
+         f"by more than {T.bn_std_warn_rel:.0%} or a mean by more than {T.bn_mean_warn_abs:g}, "
+         f"error beyond {T.bn_std_error_rel:.0%} or {T.bn_mean_error_abs:g}: evaluation and "
+         "sampling see a different network than training did."),
+)
+RULE_IDS = tuple(r.id for r in RULES)
+
+
+def sort_key(f: Finding) -> tuple:
+    """Most severe first, then in the order of RULES, then by place."""
+    return (-f.rank, RULE_IDS.index(f.rule), f.where)
+
+
+def _grade(value: float, warn: float, error: float, above: bool = True) -> str | None:
+    if above:
+        return "error" if value > error else "warn" if value > warn else None
+    return "error" if value < error else "warn" if value < warn else None
+
+
+def _ok(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _geo_factor(first: float, last: float, blocks: int) -> float | None:
+    if blocks < 2 or not (_ok(first) and _ok(last)) or first <= 0 or last <= 0:
+        return None
+    return (last / first) ** (1.0 / (blocks - 1))
+
+
+# ----- one snapshot ----------------------------------------------------------
+def saturation(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
+    tanh = [l for l in snap.layers if l.kind == "Tanh"]
+    rising = len(tanh) >= 2 and tanh[-1].saturation_pct > tanh[0].saturation_pct
+    out = []
+    for l in tanh:
+        severity = _grade(l.saturation_pct, t.saturation_warn_pct, t.saturation_error_pct)
+        if severity and _ok(l.saturation_pct):
+            trend = ", and saturation rises with depth" if rising else ""
+            out.append(Finding(
+                "tanh-saturation", severity, f"layer {l.index} ({l.kind})", l.saturation_pct,
+                f"<= {t.saturation_warn_pct:g}%",
+                f"{l.saturation_pct:.1f}% of this layer's tanh outputs sit in the flat tails "
+                f"where almost no gradient passes{trend}; lower --gain, turn on BatchNorm or "
+                "keep fan-in normalisation on.", snap.step))
+    return out
+
+
+def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T) -> list[Finding]:
+    if batch_size < t.dead_min_batch:
+        return []
+    out = []
+    for l in snap.layers:
+        if l.kind != "Tanh" or l.units <= 0:
+            continue
+        pct = 100.0 * l.dead / l.units
+        severity = _grade(pct, t.dead_warn_pct, t.dead_error_pct)
+        if severity:
+            out.append(Finding(
+                "dead-neurons", severity, f"layer {l.index} ({l.kind})", pct, "no dead units",
+                f"{l.dead} of {l.units} units are saturated on every example of the batch, so "
+                "they get no gradient and stop learning; lower --gain or turn on BatchNorm.",
+                snap.step))
+    return out
+
+
+def activation_trend(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
+    layers = snap.layers
+    if len(layers) < 2:
+        return []
+    first, last = layers[0], layers[-1]
+    factor = _geo_factor(first.std, last.std, len(layers))
+    if factor is None:
+        return []
+    where = f"layers {first.index}-{last.index}"
+    healthy = f"x{t.shrink_warn_factor:g} to x{t.grow_warn_factor:g} per layer"
+    span = (f"activation std goes from {first.std:.3g} at layer {first.index} to "
+            f"{last.std:.3g} at layer {last.index} (x{factor:.2f} per layer)")
+    shrink = _grade(factor, t.shrink_warn_factor, t.shrink_error_factor, above=False)
+    if shrink:
+        return [Finding("activation-shrink", shrink, where, factor, healthy,
+                        f"{span}: the signal fades with depth; raise --gain (5/3 for tanh, 1 "
+                        "for a linear stack) or turn on BatchNorm.", snap.step)]
+    grow = _grade(factor, t.grow_warn_factor, t.grow_error_factor)
+    if grow:
+        return [Finding("activation-grow", grow, where, factor, healthy,
+                        f"{span}: the signal blows up with depth; lower --gain or turn on "
+                        "BatchNorm.", snap.step)]
+    return []
+
+
+def gradient_trend(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
+    layers = snap.layers
+    if len(layers) < 2:
+        return []
+    first, last = layers[0], layers[-1]
+    # Backprop runs from the last block to the first: the factor per layer on that way.
+    factor = _geo_factor(last.grad_std, first.grad_std, len(layers))
+    if factor is None:
+        return []
+    where = f"layers {first.index}-{last.index}"
+    healthy = f"x{t.vanish_warn_factor:g} to x{t.explode_warn_factor:g} per layer"
+    span = (f"gradient std goes from {last.grad_std:.2e} at layer {last.index} back to "
+            f"{first.grad_std:.2e} at layer {first.index} (x{factor:.2f} per layer)")
+    vanish = _grade(factor, t.vanish_warn_factor, t.vanish_error_factor, above=False)
+    if vanish:
+        return [Finding("gradient-vanish", vanish, where, factor, healthy,
+                        f"{span}: the early layers hardly learn; raise --gain or turn on "
+                        "BatchNorm.", snap.step)]
+    explode = _grade(factor, t.explode_warn_factor, t.explode_error_factor)
+    if explode:
+        return [Finding("gradient-explode", explode, where, factor, healthy,
+                        f"{span}: the early layers get huge updates; keep fan-in "
+                        "normalisation on, lower --gain or turn on BatchNorm.", snap.step)]
+    return []
+
+
+def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
+    weights = [w for w in snap.weights if _ok(w.grad_data_ratio) and w.grad_data_ratio > 0]
+    if len(weights) < 3:
+        return []
+    out = []
+    for i, w in enumerate(weights):
+        median = statistics.median(o.grad_data_ratio for j, o in enumerate(weights) if j != i)
+        factor = w.grad_data_ratio / median
+        distance = max(factor, 1.0 / factor)
+        if distance > t.outlier_warn_factor:
+            severity = "warn"
+        elif distance > t.outlier_info_factor:
+            severity = "info"
+        else:
+            continue
+        faster = factor > 1
+        why = ("; an output layer shrunk by --last-layer-scale does this at init (the "
+               "lecture's case) and it fades as training goes on" if faster and w is weights[-1]
+               else "; check this parameter's init scale")
+        out.append(Finding(
+            "grad-data-outlier", severity, f"weight {w.name} {tuple(w.shape)}",
+            w.grad_data_ratio,
+            f"within {t.outlier_info_factor:g}x of the other weights' median {median:.2e}",
+            f"grad:data {w.grad_data_ratio:.2e} is {distance:.0f}x "
+            f"{'above' if faster else 'below'} the other weights' median, so this parameter "
+            f"trains about {distance:.0f}x {'faster' if faster else 'slower'} than the "
+            f"rest{why}.", snap.step))
+    return out
+
+
+def snapshot_findings(snap: StatsSnapshot, batch_size: int, t: Thresholds = T) -> list[Finding]:
+    """Every rule that reads one stats snapshot."""
+    return (saturation(snap, t) + dead_neurons(snap, batch_size, t) + activation_trend(snap, t)
+            + gradient_trend(snap, t) + grad_data_outliers(snap, t))
+
+
+# ----- figures outside a snapshot ------------------------------------------------
+def initial_loss(first_loss: float, expected: float, vocab_size: int, step: int = 1,
+                 t: Thresholds = T) -> list[Finding]:
+    if not (_ok(first_loss) and _ok(expected)) or expected <= 0:
+        return []
+    ratio = first_loss / expected
+    severity = _grade(ratio, t.initial_loss_warn_ratio, t.initial_loss_error_ratio)
+    if not severity:
+        return []
+    return [Finding(
+        "initial-loss", severity, "loss", first_loss,
+        f"about {expected:.4f} = -log(1/{vocab_size}); at most "
+        f"{expected * t.initial_loss_warn_ratio:.4f}",
+        f"the first loss {first_loss:.4f} is {ratio:.2f}x the uniform guess {expected:.4f}: the "
+        "output starts confidently wrong and the first steps only squash it (the hockey stick); "
+        "scale the last layer down (--last-layer-scale 0.1) and keep fan-in on.", step)]
+
+
+def update_level(level: float, steps: int, step: int, t: Thresholds = T) -> list[Finding]:
+    """`level`: median over 2-D weights of each one's median log10 update:data."""
+    if not _ok(level):
+        return []
+    healthy = (f"{t.update_low_warn_log10:g} to {t.update_high_warn_log10:g} "
+               f"(guide {t.update_guide_log10:g})")
+    times = 10 ** abs(level - t.update_guide_log10)
+    said = (f"log10 update:data is {level:.2f} (median of the weights over the last {steps} "
+            f"steps), {times:.0f}x {'above' if level > t.update_guide_log10 else 'below'} the "
+            "lecture's 1e-3 guide")
+    high = _grade(level, t.update_high_warn_log10, t.update_high_error_log10)
+    if high:
+        return [Finding("update-ratio-high", high, "all weights", level, healthy,
+                        f"{said}: the learning rate is too high; lower --lr.", step)]
+    low = _grade(level, t.update_low_warn_log10, t.update_low_error_log10, above=False)
+    if low:
+        return [Finding("update-ratio-low", low, "all weights", level, healthy,
+                        f"{said}: the learning rate is too low and training crawls; raise --lr.",
+                        step)]
+    return []
+
+
+def update_burst(level: float, step: int, t: Thresholds = T) -> list[Finding]:
+    """`level`: one step's median log10 update:data over the 2-D weights."""
+    if not _ok(level) or level <= t.update_burst_log10:
+        return []
+    return [Finding(
+        "update-ratio-high", "error", "all weights", level,
+        f"{t.update_low_warn_log10:g} to {t.update_high_warn_log10:g} "
+        f"(guide {t.update_guide_log10:g})",
+        f"at step {step:,} one update moved the median weight by {10 ** level:.0%} of its own "
+        f"size (log10 {level:.2f}): the learning rate is far too high and the weights may be "
+        "wrecked for good; lower --lr and restart.", step)]
+
+
+def non_finite(nf: NonFinite) -> list[Finding]:
+    return [Finding("non-finite", "error", nf.where, None, "finite loss, activations, gradients",
+                    f"a non-finite {nf.what} first appeared in {nf.where} at step {nf.step:,}: "
+                    "the run diverged; lower --lr or --gain, or turn on BatchNorm.", nf.step)]
+
+
+def calibration(cal: Calibration, info: RunInfo, step: int, t: Thresholds = T) -> list[Finding]:
+    out = []
+    for pos, mean_diff, std_rel in zip(cal.layers, cal.mean_max_diff, cal.std_max_rel_diff):
+        by_std = _grade(std_rel, t.bn_std_warn_rel, t.bn_std_error_rel) if _ok(std_rel) else None
+        by_mean = (_grade(mean_diff, t.bn_mean_warn_abs, t.bn_mean_error_abs)
+                   if _ok(mean_diff) else None)
+        grades = [g for g in (by_std, by_mean) if g]
+        if not grades:
+            continue
+        severity = max(grades, key=SEVERITIES.index)
+        # Report the figure that crossed the worse line; std first on a tie.
+        value = std_rel if by_std == severity else mean_diff
+        kind = info.layer_kinds[pos] if 0 <= pos < len(info.layer_kinds) else "BatchNorm1d"
+        fix = ("they were replaced by the exact values just now" if cal.applied else
+               "calibrate and apply the exact values, or train longer before evaluating")
+        out.append(Finding(
+            "bn-running-stats", "info" if cal.applied else severity, f"layer {pos} ({kind})",
+            value,
+            f"std within {t.bn_std_warn_rel:.0%}, mean within {t.bn_mean_warn_abs:g}",
+            f"the running std is off by up to {std_rel:.0%} and the running mean by up to "
+            f"{mean_diff:.3g} from the exact training-set values, so evaluation and sampling "
+            f"see a different network; {fix}.", step))
+    return out

@@ -1,0 +1,179 @@
+"""A recording as tidy CSV tables, or as TensorBoard scalars and histograms.
+
+CSV (one row per observation, every file written atomically):
+  steps.csv          run, step, loss, log10_loss, lr
+  update_ratios.csv  run, step, param, update_ratio_log10   (steps that measured them)
+  layers.csv         run, step, layer, kind, mean, std, saturation_pct, dead, units,
+                     grad_mean, grad_std                    (per snapshot, per layer)
+  weights.csv        run, step, name, shape, grad_mean, grad_std, grad_data_ratio
+  events.csv         run, step, kind, text
+`run` counts runs in the recording from 1 (a restart begins the next).
+Floats are written as Python writes them (shortest exact form; nan, inf).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ...data.errors import InputError
+from ..atomic import write_atomic
+from .feed import Event, RunStarted, Steps
+from .stream import Recording
+
+TABLES = {
+    "steps.csv": ("run", "step", "loss", "log10_loss", "lr"),
+    "update_ratios.csv": ("run", "step", "param", "update_ratio_log10"),
+    "layers.csv": ("run", "step", "layer", "kind", "mean", "std", "saturation_pct", "dead",
+                   "units", "grad_mean", "grad_std"),
+    "weights.csv": ("run", "step", "name", "shape", "grad_mean", "grad_std", "grad_data_ratio"),
+    "events.csv": ("run", "step", "kind", "text"),
+}
+
+
+def _rows(recording: Recording) -> dict[str, list[tuple]]:
+    rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
+    run, names = 0, ()
+    for m in recording.messages:
+        if isinstance(m, RunStarted):
+            run, names = run + 1, m.info.param_names
+        elif isinstance(m, Event):
+            rows["events.csv"].append((run, m.step, m.kind, m.text))
+        elif isinstance(m, Steps):
+            for r in m.results:
+                rows["steps.csv"].append((run, r.step, r.loss, r.log10_loss, r.lr))
+                rows["update_ratios.csv"] += [(run, r.step, n, x)
+                                              for n, x in zip(names, r.update_ratio_log10)]
+                s = r.stats
+                if s is None:
+                    continue
+                rows["layers.csv"] += [(run, s.step, l.index, l.kind, l.mean, l.std,
+                                        l.saturation_pct, l.dead, l.units, l.grad_mean,
+                                        l.grad_std) for l in s.layers]
+                rows["weights.csv"] += [(run, s.step, w.name, "x".join(map(str, w.shape)),
+                                         w.grad_mean, w.grad_std, w.grad_data_ratio)
+                                        for w in s.weights]
+    return rows
+
+
+def _target_dir(directory: str | Path, option: str) -> Path:
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise InputError(f"{option} {directory}: exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{option} {directory}: cannot create: {exc.strerror or exc}") from None
+    return directory
+
+
+def write_csv(recording: Recording, directory: str | Path) -> list[Path]:
+    """The tables above in `directory` (created); returns the files written."""
+    directory = _target_dir(directory, "--csv")
+    written = []
+    for name, rows in _rows(recording).items():
+        def write(f, rows=rows, name=name):
+            text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+            out = csv.writer(text)
+            out.writerow(TABLES[name])
+            out.writerows(rows)
+            text.flush()
+            text.detach()
+        try:
+            write_atomic(directory / name, write)
+        except OSError as exc:
+            raise InputError(f"--csv {directory / name}: cannot write: "
+                             f"{exc.strerror or exc}") from None
+        written.append(directory / name)
+    return written
+
+
+def tensorboard_available() -> bool:
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_tensorboard(recording: Recording, directory: str | Path) -> list[Path]:
+    """Scalars per step and per snapshot, histograms per snapshot, one
+    SummaryWriter log per run (run-1, run-2, ... when the recording restarts).
+
+    The event files are written to a temporary directory and moved in when
+    complete, so TensorBoard never reads half of an export.
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise InputError("--tensorboard: the tensorboard package is not installed "
+                         "(pip install 'traintop[tensorboard]'); --csv needs nothing") from None
+    directory = _target_dir(directory, "--tensorboard")
+    runs = sum(isinstance(m, RunStarted) for m in recording.messages)
+    tmp = Path(tempfile.mkdtemp(prefix=".traintop-export-", dir=directory))
+    try:
+        run, writer, names = 0, None, ()
+        for m in recording.messages:
+            if isinstance(m, RunStarted):
+                if writer is not None:
+                    writer.close()
+                run, names = run + 1, m.info.param_names
+                writer = SummaryWriter(str(tmp / f"run-{run}" if runs > 1 else tmp))
+                writer.add_text("config", repr(m.info.config), 0)
+            elif isinstance(m, Event):
+                writer.add_text(f"events/{m.kind}", m.text, m.step)
+            elif isinstance(m, Steps):
+                for r in m.results:
+                    _tb_step(writer, r, names)
+        if writer is not None:
+            writer.close()
+        moved = []
+        for path in sorted(tmp.rglob("*")):
+            if path.is_file():
+                target = directory / path.relative_to(tmp)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                moved.append(target)
+        return moved
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tb_step(writer, r, names) -> None:
+    writer.add_scalar("loss", r.loss, r.step)
+    writer.add_scalar("lr", r.lr, r.step)
+    for n, x in zip(names, r.update_ratio_log10):
+        writer.add_scalar(f"update_ratio_log10/{n}", x, r.step)
+    s = r.stats
+    if s is None:
+        return
+    for l in s.layers:
+        tag = f"layer{l.index}_{l.kind}"
+        for f in ("mean", "std", "saturation_pct", "grad_mean", "grad_std"):
+            writer.add_scalar(f"{tag}/{f}", getattr(l, f), s.step)
+        _tb_hist(writer, f"{tag}/activations", l.hist, l.mean, l.std, s.step)
+        _tb_hist(writer, f"{tag}/gradients", l.grad_hist, l.grad_mean, l.grad_std, s.step)
+    for w in s.weights:
+        writer.add_scalar(f"weight_{w.name}/grad_data_ratio", w.grad_data_ratio, s.step)
+        writer.add_scalar(f"weight_{w.name}/grad_std", w.grad_std, s.step)
+        _tb_hist(writer, f"weight_{w.name}/gradients", w.hist, w.grad_mean, w.grad_std, s.step)
+
+
+def _tb_hist(writer, tag: str, hist, mean: float, std: float, step: int) -> None:
+    """A recorded density histogram as TensorBoard's raw one; its counts are
+    the bins' shares of the values (they sum to 1: the recording keeps densities)."""
+    n = len(hist.density)
+    if not n:
+        return
+    width = (hist.hi - hist.lo) / n
+    shares = [d * width for d in hist.density]
+    if not all(x == x for x in shares):   # NaN densities: nothing to draw
+        return
+    writer.add_histogram_raw(tag, min=hist.lo, max=hist.hi, num=1.0, sum=mean,
+                             sum_squares=std * std + mean * mean,
+                             bucket_limits=[hist.lo + width * (i + 1) for i in range(n)],
+                             bucket_counts=shares, global_step=step)

@@ -1,0 +1,96 @@
+"""The one interface between whatever produces a run and whatever shows it.
+
+A source (a live trainer in a child process, a recorded file, a file still
+being written) emits these messages; a viewer (the app, a recorder, the
+headless summary) consumes them and sends Commands back where the source
+accepts them. All messages are frozen plain-Python values: they pickle
+across processes and serialise to JSON lines (see traintop.engine.recording.stream).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..results import RunInfo, StepResult
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A run began at step 0: the first, or a restart with a new config."""
+
+    info: RunInfo
+    why: str | None = None   # e.g. "restart: gain 3"; None for the first run
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Consecutive step results, batched to keep the message rate low."""
+
+    results: tuple[StepResult, ...]
+
+
+@dataclass(frozen=True)
+class Event:
+    """An intervention or an answer to one, for the history and the panes.
+
+    kind: "lr", "evaluate", "calibrate", "sample", "checkpoint", "fold",
+    "stopped", "error", "note". `data` holds the figures (plain JSON values).
+    """
+
+    kind: str
+    step: int
+    text: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where the source stands; sent on every change and about once a second."""
+
+    step: int
+    lr: float
+    running: bool            # False while paused
+    finished: bool           # reached the configured steps
+    steps_per_sec: float
+    stopped: str | None = None   # why training stopped (non-finite), if it did
+
+
+Message = RunStarted | Steps | Event | Status
+
+
+@dataclass(frozen=True)
+class Command:
+    """What a viewer asks of a source.
+
+    name: "pause", "resume", "step", "set_lr" (args lr), "scale_lr" (args
+    factor), "restart" (args: config changes), "evaluate" (args splits),
+    "sample" (args n), "calibrate" (args apply), "checkpoint" (args path),
+    "quit".
+    """
+
+    name: str
+    args: dict = field(default_factory=dict)
+
+
+class Source(Protocol):
+    """A source of messages; `send` is a no-op where commands make no sense.
+
+    Optional, read by viewers with getattr: `read_only` (True: takes no
+    commands), `accepts` (the Command names it answers; absent: all) and
+    `position()` -> (head, tail) words for a status line (a replay's
+    timeline, a follower's writer); absent for a live run.
+    """
+
+    def start(self) -> None: ...
+
+    def poll(self, limit: int = 1000) -> list[Message]:
+        """Messages that arrived since the last poll; never blocks."""
+        ...
+
+    def send(self, command: Command) -> None: ...
+
+    def close(self) -> list[Message] | None:
+        """Stop; returns the messages that arrived while stopping (a live
+        child's last steps, which a recorder still wants), or None."""
+        ...

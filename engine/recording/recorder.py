@@ -1,0 +1,108 @@
+"""A viewer of traintop.engine.recording.feed messages that writes them to a recording.
+
+Steps are batched (one line per BATCH steps or per FLUSH_SECONDS), every
+other message is a line of its own, and the file is flushed at least every
+FLUSH_SECONDS while messages arrive, so a reader following it lags by about
+that much and a crash loses at most that much.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .feed import Event, Message, RunStarted, Status, Steps
+from ..results import StepResult
+from .stream import StreamWriter
+
+BATCH = 100            # steps per line
+FLUSH_SECONDS = 0.5    # most a line waits before it reaches the file
+STATUS_SECONDS = 5.0   # a Status is kept at most this often unless its state changes
+
+
+class Recorder:
+    """Give it every message of a run (`consume`), then `close()` it.
+
+    The first message must be RunStarted: it becomes the header, with
+    `meta` (plain JSON: where the data came from, who wrote it, ...).
+    """
+
+    def __init__(self, path: str | Path, meta: dict | None = None, clock=time.monotonic):
+        self.path = Path(path)
+        self.meta = dict(meta or {})
+        self._clock = clock
+        self._writer: StreamWriter | None = None
+        self._steps: list[StepResult] = []
+        self._last_flush = clock()
+        self._last_status: Status | None = None
+        self._last_status_at = -1e9
+
+    def consume(self, message: Message) -> None:
+        if self._writer is None:
+            if not isinstance(message, RunStarted):
+                raise ValueError("a recording starts with RunStarted")
+            self._writer = StreamWriter(self.path, message.info, self.meta)
+            self._last_flush = self._clock()
+            return
+        if isinstance(message, Steps):
+            self._steps.extend(message.results)
+            if len(self._steps) >= BATCH:
+                self._write_steps()
+        elif isinstance(message, Status):
+            if not self._keep_status(message):
+                return
+            self._write_steps()
+            self._writer.write(message)
+        else:
+            self._write_steps()   # keep the file in the order things happened
+            self._writer.write(message)
+        self._maybe_flush()
+
+    def step(self, result: StepResult) -> None:
+        """One step result: the same as consume(Steps((result,)))."""
+        self.consume(Steps((result,)))
+
+    def event(self, kind: str, step: int, text: str, data: dict | None = None) -> None:
+        self.consume(Event(kind, step, text, dict(data or {})))
+
+    def _keep_status(self, status: Status) -> bool:
+        last, now = self._last_status, self._clock()
+        changed = last is None or (last.running, last.finished, last.stopped) != (
+            status.running, status.finished, status.stopped)
+        if changed or now - self._last_status_at >= STATUS_SECONDS:
+            self._last_status, self._last_status_at = status, now
+            return True
+        return False
+
+    def _write_steps(self) -> None:
+        if self._steps and self._writer is not None:
+            self._writer.write(Steps(tuple(self._steps)))
+            self._steps = []
+
+    def _maybe_flush(self) -> None:
+        if self._clock() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending and make it visible to readers; call it when idle."""
+        if self._writer is None:
+            return
+        self._write_steps()
+        self._writer.flush()
+        self._last_flush = self._clock()
+
+    def close(self, status: Status | None = None) -> None:
+        """Flush and close; a final `status` is always written (readers see the end)."""
+        if self._writer is None:
+            return
+        self._write_steps()
+        if status is not None:
+            self._writer.write(status)
+        self._writer.close()
+        self._writer = None
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,217 @@
+"""What a viewer knows of a run after some messages: the one state of a viewer.
+
+Folds feed messages (from a live session, a recording or a followed file)
+into what the app's panes draw and what `traintop run --json` reports, so a
+replay prints the figures the run printed. Textual-free and torch-free:
+`apply` says which panes a message changed, so the app redraws only those
+and tests check it without a screen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..health.monitor import HealthMonitor
+from ..report import build_report
+from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
+from ..training.history import History
+from .feed import Event, Message, RunStarted, Status, Steps
+
+EVENTS_KEPT = 200
+ALL_PANES = ("status", "loss", "ratio", "saturation", "histograms", "weights", "health",
+             "events", "samples", "calibration")
+
+
+@dataclass
+class RunState:
+    meta: dict = field(default_factory=dict)     # the recording header's meta
+    history: History = field(default_factory=History)
+    info: RunInfo | None = None
+    runs: int = 0
+    status: Status | None = None
+    last: StepResult | None = None
+    stats: StatsSnapshot | None = None           # the latest snapshot of this run
+    first_loss: float | None = None
+    eval_losses: dict | None = None
+    samples: tuple[str, ...] | None = None
+    samples_step: int | None = None
+    calibration: Event | None = None
+    recorded_health: list | None = None          # findings the writer recorded at its end
+    timing: dict | None = None
+    interrupted: bool = False
+    events: deque = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))  # (step, text)
+    monitor: HealthMonitor | None = None
+    _status_is_newer: bool = False               # the Status came after the last Steps
+
+    # ----- figures --------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        """The latest step of the current run (results are newer than status)."""
+        if self.last is not None:
+            return self.last.step
+        return self.status.step if self.status is not None else 0
+
+    @property
+    def steps(self) -> int:
+        """Steps completed, as the run's report counts them."""
+        if self.status is not None and self._status_is_newer:
+            return self.status.step
+        if self.last is None:
+            return 0
+        # A step whose forward went non-finite was never completed.
+        forward_failed = self.last.nonfinite is not None and not self.last.update_ratio_log10
+        return self.last.step - 1 if forward_failed else self.last.step
+
+    @property
+    def lr(self) -> float | None:
+        """The lr of the step shown; None where the run has none (watch() without an optimizer)."""
+        if self.status is not None and self._status_is_newer:
+            lr = self.status.lr
+        elif self.last is not None:
+            lr = self.last.lr
+        elif self.info is not None:
+            lr = self.info.config.get("lr")
+        else:
+            lr = None
+        return lr if isinstance(lr, (int, float)) and math.isfinite(lr) else None
+
+    @property
+    def ratio_params(self) -> list[int]:
+        """Indices of the 2-D parameters (C and Linear weights) among all."""
+        if self.info is None:
+            return []
+        return [i for i, shape in enumerate(self.info.param_shapes) if len(shape) == 2]
+
+    def findings(self) -> list:
+        """Health findings, most severe first."""
+        return self.monitor.findings() if self.monitor is not None else []
+
+    # ----- messages -------------------------------------------------------------
+    def reset(self) -> set[str]:
+        """Forget everything, in place (the panes hold this object): a replay
+        moved back (Event "rewind") or a followed writer started over."""
+        fresh = RunState(meta=self.meta)
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
+        return set(ALL_PANES)
+
+    def apply(self, message: Message) -> set[str]:
+        """Take one message in; return the names of the panes it changed."""
+        if isinstance(message, Steps):
+            return self._steps(message.results)
+        if isinstance(message, Status):
+            self.status = message
+            self._status_is_newer = True
+            return {"status"}
+        if isinstance(message, RunStarted):
+            return self._run_started(message)
+        if isinstance(message, Event):
+            return self._event(message)
+        return set()
+
+    def _run_started(self, message: RunStarted) -> set[str]:
+        # A restart is a fresh run on the same history: per-run figures start over.
+        runs, history, events, meta = self.runs + 1, self.history, self.events, self.meta
+        self.reset()
+        self.runs, self.history, self.events, self.meta = runs, history, events, meta
+        self.info = message.info
+        self.history.start_run(message.info.config, len(message.info.param_names), message.why)
+        if self.runs > 1 or message.why:
+            self.events.append((self.history.tick, message.why or "run started"))
+        self.monitor = HealthMonitor(message.info)
+        return set(ALL_PANES)
+
+    def _steps(self, results: tuple[StepResult, ...]) -> set[str]:
+        history, monitor = self.history, self.monitor
+        changed = {"status", "loss", "ratio"}
+        for r in results:
+            if self.first_loss is None:
+                self.first_loss = r.loss
+            history.add(r.log10_loss, r.lr, r.update_ratio_log10)
+            if monitor is not None:
+                monitor.observe(r)
+            if r.stats is not None:
+                self.stats = r.stats
+                changed |= {"saturation", "histograms", "weights"}
+            if r.nonfinite is not None:
+                history.mark(f"stopped: {r.nonfinite.message()}")
+        if results:
+            self.last = results[-1]
+            self._status_is_newer = False
+        if monitor is not None:
+            changed.add("health")
+        return changed
+
+    def _event(self, event: Event) -> set[str]:
+        if event.kind == "rewind":
+            return self.reset()
+        if event.kind == "note" and event.data.get("restarted"):
+            changed = self.reset()
+            self.events.append((event.step, event.text))
+            return changed
+        self.events.append((event.step, event.text))
+        changed = {"events"}
+        data = event.data
+        if event.kind == "lr":
+            self.history.mark(event.text)
+            changed |= {"loss", "ratio", "status"}
+        elif event.kind == "evaluate":
+            # Recordings of traintop 0.1's app hold the losses flat.
+            losses = data.get("losses", data)
+            self.eval_losses = dict(losses)
+            if "val" in losses:
+                self.history.add_val_loss(losses["val"])
+            changed.add("loss")
+        elif event.kind == "sample":
+            # Recordings of traintop 0.1's app hold them as "names".
+            self.samples = tuple(data.get("samples", data.get("names", ())))
+            self.samples_step = event.step
+            changed.add("samples")
+        elif event.kind == "calibrate":
+            self.calibration = event
+            if self.monitor is not None and data.get("layers") is not None:
+                self.monitor.observe_calibration(calibration_from(data))
+                changed.add("health")
+        elif event.kind == "health":
+            self.recorded_health = list(data.get("findings", []))
+        elif event.kind == "timing":
+            self.timing = dict(data)
+        elif event.kind == "stopped" and data.get("interrupted"):
+            self.interrupted = True
+        elif event.kind == "note" and "first_loss" in data:   # a resumed run
+            self.first_loss = data["first_loss"]
+        return changed
+
+    # ----- the report ------------------------------------------------------------
+    def report(self) -> dict:
+        """The same document `traintop run --json` printed for this run."""
+        if self.info is None:
+            raise ValueError("no run started yet")
+        health = self.recorded_health
+        if health is None and self.monitor is not None and self.last is not None:
+            health = [f.to_dict() for f in self.findings()]   # judged here: watch() records none
+        doc = build_report(self.info, self.meta.get("data"), self.steps, self.first_loss,
+                           self.lr if self.lr is not None else math.nan, self.stats, self.last,
+                           self.eval_losses, self.samples, health, self.timing)
+        if self.interrupted:
+            doc["interrupted"] = True
+        return _json_safe(doc)
+
+
+def calibration_from(data: dict) -> Calibration:
+    return Calibration(layers=tuple(data["layers"]), mean_max_diff=tuple(data["mean_max_diff"]),
+                       std_max_rel_diff=tuple(data["std_max_rel_diff"]),
+                       applied=bool(data.get("applied", False)))
+
+
+def _json_safe(value):
+    """NaN and infinities (a watched model's figures may hold them) as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value

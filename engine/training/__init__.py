@@ -1,0 +1,1 @@
+"""Training a run: the trainer, its bounded history, checkpoints and the thread choice."""

@@ -1,0 +1,68 @@
+"""`traintop` with no command: the live app, with the options of `traintop run`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..data.errors import InputError
+from .options import add_train_options, check_device, config_for
+from ..data.words import read_checked_words
+from ..engine.recording.session import LiveSession, SessionSpec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="traintop",
+        description="Watch the lecture's deep Linear/BatchNorm/Tanh stack train, live, "
+                    "and steer it from the keyboard (press ? in the app for help).")
+    add_train_options(parser)
+    app = parser.add_argument_group("app")
+    app.add_argument("--checkpoint-dir", default=".", metavar="DIR",
+                     help="where `w` writes checkpoints (default: the current directory)")
+    app.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
+    app.add_argument("--paused", action="store_true", help="start paused (space starts)")
+    app.add_argument("--record", metavar="PATH",
+                     help="record the session (every run, step and intervention) to this "
+                          "JSON-lines file (.jsonl or .jsonl.gz) for traintop replay/attach")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    spec = spec_from_args(args)
+    # Bad options and unreadable data fail here, with one line, before the screen opens.
+    # The UI process loads no torch: the data and the checkpoint are checked torch-free.
+    source_name, _ = read_checked_words(args.data)
+    if args.record:
+        check_writable(args.record)
+    source = LiveSession(spec)  # before App.run(): it starts the resource tracker
+    if args.record:
+        from ..engine.recording.recording_source import RecordingSource
+
+        source = RecordingSource(source, args.record,
+                                 meta={"data": source_name, "writer": "traintop app"})
+    from ..tui.app import run_app  # Textual loads only once the options are good
+
+    return run_app(source, title="traintop")
+
+
+def check_writable(path: str) -> None:
+    """--record fails here, with one line, not once the screen is open."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise InputError(f"--record {path}: is a directory")
+    if not folder.is_dir():
+        raise InputError(f"--record {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise InputError(f"--record {path}: not writable")
+
+
+def spec_from_args(args: argparse.Namespace) -> SessionSpec:
+    config = config_for(args)   # reads --resume's header: a bad file is one line here
+    return SessionSpec(config=config, data=args.data, device=check_device(args.device),
+                       resume=args.resume, threads=args.threads,
+                       checkpoint_dir=args.checkpoint_dir, start_paused=args.paused,
+                       engine=args.engine)

@@ -1,0 +1,92 @@
+"""`traintop attach RUN.jsonl`: follow a run another process is writing.
+
+Without --json it opens the app on an traintop.engine.recording.file_source.FollowSource.
+With --json it imports no Textual: it follows the file until the writer
+finishes (or stops, or stays quiet for --quiet seconds) and prints the
+run's JSON summary, the same document `traintop run --json` prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from ..data.errors import InputError
+from ..engine.recording.feed import Event
+from ..engine.recording.file_source import FollowSource
+from ..engine.recording.run_state import RunState
+from ..engine.recording.stream import Inflater, LineDecoder, is_gzip
+
+POLL_SECONDS = 0.2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="traintop attach",
+        description="Follow a recording that another process is still writing "
+                    "(traintop run --record, the app's record, or traintop.engine.watch), like tail -F.")
+    parser.add_argument("path", metavar="RUN.jsonl", help="recording (.jsonl or .jsonl.gz)")
+    parser.add_argument("--quiet", type=float, default=10.0, metavar="SECONDS",
+                        help="call the writer quiet after this long without new lines "
+                             "(default 10)")
+    parser.add_argument("--json", action="store_true",
+                        help="no app: wait until the writer finishes or goes quiet, then "
+                             "print the run's JSON summary")
+    return parser
+
+
+def follow_to_end(source: FollowSource, sleep=time.sleep) -> RunState:
+    """Fold the followed stream until its writer finishes or goes quiet."""
+    state = RunState()
+    waited = 0.0
+    while True:
+        for message in source.poll():
+            if isinstance(message, Event) and message.kind == "error":
+                raise InputError(message.text)
+            state.apply(message)
+        state.meta = source.meta
+        if state.info is not None and (source.finished or source.quiet):
+            return state
+        if state.info is None and waited >= source.quiet_after:
+            raise InputError(f"{source.path}: no recording header after "
+                             f"{source.quiet_after:g} s")
+        sleep(POLL_SECONDS)
+        waited += POLL_SECONDS
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.quiet > 0:
+        raise InputError(f"--quiet: must be > 0 seconds, got {args.quiet}")
+    source = FollowSource(args.path, quiet_after=args.quiet)
+    if args.json:
+        source.start()
+        try:
+            state = follow_to_end(source)
+        finally:
+            source.close()
+        sys.stdout.write(json.dumps(state.report(), indent=2, allow_nan=False) + "\n")
+        return 0
+    check_written_so_far(source.path)
+    from ..tui.app import run_app  # the app needs Textual: load it only here
+
+    return run_app(source, title=f"attach {args.path}")
+
+
+def check_written_so_far(path) -> None:
+    """A corrupt line or an unknown version already in the file: one error line
+    before the screen opens. A missing or empty file is fine: the writer may
+    not have started yet, and the app says it is waiting."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        LineDecoder(str(path)).feed(Inflater(is_gzip(path)).feed(data))
+    except ValueError as exc:   # a broken gzip stream
+        raise InputError(f"{path}: {exc}") from None

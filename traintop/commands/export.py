@@ -1,0 +1,38 @@
+"""`traintop export RUN.jsonl --csv DIR --tensorboard DIR`: a recording, elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..data.errors import InputError
+from ..engine.recording.export import write_csv, write_tensorboard
+from ..engine.recording.stream import load
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="traintop export",
+        description="Write a recording as tidy CSV tables and/or TensorBoard event files.")
+    parser.add_argument("path", metavar="RUN.jsonl", help="recording (.jsonl or .jsonl.gz)")
+    parser.add_argument("--csv", metavar="DIR",
+                        help="write steps, update_ratios, layers, weights and events .csv here")
+    parser.add_argument("--tensorboard", metavar="DIR",
+                        help="write TensorBoard scalars and histograms here "
+                             "(needs the optional tensorboard package)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.csv and not args.tensorboard:
+        raise InputError("export: give --csv DIR and/or --tensorboard DIR")
+    recording = load(args.path)
+    written = []
+    if args.csv:
+        written += write_csv(recording, args.csv)
+    if args.tensorboard:
+        written += write_tensorboard(recording, args.tensorboard)
+    for path in written:
+        sys.stdout.write(f"{path}\n")
+    return 0

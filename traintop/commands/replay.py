@@ -1,0 +1,67 @@
+"""`traintop replay RUN.jsonl`: the app on a recorded run; --json prints its summary.
+
+The --json path imports no Textual: it folds the recording into the run's
+report (traintop.engine.recording.run_state) and prints the document `traintop run --json`
+printed for the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..engine.recording.run_state import RunState
+from ..engine.recording.stream import load
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="traintop replay",
+        description="Open a recorded run (traintop run --record, the app's record, or "
+                    "traintop.engine.watch) in the app, with a timeline of its snapshots.")
+    parser.add_argument("path", metavar="RUN.jsonl", help="recording (.jsonl or .jsonl.gz)")
+    parser.add_argument("--speed", type=_speed, metavar="STEPS_PER_SEC",
+                        help="play speed in steps per second (default: the whole recording "
+                             "in about 30 s); + and - change it in the app")
+    parser.add_argument("--play", action="store_true",
+                        help="open at the first snapshot and play (default: open at the end, "
+                             "paused)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the run's JSON summary (figures of the last snapshot); "
+                             "no app")
+    return parser
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
+    return value
+
+
+def summary(path: str) -> dict:
+    recording = load(path)
+    state = RunState(meta=recording.meta)
+    for message in recording.messages:
+        state.apply(message)
+    return state.report()
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.json:
+        sys.stdout.write(json.dumps(summary(args.path), indent=2, allow_nan=False) + "\n")
+        return 0
+    from ..engine.recording.file_source import ReplaySource
+    from ..tui.app import run_app  # the app needs Textual: load it only here
+
+    # Reads and checks the whole file: a missing or corrupt recording is one
+    # error line here, before the screen opens.
+    source = ReplaySource(args.path, speed=args.speed, at_end=not args.play)
+    if args.play:
+        source.play()
+    return run_app(source, title=f"replay {args.path}")

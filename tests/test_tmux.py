@@ -74,6 +74,17 @@ def descendants(pid: int) -> set[int]:
     return out
 
 
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def loads_libtorch(pid: int) -> bool:
+    try:
+        return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -85,7 +96,7 @@ def alive(pid: int) -> bool:
 def test_traintop_in_tmux(tmp_path):
     words = write_words(tmp_path / "words.txt")
     exit_file = tmp_path / "exit-code"
-    command = (f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m traintop.commands.cli "
+    command = (f"cd {ROOT} && {sys.executable} -m traintop "
                f"--data {words} --steps 1000000 --n-hidden 16 --checkpoint-dir {tmp_path}; "
                f"echo $? > {exit_file}")
     tmux = Tmux(tmp_path)
@@ -96,6 +107,10 @@ def test_traintop_in_tmux(tmp_path):
         tmux.wait(lambda s: s[0] > 100 and s[4] == "running", "training")
         processes = descendants(shell)
         assert len(processes) >= 2   # the app and its trainer child
+        # The UI process never loads libtorch; its trainer child does.
+        (ui,) = [p for p in processes if parent(p) == shell]
+        assert not loads_libtorch(ui), "the app's UI process has libtorch mapped"
+        assert any(loads_libtorch(p) for p in descendants(ui)), "no trainer child with torch"
 
         tmux.keys("Space")
         paused = tmux.wait(lambda s: s[4] == "paused", "pause")
@@ -125,5 +140,32 @@ def test_traintop_in_tmux(tmp_path):
         while any(alive(p) for p in processes) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not [p for p in processes if alive(p)], "processes left after quit"
+    finally:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
+
+
+def test_replay_in_tmux_loads_no_torch(tmp_path):
+    """`traintop replay` shows a recorded run; its process never maps libtorch."""
+    words = write_words(tmp_path / "words.txt")
+    rec = tmp_path / "run.jsonl"
+    made = subprocess.run([sys.executable, "-m", "traintop", "run", "--data", str(words),
+                           "--steps", "60", "--n-hidden", "16", "--record", str(rec)],
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    tmux = Tmux(tmp_path)
+    tmux("new-session", "-d", "-s", "app", "-x", "120", "-y", "40",
+         sys.executable, "-m", "traintop", "replay", str(rec))
+    try:
+        shell_pid = int(tmux("display-message", "-p", "-t", "app", "#{pane_pid}").strip())
+        deadline = time.monotonic() + 60
+        while "step 60" not in tmux.screen() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "step 60" in tmux.screen(), tmux.screen()
+        assert not loads_libtorch(shell_pid), "the replay process has libtorch mapped"
+        tmux.keys("q")
+        deadline = time.monotonic() + 10
+        while alive(shell_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(shell_pid)
     finally:
         subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)

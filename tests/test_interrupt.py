@@ -13,12 +13,18 @@ from conftest import ROOT
 
 def test_sigint_prints_the_report_of_the_last_step(tmp_path):
     ckpt = tmp_path / "stop.ckpt"
+    rec = tmp_path / "run.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "traintop", "run", "--steps", "10000000", "--n-hidden", "16",
-         "--json", "--checkpoint", str(ckpt)],
+         "--json", "--checkpoint", str(ckpt), "--record", str(rec)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(4)  # let it import torch and train a while
+        # Interrupt once training has begun: the recording holds steps (on a
+        # loaded machine importing torch alone may take seconds).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (
+                not rec.exists() or '"t": "steps"' not in rec.read_text()):
+            time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:

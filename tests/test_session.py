@@ -76,7 +76,7 @@ def test_paused_steps_match_an_in_process_trainer(words, tmp_path):
     assert [r.step for r in got] == [1, 2, 3, 4, 5]
     assert [r.loss for r in got] == pytest.approx(expected, rel=1e-6)
     direct = trainer.evaluate(("train", "val"))
-    assert answer.data == pytest.approx(direct, rel=1e-6)
+    assert answer.data["losses"] == pytest.approx(direct, rel=1e-6)
     assert answer.step == 5
 
 
@@ -108,7 +108,7 @@ def test_running_batches_steps_and_answers_every_command(words, tmp_path):
 
         session.send(Command("sample", {"n": 10}))
         sample = c.wait_for(lambda m: isinstance(m, Event) and m.kind == "sample")
-        assert len(sample.data["names"]) == 10
+        assert len(sample.data["samples"]) == 10
 
         session.send(Command("calibrate", {"apply": False}))
         cal = c.wait_for(lambda m: isinstance(m, Event) and m.kind == "calibrate")

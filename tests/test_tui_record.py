@@ -59,7 +59,10 @@ async def test_the_app_records_a_session_that_replay_reads(tmp_path, capsys):
         await until(pilot, lambda: app.state.step >= 40, what="the new run")
         await pilot.press("e")
         await until(pilot, lambda: len(app.state.history.val_loss) == 1, what="evaluate")
+        await pilot.press("s")
+        await until(pilot, lambda: app.state.samples is not None, what="samples")
         shown = app.state.step
+        evaluated, sampled = app.state.eval_losses, app.state.samples
         await pilot.press("q")
     assert not session.is_alive()
 
@@ -79,6 +82,10 @@ async def test_the_app_records_a_session_that_replay_reads(tmp_path, capsys):
     assert cli.main(["replay", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["steps"] == steps[-1] and doc["config"]["gain"] == "2"
+    # The app's evaluation and samples come back in the summary, as `traintop run` reports them.
+    assert set(doc["eval"]) == {"train", "val"}
+    assert doc["eval"] == pytest.approx(evaluated) and doc["eval"]["val"] > 0
+    assert doc["samples"] == list(sampled) and len(sampled) == 10
 
 
 def test_record_and_engine_options(tmp_path):

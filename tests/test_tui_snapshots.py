@@ -26,8 +26,12 @@ def fixed_app(messages) -> TraintopApp:
 def settle(tab: str | None = None):
     async def run_before(pilot) -> None:
         app = pilot.app
-        while app.source.queue:
+        # Every message applied (the fixed runs end on a Status) and drawn
+        # before a key opens another view: a loaded machine may lag behind.
+        while app.source.queue or app.state.status is None:
             await pilot.pause(0.05)
+        app.redraw_all()
+        await pilot.pause(0.1)
         if tab:
             await pilot.press(tab)
         await pilot.pause(0.2)

@@ -175,10 +175,14 @@ class TraintopApp(App[int]):
     def show_status(self) -> None:
         self.status_line.show(self.state, self.read_only,
                               self.position() if self.position is not None else None)
+        self.status_line.set_class(self.state.trainer_state == "died", "dead")
 
     def answer_event(self, event) -> None:
         if event.kind == "error":
             self.report_error(event.text)
+        elif event.kind == "trainer" and event.data.get("state") == "died":
+            self.notify(f"{event.text}; the panes keep its history, r starts a fresh trainer",
+                        title="trainer", severity="error", timeout=10)
         elif event.kind == "note" and event.data.get("restarted"):
             self.notify(event.text, timeout=4)
         elif event.kind in ("evaluate", "calibrate", "checkpoint", "stopped", "lr"):
@@ -258,6 +262,9 @@ class TraintopApp(App[int]):
 
     # ----- keys -> commands --------------------------------------------------------
     def send(self, name: str, **args) -> bool:
+        if self.state.trainer_state == "died" and name != "restart":
+            self.notify("the trainer died: r starts a fresh one", timeout=3)
+            return False
         if self.read_only:
             self.notify("read-only: this source takes no commands", timeout=2)
             return False

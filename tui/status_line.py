@@ -43,6 +43,15 @@ def status_text(state: RunState, read_only: bool = False,
 
 
 def run_state_word(state: RunState) -> str:
+    word = _run_word(state)
+    if state.recording_failed:
+        word += " · not recording"   # the notice said why; this stays while it is so
+    return word
+
+
+def _run_word(state: RunState) -> str:
+    if state.trainer is not None:   # the child died or went silent: never "running"
+        return state.trainer.text
     status = state.status
     if status is None:
         return "starting"
@@ -56,7 +65,7 @@ def run_state_word(state: RunState) -> str:
 class StatusLine(Static):
     DEFAULT_CSS = """
     StatusLine { height: 1; padding: 0 1; background: $primary-background; }
-    StatusLine.alert { background: $error; color: $text; text-style: bold; }
+    StatusLine.alert, StatusLine.dead { background: $error; color: $text; text-style: bold; }
     """
     FLASH_SECONDS = 3.0
 

@@ -43,7 +43,8 @@ class RecordingSource:
             except (OSError, ValueError) as exc:
                 # Recording failed: the run goes on, the viewer is told once.
                 self.failed = f"recording to {self.path} stopped: {exc}"
-                messages = [*messages, Event("error", 0, self.failed)]
+                messages = [*messages, Event("error", 0, self.failed,
+                                             {"recording": str(self.path)})]
         return messages
 
     def _record(self, messages: list[Message]) -> None:

@@ -8,7 +8,10 @@ pane about once a second, one plot a frame), and only when they are on screen.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
+from functools import partial
 from pathlib import Path
 
 from textual import events
@@ -50,6 +53,9 @@ TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
 STEERING_ACTIONS = frozenset({"toggle_pause", "step", "scale_lr", "gain", "toggle", "restart",
                               "evaluate", "sample", "calibrate", "checkpoint"})
 MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
+# A kill or a closed terminal ends the app as `q` does: the trainer child is
+# asked to quit, the recording is closed, the terminal restored. Exit 128 + the signal.
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class TraintopApp(App[int]):
@@ -145,6 +151,12 @@ class TraintopApp(App[int]):
             self.notify(f"source did not start: {exc}", severity="error", timeout=10)
         self.set_interval(POLL_SECONDS, self.drain)
         self.set_interval(TICK_SECONDS, self.redraw_tick)
+        loop = asyncio.get_running_loop()
+        for number in ENDING_SIGNALS:
+            try:
+                loop.add_signal_handler(number, partial(self.exit, None, 128 + number))
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass   # not the main thread (a test's run_test), or no signals here
 
     def on_unmount(self) -> None:
         self.source.close()

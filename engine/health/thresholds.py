@@ -126,6 +126,18 @@ class Thresholds:
     # longer judged: it would advise raising the rate that did the damage).
     update_burst_log10: float = -0.5
 
+    # loss-diverging: the median loss over the last `loss_window` steps (taken
+    # every `loss_every` steps once `loss_min_steps` are in the window) against
+    # the uniform guess -log(1/vocab) ("far above"), and against the lowest
+    # such median of the run so far ("rising").
+    loss_far_warn_ratio: float = 1.5
+    loss_far_error_ratio: float = 3.0
+    loss_rise_warn_ratio: float = 1.25
+    loss_rise_error_ratio: float = 1.6
+    loss_window: int = 100
+    loss_min_steps: int = 100
+    loss_every: int = 10
+
     # bn-running-stats: running estimates against a calibration's exact values.
     bn_std_warn_rel: float = 0.25    # max |running std - exact std| / exact std
     bn_std_error_rel: float = 0.5

@@ -294,27 +294,29 @@ def loss_diverging(level: float, best: float, expected: float, steps: int, step:
         return []
     advice = ("training is diverging; lower the learning rate (--lr, or ] and [ live) and "
               "check the init (--gain, fan-in, --last-layer-scale).")
+    found = []
     if _ok(expected) and expected > 0:
         ratio = level / expected
         far = _grade(ratio, t.loss_far_warn_ratio, t.loss_far_error_ratio)
         if far:
-            return [Finding(
+            found.append(Finding(
                 "loss-diverging", far, "loss", level,
                 f"below the uniform guess {expected:.4f}, at most "
                 f"{expected * t.loss_far_warn_ratio:.4f}",
                 f"the loss is {level:,.4g} (median of the last {steps} steps), {ratio:,.1f}x "
                 f"the uniform guess {expected:.4f}: the model predicts worse than knowing "
-                f"nothing; {advice}", step)]
+                f"nothing; {advice}", step))
     if _ok(best) and best > 0:
         rise = level / best
         grade = _grade(rise, t.loss_rise_warn_ratio, t.loss_rise_error_ratio)
         if grade:
-            return [Finding(
+            found.append(Finding(
                 "loss-diverging", grade, "loss", level,
                 f"no higher than {t.loss_rise_warn_ratio:g}x its lowest median so far",
                 f"the loss rose to {level:,.4g} (median of the last {steps} steps) from its "
-                f"lowest {best:.4f}, {rise:.2f}x: {advice}", step)]
-    return []
+                f"lowest {best:.4f}, {rise:.2f}x: {advice}", step))
+    # One finding: the graver of the two (far above the guess on a tie).
+    return sorted(found, key=lambda f: -f.rank)[:1]
 
 
 def update_level(level: float, steps: int, step: int, t: Thresholds = T) -> list[Finding]:

@@ -215,7 +215,7 @@ def test_a_recording_cut_mid_line_replays_its_whole_lines(tmp_path):
     config = TrainConfig(n_hidden=16, steps=250, stats_every=50).validated()
     trainer = Trainer(config, load_dataset(None, config.block_size, config.split_seed))
     path = tmp_path / "run.jsonl"
-    with Recorder(path) as rec:               # lines of 100 steps: 1-100, 101-200, 201-250
+    with Recorder(path, clock=lambda: 0.0) as rec:   # lines of 100 steps: 1-100, 101-200, ...
         rec.consume(RunStarted(trainer.info()))
         trainer.run(on_step=rec.step)
     data = path.read_bytes()

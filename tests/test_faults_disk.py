@@ -186,24 +186,28 @@ def _zip(path, name: str, data: bytes) -> None:
 
 
 # ----- export ----------------------------------------------------------------------------
-def test_export_on_a_full_disk_is_one_line_and_no_half_file(tmp_path, small_disk):
+@pytest.mark.parametrize("option", ["--csv", "--tensorboard"])
+def test_export_on_a_full_disk_is_one_line_and_no_half_file(tmp_path, small_disk, option):
     from traintop.data.dataset import load_dataset
+    from traintop.engine.recording.export import tensorboard_available
 
+    if option == "--tensorboard" and not tensorboard_available():
+        pytest.skip("tensorboard is not installed")
     config = TrainConfig(n_hidden=16, steps=300, stats_every=10).validated()
     trainer = Trainer(config, load_dataset(None, config.block_size, config.split_seed))
     source = tmp_path / "run.jsonl"
     with Recorder(source) as rec:
         rec.consume(RunStarted(trainer.info()))
         trainer.run(on_step=rec.step)
-    out = small_disk / "csv"
+    out = small_disk / "out"
     fill(small_disk, leave=20_000)
-    done = traintop("export", source, "--csv", out)
+    done = traintop("export", source, option, out)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.startswith(f"traintop: error: --csv {out}/")
+    assert done.stderr.startswith(f"traintop: error: {option} {out}")
     assert done.stderr.endswith(": cannot write: No space left on device\n")
     assert done.stderr.count("\n") == 1
-    for f in out.iterdir():                   # whatever is there is whole
-        assert not f.name.startswith(".")
+    for f in out.iterdir():                   # whatever is there is whole; no temp files
+        assert not f.name.startswith(".") and option == "--csv"
         rows = f.read_text().splitlines()
         assert rows and rows[0].startswith("run,step")
 

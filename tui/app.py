@@ -193,8 +193,9 @@ class TraintopApp(App[int]):
         if event.kind == "error":
             self.report_error(event.text)
         elif event.kind == "trainer" and event.data.get("state") == "died":
+            # Short-lived: the toast covers the end of the status line, which says it too.
             self.notify(f"{event.text}; the panes keep its history, r starts a fresh trainer",
-                        title="trainer", severity="error", timeout=10)
+                        title="trainer", severity="error", timeout=4)
         elif event.kind == "note" and event.data.get("restarted"):
             self.notify(event.text, timeout=4)
         elif event.kind in ("evaluate", "calibrate", "checkpoint", "stopped", "lr"):

@@ -37,6 +37,9 @@ def status_text(state: RunState, read_only: bool = False,
         rate = status.steps_per_sec if status is not None else 0.0
         parts.append(f"{rate:,.0f} steps/s")
         parts.append(run_state_word(state))
+        if state.trainer is not None:
+            # A dead or silent trainer first: a narrow terminal cuts the line's end.
+            parts.insert(0, parts.pop())
     if read_only:
         parts.append("read-only")
     return " · ".join(parts)

@@ -298,12 +298,13 @@ def loss_diverging(level: float, best: float, expected: float, steps: int, step:
     if _ok(expected) and expected > 0:
         ratio = level / expected
         far = _grade(ratio, t.loss_far_warn_ratio, t.loss_far_error_ratio)
+        times = f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}"
         if far:
             found.append(Finding(
                 "loss-diverging", far, "loss", level,
                 f"below the uniform guess {expected:.4f}, at most "
                 f"{expected * t.loss_far_warn_ratio:.4f}",
-                f"the loss is {level:,.4g} (median of the last {steps} steps), {ratio:,.1f}x "
+                f"the loss is {level:,.4g} (median of the last {steps} steps), {times}x "
                 f"the uniform guess {expected:.4f}: the model predicts worse than knowing "
                 f"nothing; {advice}", step))
     if _ok(best) and best > 0:

@@ -97,8 +97,8 @@ def main(argv: list[str]) -> int:
             progress.enabled = False   # the terminal is gone
         stop.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     progress = Progress(trainer.config.steps)
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     monitor = HealthMonitor(trainer.info())
     started, first_step = time.monotonic(), trainer.steps_done
 

@@ -6,6 +6,13 @@ child owns the Trainer, steps it with one torch thread, batches results into
 a Steps message about every 50 ms and answers Commands between steps.
 Nothing here imports Textual.
 
+Faults: every poll checks the child (ChildWatch). A death (a kill, the
+out-of-memory killer, an exception in its loop) or a silence while it should
+be talking becomes an Event of kind "trainer" the viewer shows at once; a
+`restart` command after a death starts a fresh child. The child ignores
+SIGHUP and SIGINT sent to the whole process group: the viewer ends it (or it
+notices the viewer is gone and ends itself).
+
 Trap: a process started after Textual has replaced sys.stderr (its fileno()
 is -1) fails with "bad value(s) in fds_to_keep" when the resource tracker is
 not yet running, so the constructor starts the tracker and creates the

@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, IO
 
+from ..data.errors import InputError
+
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call write(f) on a temp file beside `path`, fsync it, then rename it over `path`."""
@@ -19,9 +21,56 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(directory)   # the rename itself survives a crash
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass    # some file systems cannot sync a folder; the file itself is synced
+    finally:
+        os.close(fd)
+
+
+class WriteError(InputError):
+    """A file could not be written (disk full, permission, a removed folder,
+    an I/O error), said in one line that names the file."""
+
+
+def write_error(path: str | Path, exc: OSError, what: str = "cannot write") -> WriteError:
+    """`run.jsonl: cannot write: No space left on device`."""
+    return WriteError(f"{path}: {what}: {exc.strerror or exc}")
+
+
+def check_writable(path: str | Path, option: str) -> None:
+    """Refuse a file that cannot be written, before any work is done
+    (`--record run.jsonl: no such directory out`)."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise InputError(f"{option} {path}: is a directory")
+    if not folder.is_dir():
+        raise InputError(f"{option} {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists()
+                                                    and not os.access(target, os.W_OK)):
+        raise InputError(f"{option} {path}: not writable (permission denied)")
+
+
+def check_writable_dir(path: str | Path, option: str) -> None:
+    """The same for a folder files will be written into."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise InputError(f"{option} {path}: no such directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: not writable (permission denied)")

@@ -8,7 +8,10 @@ pane about once a second, one plot a frame), and only when they are on screen.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
+from functools import partial
 from pathlib import Path
 
 from textual import events
@@ -50,6 +53,9 @@ TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
 STEERING_ACTIONS = frozenset({"toggle_pause", "step", "scale_lr", "gain", "toggle", "restart",
                               "evaluate", "sample", "calibrate", "checkpoint"})
 MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
+# A kill or a closed terminal ends the app as `q` does: the trainer child is
+# asked to quit, the recording is closed, the terminal restored. Exit 128 + the signal.
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class TraintopApp(App[int]):
@@ -145,6 +151,12 @@ class TraintopApp(App[int]):
             self.notify(f"source did not start: {exc}", severity="error", timeout=10)
         self.set_interval(POLL_SECONDS, self.drain)
         self.set_interval(TICK_SECONDS, self.redraw_tick)
+        loop = asyncio.get_running_loop()
+        for number in ENDING_SIGNALS:
+            try:
+                loop.add_signal_handler(number, partial(self.exit, None, 128 + number))
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass   # not the main thread (a test's run_test), or no signals here
 
     def on_unmount(self) -> None:
         self.source.close()
@@ -175,10 +187,15 @@ class TraintopApp(App[int]):
     def show_status(self) -> None:
         self.status_line.show(self.state, self.read_only,
                               self.position() if self.position is not None else None)
+        self.status_line.set_class(self.state.trainer_state == "died", "dead")
 
     def answer_event(self, event) -> None:
         if event.kind == "error":
             self.report_error(event.text)
+        elif event.kind == "trainer" and event.data.get("state") == "died":
+            # Short-lived: the toast covers the end of the status line, which says it too.
+            self.notify(f"{event.text}; the panes keep its history, r starts a fresh trainer",
+                        title="trainer", severity="error", timeout=4)
         elif event.kind == "note" and event.data.get("restarted"):
             self.notify(event.text, timeout=4)
         elif event.kind in ("evaluate", "calibrate", "checkpoint", "stopped", "lr"):
@@ -258,6 +275,9 @@ class TraintopApp(App[int]):
 
     # ----- keys -> commands --------------------------------------------------------
     def send(self, name: str, **args) -> bool:
+        if self.state.trainer_state == "died" and name != "restart":
+            self.notify("the trainer died: r starts a fresh one", timeout=3)
+            return False
         if self.read_only:
             self.notify("read-only: this source takes no commands", timeout=2)
             return False

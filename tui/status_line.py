@@ -37,12 +37,24 @@ def status_text(state: RunState, read_only: bool = False,
         rate = status.steps_per_sec if status is not None else 0.0
         parts.append(f"{rate:,.0f} steps/s")
         parts.append(run_state_word(state))
+        if state.trainer is not None:
+            # A dead or silent trainer first: a narrow terminal cuts the line's end.
+            parts.insert(0, parts.pop())
     if read_only:
         parts.append("read-only")
     return " · ".join(parts)
 
 
 def run_state_word(state: RunState) -> str:
+    word = _run_word(state)
+    if state.recording_failed:
+        word += " · not recording"   # the notice said why; this stays while it is so
+    return word
+
+
+def _run_word(state: RunState) -> str:
+    if state.trainer is not None:   # the child died or went silent: never "running"
+        return state.trainer.text
     status = state.status
     if status is None:
         return "starting"
@@ -56,7 +68,7 @@ def run_state_word(state: RunState) -> str:
 class StatusLine(Static):
     DEFAULT_CSS = """
     StatusLine { height: 1; padding: 0 1; background: $primary-background; }
-    StatusLine.alert { background: $error; color: $text; text-style: bold; }
+    StatusLine.alert, StatusLine.dead { background: $error; color: $text; text-style: bold; }
     """
     FLASH_SECONDS = 3.0
 

@@ -16,8 +16,8 @@ import statistics
 from collections import deque
 
 from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
-                                 initial_loss, non_finite, snapshot_findings, sort_key,
-                                 update_burst, update_level)
+                                 initial_loss, loss_diverging, non_finite, snapshot_findings,
+                                 sort_key, update_burst, update_level)
 from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 
@@ -58,6 +58,10 @@ class HealthMonitor:
         self._burst: list[Finding] = []      # first far too large step: stays for the run
         self._stop: list[Finding] = []       # non-finite
         self._calibration: list[Finding] = []
+        self._losses: deque[float] = deque(maxlen=self.thresholds.loss_window)
+        self._loss_level = math.nan          # median of the window, every loss_every steps
+        self._loss_best = math.inf           # lowest such median of the run
+        self._loss_step = 0
 
     # ----- feeding ---------------------------------------------------------------
     def observe(self, result: StepResult) -> None:
@@ -70,6 +74,7 @@ class HealthMonitor:
                                        _vocab_size(self.info), 1, t)
         if result.nonfinite is not None:
             self._stop = non_finite(result.nonfinite)
+        self._observe_loss(result.loss, result.step)
         if result.stats is not None:
             self._snapshot = snapshot_findings(result.stats, _batch_size(self.info), t)
         if result.update_ratio_log10:
@@ -84,6 +89,21 @@ class HealthMonitor:
             # The window's medians are taken when findings are read, not on
             # every step: observe() stays cheap next to a ~1 ms training step.
             self._update = None
+
+    def _observe_loss(self, loss: float, step: int) -> None:
+        t = self.thresholds
+        if not math.isfinite(loss):
+            return                   # the non-finite rule speaks
+        self._losses.append(loss)
+        if len(self._losses) >= t.loss_min_steps and step % t.loss_every == 0:
+            # A median every few steps, not on every one: observe() stays cheap.
+            self._loss_level = statistics.median(self._losses)
+            self._loss_best = min(self._loss_best, self._loss_level)
+            self._loss_step = step
+
+    def _judge_loss(self) -> list[Finding]:
+        return loss_diverging(self._loss_level, self._loss_best, self.info.expected_initial_loss,
+                              len(self._losses), self._loss_step, self.thresholds)
 
     def observe_calibration(self, cal: Calibration) -> None:
         self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)
@@ -100,7 +120,7 @@ class HealthMonitor:
         if self._update is None:
             self._update = self._judge_updates()
         return sorted(self._start + self._stop + self._snapshot + self._burst + self._update
-                      + self._calibration, key=sort_key)
+                      + self._calibration + self._judge_loss(), key=sort_key)
 
     def new_findings(self) -> list[Finding]:
         """Current findings the previous call did not return (a finding that

@@ -63,6 +63,13 @@ RULES: tuple[Rule, ...] = (
          f"characters). Warn above {T.initial_loss_warn_ratio:g}x it, error above "
          f"{T.initial_loss_error_ratio:g}x: the output starts confidently wrong and the first "
          "steps are spent squashing it (the hockey-stick loss). Scale the last layer down."),
+    Rule("loss-diverging", "Loss diverging",
+         f"The loss's median over the last {T.loss_window} steps against the uniform guess "
+         f"-log(1/vocab): above {T.loss_far_warn_ratio:g}x it (warn) or "
+         f"{T.loss_far_error_ratio:g}x (error) the model predicts worse than knowing nothing; "
+         f"or against its own lowest median of the run: risen {T.loss_rise_warn_ratio:g}x "
+         f"(warn) or {T.loss_rise_error_ratio:g}x (error). Training is diverging: lower the "
+         "learning rate and check the init (gain, fan-in, the last layer's scale)."),
     Rule("tanh-saturation", "Tanh saturation",
          "Share of a Tanh layer's outputs with |t| > 0.97, where tanh is flat and passes almost "
          "no gradient. The lecture aims at about 5% at init; its healthy stack without "
@@ -277,6 +284,40 @@ def initial_loss(first_loss: float, expected: float, vocab_size: int, step: int 
         f"the first loss {first_loss:.4f} is {ratio:.2f}x the uniform guess {expected:.4f}: the "
         "output starts confidently wrong and the first steps only squash it (the hockey stick); "
         "scale the last layer down (--last-layer-scale 0.1) and keep fan-in on.", step)]
+
+
+def loss_diverging(level: float, best: float, expected: float, steps: int, step: int,
+                   t: Thresholds = T) -> list[Finding]:
+    """`level`: the median loss over the last `steps` steps; `best`: the lowest
+    such median of the run so far; `expected`: the uniform guess."""
+    if not _ok(level):
+        return []
+    advice = ("training is diverging; lower the learning rate (--lr, or ] and [ live) and "
+              "check the init (--gain, fan-in, --last-layer-scale).")
+    found = []
+    if _ok(expected) and expected > 0:
+        ratio = level / expected
+        far = _grade(ratio, t.loss_far_warn_ratio, t.loss_far_error_ratio)
+        times = f"{ratio:,.0f}" if ratio >= 10 else f"{ratio:.1f}"
+        if far:
+            found.append(Finding(
+                "loss-diverging", far, "loss", level,
+                f"below the uniform guess {expected:.4f}, at most "
+                f"{expected * t.loss_far_warn_ratio:.4f}",
+                f"the loss is {level:,.4g} (median of the last {steps} steps), {times}x "
+                f"the uniform guess {expected:.4f}: the model predicts worse than knowing "
+                f"nothing; {advice}", step))
+    if _ok(best) and best > 0:
+        rise = level / best
+        grade = _grade(rise, t.loss_rise_warn_ratio, t.loss_rise_error_ratio)
+        if grade:
+            found.append(Finding(
+                "loss-diverging", grade, "loss", level,
+                f"no higher than {t.loss_rise_warn_ratio:g}x its lowest median so far",
+                f"the loss rose to {level:,.4g} (median of the last {steps} steps) from its "
+                f"lowest {best:.4f}, {rise:.2f}x: {advice}", step))
+    # One finding: the graver of the two (far above the guess on a tie).
+    return sorted(found, key=lambda f: -f.rank)[:1]
 
 
 def update_level(level: float, steps: int, step: int, t: Thresholds = T) -> list[Finding]:

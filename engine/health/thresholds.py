@@ -60,6 +60,17 @@ non-finite             never                       linear gain 5/3 no-BN:     al
                                                    and gain 1e6 stay finite
                                                    (tanh bounds them): burst
                                                    and saturation instead
+loss: median of the    BN 0.97, no-BN 5/3 0.86,    no-BN lr 1000: 1,640-      far: warn >
+last 100 steps over    BN lr 1 0.86, lr 10 0.94,   1,700x; BN lr 1000: 84-    1.5x the guess,
+the uniform guess      gain 3 0.89, no fan-in      91x; no-BN lr 10: 40-64x;  error > 3x;
+(loss-diverging)       1.03; last-layer-scale 10   lr raised live at step     judged on a
+                       (bad init) 1.30 at step     400: no-BN 0.1 -> 3 8-     full window
+                       100 (2.15 at step 50: why   12x, BN 0.1 -> 30 2.3-
+                       the window must be full)    2.6x
+the same median over   every run above <= 1.05;    lr raised live at step     rise: warn >
+its lowest of the run  no-BN lr 1 (a plateau       400: no-BN 0.1 -> 1 2.5-   1.25, error >
+                       above the guess) 1.14       3.5x, BN 0.1 -> 30 2.9-    1.6
+                                                   3.3x
 BatchNorm running vs   after 100-20k steps: mean   after 1-3 steps: mean      warn: std >
 exact (calibrate)      <= 0.21, std rel <= 0.16    1.4-1.7, std rel 0.57-0.69 0.25 or mean
                                                    after 10: 0.62 / 0.33      > 0.5; error:
@@ -125,6 +136,18 @@ class Thresholds:
     # burst: an error at once, kept for the run (and update-ratio-low is no
     # longer judged: it would advise raising the rate that did the damage).
     update_burst_log10: float = -0.5
+
+    # loss-diverging: the median loss over the last `loss_window` steps (taken
+    # every `loss_every` steps once `loss_min_steps` are in the window) against
+    # the uniform guess -log(1/vocab) ("far above"), and against the lowest
+    # such median of the run so far ("rising").
+    loss_far_warn_ratio: float = 1.5
+    loss_far_error_ratio: float = 3.0
+    loss_rise_warn_ratio: float = 1.25
+    loss_rise_error_ratio: float = 1.6
+    loss_window: int = 100
+    loss_min_steps: int = 100
+    loss_every: int = 10
 
     # bn-running-stats: running estimates against a calibration's exact values.
     bn_std_warn_rel: float = 0.25    # max |running std - exact std| / exact std

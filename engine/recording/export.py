@@ -13,15 +13,17 @@ Floats are written as Python writes them (shortest exact form; nan, inf).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from ...data.errors import InputError
-from ..atomic import write_atomic
+from ..atomic import WriteError, write_atomic
 from .feed import Event, RunStarted, Steps
 from .stream import Recording
 
@@ -114,6 +116,31 @@ def write_tensorboard(recording: Recording, directory: str | Path) -> list[Path]
                          "(pip install 'traintop[tensorboard]'); --csv needs nothing") from None
     directory = _target_dir(directory, "--tensorboard")
     runs = sum(isinstance(m, RunStarted) for m in recording.messages)
+    try:
+        with _quiet_writer_threads():
+            return _tensorboard_into(recording, directory, runs, SummaryWriter)
+    except OSError as exc:   # a full disk, raised again from the event writer's thread
+        raise WriteError(f"--tensorboard {directory}: cannot write: "
+                         f"{exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _quiet_writer_threads():
+    """The event writer's thread re-raises its OSError in the caller, which
+    says it in one line: the thread's own traceback is not printed."""
+    previous = threading.excepthook
+
+    def hook(args):
+        if not issubclass(args.exc_type, OSError):
+            previous(args)
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+
+
+def _tensorboard_into(recording: Recording, directory: Path, runs: int, SummaryWriter) -> list:
     tmp = Path(tempfile.mkdtemp(prefix=".traintop-export-", dir=directory))
     try:
         run, writer, names = 0, None, ()

@@ -4,13 +4,21 @@ Steps are batched (one line per BATCH steps or per FLUSH_SECONDS), every
 other message is a line of its own, and the file is flushed at least every
 FLUSH_SECONDS while messages arrive, so a reader following it lags by about
 that much and a crash loses at most that much.
+
+A write error (disk full, permission, a removed folder, an I/O error) stops
+the recording, not the run: the file is cut back to the whole lines of the
+last good flush (a full disk may have taken part of a line), the recorder
+raises one WriteError naming the file and ignores every later message.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from pathlib import Path
 
+from ..atomic import WriteError, write_error
 from .feed import Event, Message, RunStarted, Status, Steps
 from ..results import StepResult
 from .stream import StreamWriter
@@ -36,14 +44,48 @@ class Recorder:
         self._last_flush = clock()
         self._last_status: Status | None = None
         self._last_status_at = -1e9
+        self.failed: WriteError | None = None   # why the recording stopped
+        self._good_bytes = 0    # the file's size after the last good flush: whole lines
+        self._step = 0          # the last step handed to the writer
+        self.kept_step = 0      # the last step in the file for sure (flushed)
+
+    @contextlib.contextmanager
+    def _writing(self):
+        try:
+            yield
+        except OSError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: OSError) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()    # a full disk refuses the rest again: nothing more to keep
+            except (OSError, ValueError):
+                pass
+        try:
+            os.truncate(self.path, self._good_bytes)   # drop a part-written line
+        except OSError:
+            pass                  # the file (or its folder) is gone: nothing to cut back
+        where = f"at step {self.kept_step:,}" if self.kept_step else "before its first step"
+        self.failed = WriteError(f"{write_error(self.path, exc)}; the recording ends {where}")
+        raise self.failed
 
     def consume(self, message: Message) -> None:
+        if self.failed is not None:
+            return                # said once, when it happened
         if self._writer is None:
             if not isinstance(message, RunStarted):
                 raise ValueError("a recording starts with RunStarted")
-            self._writer = StreamWriter(self.path, message.info, self.meta)
+            with self._writing():
+                self._writer = StreamWriter(self.path, message.info, self.meta)
+            self._good_bytes = self._size()
             self._last_flush = self._clock()
             return
+        with self._writing():
+            self._consume(message)
+
+    def _consume(self, message: Message) -> None:
         if isinstance(message, Steps):
             self._steps.extend(message.results)
             if len(self._steps) >= BATCH:
@@ -77,7 +119,14 @@ class Recorder:
     def _write_steps(self) -> None:
         if self._steps and self._writer is not None:
             self._writer.write(Steps(tuple(self._steps)))
+            self._step = self._steps[-1].step
             self._steps = []
+
+    def _size(self) -> int:
+        try:
+            return os.stat(self.path).st_size
+        except OSError:
+            return self._good_bytes
 
     def _maybe_flush(self) -> None:
         if self._clock() - self._last_flush >= FLUSH_SECONDS:
@@ -87,19 +136,26 @@ class Recorder:
         """Write what is pending and make it visible to readers; call it when idle."""
         if self._writer is None:
             return
-        self._write_steps()
-        self._writer.flush()
+        with self._writing():
+            self._write_steps()
+            self._writer.flush()
+            self._flushed()
         self._last_flush = self._clock()
+
+    def _flushed(self) -> None:
+        self._good_bytes = self._size()
+        self.kept_step = self._step
 
     def close(self, status: Status | None = None) -> None:
         """Flush and close; a final `status` is always written (readers see the end)."""
         if self._writer is None:
             return
-        self._write_steps()
-        if status is not None:
-            self._writer.write(status)
-        self._writer.close()
-        self._writer = None
+        with self._writing():
+            self._write_steps()
+            if status is not None:
+                self._writer.write(status)
+            self._writer.close()
+            self._writer = None
 
     def __enter__(self) -> "Recorder":
         return self

@@ -13,6 +13,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from ..atomic import WriteError
 from .feed import Command, Event, Message, RunStarted, Source, Status, Steps
 from .recorder import FLUSH_SECONDS, Recorder
 
@@ -40,10 +41,11 @@ class RecordingSource:
         if self.failed is None:
             try:
                 self._record(messages)
-            except (OSError, ValueError) as exc:
+            except (WriteError, OSError, ValueError) as exc:
                 # Recording failed: the run goes on, the viewer is told once.
-                self.failed = f"recording to {self.path} stopped: {exc}"
-                messages = [*messages, Event("error", 0, self.failed)]
+                self.failed = f"recording stopped: {exc}"
+                messages = [*messages, Event("error", 0, self.failed,
+                                             {"recording": str(self.path)})]
         return messages
 
     def _record(self, messages: list[Message]) -> None:
@@ -79,11 +81,14 @@ class RecordingSource:
             if self.failed is None:
                 try:
                     self._record(last)   # the steps the child took after the last poll
-                except (OSError, ValueError) as exc:
-                    self.failed = f"recording to {self.path} stopped: {exc}"
+                except (WriteError, OSError, ValueError) as exc:
+                    self.failed = f"recording stopped: {exc}"
             if self.failed is None:
                 # A final Status (never "running") tells readers where the session ended.
                 final = self._last_status
-                self.recorder.close(dataclasses.replace(final, running=False)
-                                    if final is not None else None)
+                try:
+                    self.recorder.close(dataclasses.replace(final, running=False)
+                                        if final is not None else None)
+                except WriteError as exc:
+                    self.failed = f"recording stopped: {exc}"
         return last

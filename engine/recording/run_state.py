@@ -9,6 +9,7 @@ and tests check it without a screen.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ class RunState:
     recorded_health: list | None = None          # findings the writer recorded at its end
     timing: dict | None = None
     interrupted: bool = False
+    trainer: Event | None = None                 # the live child's last "trainer" event: died, hung
+    recording_failed: str | None = None          # why the app's --record stopped
     events: deque = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))  # (step, text)
     monitor: HealthMonitor | None = None
     _status_is_newer: bool = False               # the Status came after the last Steps
@@ -114,8 +117,10 @@ class RunState:
     def _run_started(self, message: RunStarted) -> set[str]:
         # A restart is a fresh run on the same history: per-run figures start over.
         runs, history, events, meta = self.runs + 1, self.history, self.events, self.meta
+        recording_failed = self.recording_failed
         self.reset()
         self.runs, self.history, self.events, self.meta = runs, history, events, meta
+        self.recording_failed = recording_failed
         self.info = message.info
         self.history.start_run(message.info.config, len(message.info.param_names), message.why)
         if self.runs > 1 or message.why:
@@ -144,9 +149,34 @@ class RunState:
             changed.add("health")
         return changed
 
+    def _trainer(self, event: Event) -> set[str]:
+        """The live child died, went silent, or spoke again (session.ChildWatch)."""
+        state, before = event.data.get("state"), self.trainer
+        self.trainer = None if state == "alive" else event
+        if state == "hung" and before is not None and before.data.get("state") == "hung":
+            return {"status"}     # the same silence, a second longer: no new event line
+        self.events.append((event.step, event.text))
+        if self.status is not None and state in ("died", "hung"):
+            # Its last rate is stale; a dead run is not running either.
+            self.status = dataclasses.replace(self.status, steps_per_sec=0.0,
+                                              running=self.status.running and state == "hung")
+        if state == "died":
+            self.history.mark(event.text)
+            return {"status", "events", "loss"}
+        return {"status", "events"}
+
+    @property
+    def trainer_state(self) -> str | None:
+        """"died", "hung" or "starting" (a fresh child after a death); None otherwise."""
+        return self.trainer.data.get("state") if self.trainer is not None else None
+
     def _event(self, event: Event) -> set[str]:
         if event.kind == "rewind":
             return self.reset()
+        if event.kind == "trainer":
+            return self._trainer(event)
+        if event.kind == "error" and event.data.get("recording"):
+            self.recording_failed = event.text
         if event.kind == "note" and event.data.get("restarted"):
             changed = self.reset()
             self.events.append((event.step, event.text))

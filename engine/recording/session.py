@@ -6,6 +6,13 @@ child owns the Trainer, steps it with one torch thread, batches results into
 a Steps message about every 50 ms and answers Commands between steps.
 Nothing here imports Textual.
 
+Faults: every poll checks the child (ChildWatch). A death (a kill, the
+out-of-memory killer, an exception in its loop) or a silence while it should
+be talking becomes an Event of kind "trainer" the viewer shows at once; a
+`restart` command after a death starts a fresh child. The child ignores
+SIGHUP and SIGINT sent to the whole process group: the viewer ends it (or it
+notices the viewer is gone and ends itself).
+
 Trap: a process started after Textual has replaced sys.stderr (its fileno()
 is -1) fails with "bad value(s) in fds_to_keep" when the resource tracker is
 not yet running, so the constructor starts the tracker and creates the
@@ -14,15 +21,18 @@ queues; build a LiveSession before App.run()/run_test().
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import multiprocessing.resource_tracker
 import queue
+import signal
 import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...data.errors import InputError
 from ..config import TrainConfig
 from . import events
 from .feed import Command, Event, Message, RunStarted, Status, Steps
@@ -31,6 +41,12 @@ FLUSH_SECONDS = 0.05     # Steps batches: about 20 messages a second
 STATUS_SECONDS = 1.0     # a Status at least this often
 COMMAND_SECONDS = 0.01   # look for commands at least this often while stepping
 RATE_WINDOW = 1.0        # steps/s over the last second
+# The child sends a Status at least every STATUS_SECONDS whatever it does
+# (running, paused, finished), so this much silence from a live child means
+# it is stuck: in a long command (evaluate on a big file) or hung for good.
+# Said as a fact ("not responding for 8 s"), taken back when it speaks again.
+HANG_SECONDS = 8.0
+START_SECONDS = 60.0     # the same before its first message (imports, data, compile)
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,7 @@ class SessionSpec:
     checkpoint_dir: str = "."        # where `checkpoint` without a path writes
     start_paused: bool = False
     engine: str = "exact"            # Trainer engine: exact (autograd) or fast
+    why: str | None = None           # the first RunStarted's why (a fresh trainer's reason)
 
 
 class LiveSession:
@@ -52,14 +69,23 @@ class LiveSession:
 
     read_only = False
 
-    def __init__(self, spec: SessionSpec):
+    def __init__(self, spec: SessionSpec, hang_seconds: float = HANG_SECONDS,
+                 start_seconds: float = START_SECONDS, clock=time.monotonic):
         self.spec = spec
+        self.hang_seconds = hang_seconds
+        self.start_seconds = start_seconds
+        self._clock = clock
         # Before any App.run(): see the module docstring.
         multiprocessing.resource_tracker.ensure_running()
         self._ctx = mp.get_context("spawn")
+        self._process = None
+        self._new_queues()
+        self._watch = ChildWatch()
+        self._said: list[Message] = []   # the session's own words for the next poll
+
+    def _new_queues(self) -> None:
         self._commands = self._ctx.Queue()
         self._messages = self._ctx.Queue()
-        self._process = None
 
     @property
     def pid(self) -> int | None:
@@ -67,6 +93,11 @@ class LiveSession:
 
     def is_alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
+
+    @property
+    def dead(self) -> bool:
+        """The child died on its own (a kill, a crash) and a death was reported."""
+        return self._watch.died
 
     def start(self) -> None:
         if self._process is not None:
@@ -76,21 +107,55 @@ class LiveSession:
                                                 os.getpid()),
                                           daemon=True)
         self._process.start()
+        self._watch = ChildWatch(self._clock(), self.hang_seconds, self.start_seconds)
 
     def poll(self, limit: int = 1000) -> list[Message]:
+        process = self._process
+        # Taken before draining: once it is dead, everything it wrote is in the pipe.
+        gone = process is not None and not process.is_alive()
+        if gone and not self._watch.died:
+            # A child killed in the middle of a put leaves half a message;
+            # a blocking read of it would wait forever (we hold the write end too).
+            try:
+                os.set_blocking(self._messages._reader.fileno(), False)
+            except (AttributeError, OSError, ValueError):
+                pass
+        said, self._said = self._said, []
         out: list[Message] = []
         while len(out) < limit:
             try:
                 out.append(self._messages.get_nowait())
             except queue.Empty:
                 break
-            except (EOFError, OSError, ValueError):  # queue closed under us
+            except (EOFError, OSError, ValueError):  # queue closed under us, or half a message
                 break
-        return out
+        if process is not None:
+            out += self._watch.check(out, process.exitcode if gone else None, self._clock())
+        return said + out
 
     def send(self, command: Command) -> None:
         if self.is_alive():
             self._commands.put(command)
+        elif command.name == "restart" and self._watch.died:
+            self._fresh_child(command.args)
+
+    def _fresh_child(self, changes: dict) -> None:
+        """`r` after a death: a new child on the dead run's config (and the key's
+        changes), from step 0; the viewer keeps the history it has."""
+        config = self.spec.config
+        if self._watch.config is not None:
+            config = TrainConfig.from_dict(self._watch.config)
+        config = dataclasses.replace(config, **changes)
+        step = self._watch.step
+        self.close()
+        self._new_queues()
+        self.spec = dataclasses.replace(self.spec, config=config, resume=None,
+                                        start_paused=False,
+                                        why="restart: a fresh trainer after the last one died")
+        self.start()
+        # Said at once: its first message comes only once it has loaded torch.
+        self._said.append(Event("trainer", step, "starting a fresh trainer…",
+                                {"state": "starting"}))
 
     def close(self, timeout: float = 3.0) -> list[Message]:
         """Ask the child to quit, then insist; never leaves an orphan. Returns
@@ -123,6 +188,82 @@ class LiveSession:
         return last
 
 
+def death_text(exitcode: int | None, last_error: str | None) -> str:
+    """Why the child is gone, in words: `trainer died: killed by signal 9 (out of memory?)`."""
+    if exitcode is not None and exitcode < 0:
+        number = -exitcode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = None
+        # SIGKILL is what the kernel's out-of-memory killer sends.
+        why = "out of memory?" if number == signal.SIGKILL else name
+        return f"trainer died: killed by signal {number}" + (f" ({why})" if why else "")
+    if last_error:
+        return f"trainer died: {last_error}"
+    return f"trainer died: exited with code {exitcode}"
+
+
+class ChildWatch:
+    """Says when the child died or went silent, as Events of kind "trainer"
+    (data "state": "died", "hung" or "alive") that RunState shows in the status
+    line and a recording keeps. Pure bookkeeping, fed by LiveSession.poll."""
+
+    def __init__(self, started: float | None = None, hang_seconds: float = HANG_SECONDS,
+                 start_seconds: float = START_SECONDS):
+        self.hang_seconds = hang_seconds
+        self.start_seconds = start_seconds
+        self.heard = started            # when the child last said anything
+        self.spoke = False              # it has sent its first message
+        self.silent_said = 0            # whole seconds of silence last reported
+        self.died = False
+        self.step = 0
+        self.config: dict | None = None   # the running config (for a fresh child)
+        self.last_error: str | None = None   # the child's last fatal error line
+
+    def check(self, messages: list[Message], exitcode: int | None, now: float) -> list[Event]:
+        out: list[Event] = []
+        for m in messages:
+            if isinstance(m, RunStarted):
+                self.config = dict(m.info.config)
+                self.step = 0
+            elif isinstance(m, Steps) and m.results:
+                self.step = m.results[-1].step
+            elif isinstance(m, Status):
+                self.step = m.step
+            elif isinstance(m, Event) and m.kind == "error" and m.data.get("fatal"):
+                self.last_error = m.text
+        if self.died or self.heard is None:
+            return out
+        if messages:
+            self.spoke = True
+            if self.silent_said:
+                out.append(Event("trainer", self.step,
+                                 f"trainer responding again after {now - self.heard:.0f} s",
+                                 {"state": "alive"}))
+                self.silent_said = 0
+            self.heard = now
+        if exitcode is not None:
+            self.died = True
+            data = {"state": "died", "exitcode": exitcode}
+            if exitcode < 0:
+                data["signal"] = -exitcode
+            out.append(Event("trainer", self.step, death_text(exitcode, self.last_error), data))
+            return out
+        silent = now - self.heard
+        limit = self.hang_limit
+        if silent >= limit and int(silent) > self.silent_said:
+            self.silent_said = int(silent)
+            out.append(Event("trainer", self.step,
+                             f"trainer not responding for {int(silent)} s",
+                             {"state": "hung", "silent_s": int(silent)}))
+        return out
+
+    @property
+    def hang_limit(self) -> float:
+        return self.hang_seconds if self.spoke else self.start_seconds
+
+
 # ----- the child --------------------------------------------------------------
 
 def child_main(spec: SessionSpec, commands, messages, parent: int | None = None) -> None:
@@ -130,6 +271,10 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
 
     `parent` is the viewer's pid, taken before the spawn: if the viewer dies
     while the child is still starting, getppid() already names init."""
+    # A hangup or Ctrl-C reaches the whole process group: the viewer decides
+    # when this child ends (it asks, or it dies and orphaned() notices).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         trainer = _build(spec)
     except Exception as exc:  # noqa: BLE001 - every failure goes to the viewer
@@ -137,7 +282,12 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
         _wait_for_quit(commands, os.getppid() if parent is None else parent)
         messages.cancel_join_thread()   # the viewer may be gone: do not wait to flush
         return
-    Runner(trainer, spec, commands, messages, parent).serve()
+    runner = Runner(trainer, spec, commands, messages, parent)
+    try:
+        runner.serve()
+    except Exception as exc:  # noqa: BLE001 - said to the viewer, not as a traceback on its screen
+        runner.fatal(exc)
+        raise SystemExit(1) from None
 
 
 def _build(spec: SessionSpec):
@@ -159,7 +309,10 @@ def _wait_for_quit(commands, parent: int) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""   # a traceback's last line shows this one
+    if isinstance(exc, InputError):
+        return text     # already one line written for a person
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -180,6 +333,19 @@ class Runner:
         self.parent = os.getppid() if parent is None else parent
 
     # ----- output ------------------------------------------------------------
+    def fatal(self, exc: BaseException) -> None:
+        """The loop raised: send what was done and the error's last line, then
+        wait (briefly) for the pipe to take them before the process ends."""
+        try:
+            self.put(Event("error", self.trainer.steps_done, _describe(exc), {"fatal": True}))
+            self.messages.close()
+            feeder = getattr(self.messages, "_thread", None)   # no public join with a timeout
+            if feeder is not None:
+                feeder.join(2.0)
+            self.messages.cancel_join_thread()
+        except Exception:  # noqa: BLE001 - the viewer may be gone; the exit code still tells
+            pass
+
     def flush(self) -> None:
         if self.pending:
             self.messages.put(Steps(tuple(self.pending)))
@@ -211,7 +377,7 @@ class Runner:
 
     # ----- loop --------------------------------------------------------------
     def serve(self) -> None:
-        self.put(RunStarted(self.trainer.info(), None))
+        self.put(RunStarted(self.trainer.info(), self.spec.why))
         self.status(force=True)
         last_check = 0.0
         while not self.quit:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
+import sys
 
-from ..data.errors import InputError
+from ..engine.atomic import check_writable, check_writable_dir
 from .options import add_train_options, check_device, config_for
 from ..data.words import read_checked_words
 from ..engine.recording.session import LiveSession, SessionSpec
@@ -35,29 +34,25 @@ def main(argv: list[str]) -> int:
     # Bad options and unreadable data fail here, with one line, before the screen opens.
     # The UI process loads no torch: the data and the checkpoint are checked torch-free.
     source_name, _ = read_checked_words(args.data)
+    # Unwritable paths fail here, with one line, not once the screen is open.
     if args.record:
-        check_writable(args.record)
+        check_writable(args.record, "--record")
+    check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
     source = LiveSession(spec)  # before App.run(): it starts the resource tracker
+    recording = None
     if args.record:
         from ..engine.recording.recording_source import RecordingSource
 
-        source = RecordingSource(source, args.record,
-                                 meta={"data": source_name, "writer": "traintop app"})
+        source = recording = RecordingSource(source, args.record,
+                                             meta={"data": source_name, "writer": "traintop app"})
     from ..tui.app import run_app  # Textual loads only once the options are good
 
-    return run_app(source, title="traintop")
-
-
-def check_writable(path: str) -> None:
-    """--record fails here, with one line, not once the screen is open."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise InputError(f"--record {path}: is a directory")
-    if not folder.is_dir():
-        raise InputError(f"--record {path}: no such directory {folder}")
-    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise InputError(f"--record {path}: not writable")
+    code = run_app(source, title="traintop")
+    if recording is not None and recording.failed:
+        # Shown in the app when it happened; said again where it outlives the screen.
+        sys.stderr.write(f"traintop: error: {recording.failed}\n")
+        return code or 2
+    return code
 
 
 def spec_from_args(args: argparse.Namespace) -> SessionSpec:

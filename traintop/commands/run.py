@@ -12,6 +12,7 @@ import time
 import torch
 
 from ..data.errors import InputError
+from ..engine.atomic import WriteError, check_writable
 from ..engine.health.monitor import HealthMonitor
 from ..engine.recording import events
 from ..engine.recording.feed import RunStarted, Status
@@ -24,6 +25,9 @@ from .options import add_train_options, check_device, config_for
 from .progress import Progress
 
 SPLITS = ("train", "val", "test")
+# Each asks the loop to stop after the step in flight, as Ctrl-C does, so the
+# report and the recording end on a whole step. Exit 128 + the signal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,48 +77,90 @@ def main(argv: list[str]) -> int:
     splits = parse_splits(args.eval)
     if args.samples < 0:
         raise InputError(f"--samples: must be >= 0, got {args.samples}")
+    # Paths that cannot be written are refused before any training.
+    for option, path in (("--record", args.record), ("--checkpoint", args.checkpoint)):
+        if path:
+            check_writable(path, option)
     trainer = make_trainer(args)
     recorder = start_recording(args.record, trainer) if args.record else None
 
-    # Ctrl-C asks the loop to stop after the step in flight, so the report
-    # below describes a whole step and the checkpoint is consistent.
+    # Ctrl-C, SIGTERM and a hangup ask the loop to stop after the step in
+    # flight, so the report below describes a whole step and the checkpoint
+    # is consistent; a recording that cannot be written stops it the same way.
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    caught: list[int] = []
+    errors: list[str] = []
+
+    def on_signal(signum, _frame) -> None:
+        caught.append(signum)
+        if signum == signal.SIGHUP:
+            progress.enabled = False   # the terminal is gone
+        stop.set()
+
     progress = Progress(trainer.config.steps)
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     monitor = HealthMonitor(trainer.info())
     started, first_step = time.monotonic(), trainer.steps_done
 
     def on_step(result) -> None:
         progress.update(result.step, result.loss)
         monitor.observe(result)
-        if recorder is not None:
-            recorder.step(result)
+        if recorder is not None and recorder.failed is None:
+            try:
+                recorder.step(result)
+            except WriteError as exc:
+                errors.append(str(exc))
+                stop.set()
 
     try:
         trainer.run(stop=stop, on_step=on_step)
     finally:
-        progress.close()
-        signal.signal(signal.SIGINT, previous)
+        try:
+            progress.close()
+        except OSError:
+            pass
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
+    interrupted = bool(caught)
     eval_losses = trainer.evaluate(splits) if splits else None
     samples = trainer.sample(args.samples) if args.samples else None
+    checkpoint = None
     if args.checkpoint:
-        save_checkpoint(trainer, args.checkpoint)
+        try:
+            checkpoint = save_checkpoint(trainer, args.checkpoint)
+        except InputError as exc:
+            errors.append(str(exc))
     health = [f.to_dict() for f in monitor.findings()]
     seconds = time.monotonic() - started
     timing = timing_dict(trainer, trainer.steps_done - first_step, seconds)
     doc = report_dict(trainer, trainer.last_stats, trainer.last, eval_losses, samples,
                       health=health, timing=timing)
-    if stop.is_set():
+    if interrupted:
         doc["interrupted"] = True
-    if recorder is not None:
-        finish_recording(recorder, trainer, args, eval_losses, samples, health,
-                         stop.is_set(), seconds, timing)
-    if args.json:
-        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    else:
-        sys.stdout.write(report_text(doc) + "\n")
-    return 130 if stop.is_set() else (1 if trainer.stopped else 0)
+    if recorder is not None and recorder.failed is None:
+        try:
+            finish_recording(recorder, trainer, checkpoint, eval_losses, samples, health,
+                             interrupted, seconds, timing)
+        except WriteError as exc:
+            errors.append(str(exc))
+    if errors:
+        doc["errors"] = list(errors)
+    try:
+        if args.json:
+            sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        else:
+            sys.stdout.write(report_text(doc) + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass    # stdout is gone (a hangup closed the terminal): the recording has it all
+    for text in errors:
+        sys.stderr.write(f"traintop: error: {text}\n")
+    if caught:
+        return 128 + caught[0]
+    if errors:
+        return 2
+    return 1 if trainer.stopped else 0
 
 
 def start_recording(path: str, trainer: Trainer) -> Recorder:
@@ -142,7 +188,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e6
 
 
-def finish_recording(recorder: Recorder, trainer: Trainer, args, eval_losses, samples, health,
+def finish_recording(recorder: Recorder, trainer: Trainer, checkpoint, eval_losses, samples, health,
                      interrupted: bool, seconds: float, timing: dict | None = None) -> None:
     """The end of the run as events, then a final Status that says where it stopped."""
     step = trainer.steps_done
@@ -150,7 +196,7 @@ def finish_recording(recorder: Recorder, trainer: Trainer, args, eval_losses, sa
             events.interrupted(step) if interrupted else None,
             events.evaluated(step, eval_losses) if eval_losses is not None else None,
             events.sampled(step, samples) if samples is not None else None,
-            events.checkpointed(step, args.checkpoint) if args.checkpoint else None,
+            events.checkpointed(step, checkpoint) if checkpoint else None,
             events.health(step, health) if health is not None else None,
             events.timed(step, timing) if timing is not None else None]
     for event in ends:

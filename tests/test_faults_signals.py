@@ -1,0 +1,150 @@
+"""SIGTERM and SIGHUP end `traintop run` and the app cleanly: the report (run)
+or a restored terminal (app), a closed recording, no process left; and a
+trainer child killed under the real app in tmux is said, restarted with `r`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from test_tmux import Tmux, alive, descendants
+from traintop.engine.recording.feed import Status, Steps
+from traintop.engine.recording.stream import load
+from tui_fakes import write_words
+
+ENDING = [signal.SIGTERM, signal.SIGHUP]
+
+
+def wait_for(condition, what: str, timeout: float = 90.0, extra=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}{extra() if extra else ''}")
+
+
+def recorded(path) -> tuple[list[int], object]:
+    try:
+        messages = load(path).messages
+    except Exception:  # noqa: BLE001 - not written yet
+        return [], None
+    steps = [r.step for m in messages if isinstance(m, Steps) for r in m.results]
+    return steps, messages[-1] if messages else None
+
+
+@pytest.mark.parametrize("number", ENDING, ids=lambda n: signal.Signals(n).name)
+def test_run_stops_reports_and_closes_its_recording(tmp_path, number):
+    path = tmp_path / "run.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "traintop", "run", "--data",
+                             str(write_words(tmp_path / "w.txt")), "--steps", "10000000",
+                             "--n-hidden", "16", "--json", "--record", str(path)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: recorded(path)[0], "recorded steps")
+        proc.send_signal(number)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + number, err
+    assert "Traceback" not in err
+    doc = json.loads(out)
+    assert doc["interrupted"] is True and 0 < doc["steps"] < 10_000_000
+    steps, last = recorded(path)
+    assert steps == list(range(1, doc["steps"] + 1))       # every step, to the last
+    assert isinstance(last, Status) and not last.running and last.step == doc["steps"]
+
+
+needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+def start_app(tmp_path, *options) -> tuple[Tmux, Path, int]:
+    words = write_words(tmp_path / "words.txt")
+    exit_file = tmp_path / "exit-code"
+    command = (f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m traintop.commands.cli "
+               f"--data {words} --steps 1000000 --n-hidden 16 --checkpoint-dir {tmp_path} "
+               f"{' '.join(options)}; echo $? > {exit_file}")
+    tmux = Tmux(tmp_path)
+    tmux("new-session", "-d", "-s", "app", "-x", "120", "-y", "40", "sh", "-c", command)
+    tmux("set-option", "-t", "app", "remain-on-exit", "on")
+    shell = int(tmux("display-message", "-p", "-t", "app", "#{pane_pid}").strip())
+    tmux.wait(lambda s: s[0] > 50 and s[4] == "running", "training")
+    return tmux, exit_file, shell
+
+
+def app_and_trainer(shell: int) -> tuple[int, int]:
+    (app,) = [p for p in descendants(shell) if f"{p}" and _parent(p) == shell]
+    trainers = [p for p in descendants(app) if "traintop-trainer" in _cmdline(p)
+                or ("spawn_main" in _cmdline(p) and "resource_tracker" not in _cmdline(p))]
+    return app, trainers[0]
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def finish(tmux: Tmux, exit_file: Path, processes) -> str:
+    wait_for(exit_file.exists, "the app to exit", 30)
+    wait_for(lambda: not [p for p in processes if alive(p)], "every process to end", 15)
+    return exit_file.read_text().strip()
+
+
+@needs_tmux
+@pytest.mark.parametrize("number", ENDING, ids=lambda n: signal.Signals(n).name)
+def test_app_ends_on_a_signal_with_nothing_left(tmp_path, number):
+    record = tmp_path / "run.jsonl"
+    tmux, exit_file, shell = start_app(tmp_path, "--record", str(record))
+    try:
+        processes = descendants(shell)
+        app, trainer = app_and_trainer(shell)
+        assert len(processes) >= 2
+        os.kill(app, number)
+        assert finish(tmux, exit_file, processes) == str(128 + number)
+        screen = tmux.screen()
+        assert "Traceback" not in screen and "steps/s" not in screen, screen
+        assert tmux("display-message", "-p", "-t", "app", "#{alternate_on}").strip() == "0"
+        steps, last = recorded(record)
+        assert steps and isinstance(last, Status) and not last.running
+    finally:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
+
+
+@needs_tmux
+def test_killed_trainer_in_the_real_terminal(tmp_path):
+    tmux, exit_file, shell = start_app(tmp_path)
+    try:
+        app, trainer = app_and_trainer(shell)
+        os.kill(trainer, signal.SIGKILL)
+        wait_for(lambda: "trainer died: killed by signal 9" in tmux.screen(), "the death said",
+                 3, lambda: f"; screen:\n{tmux.screen()}")
+        # The toast goes after a few seconds; the status line keeps saying it.
+        status = re.compile(r"trainer died: killed by signal 9 \(out of memory\?\) · step [\d,]+ · ")
+        wait_for(lambda: status.search(tmux.screen()), "the death on the status line", 10,
+                 lambda: f"; screen:\n{tmux.screen()}")
+        tmux.keys("r")
+        tmux.wait(lambda s: s[4] == "running" and s[0] > 10, "a fresh trainer")
+        processes = descendants(shell)
+        assert trainer not in processes
+        tmux.keys("q")
+        assert finish(tmux, exit_file, processes) == "0"
+        assert "Traceback" not in tmux.screen()
+    finally:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)

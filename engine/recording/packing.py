@@ -37,7 +37,7 @@ def pack_floats(values, columns: int = 1, round32: bool = False) -> str:
     else:
         kind, bits = "d", a.view(np.uint64)
     bits = bits.astype(bits.dtype.newbyteorder("<"))
-    planes = bits.view(np.uint8).reshape(bits.shape + (-1,)).transpose(2, 1, 0)
+    planes = bits.view(np.uint8).reshape(bits.shape + (bits.itemsize,)).transpose(2, 1, 0)
     return kind + base64.b64encode(np.ascontiguousarray(planes).tobytes()).decode("ascii")
 
 

@@ -20,6 +20,7 @@ from ..training.history import History
 from .feed import Event, Message, RunStarted, Status, Steps
 
 EVENTS_KEPT = 200
+BLOCK = 32     # steps in one message from which they are folded as a block
 ALL_PANES = ("status", "loss", "ratio", "saturation", "histograms", "weights", "health",
              "events", "samples", "calibration")
 
@@ -124,6 +125,9 @@ class RunState:
         return set(ALL_PANES)
 
     def _steps(self, results: tuple[StepResult, ...]) -> set[str]:
+        if len(results) >= BLOCK and all(r.nonfinite is None for r in results) and \
+                len({len(r.update_ratio_log10) for r in results}) == 1:
+            return self._block(results)
         history, monitor = self.history, self.monitor
         changed = {"status", "loss", "ratio"}
         for r in results:
@@ -142,6 +146,25 @@ class RunState:
             self._status_is_newer = False
         if monitor is not None:
             changed.add("health")
+        return changed
+
+    def _block(self, results: tuple[StepResult, ...]) -> set[str]:
+        """_steps of many plain steps at once (a recording read at speed)."""
+        changed = {"status", "loss", "ratio"}
+        if self.first_loss is None:
+            self.first_loss = results[0].loss
+        self.history.add_many([r.log10_loss for r in results], [r.lr for r in results],
+                              [r.update_ratio_log10 for r in results])
+        if self.monitor is not None:
+            self.monitor.observe_many(results)
+            changed.add("health")
+        for r in reversed(results):
+            if r.stats is not None:
+                self.stats = r.stats
+                changed |= {"saturation", "histograms", "weights"}
+                break
+        self.last = results[-1]
+        self._status_is_newer = False
         return changed
 
     def _event(self, event: Event) -> set[str]:

@@ -317,6 +317,21 @@ def _nonfinite(d: dict) -> NonFinite:
     return NonFinite(int(d["step"]), str(d["where"]), str(d["what"]))
 
 
+def step_rows(doc: dict) -> tuple[list[int], list[float], set[int]]:
+    """(steps, lrs, rows holding a snapshot) of a steps line, version 1 or 2,
+    without decoding its figures: what a replay's index keeps."""
+    if doc["t"] == "s":
+        n = int(doc["n"])
+        steps = ([int(x) for x in doc["steps"]] if "steps" in doc
+                 else list(range(int(doc["step"]), int(doc["step"]) + n)))
+        if len(steps) != n:
+            raise ValueError("step columns differ in length")
+        return steps, _unruns(doc["lr"], n), {int(k) for k in doc.get("x", {})}
+    rows = doc["results"]
+    return ([int(r[0]) for r in rows], [_f(r[2]) for r in rows],
+            {i for i, r in enumerate(rows) if r[4] is not None})
+
+
 def decode_info(d: dict) -> RunInfo:
     return RunInfo(config=dict(d["config"]), vocab=str(d["vocab"]),
                    param_names=tuple(str(n) for n in d["param_names"]),
@@ -373,34 +388,41 @@ class LineDecoder:
             out.append(self._decode(raw))
         return out
 
-    def _fail(self, why: str) -> InputError:
+    def fail(self, why: str) -> InputError:
         return InputError(f"{self.name}:{self.line}: {why}")
 
-    def _decode(self, raw: bytes) -> Message:
+    def parse(self, raw: bytes) -> dict:
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            raise self._fail("corrupt line (not JSON)") from None
+            raise self.fail("corrupt line (not JSON)") from None
         if not isinstance(doc, dict):
-            raise self._fail("corrupt line (not a JSON object)")
+            raise self.fail("corrupt line (not a JSON object)")
+        return doc
+
+    def _decode(self, raw: bytes) -> Message:
+        doc = self.parse(raw)
         if self.header is None:
-            return self._read_header(doc)
+            return self.read_header(doc)
+        return self.decode_doc(doc)
+
+    def decode_doc(self, doc: dict) -> Message:
         try:
             return decode(doc)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise self._fail(f"corrupt line ({type(exc).__name__}: {exc})") from None
+            raise self.fail(f"corrupt line ({type(exc).__name__}: {exc})") from None
 
-    def _read_header(self, doc: dict) -> RunStarted:
+    def read_header(self, doc: dict) -> RunStarted:
         if doc.get("format") != FORMAT:
-            raise self._fail(f"not a traintop recording (no {FORMAT!r} header)")
+            raise self.fail(f"not a traintop recording (no {FORMAT!r} header)")
         version = doc.get("version")
         if not isinstance(version, int) or version not in READS:
-            raise self._fail(f"stream format version {version!r} is newer than this traintop "
+            raise self.fail(f"stream format version {version!r} is newer than this traintop "
                              f"reads (versions {READS[0]} to {READS[-1]}); upgrade traintop")
         try:
             info = decode_info(doc["info"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise self._fail(f"corrupt header ({type(exc).__name__}: {exc})") from None
+            raise self.fail(f"corrupt header ({type(exc).__name__}: {exc})") from None
         self.header = doc
         self.meta = dict(doc.get("meta") or {})
         return RunStarted(info, None)

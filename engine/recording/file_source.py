@@ -30,8 +30,12 @@ class FollowSource:
     CHUNK = 1 << 20       # bytes read per poll at most
     PREFIX = 256          # leading bytes compared to notice a rewritten file
 
-    def __init__(self, path: str | Path, quiet_after: float = 10.0, clock=time.monotonic):
+    JUMP_BYTES = 8 << 20  # a plain file longer than this is joined near its end
+
+    def __init__(self, path: str | Path, quiet_after: float = 10.0, clock=time.monotonic,
+                 jump: bool = True):
         self.path = Path(path)
+        self.jump = jump      # False: read from the start (a summary needs every step)
         self.quiet_after = quiet_after
         self._clock = clock
         self._file = None
@@ -64,7 +68,38 @@ class FollowSource:
         self._decoder = LineDecoder(str(self.path))
         self._inflater = Inflater(is_gzip(self.path))
         self._last_data = self._clock()
+        if self.jump and not is_gzip(self.path):
+            self._jump_near_end()
         return True
+
+    def _jump_near_end(self) -> None:
+        """A long file: the header, the latest restart and everything from the
+        last snapshot's line on; the steps before it are skipped (a note
+        says so), so attaching costs the same at step 1,000 or 10,000,000."""
+        fd = self._file.fileno()
+        size = os.fstat(fd).st_size
+        if size <= self.JUMP_BYTES:
+            return
+        head_end = _find(fd, b"\n", 0, size)
+        snap = _rfind(fd, b'"layers":[', head_end, size)
+        start = _rfind(fd, b"\n", head_end, snap) + 1 if snap > head_end else -1
+        if start <= head_end + 1:
+            return
+        decoder = self._decoder
+        for m in decoder.feed(os.pread(fd, head_end + 1, 0)):
+            self._queue.append(m)
+        run = _rfind(fd, b'\n{"t":"run"', head_end, start)
+        if run >= 0:      # a restart before the jump: its config is the one shown
+            end = _find(fd, b"\n", run + 1, start)
+            for m in decoder.feed(os.pread(fd, end - run, run + 1)):
+                self._queue.append(m)
+        decoder.line = _count_lines(fd, start)
+        self._prefix = os.pread(fd, self.PREFIX, 0)
+        self._file.seek(start)
+        self._offset = start
+        self._queue.append(Event("note", 0, f"attached near the end: the first "
+                                 f"{start / 1e6:,.1f} MB (earlier steps) not read",
+                                 {"skipped_bytes": start}))
 
     def _rewritten(self) -> bool:
         """The writer truncated, replaced or rewrote the file since we opened it."""
@@ -157,3 +192,35 @@ class FollowSource:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _rfind(fd: int, needle: bytes, lo: int, hi: int, block: int = 1 << 20) -> int:
+    """Offset of the last `needle` in the file's [lo, hi), or -1; reads backwards."""
+    end = hi
+    while end > lo:
+        begin = max(lo, end - block)
+        data = os.pread(fd, end - begin + len(needle) - 1, begin)[:hi - begin]
+        k = data.rfind(needle)
+        if k >= 0:
+            return begin + k
+        end = begin
+    return -1
+
+
+def _find(fd: int, needle: bytes, lo: int, hi: int, block: int = 1 << 20) -> int:
+    begin = lo
+    while begin < hi:
+        data = os.pread(fd, min(block, hi - begin) + len(needle) - 1, begin)
+        k = data.find(needle)
+        if k >= 0 and begin + k < hi:
+            return begin + k
+        begin += block
+    return hi
+
+
+def _count_lines(fd: int, upto: int, block: int = 1 << 22) -> int:
+    count, pos = 0, 0
+    while pos < upto:
+        count += os.pread(fd, min(block, upto - pos), pos).count(b"\n")
+        pos += block
+    return count

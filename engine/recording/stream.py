@@ -33,7 +33,7 @@ import zlib
 from dataclasses import dataclass, fields
 from importlib import metadata
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
 
 from ...data.errors import InputError
 from .feed import Event, Message, RunStarted, Status, Steps
@@ -468,12 +468,13 @@ class Recording:
     partial_tail: bool   # the file ends in an unfinished line (writer busy or crashed)
 
 
-def load(path: str | Path) -> Recording:
-    """Read a recording; a partial last line is left out, bad input raises InputError."""
+def read(path: str | Path, decoder: LineDecoder | None = None) -> Iterator[Message]:
+    """The messages of a recording as they are read, holding none of them: a
+    long run folds in bounded memory. A partial last line is left out (see
+    decoder.pending after the last); bad input raises InputError."""
     path = Path(path)
-    decoder = LineDecoder(str(path))
+    decoder = decoder or LineDecoder(str(path))
     inflater = Inflater(is_gzip(path))
-    messages: list[Message] = []
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -486,10 +487,16 @@ def load(path: str | Path) -> Recording:
                 data = inflater.feed(chunk)
             except ValueError as exc:
                 raise InputError(f"{path}: {exc}") from None
-            messages += decoder.feed(data)
+            yield from decoder.feed(data)
     if decoder.header is None:
         raise InputError(f"{path}: empty recording (no complete header line)")
-    return Recording(str(path), decoder.meta, tuple(messages), decoder.pending)
+
+
+def load(path: str | Path) -> Recording:
+    """Read a whole recording; a partial last line is left out, bad input raises InputError."""
+    decoder = LineDecoder(str(path))
+    messages = tuple(read(path, decoder))
+    return Recording(str(path), decoder.meta, messages, decoder.pending)
 
 
 # ----- writing ----------------------------------------------------------------

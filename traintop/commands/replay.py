@@ -12,7 +12,7 @@ import json
 import sys
 
 from ..engine.recording.run_state import RunState
-from ..engine.recording.stream import load
+from ..engine.recording.stream import LineDecoder, read
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,10 +44,13 @@ def _speed(text: str) -> float:
 
 
 def summary(path: str) -> dict:
-    recording = load(path)
-    state = RunState(meta=recording.meta)
-    for message in recording.messages:
+    """The run's report, folded as the file is read (no message is kept)."""
+    decoder = LineDecoder(str(path))
+    state = RunState()
+    for message in read(path, decoder):
+        state.meta = decoder.meta
         state.apply(message)
+    state.meta = decoder.meta
     return state.report()
 
 

@@ -21,7 +21,6 @@ import binascii
 import numpy as np
 
 _FLOAT_KINDS = {"f": (np.float32, np.uint32), "d": (np.float64, np.uint64)}
-_INT_KINDS = {"1": np.uint8, "2": np.uint16, "4": np.uint32, "8": np.uint64}
 
 
 def pack_floats(values, columns: int = 1, round32: bool = False) -> str:
@@ -94,18 +93,36 @@ def density_of(lo: float, hi: float, total: int, counts: np.ndarray) -> list[flo
 
 
 def pack_counts(counts: np.ndarray) -> str:
-    top = int(counts.max()) if counts.size else 0
-    kind = "1" if top < 2 ** 8 else "2" if top < 2 ** 16 else "4" if top < 2 ** 32 else "8"
-    data = counts.astype(np.dtype(_INT_KINDS[kind]).newbyteorder("<")).tobytes()
-    return kind + base64.b64encode(data).decode("ascii")
+    """Counts as base64 of their LEB128 varints: 1 byte under 128, 2 under
+    16,384, ...; a histogram's tails hold small counts, its middle large ones."""
+    c = np.asarray(counts, dtype=np.uint64)
+    nbytes = np.ones(len(c), dtype=np.int64)
+    for k in range(1, 10):
+        nbytes += c >= np.uint64(1) << np.uint64(7 * k)
+    starts = np.cumsum(nbytes) - nbytes
+    out = np.zeros(int(nbytes.sum()), dtype=np.uint8)
+    for k in range(int(nbytes.max()) if len(c) else 0):
+        has = nbytes > k
+        byte = (c[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = np.where(nbytes[has] > k + 1, 0x80, 0).astype(np.uint64)
+        out[starts[has] + k] = (byte | more).astype(np.uint8)
+    return "v" + base64.b64encode(out.tobytes()).decode("ascii")
 
 
 def unpack_counts(text: str) -> np.ndarray:
     try:
-        dtype = np.dtype(_INT_KINDS[text[:1]]).newbyteorder("<")
-        raw = base64.b64decode(text[1:], validate=True)
-    except (KeyError, binascii.Error, TypeError) as exc:
+        raw = np.frombuffer(base64.b64decode(text[1:], validate=True), np.uint8)
+    except (binascii.Error, TypeError) as exc:
         raise ValueError(f"bad packed counts ({exc})") from None
-    if len(raw) % dtype.itemsize:
-        raise ValueError("bad packed counts (length)")
-    return np.frombuffer(raw, dtype)
+    if text[:1] != "v" or (raw.size and raw[-1] & 0x80):
+        raise ValueError("bad packed counts")
+    if not raw.size:
+        return np.zeros(0, dtype=np.uint64)
+    ends = np.flatnonzero((raw & 0x80) == 0)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    group = np.repeat(np.arange(len(ends)), ends - starts + 1)
+    shift = (np.arange(raw.size) - starts[group]).astype(np.uint64) * np.uint64(7)
+    if shift.max() > 63:
+        raise ValueError("bad packed counts (too long)")
+    parts = (raw & 0x7F).astype(np.uint64) << shift
+    return np.add.reduceat(parts, starts)

@@ -73,7 +73,7 @@ class HealthMonitor:
         if result.nonfinite is not None:
             self._stop = non_finite(result.nonfinite)
         if result.stats is not None:
-            self._snapshot = snapshot_findings(result.stats, _batch_size(self.info), t)
+            self.observe_snapshot(result.stats)
         if result.update_ratio_log10:
             ratios = result.update_ratio_log10
             weights = tuple(ratios[i] for i in self._weights if i < len(ratios))
@@ -103,7 +103,7 @@ class HealthMonitor:
         self._last_step = steps[-1]
         snapshots = [r.stats for r in results if r.stats is not None]
         if snapshots:
-            self._snapshot = snapshot_findings(snapshots[-1], _batch_size(self.info), t)
+            self.observe_snapshot(snapshots[-1])
         width = min(len(r.update_ratio_log10) for r in results)
         cols = [i for i in self._weights if i < width]
         rows = np.array([r.update_ratio_log10[:width] for r in results])[:, cols]
@@ -120,6 +120,10 @@ class HealthMonitor:
         for row in rows[-self._window.maxlen:].tolist():
             self._window.append(tuple(row))
         self._update = None
+
+    def observe_snapshot(self, snapshot: StatsSnapshot) -> None:
+        """The latest stats snapshot's findings (replacing the previous ones)."""
+        self._snapshot = snapshot_findings(snapshot, _batch_size(self.info), self.thresholds)
 
     def observe_calibration(self, cal: Calibration) -> None:
         self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)

@@ -167,6 +167,14 @@ class RunState:
         self._status_is_newer = False
         return changed
 
+    def take_snapshot(self, snapshot: StatsSnapshot) -> set[str]:
+        """The run's latest snapshot, given apart from its step (a summary
+        folds the steps without their snapshots, then this, the last one)."""
+        self.stats = snapshot
+        if self.monitor is not None:
+            self.monitor.observe_snapshot(snapshot)
+        return {"saturation", "histograms", "weights", "health"}
+
     def _event(self, event: Event) -> set[str]:
         if event.kind == "rewind":
             return self.reset()

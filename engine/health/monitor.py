@@ -87,7 +87,7 @@ class HealthMonitor:
             # every step: observe() stays cheap next to a ~1 ms training step.
             self._update = None
 
-    def observe_many(self, results) -> None:
+    def observe_many(self, results, ratios=None) -> None:
         """observe() of each result, in one pass where that is the same: a
         block of increasing steps (a recording's) keeps the last snapshot's
         findings and the last window of ratios, and finds the first far too
@@ -106,7 +106,9 @@ class HealthMonitor:
             self.observe_snapshot(snapshots[-1])
         width = min(len(r.update_ratio_log10) for r in results)
         cols = [i for i in self._weights if i < width]
-        rows = np.array([r.update_ratio_log10[:width] for r in results])[:, cols]
+        if ratios is None:   # (n, P) of the results' ratios, where the caller has it
+            ratios = np.array([r.update_ratio_log10[:width] for r in results])
+        rows = ratios[:, :width][:, cols]
         if not self._burst and rows.size:
             finite = np.isfinite(rows)
             # The upper middle of a row's finite values is over the line

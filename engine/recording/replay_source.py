@@ -27,15 +27,18 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
 
 from ...data.errors import InputError
 from .feed import Command, Event, Message, RunStarted, Status, Steps
-from .stream import Inflater, LineDecoder, decode, is_gzip, step_rows
+from .stream import (Inflater, LineDecoder, decode, decode_snapshot, decode_snapshot2, is_gzip,
+                     step_rows)
 
 PLAY_SECONDS = 30.0   # default play speed runs the whole recording in about this long
 PLAY_GRAIN = 10       # steps per delivery item: how finely play advances
 HEAD_BYTES = 1 << 20  # read before the viewer opens: small files are checked whole
+HEAD_MAX = 8 << 20    # ... and on to the first snapshot, up to this much
 CHUNK = 1 << 20
 LINES_CACHED = 4
 
@@ -104,8 +107,10 @@ class ReplaySource:
 
     # ----- reading (the head here, the rest in the worker) ---------------------------
     def _read_head(self) -> None:
-        """Up to the first snapshot and at least HEAD_BYTES; errors raise InputError."""
-        while not self.loaded and (not self.marks or self.read_bytes < HEAD_BYTES):
+        """At least HEAD_BYTES, and on to the first snapshot within HEAD_MAX;
+        errors raise InputError."""
+        while not self.loaded and (self.read_bytes < HEAD_BYTES or (
+                not self.marks and self.read_bytes < HEAD_MAX)):
             self._read_chunk()
         if self._decoder.header is None:
             raise InputError(f"{self.path}: empty recording (no complete header line)")
@@ -196,7 +201,10 @@ class ReplaySource:
         self._thread.join(timeout)
         return self.loaded
 
-    def _results(self, line: int) -> tuple:
+    def _results(self, line: int) -> tuple[tuple, dict]:
+        """(results without their snapshots, {row: snapshot payload}) of a line:
+        a viewer catching up shows only the last snapshot it is given, so
+        only that one is decoded (see _deliver)."""
         cached = self._cache.get(line)
         if cached is not None:
             self._cache.move_to_end(line)
@@ -206,11 +214,18 @@ class ReplaySource:
             raw = zlib.decompress(where)
         else:
             raw = os.pread(self._file.fileno(), where[1], where[0])
-        results = decode(json.loads(raw)).results
-        self._cache[line] = results
+        doc = json.loads(raw)
+        if doc["t"] == "s":
+            snapshots = {int(k): (2, v) for k, v in doc.get("x", {}).items()}
+            doc = {**doc, "x": {}}
+        else:
+            snapshots = {i: (1, r[4]) for i, r in enumerate(doc["results"]) if r[4] is not None}
+            doc = {**doc, "results": [[*r[:4], None, *r[5:]] for r in doc["results"]]}
+        cached = (decode(doc).results, snapshots)
+        self._cache[line] = cached
         if len(self._cache) > LINES_CACHED:
             self._cache.popitem(last=False)
-        return results
+        return cached
 
     # ----- the timeline --------------------------------------------------------------
     @property
@@ -318,28 +333,45 @@ class ReplaySource:
         return out
 
     def _deliver(self, items: list) -> list[Message]:
-        """Messages of `items`; neighbouring rows of one line go as one Steps."""
-        out: list[Message] = []
-        run: list[_Steps] = []
-
-        def flush():
-            if run:
-                results = self._results(run[0].line)
-                out.append(Steps(results[run[0].lo:run[-1].hi]))
-                self._delivered = (run[-1].last, run[-1].lr)
-                run.clear()
-
+        """Messages of `items`: neighbouring rows of one line go as one Steps,
+        and only the last snapshot among them comes with its figures (the
+        viewer shows the latest; the ones before it would be replaced at once)."""
+        chunks: list = []       # [line, lo, hi, last item] or a message
         for item in items:
             if isinstance(item, _Steps):
-                if run and (item.line != run[-1].line or item.lo != run[-1].hi):
-                    flush()
-                run.append(item)
+                last = chunks[-1] if chunks else None
+                if isinstance(last, list) and last[0] == item.line and last[2] == item.lo:
+                    last[2], last[3] = item.hi, item
+                else:
+                    chunks.append([item.line, item.lo, item.hi, item])
             else:
-                flush()
-                if isinstance(item, RunStarted):
-                    self._delivered = (0, item.info.config.get("lr", 0.0))
-                out.append(item)
-        flush()
+                chunks.append(item)
+        shown = None            # (chunk index, row) of the last snapshot delivered
+        for k in range(len(chunks) - 1, -1, -1):
+            chunk = chunks[k]
+            if isinstance(chunk, list):
+                rows = [r for r in self._results(chunk[0])[1] if chunk[1] <= r < chunk[2]]
+                if rows:
+                    shown = (k, max(rows))
+                    break
+        out: list[Message] = []
+        for k, chunk in enumerate(chunks):
+            if not isinstance(chunk, list):
+                if isinstance(chunk, RunStarted):
+                    self._delivered = (0, chunk.info.config.get("lr", 0.0))
+                out.append(chunk)
+                continue
+            line, lo, hi, last = chunk
+            results, snapshots = self._results(line)
+            part = results[lo:hi]
+            if shown is not None and shown[0] == k:
+                row = shown[1]
+                version, payload = snapshots[row]
+                stats = decode_snapshot2(payload) if version == 2 else decode_snapshot(payload)
+                part = (*part[:row - lo], replace(part[row - lo], stats=stats),
+                        *part[row - lo + 1:])
+            out.append(Steps(tuple(part)))
+            self._delivered = (last.last, last.lr)
         return out
 
     def position(self) -> tuple[str, str]:

@@ -13,6 +13,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..health.monitor import HealthMonitor
 from ..report import build_report
 from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
@@ -153,10 +155,10 @@ class RunState:
         changed = {"status", "loss", "ratio"}
         if self.first_loss is None:
             self.first_loss = results[0].loss
-        self.history.add_many([r.log10_loss for r in results], [r.lr for r in results],
-                              [r.update_ratio_log10 for r in results])
+        ratios = np.array([r.update_ratio_log10 for r in results], dtype=np.float64)
+        self.history.add_many([r.log10_loss for r in results], [r.lr for r in results], ratios)
         if self.monitor is not None:
-            self.monitor.observe_many(results)
+            self.monitor.observe_many(results, ratios)
             changed.add("health")
         for r in reversed(results):
             if r.stats is not None:

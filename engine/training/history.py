@@ -178,11 +178,17 @@ class History:
         """add() of n steps at once: arrays of n losses and lrs, (n, P) ratios."""
         loss = np.asarray(log10_loss, dtype=np.float64)
         tick, n = self.tick, len(loss)
-        self.log10_loss.extend(tick, loss)
-        self.lr.extend(tick, lr)
         ratios = np.asarray(ratios, dtype=np.float64).reshape(n, -1)
-        for j, series in enumerate(self.ratios[:ratios.shape[1]]):
-            series.extend(tick, ratios[:, j])
+        group = [self.log10_loss, self.lr, *self.ratios[:ratios.shape[1]]]
+        columns = np.column_stack([loss, np.asarray(lr, dtype=np.float64),
+                                   ratios[:, :len(group) - 2]])
+        if all((s.stride, s._seen, len(s.values), s.capacity) == (
+                group[0].stride, group[0]._seen, len(group[0].values), group[0].capacity)
+               for s in group):
+            _extend_together(group, tick, columns)    # the usual case: series in step
+        else:
+            for j, series in enumerate(group):
+                series.extend(tick, columns[:, j])
         finite = np.flatnonzero(np.isfinite(loss))   # windows hold finite values only
         values, p = loss[finite], 0
         while p < len(values):
@@ -208,3 +214,40 @@ class History:
     def nbytes(self) -> int:
         series = [self.log10_loss, self.loss_windows, self.lr, *self.ratios]
         return sum(s.nbytes() for s in series)
+
+
+def _extend_together(group: list[Series], tick: int, v: np.ndarray) -> None:
+    """Series.extend of each column of `v` into the series of `group`, which
+    share their bucket layout: one numpy pass for all (a recording's block
+    of steps feeds loss, lr and every ratio at once)."""
+    lead, i, n = group[0], 0, len(v)
+    while i < n:
+        stride = lead.stride
+        if lead._seen or n - i < stride:     # the open bucket, in part
+            chunk = v[i:i + min(stride - lead._seen, n - i)]
+            ok = np.isfinite(chunk)
+            sums, counts = np.where(ok, chunk, 0.0).sum(axis=0).tolist(), ok.sum(axis=0).tolist()
+            first = lead._first if lead._seen else tick + i
+            for s, total, count in zip(group, sums, counts):
+                s._first = first
+                s._sum += total
+                s._count += count
+                s._seen += len(chunk)
+            i += len(chunk)
+            if lead._seen == stride:
+                for s in group:
+                    s._close()
+            continue
+        m = min((n - i) // stride, lead.capacity - len(lead.values))
+        block = v[i:i + m * stride].reshape(m, stride, -1)
+        ok = np.isfinite(block)
+        sums, counts = np.where(ok, block, 0.0).sum(axis=1), ok.sum(axis=1)
+        means = np.divide(sums, counts, out=np.full(sums.shape, math.nan), where=counts > 0)
+        ticks = range(tick + i, tick + i + m * stride, stride)
+        for s, column in zip(group, means.T.tolist()):
+            s.ticks.extend(ticks)
+            s.values.extend(column)
+        i += m * stride
+        if len(lead.values) >= lead.capacity:
+            for s in group:
+                s._halve()

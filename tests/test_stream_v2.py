@@ -130,3 +130,21 @@ def test_fast_engine_snapshot_rows_are_exact(tmp_path):
             assert got.update_ratio_log10 == tuple(
                 float(np.float32(v)) for v in want.update_ratio_log10)
     assert rounded > 0 and read[-1] == results[-1]   # the rule above was exercised
+
+
+def test_export_reads_both_versions(tmp_path, capsys):
+    from traintop.engine.recording.stream import StreamWriter
+
+    old_path = FIXTURES / "v1_small.jsonl"
+    old = load(old_path)
+    new_path = tmp_path / "v2.jsonl"
+    writer = StreamWriter(new_path, old.messages[0].info, old.meta)
+    for m in old.messages[1:]:
+        writer.write(m)
+    writer.close()
+    tables = {}
+    for name, path in (("v1", old_path), ("v2", new_path)):
+        assert cli.main(["export", str(path), "--csv", str(tmp_path / name)]) == 0
+        tables[name] = {p.name: p.read_text() for p in sorted((tmp_path / name).iterdir())}
+    assert tables["v1"] == tables["v2"] and "steps.csv" in tables["v1"]
+    assert len(tables["v1"]["steps.csv"].splitlines()) == 121      # header + 120 steps

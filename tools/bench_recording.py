@@ -45,10 +45,12 @@ def sizes(path: Path) -> dict:
 
 
 def replay_json(path: Path) -> dict:
-    probe = ("import resource, sys; from traintop.commands import cli; "
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a
+    # child would report this (large) process's peak.
+    probe = ("import re, sys; from traintop.commands import cli; "
              "code = cli.main(['replay', sys.argv[1], '--json']); "
-             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
-             "sys.exit(code)")
+             "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+             "print(hwm, file=sys.stderr); sys.exit(code)")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True,
                           text=True, cwd=ROOT)

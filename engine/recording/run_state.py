@@ -156,7 +156,10 @@ class RunState:
         if self.first_loss is None:
             self.first_loss = results[0].loss
         ratios = np.array([r.update_ratio_log10 for r in results], dtype=np.float64)
-        self.history.add_many([r.log10_loss for r in results], [r.lr for r in results], ratios)
+        loss = np.array([r.loss for r in results], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):   # StepResult.log10_loss, at once
+            log10 = np.where((loss > 0) & np.isfinite(loss), np.log10(loss), np.nan)
+        self.history.add_many(log10, [r.lr for r in results], ratios)
         if self.monitor is not None:
             self.monitor.observe_many(results, ratios)
             changed.add("health")

@@ -30,7 +30,7 @@ import json
 import math
 import time
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Iterator
@@ -79,13 +79,6 @@ def _plain(value):
     if hasattr(value, "__dataclass_fields__"):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     return value
-
-
-def _step(r: StepResult) -> list:
-    # Compact on purpose: a long run writes hundreds of thousands of these.
-    return [r.step, _num(r.loss), _num(r.lr), [_num(x) for x in r.update_ratio_log10],
-            _plain(r.stats) if r.stats is not None else None,
-            _plain(r.nonfinite) if r.nonfinite is not None else None]
 
 
 def header(info: RunInfo, meta: dict | None = None) -> dict:
@@ -305,12 +298,12 @@ def _decode_steps2(doc: dict) -> Steps:
         ratios = [()] * n
     if not len(steps) == len(loss) == len(ratios) == n:
         raise ValueError("step columns differ in length")
-    stats, nonfinite = doc.get("x", {}), doc.get("nf", {})
-    return Steps(tuple(
-        StepResult(int(step), loss[i], lr[i], ratios[i],
-                   decode_snapshot2(stats[str(i)]) if str(i) in stats else None,
-                   _nonfinite(nonfinite[str(i)]) if str(i) in nonfinite else None)
-        for i, step in enumerate(steps)))
+    results = list(map(StepResult, map(int, steps), loss, lr, ratios))  # the quick way
+    for i, d in doc.get("x", {}).items():
+        results[int(i)] = replace(results[int(i)], stats=decode_snapshot2(d))
+    for i, d in doc.get("nf", {}).items():
+        results[int(i)] = replace(results[int(i)], nonfinite=_nonfinite(d))
+    return Steps(tuple(results))
 
 
 def _nonfinite(d: dict) -> NonFinite:

@@ -77,8 +77,7 @@ async def test_the_app_records_a_session_that_replay_reads(tmp_path, capsys):
     assert steps == list(range(1, len(steps) + 1)) and steps[-1] >= shown
 
     # The replay reads it, marks the interventions and sums it up.
-    replay = ReplaySource(path)
-    assert any(isinstance(m, Event) and m.kind == "lr" for m in replay.items)
+    assert any(isinstance(m, Event) and m.kind == "lr" for m in load(path).messages)
     assert cli.main(["replay", str(path), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["steps"] == steps[-1] and doc["config"]["gain"] == "2"

@@ -8,6 +8,7 @@ import pytest
 
 from traintop.engine.recording.feed import Steps
 from traintop.engine.recording.file_source import ReplaySource
+from traintop.engine.recording.stream import load
 from traintop.tui.app import TraintopApp
 from tui_fakes import async_test, recorded_run, until
 from tui_recordings import record
@@ -30,7 +31,7 @@ def status_of(app) -> str:
 
 def recorded_steps(path) -> dict:
     """Each recorded step's result by step number."""
-    return {r.step: r for m in ReplaySource(path).items if isinstance(m, Steps)
+    return {r.step: r for m in load(path).messages if isinstance(m, Steps)
             for r in m.results}
 
 

@@ -15,6 +15,8 @@ import math
 import statistics
 from collections import deque
 
+import numpy as np
+
 from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
                                  initial_loss, loss_diverging, non_finite, snapshot_findings,
                                  sort_key, update_burst, update_level)
@@ -76,7 +78,7 @@ class HealthMonitor:
             self._stop = non_finite(result.nonfinite)
         self._observe_loss(result.loss, result.step)
         if result.stats is not None:
-            self._snapshot = snapshot_findings(result.stats, _batch_size(self.info), t)
+            self.observe_snapshot(result.stats)
         if result.update_ratio_log10:
             ratios = result.update_ratio_log10
             weights = tuple(ratios[i] for i in self._weights if i < len(ratios))
@@ -104,6 +106,48 @@ class HealthMonitor:
     def _judge_loss(self) -> list[Finding]:
         return loss_diverging(self._loss_level, self._loss_best, self.info.expected_initial_loss,
                               len(self._losses), self._loss_step, self.thresholds)
+
+    def observe_many(self, results, ratios=None) -> None:
+        """observe() of each result, in one pass where that is the same: a
+        block of increasing steps (a recording's) keeps the last snapshot's
+        findings and the last window of ratios, and finds the first far too
+        large step with one comparison over the block."""
+        steps = [r.step for r in results]
+        if (not results or steps[0] <= self._last_step or steps[0] == 1
+                or any(b <= a for a, b in zip(steps, steps[1:]))
+                or any(r.nonfinite is not None or not r.update_ratio_log10 for r in results)):
+            for r in results:
+                self.observe(r)
+            return
+        t = self.thresholds
+        self._last_step = steps[-1]
+        for r in results:
+            self._observe_loss(r.loss, r.step)
+        snapshots = [r.stats for r in results if r.stats is not None]
+        if snapshots:
+            self.observe_snapshot(snapshots[-1])
+        width = min(len(r.update_ratio_log10) for r in results)
+        cols = [i for i in self._weights if i < width]
+        if ratios is None:   # (n, P) of the results' ratios, where the caller has it
+            ratios = np.array([r.update_ratio_log10[:width] for r in results])
+        rows = ratios[:, :width][:, cols]
+        if not self._burst and rows.size:
+            finite = np.isfinite(rows)
+            # The upper middle of a row's finite values is over the line
+            # exactly when at most half of them are at or under it.
+            low = ((rows <= t.update_burst_log10) & finite).sum(axis=1)
+            over = np.flatnonzero((finite.sum(axis=1) > 0) & (low <= finite.sum(axis=1) // 2))
+            if over.size:
+                k = int(over[0])
+                values = [v for v in rows[k].tolist() if math.isfinite(v)]
+                self._burst = update_burst(statistics.median(values), steps[k], t)
+        for row in rows[-self._window.maxlen:].tolist():
+            self._window.append(tuple(row))
+        self._update = None
+
+    def observe_snapshot(self, snapshot: StatsSnapshot) -> None:
+        """The latest stats snapshot's findings (replacing the previous ones)."""
+        self._snapshot = snapshot_findings(snapshot, _batch_size(self.info), self.thresholds)
 
     def observe_calibration(self, cal: Calibration) -> None:
         self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)

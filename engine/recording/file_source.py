@@ -1,10 +1,8 @@
 """Sources (traintop.engine.recording.feed) that read a recording: replay a finished one, follow a live one.
 
-ReplaySource delivers a recorded run up to a cursor that moves through its
-snapshots (next/previous, home/end, play at a speed in steps per second).
-Moving back emits Event("rewind") and then the run again from its first
-message: a viewer clears what it holds on "rewind" and rebuilds, as it does
-for a live run, so every pane works the same from a file.
+ReplaySource (traintop.engine.recording.replay_source) delivers a recorded
+run up to a cursor on its snapshots, opened at once and read in the
+background.
 
 FollowSource reads a file another process is still writing, like
 `tail -F`: it waits for the file to appear, reads whole lines as they come,
@@ -21,199 +19,8 @@ from pathlib import Path
 
 from ...data.errors import InputError
 from .feed import Command, Event, Message, RunStarted, Status, Steps
-from .stream import Inflater, LineDecoder, is_gzip, load
-
-PLAY_SECONDS = 30.0   # default play speed runs the whole recording in about this long
-PLAY_GRAIN = 10       # steps per delivered batch: how finely play advances
-
-
-def _split_at_snapshots(messages) -> list[Message]:
-    """Recorded messages without Status, each Steps cut after every snapshot
-    (so the cursor can stop exactly on one) and into PLAY_GRAIN-step pieces."""
-    out: list[Message] = []
-    for m in messages:
-        if isinstance(m, Status):
-            continue    # the replay reports its own position instead
-        if not isinstance(m, Steps):
-            out.append(m)
-            continue
-        batch = []
-        for r in m.results:
-            batch.append(r)
-            if r.stats is not None or len(batch) == PLAY_GRAIN:
-                out.append(Steps(tuple(batch)))
-                batch = []
-        if batch:
-            out.append(Steps(tuple(batch)))
-    return out
-
-
-def _step_of(m: Message) -> int:
-    if isinstance(m, Steps):
-        return m.results[0].step
-    if isinstance(m, Event):
-        return m.step
-    return 0
-
-
-class ReplaySource:
-    """A finished recording, delivered up to a cursor on its timeline."""
-
-    # The commands it answers: the timeline's. A viewer tells the user the
-    # others (lr, restart, ...) cannot change a recorded run.
-    accepts = frozenset({"pause", "resume", "step", "seek", "speed"})
-
-    def __init__(self, path: str | Path, speed: float | None = None, at_end: bool = True,
-                 clock=time.monotonic):
-        self.path = Path(path)
-        self._clock = clock
-        recording = load(self.path)
-        self.meta = recording.meta
-        self.partial_tail = recording.partial_tail
-        self.items = _split_at_snapshots(recording.messages)
-        # marks[k]: how many items bring a viewer to snapshot k.
-        self.marks = [i + 1 for i, m in enumerate(self.items)
-                      if isinstance(m, Steps) and m.results[-1].stats is not None]
-        self.snapshot_steps = [self.items[i - 1].results[-1].step for i in self.marks]
-        last_step = max((_step_of(m) for m in self.items), default=0)
-        self.speed = speed or max(1.0, last_step / PLAY_SECONDS)   # steps per second
-        self.pos = 0               # items delivered
-        self.target = len(self.items) if at_end else (self.marks[0] if self.marks else 0)
-        self.playing = False
-        self._play_from: tuple[float, float] | None = None   # (clock, step) when play began
-        self._rewind = False
-        self._status_sent: Status | None = None
-
-    # ----- the timeline --------------------------------------------------------
-    @property
-    def cursor(self) -> int:
-        """Index of the snapshot the target shows (-1: before the first)."""
-        return sum(1 for m in self.marks if m <= self.target) - 1
-
-    @property
-    def step(self) -> int:
-        """Step of the last item the target includes."""
-        for m in reversed(self.items[:self.target]):
-            if isinstance(m, Steps):
-                return m.results[-1].step
-        return 0
-
-    def seek(self, index: int) -> None:
-        """Go to snapshot `index` (clamped); past the last means the very end."""
-        self.pause()
-        if not self.marks or index >= len(self.marks):
-            self._go(len(self.items))
-        else:
-            self._go(self.marks[max(0, index)])
-
-    def next(self) -> None:
-        self.seek(self.cursor + 1)
-
-    def previous(self) -> None:
-        k = self.cursor
-        if k >= 0 and self.target > self.marks[k]:
-            self.seek(k)       # past the snapshot shown (at the end): back onto it
-        else:
-            self.seek(max(0, k - 1))
-
-    def home(self) -> None:
-        self.seek(0)
-
-    def end(self) -> None:
-        self.seek(len(self.marks))
-
-    def play(self, speed: float | None = None) -> None:
-        if speed is not None:
-            if not speed > 0:
-                raise InputError(f"replay speed: must be > 0 steps/s, got {speed}")
-            self.speed = speed
-        if self.target >= len(self.items):
-            self._go(self.marks[0] if self.marks else 0)   # play from the start again
-        self.playing = True
-        self._play_from = (self._clock(), float(self.step))
-
-    def pause(self) -> None:
-        self.playing = False
-        self._play_from = None
-
-    def _go(self, target: int) -> None:
-        target = max(0, min(len(self.items), target))
-        if target < self.pos:
-            self._rewind = True
-        self.target = target
-
-    def _advance_play(self) -> None:
-        started, from_step = self._play_from
-        upto = from_step + (self._clock() - started) * self.speed
-        target = self.target
-        while target < len(self.items) and _step_of(self.items[target]) <= upto:
-            target += 1
-        self.target = target
-        if target >= len(self.items):
-            self.pause()
-
-    # ----- Source --------------------------------------------------------------
-    def start(self) -> None:
-        pass
-
-    def poll(self, limit: int = 1000) -> list[Message]:
-        if self.playing:
-            self._advance_play()
-        out: list[Message] = []
-        if self._rewind:
-            self._rewind = False
-            self.pos = 0
-            out.append(Event("rewind", self.step, f"replay from the start to step {self.step:,}"))
-        end = min(self.target, self.pos + max(1, limit - len(out) - 1))
-        out += self.items[self.pos:end]
-        self.pos = end
-        status = Status(step=self.step, lr=self._lr(), running=self.playing,
-                        finished=self.target >= len(self.items), steps_per_sec=self.speed)
-        if status != self._status_sent and self.pos == self.target:
-            out.append(status)
-            self._status_sent = status
-        return out
-
-    def position(self) -> tuple[str, str]:
-        """Where the timeline stands, for a viewer's status line: (head, tail)."""
-        head = (f"replay · snapshot {self.cursor + 1}/{len(self.marks)}" if self.marks
-                else "replay · no stats snapshots")
-        if self.playing:
-            tail = f"playing {self.speed:,.4g} steps/s"
-        elif self.target >= len(self.items):
-            tail = f"end of recording · plays at {self.speed:,.4g} steps/s"
-        else:
-            tail = f"paused · plays at {self.speed:,.4g} steps/s"
-        return head, tail
-
-    def _lr(self) -> float:
-        for m in reversed(self.items[:self.target]):
-            if isinstance(m, Steps):
-                return m.results[-1].lr
-        return 0.0
-
-    def send(self, command: Command) -> None:
-        name, args = command.name, command.args
-        if name == "pause":
-            self.pause()
-        elif name == "resume":
-            self.play(args.get("speed"))
-        elif name == "step":
-            (self.previous if args.get("n", 1) < 0 else self.next)()
-        elif name == "seek":
-            where = args.get("index", "end")
-            {"home": self.home, "end": self.end}.get(where, lambda: self.seek(int(where)))()
-        elif name == "speed":
-            speed = float(args["steps_per_sec"])
-            if not speed > 0:
-                raise InputError(f"replay speed: must be > 0 steps/s, got {speed}")
-            self.speed = speed
-            if self.playing:
-                self.play()
-
-    def close(self) -> None:
-        self.pause()
-
+from .replay_source import ReplaySource  # noqa: F401 - where viewers have always found it
+from .stream import Inflater, LineDecoder, is_gzip
 
 class FollowSource:
     """A recording another process is writing, read as it grows."""
@@ -223,8 +30,12 @@ class FollowSource:
     CHUNK = 1 << 20       # bytes read per poll at most
     PREFIX = 256          # leading bytes compared to notice a rewritten file
 
-    def __init__(self, path: str | Path, quiet_after: float = 10.0, clock=time.monotonic):
+    JUMP_BYTES = 8 << 20  # a plain file longer than this is joined near its end
+
+    def __init__(self, path: str | Path, quiet_after: float = 10.0, clock=time.monotonic,
+                 jump: bool = True):
         self.path = Path(path)
+        self.jump = jump      # False: read from the start (a summary needs every step)
         self.quiet_after = quiet_after
         self._clock = clock
         self._file = None
@@ -257,7 +68,38 @@ class FollowSource:
         self._decoder = LineDecoder(str(self.path))
         self._inflater = Inflater(is_gzip(self.path))
         self._last_data = self._clock()
+        if self.jump and not is_gzip(self.path):
+            self._jump_near_end()
         return True
+
+    def _jump_near_end(self) -> None:
+        """A long file: the header, the latest restart and everything from the
+        last snapshot's line on; the steps before it are skipped (a note
+        says so), so attaching costs the same at step 1,000 or 10,000,000."""
+        fd = self._file.fileno()
+        size = os.fstat(fd).st_size
+        if size <= self.JUMP_BYTES:
+            return
+        head_end = _find(fd, b"\n", 0, size)
+        snap = _rfind(fd, b'"layers":[', head_end, size)
+        start = _rfind(fd, b"\n", head_end, snap) + 1 if snap > head_end else -1
+        if start <= head_end + 1:
+            return
+        decoder = self._decoder
+        for m in decoder.feed(os.pread(fd, head_end + 1, 0)):
+            self._queue.append(m)
+        run = _rfind(fd, b'\n{"t":"run"', head_end, start)
+        if run >= 0:      # a restart before the jump: its config is the one shown
+            end = _find(fd, b"\n", run + 1, start)
+            for m in decoder.feed(os.pread(fd, end - run, run + 1)):
+                self._queue.append(m)
+        decoder.line = _count_lines(fd, start)
+        self._prefix = os.pread(fd, self.PREFIX, 0)
+        self._file.seek(start)
+        self._offset = start
+        self._queue.append(Event("note", 0, f"attached near the end: the first "
+                                 f"{start / 1e6:,.1f} MB (earlier steps) not read",
+                                 {"skipped_bytes": start}))
 
     def _rewritten(self) -> bool:
         """The writer truncated, replaced or rewrote the file since we opened it."""
@@ -350,3 +192,35 @@ class FollowSource:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _rfind(fd: int, needle: bytes, lo: int, hi: int, block: int = 1 << 20) -> int:
+    """Offset of the last `needle` in the file's [lo, hi), or -1; reads backwards."""
+    end = hi
+    while end > lo:
+        begin = max(lo, end - block)
+        data = os.pread(fd, end - begin + len(needle) - 1, begin)[:hi - begin]
+        k = data.rfind(needle)
+        if k >= 0:
+            return begin + k
+        end = begin
+    return -1
+
+
+def _find(fd: int, needle: bytes, lo: int, hi: int, block: int = 1 << 20) -> int:
+    begin = lo
+    while begin < hi:
+        data = os.pread(fd, min(block, hi - begin) + len(needle) - 1, begin)
+        k = data.find(needle)
+        if k >= 0 and begin + k < hi:
+            return begin + k
+        begin += block
+    return hi
+
+
+def _count_lines(fd: int, upto: int, block: int = 1 << 22) -> int:
+    count, pos = 0, 0
+    while pos < upto:
+        count += os.pread(fd, min(block, upto - pos), pos).count(b"\n")
+        pos += block
+    return count

@@ -14,6 +14,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..health.monitor import HealthMonitor
 from ..report import build_report
 from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
@@ -21,6 +23,7 @@ from ..training.history import History
 from .feed import Event, Message, RunStarted, Status, Steps
 
 EVENTS_KEPT = 200
+BLOCK = 32     # steps in one message from which they are folded as a block
 ALL_PANES = ("status", "loss", "ratio", "saturation", "histograms", "weights", "health",
              "events", "samples", "calibration")
 
@@ -129,6 +132,9 @@ class RunState:
         return set(ALL_PANES)
 
     def _steps(self, results: tuple[StepResult, ...]) -> set[str]:
+        if len(results) >= BLOCK and all(r.nonfinite is None for r in results) and \
+                len({len(r.update_ratio_log10) for r in results}) == 1:
+            return self._block(results)
         history, monitor = self.history, self.monitor
         changed = {"status", "loss", "ratio"}
         for r in results:
@@ -169,6 +175,36 @@ class RunState:
     def trainer_state(self) -> str | None:
         """"died", "hung" or "starting" (a fresh child after a death); None otherwise."""
         return self.trainer.data.get("state") if self.trainer is not None else None
+
+    def _block(self, results: tuple[StepResult, ...]) -> set[str]:
+        """_steps of many plain steps at once (a recording read at speed)."""
+        changed = {"status", "loss", "ratio"}
+        if self.first_loss is None:
+            self.first_loss = results[0].loss
+        ratios = np.array([r.update_ratio_log10 for r in results], dtype=np.float64)
+        loss = np.array([r.loss for r in results], dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):   # StepResult.log10_loss, at once
+            log10 = np.where((loss > 0) & np.isfinite(loss), np.log10(loss), np.nan)
+        self.history.add_many(log10, [r.lr for r in results], ratios)
+        if self.monitor is not None:
+            self.monitor.observe_many(results, ratios)
+            changed.add("health")
+        for r in reversed(results):
+            if r.stats is not None:
+                self.stats = r.stats
+                changed |= {"saturation", "histograms", "weights"}
+                break
+        self.last = results[-1]
+        self._status_is_newer = False
+        return changed
+
+    def take_snapshot(self, snapshot: StatsSnapshot) -> set[str]:
+        """The run's latest snapshot, given apart from its step (a summary
+        folds the steps without their snapshots, then this, the last one)."""
+        self.stats = snapshot
+        if self.monitor is not None:
+            self.monitor.observe_snapshot(snapshot)
+        return {"saturation", "histograms", "weights", "health"}
 
     def _event(self, event: Event) -> set[str]:
         if event.kind == "rewind":

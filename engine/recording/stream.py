@@ -1,10 +1,18 @@
 """The recording format: one JSON document per line, a header first.
 
-    {"format": "traintop-stream", "version": 1, "traintop": "0.1.0", "info": {...}, "meta": {...}}
-    {"t": "steps", "results": [...]}        # traintop.engine.recording.feed.Steps, batched
+    {"format": "traintop-stream", "version": 2, "traintop": "0.1.0", "info": {...}, "meta": {...}}
+    {"t": "s", "n": 100, "step": 1, "loss": "f...", "lr": [[0.1, 100]], "p": 19, "u": "f...",
+     "x": {"99": {...}}}                    # traintop.engine.recording.feed.Steps, columnar
     {"t": "event", "kind": "lr", ...}       # traintop.engine.recording.feed.Event
     {"t": "run", "info": {...}, "why": ...} # traintop.engine.recording.feed.RunStarted (a restart)
     {"t": "status", ...}                    # traintop.engine.recording.feed.Status
+
+Version 2 writes step results as columnar blocks: losses and update:data
+ratios as packed float arrays, the lr as runs of equal values, the stats
+snapshots of the block keyed by row, their figures packed and their
+histograms as integer counts (traintop.engine.recording.packing). Version 1
+wrote every step as a row of JSON numbers (`{"t": "steps", "results": [...]}`)
+and every histogram as densities; both are read.
 
 The header is the first run's RunStarted. Every line is a whole JSON value
 ending in a newline; a line without its newline is still being written (or
@@ -22,18 +30,21 @@ import json
 import math
 import time
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from importlib import metadata
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterator
 
 from ...data.errors import InputError
 from .feed import Event, Message, RunStarted, Status, Steps
+from .packing import (density_of, histogram_counts, pack_counts, pack_floats, unpack_counts,
+                      unpack_floats)
 from ..results import (Histogram, LayerStats, NonFinite, RunInfo, StatsSnapshot,
                             StepResult, WeightStats)
 
 FORMAT = "traintop-stream"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)   # versions this traintop reads
 
 
 def _traintop_version() -> str:
@@ -70,13 +81,6 @@ def _plain(value):
     return value
 
 
-def _step(r: StepResult) -> list:
-    # Compact on purpose: a long run writes hundreds of thousands of these.
-    return [r.step, _num(r.loss), _num(r.lr), [_num(x) for x in r.update_ratio_log10],
-            _plain(r.stats) if r.stats is not None else None,
-            _plain(r.nonfinite) if r.nonfinite is not None else None]
-
-
 def header(info: RunInfo, meta: dict | None = None) -> dict:
     # `created` makes every recording's first line unique, so a follower can
     # tell a rewritten file from the one it was reading.
@@ -84,9 +88,93 @@ def header(info: RunInfo, meta: dict | None = None) -> dict:
             "created": time.time(), "info": _plain(info), "meta": _plain(meta or {})}
 
 
-def encode(message: Message) -> dict:
+def _runs(values: list[float]) -> list[list]:
+    """[[value, count], ...]: the lr changes a few times in a whole run."""
+    out: list[list] = []
+    for v in values:
+        if out and (out[-1][0] == v or (v != v and out[-1][0] != out[-1][0])):
+            out[-1][1] += 1
+        else:
+            out.append([v, 1])
+    return [[_num(v), k] for v, k in out]
+
+
+def _hists(snapshot: StatsSnapshot) -> list[tuple[tuple, Histogram]]:
+    """Every histogram of a snapshot with a key naming its slot, in file order."""
+    return ([(("a", x.index), x.hist) for x in snapshot.layers]
+            + [(("g", x.index), x.grad_hist) for x in snapshot.layers]
+            + [(("w", x.name), x.hist) for x in snapshot.weights])
+
+
+def _snapshot2(s: StatsSnapshot, totals: dict) -> dict:
+    hists = []
+    for key, h in _hists(s):
+        found = histogram_counts(h.lo, h.hi, h.density, totals.get(key))
+        if found is None:   # densities no counts reproduce: kept as they are
+            hists.append([pack_floats(h.density)])
+        else:
+            totals[key] = found[0]
+            hists.append([found[0], pack_counts(found[1])])
+    layers, weights = s.layers, s.weights
+    return {"step": s.step, "loss": _num(s.loss), "lr": _num(s.lr),
+            "layers": [[x.index, x.kind, x.units, x.dead] for x in layers],
+            "lf": pack_floats([v for x in layers for v in (x.mean, x.std, x.saturation_pct,
+                                                             x.grad_mean, x.grad_std)], 5),
+            "weights": [[x.name, list(x.shape)] for x in weights],
+            "wf": pack_floats([v for x in weights
+                               for v in (x.grad_mean, x.grad_std, x.grad_data_ratio)], 3),
+            "u": pack_floats(s.update_ratio_log10),
+            "range": pack_floats([v for _, h in _hists(s) for v in (h.lo, h.hi)], 2),
+            "hists": hists}
+
+
+def _steps2(results: tuple[StepResult, ...], totals: dict) -> dict:
+    steps = [r.step for r in results]
+    doc: dict = {"t": "s", "n": len(results)}
+    if steps == list(range(steps[0], steps[0] + len(steps))):
+        doc["step"] = steps[0]
+    else:
+        doc["steps"] = steps
+    doc["loss"] = pack_floats([r.loss for r in results])
+    doc["lr"] = _runs([r.lr for r in results])
+    widths = {len(r.update_ratio_log10) for r in results}
+    if len(widths) == 1:
+        doc["p"] = width = widths.pop()
+        if width:
+            # The fast engines compute the ratios in float64 from float32
+            # gradients: a per-step series is kept at float32 precision; the
+            # rows a report or a snapshot reads (stats, non-finite, the block's
+            # last) are kept bit for bit in "ue" where float32 would round them.
+            doc["u"] = pack_floats([v for r in results for v in r.update_ratio_log10], width,
+                                   round32=True)
+            exact = {}
+            for i, r in enumerate(results):
+                if r.stats is not None or r.nonfinite is not None or i == len(results) - 1:
+                    packed = pack_floats(r.update_ratio_log10)
+                    if packed[0] == "d":
+                        exact[str(i)] = packed
+            if exact:
+                doc["ue"] = exact
+    else:   # e.g. a step whose forward went non-finite has no ratios
+        doc["ur"] = [pack_floats(r.update_ratio_log10) for r in results]
+    stats = {str(i): _snapshot2(r.stats, totals) for i, r in enumerate(results)
+             if r.stats is not None}
+    if stats:
+        doc["x"] = stats
+    nonfinite = {str(i): _plain(r.nonfinite) for i, r in enumerate(results)
+                 if r.nonfinite is not None}
+    if nonfinite:
+        doc["nf"] = nonfinite
+    return doc
+
+
+def encode(message: Message, totals: dict | None = None) -> dict:
+    """A message as a version-2 line. `totals`: the writer's memory of each
+    histogram's item count, which finds the counts of the next one at once."""
     if isinstance(message, Steps):
-        return {"t": "steps", "results": [_step(r) for r in message.results]}
+        if not message.results:
+            return {"t": "steps", "results": []}
+        return _steps2(message.results, {} if totals is None else totals)
     if isinstance(message, Event):
         return {"t": "event", "kind": message.kind, "step": message.step, "text": message.text,
                 "data": _plain(message.data)}
@@ -159,6 +247,84 @@ def _decode_step(row: list) -> StepResult:
                             str(nonfinite["what"])) if nonfinite is not None else None)
 
 
+def decode_snapshot2(d: dict) -> StatsSnapshot:
+    layers, weights = d["layers"], d["weights"]
+    lf = unpack_floats(d["lf"], 5).tolist()
+    wf = unpack_floats(d["wf"], 3).tolist()
+    ranges = unpack_floats(d["range"], 2).tolist()
+    packed = d["hists"]
+    if not (len(lf) == len(layers) and len(wf) == len(weights)
+            and len(ranges) == len(packed) == 2 * len(layers) + len(weights)):
+        raise ValueError("snapshot figures and names differ in length")
+    hists = []
+    for (lo, hi), entry in zip(ranges, packed):
+        if len(entry) == 2:
+            density = density_of(lo, hi, int(entry[0]), unpack_counts(entry[1]))
+        else:
+            density = unpack_floats(entry[0]).ravel().tolist()
+        hists.append(Histogram(lo, hi, tuple(density)))
+    n = len(layers)
+    return StatsSnapshot(
+        step=int(d["step"]), loss=_f(d["loss"]), lr=_f(d["lr"]),
+        layers=tuple(LayerStats(int(index), str(kind), *f[:3], int(dead), int(units), *f[3:],
+                                hists[k], hists[n + k])
+                     for k, ((index, kind, units, dead), f) in enumerate(zip(layers, lf))),
+        weights=tuple(WeightStats(str(name), tuple(int(x) for x in shape), *f, hists[2 * n + j])
+                      for j, ((name, shape), f) in enumerate(zip(weights, wf))),
+        update_ratio_log10=tuple(unpack_floats(d["u"]).ravel().tolist()))
+
+
+def _unruns(runs: list, n: int) -> list[float]:
+    out: list[float] = []
+    for value, count in runs:
+        out += [_f(value)] * int(count)
+    if len(out) != n:
+        raise ValueError(f"lr runs hold {len(out)} steps, not {n}")
+    return out
+
+
+def _decode_steps2(doc: dict) -> Steps:
+    n = int(doc["n"])
+    steps = doc["steps"] if "steps" in doc else range(int(doc["step"]), int(doc["step"]) + n)
+    loss = unpack_floats(doc["loss"]).ravel().tolist()
+    lr = _unruns(doc["lr"], n)
+    if "ur" in doc:
+        ratios = [tuple(unpack_floats(x).ravel().tolist()) for x in doc["ur"]]
+    elif doc["p"]:
+        ratios = list(map(tuple, unpack_floats(doc["u"], int(doc["p"])).tolist()))
+        for i, packed in doc.get("ue", {}).items():
+            ratios[int(i)] = tuple(unpack_floats(packed).ravel().tolist())
+    else:
+        ratios = [()] * n
+    if not len(steps) == len(loss) == len(ratios) == n:
+        raise ValueError("step columns differ in length")
+    results = list(map(StepResult, map(int, steps), loss, lr, ratios))  # the quick way
+    for i, d in doc.get("x", {}).items():
+        results[int(i)] = replace(results[int(i)], stats=decode_snapshot2(d))
+    for i, d in doc.get("nf", {}).items():
+        results[int(i)] = replace(results[int(i)], nonfinite=_nonfinite(d))
+    return Steps(tuple(results))
+
+
+def _nonfinite(d: dict) -> NonFinite:
+    return NonFinite(int(d["step"]), str(d["where"]), str(d["what"]))
+
+
+def step_rows(doc: dict) -> tuple[list[int], list[float], set[int]]:
+    """(steps, lrs, rows holding a snapshot) of a steps line, version 1 or 2,
+    without decoding its figures: what a replay's index keeps."""
+    if doc["t"] == "s":
+        n = int(doc["n"])
+        steps = ([int(x) for x in doc["steps"]] if "steps" in doc
+                 else list(range(int(doc["step"]), int(doc["step"]) + n)))
+        if len(steps) != n:
+            raise ValueError("step columns differ in length")
+        return steps, _unruns(doc["lr"], n), {int(k) for k in doc.get("x", {})}
+    rows = doc["results"]
+    return ([int(r[0]) for r in rows], [_f(r[2]) for r in rows],
+            {i for i, r in enumerate(rows) if r[4] is not None})
+
+
 def decode_info(d: dict) -> RunInfo:
     return RunInfo(config=dict(d["config"]), vocab=str(d["vocab"]),
                    param_names=tuple(str(n) for n in d["param_names"]),
@@ -169,6 +335,8 @@ def decode_info(d: dict) -> RunInfo:
 
 def decode(doc: dict) -> Message:
     kind = doc["t"]
+    if kind == "s":
+        return _decode_steps2(doc)
     if kind == "steps":
         return Steps(tuple(_decode_step(r) for r in doc["results"]))
     if kind == "event":
@@ -190,12 +358,16 @@ class LineDecoder:
     with `.meta` holding the header's meta. Errors name the file and line.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, snapshots: bool = True):
         self.name = name
         self.line = 0            # complete lines decoded so far
         self.meta: dict = {}
         self.header: dict | None = None
         self._buffer = b""
+        # snapshots=False: step results come without their stats snapshots (a
+        # summary needs only the last), the last one kept undecoded here.
+        self.snapshots = snapshots
+        self.last_snapshot: tuple[int, dict] | None = None   # (format version, payload)
 
     @property
     def pending(self) -> bool:
@@ -213,34 +385,67 @@ class LineDecoder:
             out.append(self._decode(raw))
         return out
 
-    def _fail(self, why: str) -> InputError:
+    def fail(self, why: str) -> InputError:
         return InputError(f"{self.name}:{self.line}: {why}")
 
-    def _decode(self, raw: bytes) -> Message:
+    def parse(self, raw: bytes) -> dict:
         try:
             doc = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            raise self._fail("corrupt line (not JSON)") from None
+            raise self.fail("corrupt line (not JSON)") from None
         if not isinstance(doc, dict):
-            raise self._fail("corrupt line (not a JSON object)")
-        if self.header is None:
-            return self._read_header(doc)
-        try:
-            return decode(doc)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise self._fail(f"corrupt line ({type(exc).__name__}: {exc})") from None
+            raise self.fail("corrupt line (not a JSON object)")
+        return doc
 
-    def _read_header(self, doc: dict) -> RunStarted:
+    def _decode(self, raw: bytes) -> Message:
+        doc = self.parse(raw)
+        if self.header is None:
+            return self.read_header(doc)
+        return self.decode_doc(doc)
+
+    def decode_doc(self, doc: dict) -> Message:
+        try:
+            if not self.snapshots:
+                doc = self._without_snapshots(doc)
+            return decode(doc)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise self.fail(f"corrupt line ({type(exc).__name__}: {exc})") from None
+
+    def _without_snapshots(self, doc: dict) -> dict:
+        if doc.get("t") == "run":
+            self.last_snapshot = None         # a restart: the new run's snapshots only
+        if doc.get("t") == "s" and doc.get("x"):
+            self.last_snapshot = (2, doc["x"][max(doc["x"], key=int)])
+            return {**doc, "x": {}}
+        if doc.get("t") == "steps":
+            rows = doc["results"]
+            with_stats = [r for r in rows if r[4] is not None]
+            if with_stats:
+                self.last_snapshot = (1, with_stats[-1][4])
+                return {**doc, "results": [[*r[:4], None, *r[5:]] for r in rows]}
+        return doc
+
+    def snapshot(self) -> StatsSnapshot | None:
+        """The last snapshot a snapshots=False decoder left out, decoded."""
+        if self.last_snapshot is None:
+            return None
+        version, payload = self.last_snapshot
+        try:
+            return decode_snapshot2(payload) if version == 2 else decode_snapshot(payload)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self.fail(f"corrupt snapshot ({type(exc).__name__}: {exc})") from None
+
+    def read_header(self, doc: dict) -> RunStarted:
         if doc.get("format") != FORMAT:
-            raise self._fail(f"not a traintop recording (no {FORMAT!r} header)")
+            raise self.fail(f"not a traintop recording (no {FORMAT!r} header)")
         version = doc.get("version")
-        if not isinstance(version, int) or version > VERSION or version < 1:
-            raise self._fail(f"stream format version {version!r} is newer than this traintop "
-                             f"reads (version {VERSION}); upgrade traintop")
+        if not isinstance(version, int) or version not in READS:
+            raise self.fail(f"stream format version {version!r} is newer than this traintop "
+                             f"reads (versions {READS[0]} to {READS[-1]}); upgrade traintop")
         try:
             info = decode_info(doc["info"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise self._fail(f"corrupt header ({type(exc).__name__}: {exc})") from None
+            raise self.fail(f"corrupt header ({type(exc).__name__}: {exc})") from None
         self.header = doc
         self.meta = dict(doc.get("meta") or {})
         return RunStarted(info, None)
@@ -286,12 +491,13 @@ class Recording:
     partial_tail: bool   # the file ends in an unfinished line (writer busy or crashed)
 
 
-def load(path: str | Path) -> Recording:
-    """Read a recording; a partial last line is left out, bad input raises InputError."""
+def read(path: str | Path, decoder: LineDecoder | None = None) -> Iterator[Message]:
+    """The messages of a recording as they are read, holding none of them: a
+    long run folds in bounded memory. A partial last line is left out (see
+    decoder.pending after the last); bad input raises InputError."""
     path = Path(path)
-    decoder = LineDecoder(str(path))
+    decoder = decoder or LineDecoder(str(path))
     inflater = Inflater(is_gzip(path))
-    messages: list[Message] = []
     try:
         f = open(path, "rb")
     except FileNotFoundError:
@@ -304,10 +510,16 @@ def load(path: str | Path) -> Recording:
                 data = inflater.feed(chunk)
             except ValueError as exc:
                 raise InputError(f"{path}: {exc}") from None
-            messages += decoder.feed(data)
+            yield from decoder.feed(data)
     if decoder.header is None:
         raise InputError(f"{path}: empty recording (no complete header line)")
-    return Recording(str(path), decoder.meta, tuple(messages), decoder.pending)
+
+
+def load(path: str | Path) -> Recording:
+    """Read a whole recording; a partial last line is left out, bad input raises InputError."""
+    decoder = LineDecoder(str(path))
+    messages = tuple(read(path, decoder))
+    return Recording(str(path), decoder.meta, messages, decoder.pending)
 
 
 # ----- writing ----------------------------------------------------------------
@@ -329,6 +541,7 @@ class StreamWriter:
         self._file: IO[bytes] = (gzip.GzipFile(fileobj=raw, mode="wb", mtime=0)
                                  if is_gzip(self.path) else raw)
         self._pending = io.BytesIO()
+        self._totals: dict = {}    # each histogram's item count, for the next snapshot
         self.lines = 0
         self.write_doc(header(info, meta))
         self.flush()
@@ -338,7 +551,7 @@ class StreamWriter:
         self.lines += 1
 
     def write(self, message: Message) -> None:
-        self.write_doc(encode(message))
+        self.write_doc(encode(message, self._totals))
 
     def flush(self) -> None:
         data = self._pending.getvalue()

@@ -12,6 +12,8 @@ import math
 from array import array
 from dataclasses import dataclass, field
 
+import numpy as np
+
 CAPACITY = 4096            # buckets per series
 LOSS_WINDOW = 1000         # the lecture averages log10 loss over 1,000 steps
 MARKERS_KEPT = 1000
@@ -43,6 +45,37 @@ class Series:
         if self._seen == self.stride:
             self._close()
 
+    def extend(self, tick: int, values) -> None:
+        """add() of consecutive values from `tick` on, whole buckets at once
+        (a recording's block of steps; the sums may differ from add()'s in
+        the last bit, as numpy adds in another order)."""
+        v = np.asarray(values, dtype=np.float64)
+        i, n = 0, len(v)
+        while i < n:
+            stride = self.stride
+            if self._seen or n - i < stride:     # the open bucket, in part
+                if self._seen == 0:
+                    self._first = tick + i
+                chunk = v[i:i + min(stride - self._seen, n - i)]
+                ok = np.isfinite(chunk)
+                self._sum += float(chunk[ok].sum())
+                self._count += int(ok.sum())
+                self._seen += len(chunk)
+                i += len(chunk)
+                if self._seen == stride:
+                    self._close()
+                continue
+            m = min((n - i) // stride, self.capacity - len(self.values))
+            block = v[i:i + m * stride].reshape(m, stride)
+            ok = np.isfinite(block)
+            sums, counts = np.where(ok, block, 0.0).sum(axis=1), ok.sum(axis=1)
+            means = np.divide(sums, counts, out=np.full(m, math.nan), where=counts > 0)
+            self.ticks.extend(range(tick + i, tick + i + m * stride, stride))
+            self.values.extend(means.tolist())
+            i += m * stride
+            if len(self.values) >= self.capacity:
+                self._halve()
+
     def _close(self) -> None:
         self.ticks.append(self._first)
         self.values.append(self._sum / self._count if self._count else math.nan)
@@ -51,15 +84,20 @@ class Series:
             self._halve()
 
     def _halve(self) -> None:
-        ticks, values = self.ticks, self.values
-        merged_t, merged_v = array("q"), array("d")
-        for k in range(0, len(values) - 1, 2):
-            merged_t.append(ticks[k])
-            pair = [v for v in (values[k], values[k + 1]) if math.isfinite(v)]
-            merged_v.append(sum(pair) / len(pair) if pair else math.nan)
+        # Neighbours merged in pairs: the mean of their finite values (numpy,
+        # bucket for bucket what a loop over the pairs gives).
+        ticks = np.frombuffer(self.ticks, dtype=np.int64)
+        values = np.frombuffer(self.values, dtype=np.float64)
+        even = len(values) - len(values) % 2
+        pairs = values[:even].reshape(-1, 2)
+        ok = np.isfinite(pairs)
+        counts = ok.sum(axis=1)
+        sums = np.where(ok, pairs, 0.0).sum(axis=1)
+        merged = np.divide(sums, counts, out=np.full(len(pairs), math.nan), where=counts > 0)
+        merged_t, merged_v = array("q", ticks[:even:2].tolist()), array("d", merged.tolist())
         if len(values) % 2:  # an odd last bucket stays as it is
-            merged_t.append(ticks[-1])
-            merged_v.append(values[-1])
+            merged_t.append(self.ticks[-1])
+            merged_v.append(self.values[-1])
         self.ticks, self.values = merged_t, merged_v
         self.stride *= 2
 
@@ -136,6 +174,34 @@ class History:
             self._flush_window()
         self.tick += 1
 
+    def add_many(self, log10_loss, lr, ratios) -> None:
+        """add() of n steps at once: arrays of n losses and lrs, (n, P) ratios."""
+        loss = np.asarray(log10_loss, dtype=np.float64)
+        tick, n = self.tick, len(loss)
+        ratios = np.asarray(ratios, dtype=np.float64).reshape(n, -1)
+        group = [self.log10_loss, self.lr, *self.ratios[:ratios.shape[1]]]
+        columns = np.column_stack([loss, np.asarray(lr, dtype=np.float64),
+                                   ratios[:, :len(group) - 2]])
+        if all((s.stride, s._seen, len(s.values), s.capacity) == (
+                group[0].stride, group[0]._seen, len(group[0].values), group[0].capacity)
+               for s in group):
+            _extend_together(group, tick, columns)    # the usual case: series in step
+        else:
+            for j, series in enumerate(group):
+                series.extend(tick, columns[:, j])
+        finite = np.flatnonzero(np.isfinite(loss))   # windows hold finite values only
+        values, p = loss[finite], 0
+        while p < len(values):
+            if self._window_n == 0:
+                self._window_start = tick + int(finite[p])
+            k = min(LOSS_WINDOW - self._window_n, len(values) - p)
+            self._window_sum += float(values[p:p + k].sum())
+            self._window_n += k
+            p += k
+            if self._window_n == LOSS_WINDOW:
+                self._flush_window()
+        self.tick += n
+
     def _flush_window(self) -> None:
         if self._window_n:
             self.loss_windows.add(self._window_start, self._window_sum / self._window_n)
@@ -148,3 +214,40 @@ class History:
     def nbytes(self) -> int:
         series = [self.log10_loss, self.loss_windows, self.lr, *self.ratios]
         return sum(s.nbytes() for s in series)
+
+
+def _extend_together(group: list[Series], tick: int, v: np.ndarray) -> None:
+    """Series.extend of each column of `v` into the series of `group`, which
+    share their bucket layout: one numpy pass for all (a recording's block
+    of steps feeds loss, lr and every ratio at once)."""
+    lead, i, n = group[0], 0, len(v)
+    while i < n:
+        stride = lead.stride
+        if lead._seen or n - i < stride:     # the open bucket, in part
+            chunk = v[i:i + min(stride - lead._seen, n - i)]
+            ok = np.isfinite(chunk)
+            sums, counts = np.where(ok, chunk, 0.0).sum(axis=0).tolist(), ok.sum(axis=0).tolist()
+            first = lead._first if lead._seen else tick + i
+            for s, total, count in zip(group, sums, counts):
+                s._first = first
+                s._sum += total
+                s._count += count
+                s._seen += len(chunk)
+            i += len(chunk)
+            if lead._seen == stride:
+                for s in group:
+                    s._close()
+            continue
+        m = min((n - i) // stride, lead.capacity - len(lead.values))
+        block = v[i:i + m * stride].reshape(m, stride, -1)
+        ok = np.isfinite(block)
+        sums, counts = np.where(ok, block, 0.0).sum(axis=1), ok.sum(axis=1)
+        means = np.divide(sums, counts, out=np.full(sums.shape, math.nan), where=counts > 0)
+        ticks = range(tick + i, tick + i + m * stride, stride)
+        for s, column in zip(group, means.T.tolist()):
+            s.ticks.extend(ticks)
+            s.values.extend(column)
+        i += m * stride
+        if len(lead.values) >= lead.capacity:
+            for s in group:
+                s._halve()

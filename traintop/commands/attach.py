@@ -60,7 +60,8 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if not args.quiet > 0:
         raise InputError(f"--quiet: must be > 0 seconds, got {args.quiet}")
-    source = FollowSource(args.path, quiet_after=args.quiet)
+    # The app joins a long file near its end; a summary needs every step.
+    source = FollowSource(args.path, quiet_after=args.quiet, jump=not args.json)
     if args.json:
         source.start()
         try:
@@ -75,13 +76,17 @@ def main(argv: list[str]) -> int:
     return run_app(source, title=f"attach {args.path}")
 
 
+HEAD_BYTES = 1 << 20
+
+
 def check_written_so_far(path) -> None:
-    """A corrupt line or an unknown version already in the file: one error line
-    before the screen opens. A missing or empty file is fine: the writer may
-    not have started yet, and the app says it is waiting."""
+    """A corrupt line or an unknown version at the start of the file (its
+    first HEAD_BYTES: a long file is not read whole): one error line before
+    the screen opens. A missing or empty file is fine: the writer may not
+    have started yet, and the app says it is waiting."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            data = f.read(HEAD_BYTES)
     except FileNotFoundError:
         return
     except OSError as exc:

@@ -12,7 +12,8 @@ import json
 import sys
 
 from ..engine.recording.run_state import RunState
-from ..engine.recording.stream import load
+from ..engine.training.history import History
+from ..engine.recording.stream import LineDecoder, read
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,11 +44,31 @@ def _speed(text: str) -> float:
     return value
 
 
+class _TicksOnly(History):
+    """The history a report never reads: its ticks counted, no series kept."""
+
+    def add(self, log10_loss, lr, ratios) -> None:
+        self.tick += 1
+
+    def add_many(self, log10_loss, lr, ratios) -> None:
+        self.tick += len(log10_loss)
+
+
 def summary(path: str) -> dict:
-    recording = load(path)
-    state = RunState(meta=recording.meta)
-    for message in recording.messages:
+    """The run's report, folded as the file is read (no message is kept).
+
+    Only the run's last stats snapshot reaches the report (and the health
+    findings of a snapshot are replaced by the next one's), so the steps are
+    folded without their snapshots and the last one is decoded at the end.
+    """
+    decoder = LineDecoder(str(path), snapshots=False)
+    state = RunState(history=_TicksOnly())
+    for message in read(path, decoder):
         state.apply(message)
+    state.meta = decoder.meta
+    snapshot = decoder.snapshot()
+    if snapshot is not None:
+        state.take_snapshot(snapshot)
     return state.report()
 
 

@@ -1,0 +1,128 @@
+"""Compact, exact payloads of recording format 2 (see traintop.engine.recording.stream).
+
+Float arrays travel as one base64 string: float32 when every value is one
+(what the engines measure in float32), float64 otherwise, so every value
+comes back bit for bit. The bytes are stored plane by plane (all sign and
+exponent bytes of a column, then the next byte of each, ...): a per-step
+series' high bytes barely change, and gzip squeezes such runs. (Delta
+coding the values as well was measured, and gzipped larger on real runs.)
+
+Histograms travel as integer counts with their total: the engines compute
+density = count / (total * width) in float64, and the decoder repeats that
+very division, so the densities come back bit for bit too. A histogram whose
+densities no integer counts reproduce is written as its float64 densities.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+
+_FLOAT_KINDS = {"f": (np.float32, np.uint32), "d": (np.float64, np.uint64)}
+
+
+def pack_floats(values, columns: int = 1, round32: bool = False) -> str:
+    """Rows of `columns` floats (a flat sequence, row by row) as one string;
+    `round32`: float32 even where a value needs float64 (see stream's steps)."""
+    a = np.asarray(values, dtype=np.float64).reshape(-1, columns)
+    with np.errstate(over="ignore"):
+        f = a.astype(np.float32)
+    if round32 and np.array_equal(np.isfinite(f), np.isfinite(a)):
+        kind, bits = "f", f.view(np.uint32)
+    elif np.array_equal(f.astype(np.float64), a, equal_nan=True):
+        kind, bits = "f", f.view(np.uint32)
+    else:
+        kind, bits = "d", a.view(np.uint64)
+    bits = bits.astype(bits.dtype.newbyteorder("<"))
+    planes = bits.view(np.uint8).reshape(bits.shape + (bits.itemsize,)).transpose(2, 1, 0)
+    return kind + base64.b64encode(np.ascontiguousarray(planes).tobytes()).decode("ascii")
+
+
+def unpack_floats(text: str, columns: int = 1) -> np.ndarray:
+    """pack_floats' rows back, as a (rows, columns) float64 array."""
+    try:
+        dtype, utype = _FLOAT_KINDS[text[:1]]
+        raw = np.frombuffer(base64.b64decode(text[1:], validate=True), np.uint8)
+    except (KeyError, binascii.Error, TypeError) as exc:
+        raise ValueError(f"bad packed floats ({exc})") from None
+    size = np.dtype(utype).itemsize
+    if columns < 1 or raw.size % (size * columns):
+        raise ValueError("bad packed floats (length)")
+    rows = raw.size // (size * columns)
+    bits = raw.reshape(size, columns, rows).transpose(2, 1, 0).copy()
+    return bits.view(np.dtype(dtype).newbyteorder("<")).reshape(rows, columns).astype(np.float64)
+
+
+def histogram_counts(lo: float, hi: float, density, hint: int | None = None):
+    """(total, counts) that give back `density` exactly, or None.
+
+    Candidates: the hint (the total this histogram had last time), then
+    the totals that make every bin's share of the smallest nonzero bin a
+    whole number, the smallest bin holding 1 to 256 items.
+    """
+    d = np.asarray(density, dtype=np.float64)
+    width = (hi - lo) / len(d) if len(d) else 0.0
+    if not len(d) or not np.isfinite(d).all() or not (width > 0 and np.isfinite(width)):
+        return None
+    nonzero = d[d > 0]
+    candidates = [hint] if hint else []
+    if nonzero.size:
+        smallest = float(nonzero.min())
+        k = np.arange(1, 257)[:, None]
+        multiples = k * (nonzero / smallest)[None, :]
+        whole = np.abs(multiples - np.rint(multiples)).max(axis=1) < 1e-6
+        candidates += [round(int(k[i, 0]) / (smallest * width)) for i in np.flatnonzero(whole)[:4]]
+    else:
+        candidates.append(1)
+    for total in candidates:
+        if not 0 < total < 2 ** 53:
+            continue
+        norm = total * width
+        counts = np.rint(d * norm)
+        if np.array_equal(counts / norm, d) and not np.signbit(d).any():
+            return int(total), counts.astype(np.uint64)
+    return None
+
+
+def density_of(lo: float, hi: float, total: int, counts: np.ndarray) -> list[float]:
+    """The engines' own division: count / (total * width), in float64."""
+    width = (hi - lo) / len(counts)
+    return (counts.astype(np.float64) / (total * width)).tolist()
+
+
+def pack_counts(counts: np.ndarray) -> str:
+    """Counts as base64 of their LEB128 varints: 1 byte under 128, 2 under
+    16,384, ...; a histogram's tails hold small counts, its middle large ones."""
+    c = np.asarray(counts, dtype=np.uint64)
+    nbytes = np.ones(len(c), dtype=np.int64)
+    for k in range(1, 10):
+        nbytes += c >= np.uint64(1) << np.uint64(7 * k)
+    starts = np.cumsum(nbytes) - nbytes
+    out = np.zeros(int(nbytes.sum()), dtype=np.uint8)
+    for k in range(int(nbytes.max()) if len(c) else 0):
+        has = nbytes > k
+        byte = (c[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = np.where(nbytes[has] > k + 1, 0x80, 0).astype(np.uint64)
+        out[starts[has] + k] = (byte | more).astype(np.uint8)
+    return "v" + base64.b64encode(out.tobytes()).decode("ascii")
+
+
+def unpack_counts(text: str) -> np.ndarray:
+    try:
+        raw = np.frombuffer(base64.b64decode(text[1:], validate=True), np.uint8)
+    except (binascii.Error, TypeError) as exc:
+        raise ValueError(f"bad packed counts ({exc})") from None
+    if text[:1] != "v" or (raw.size and raw[-1] & 0x80):
+        raise ValueError("bad packed counts")
+    if not raw.size:
+        return np.zeros(0, dtype=np.uint64)
+    ends = np.flatnonzero((raw & 0x80) == 0)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    group = np.repeat(np.arange(len(ends)), ends - starts + 1)
+    shift = (np.arange(raw.size) - starts[group]).astype(np.uint64) * np.uint64(7)
+    if shift.max() > 63:
+        raise ValueError("bad packed counts (too long)")
+    parts = (raw & 0x7F).astype(np.uint64) << shift
+    return np.add.reduceat(parts, starts)

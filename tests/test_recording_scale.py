@@ -1,0 +1,132 @@
+"""Recordings at scale: block folds equal step-by-step folds, a replay opens
+before its file is read, attach joins a long file near its end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from traintop.engine.recording import replay_source
+from traintop.engine.recording.feed import Event, RunStarted, Status, Steps
+from traintop.engine.recording.file_source import FollowSource
+from traintop.engine.recording.recorder import Recorder
+from traintop.engine.recording.replay_source import ReplaySource
+from traintop.engine.recording.run_state import RunState
+from traintop.engine.recording.stream import load
+from traintop.engine.results import RunInfo, StepResult
+from traintop.engine.training.history import History
+
+INFO = RunInfo({"lr": 0.1, "gain": "5/3", "batchnorm": True}, "ab", ("w", "v"),
+               ((2, 2), (2,)), ("Linear",), 1.0)
+
+
+def test_history_block_adds_equal_step_adds():
+    rng = np.random.default_rng(0)
+    one, many = History(capacity=64), History(capacity=64)
+    for h in (one, many):
+        h.start_run({}, 3)
+    loss, ratios = rng.normal(size=5000), rng.normal(size=(5000, 3))
+    loss[17], ratios[100, 1] = np.nan, np.inf
+    lr = np.full(5000, 0.1)
+    for i in range(5000):
+        one.add(loss[i], lr[i], tuple(ratios[i]))
+    i = 0
+    while i < 5000:                      # blocks of any length, across bucket edges
+        k = int(rng.integers(1, 300))
+        many.add_many(loss[i:i + k], lr[i:i + k], ratios[i:i + k])
+        i += k
+    assert one.tick == many.tick == 5000 and many.log10_loss.stride == 128
+    for a, b in zip([one.log10_loss, one.lr, one.loss_windows, *one.ratios],
+                    [many.log10_loss, many.lr, many.loss_windows, *many.ratios]):
+        (ta, va), (tb, vb) = a.points(), b.points()
+        assert ta == tb and np.allclose(va, vb, rtol=1e-12, equal_nan=True)
+
+
+def _long_recording(path, steps: int, every: int = 50, lr_change: int | None = None):
+    """A synthetic run: a snapshot-free StepResult per step, plus an lr event."""
+    from traintop.engine.recording.stream import StreamWriter
+
+    writer = StreamWriter(path, INFO)
+    lr = 0.1
+    for start in range(1, steps + 1, 100):
+        block = []
+        for step in range(start, min(steps, start + 99) + 1):
+            if step == lr_change:
+                lr = 0.01
+            block.append(StepResult(step, 2.0 + 1 / step, lr, (-3.0 + step * 1e-6, -2.5)))
+        writer.write(Steps(tuple(block)))
+        if lr_change and start <= lr_change < start + 100:
+            writer.write(Event("lr", lr_change, "lr 0.1 -> 0.01", {"old": 0.1, "lr": 0.01}))
+    writer.close()
+    return path
+
+
+def test_replay_shows_its_head_before_the_file_is_read(tmp_path, monkeypatch):
+    path = _long_recording(tmp_path / "long.jsonl", 20_000, lr_change=12_345)
+    monkeypatch.setattr(replay_source, "HEAD_BYTES", 1)      # the head: the header only
+    monkeypatch.setattr(replay_source, "HEAD_MAX", 1)
+    monkeypatch.setattr(replay_source, "CHUNK", 4096)         # the rest in many reads
+    gate = __import__("threading").Event()
+    read_chunk = ReplaySource._read_chunk
+
+    def held(self):                                           # the worker waits for the test
+        if self._decoder.header is not None:
+            gate.wait(10)
+        read_chunk(self)
+
+    monkeypatch.setattr(ReplaySource, "_read_chunk", held)
+    source = ReplaySource(path)
+    first = source.poll()
+    assert isinstance(first[0], RunStarted) and not source.loaded
+    head, tail = source.position()
+    assert tail.startswith("reading ") and "% of " in tail and "MB" in tail
+    gate.set()
+    assert source.wait_loaded(30)
+    state = RunState()
+    for m in first:
+        state.apply(m)
+    while batch := source.poll(limit=50):
+        for m in batch:
+            state.apply(m)
+            if isinstance(m, Status):
+                # consistent at every moment: the status names the last step delivered
+                assert m.step == state.last.step and m.lr == state.last.lr
+    assert state.step == 20_000 and state.lr == 0.01
+    assert source.position()[1].startswith("end of recording")
+    assert sum(len(m.results) for m in load(path).messages if isinstance(m, Steps)) == 20_000
+    source.close()
+
+
+def test_attach_joins_a_long_file_near_its_end(tmp_path, monkeypatch):
+    from traintop.engine.recording.stream import StreamWriter, decode_info  # noqa: F401
+    from traintop.engine.results import Histogram, LayerStats, StatsSnapshot
+
+    path = tmp_path / "live.jsonl"
+    hist = Histogram(-1.0, 1.0, (0.25, 0.75))
+    snap = lambda step: StatsSnapshot(step, 2.0, 0.1, (LayerStats(  # noqa: E731
+        2, "Tanh", 0.0, 0.5, 1.0, 0, 4, 0.0, 1e-3, hist, hist),), (), (-3.0, -2.5))
+    with Recorder(path) as rec:
+        rec.consume(RunStarted(INFO))
+        for step in range(1, 3001):
+            rec.step(StepResult(step, 2.0, 0.1, (-3.0, -2.5),
+                                snap(step) if step % 1000 == 0 else None))
+    size = path.stat().st_size
+    monkeypatch.setattr(FollowSource, "JUMP_BYTES", size // 3)
+    source = FollowSource(path)
+    source.start()
+    got = source.poll(limit=100_000)
+    assert isinstance(got[0], RunStarted)
+    note = next(m for m in got if isinstance(m, Event) and m.kind == "note")
+    assert "attached near the end" in note.text and note.data["skipped_bytes"] > size // 2
+    steps = [r.step for m in got if isinstance(m, Steps) for r in m.results]
+    assert steps[0] <= 3000 and steps[-1] == 3000 and len(steps) < 1000
+    assert any(r.stats is not None and r.step == 3000
+               for m in got if isinstance(m, Steps) for r in m.results)
+    source.close()
+    whole = FollowSource(path, jump=False)                   # --json reads every step
+    whole.start()
+    assert [r.step for m in whole.poll(limit=100_000) if isinstance(m, Steps)
+            for r in m.results] == list(range(1, 3001))
+    whole.close()
+    assert json.loads(path.read_text().splitlines()[0])["version"] == 2

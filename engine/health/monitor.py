@@ -30,7 +30,7 @@ def diagnose(info: RunInfo, snapshot: StatsSnapshot,
     """Findings of one stats snapshot alone, most severe first (no sustained
     update:data judgement: that needs the steps around it). A snapshot of
     step 1 also judges the initial loss."""
-    found = snapshot_findings(snapshot, _batch_size(info), thresholds)
+    found = snapshot_findings(snapshot, _batch_size(info), thresholds, is_lecture(info))
     if snapshot.step == 1:
         found += initial_loss(snapshot.loss, info.expected_initial_loss, _vocab_size(info), 1,
                               thresholds)
@@ -46,6 +46,7 @@ class HealthMonitor:
         # The lecture judges update:data on the 2-D parameters only: a bias or
         # BatchNorm beta starts at zero, so its ratio is meaningless early on.
         self._weights = [i for i, shape in enumerate(info.param_shapes) if len(shape) == 2]
+        self.lecture = is_lecture(info)   # advice may name the lecture's options
         self._reset()
 
     def _reset(self) -> None:
@@ -69,9 +70,10 @@ class HealthMonitor:
             self._start = initial_loss(result.loss, self.info.expected_initial_loss,
                                        _vocab_size(self.info), 1, t)
         if result.nonfinite is not None:
-            self._stop = non_finite(result.nonfinite)
+            self._stop = non_finite(result.nonfinite, self.lecture)
         if result.stats is not None:
-            self._snapshot = snapshot_findings(result.stats, _batch_size(self.info), t)
+            self._snapshot = snapshot_findings(result.stats, _batch_size(self.info), t,
+                                               self.lecture)
         if result.update_ratio_log10:
             ratios = result.update_ratio_log10
             weights = tuple(ratios[i] for i in self._weights if i < len(ratios))
@@ -80,7 +82,8 @@ class HealthMonitor:
                 finite = sorted(v for v in weights if math.isfinite(v))
                 # The median is at most the upper middle: skip it while that is under the line.
                 if finite and finite[len(finite) // 2] > t.update_burst_log10:
-                    self._burst = update_burst(statistics.median(finite), result.step, t)
+                    self._burst = update_burst(statistics.median(finite), result.step, t,
+                                               self.lecture)
             # The window's medians are taken when findings are read, not on
             # every step: observe() stays cheap next to a ~1 ms training step.
             self._update = None
@@ -92,7 +95,8 @@ class HealthMonitor:
         if self._burst or len(self._window) < self.thresholds.update_min_steps:
             return []
         level = update_level_of(self._window)
-        return update_level(level, len(self._window), self._last_step, self.thresholds)
+        return update_level(level, len(self._window), self._last_step, self.thresholds,
+                            self.lecture)
 
     # ----- reading ---------------------------------------------------------------
     def findings(self) -> list[Finding]:
@@ -125,6 +129,11 @@ def update_level_of(window) -> float:
         if values:
             medians.append(statistics.median(values))
     return statistics.median(medians) if medians else math.nan
+
+
+def is_lecture(info: RunInfo) -> bool:
+    """The lecture's own stack (the app, `traintop run`), not a watch()ed model."""
+    return "gain" in info.config
 
 
 def _batch_size(info: RunInfo) -> int:

@@ -1,12 +1,30 @@
-"""Update-to-data ratio: log10(lr * grad.std / data.std) over steps, guide -3."""
+"""Update-to-data ratio: log10(update std / data std) over steps, guide -3.
+
+One line per picked 2-D parameter (tui/pick.py: the worst by health, first
+and last; `p` pages through all), labelled by its name, and one grey line
+for the median of the rest, so 100 parameters still read as a few lines.
+"""
 
 from __future__ import annotations
 
+import statistics
+
 from .health_marks import badge, param_marks
+from .pick import headroom, pick, shorten
 from .plot_pane import PlotPane
 from .plotting import downsample, draw_markers, finite_points, plot_width, style
 
 GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
+
+
+def median_line(series: list[tuple[list, list]]) -> tuple[list, list]:
+    """Pointwise median over series that share their x positions."""
+    by_x: dict = {}
+    for xs, ys in series:
+        for x, y in zip(xs, ys):
+            by_x.setdefault(x, []).append(y)
+    xs = sorted(by_x)
+    return xs, [statistics.median(by_x[x]) for x in xs]
 
 
 class RatioPane(PlotPane):
@@ -14,17 +32,20 @@ class RatioPane(PlotPane):
         h = state.history
         n = plot_width(self)
         names = state.info.param_names if state.info else ()
-        self.lines = []
+        series = {}
         for i in state.ratio_params:
             if i < len(h.ratios):
-                xs, ys = finite_points(*downsample(*h.ratios[i].points(), n))
-                self.lines.append((names[i], xs, ys))
+                series[names[i]] = finite_points(*downsample(*h.ratios[i].points(), n))
+        marks = param_marks(state.findings(), list(series))
+        chosen, self.which = pick(list(series), marks, self.page)
+        width = self.label_width(0.4)
+        # A parameter a health finding names shows "!" / "!!" in the legend.
+        self.lines = [(f"{badge(marks.get(name))}{shorten(name, width)}", *series[name])
+                      for name in chosen]
+        rest = [series[name] for name in series if name not in chosen]
+        self.rest = (len(rest), *median_line(rest)) if rest else None
         self.markers = list(h.markers)
         self.tick = h.tick
-        marks = param_marks(state.findings(), [name for name, _, _ in self.lines])
-        # A parameter a health finding names shows "!" / "!!" in the legend.
-        self.lines = [(f"{name} {badge(marks.get(name))}".rstrip(), xs, ys)
-                      for name, xs, ys in self.lines]
 
     def draw(self, plt, no_color: bool) -> None:
         plt.title("update:data ratio, log10 (guide -3)")
@@ -36,9 +57,17 @@ class RatioPane(PlotPane):
             if xs:
                 plt.plot(xs, ys, label=name, **style(k, no_color))
                 values += ys
+        legend = len(self.lines)
+        if self.rest and self.rest[1]:
+            count, xs, ys = self.rest
+            plt.plot(xs, ys, label=f"median of {count} more (p: pick)",
+                     **({"marker": "."} if no_color else {"marker": "braille", "color": "gray"}))
+            values += ys
+            legend += 1
         plt.horizontal_line(GUIDE, color="gray")
         lo, hi = min(values), max(values)
         pad = (hi - lo) * 0.05 or 0.1
-        plt.ylim(lo - pad, hi + pad * 4)
+        top = headroom(lo - pad, hi, self.canvas_rows(), legend)
+        plt.ylim(lo - pad, max(top, hi + pad * 4))
         plt.xlim(0, max(self.tick, 1))
         draw_markers(plt, self.markers, 0, self.tick, hi + pad * 3)

@@ -43,7 +43,7 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
     if last_stats is not None:
         # `saturation_pct` is the family's share: `share` says what it counts.
         doc["layers"] = [{
-            "index": l.index, "name": l.label, "kind": l.kind, "family": l.fam,
+            "index": l.index, "name": l.name or f"L{l.index}", "kind": l.kind, "family": l.fam,
             "mean": l.mean, "std": l.std, "saturation_pct": l.saturation_pct,
             "share": FAMILY_MEANING[l.fam][0], "grad_mean": l.grad_mean,
             "grad_std": l.grad_std, "dead": l.dead, "units": l.units,

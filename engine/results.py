@@ -76,7 +76,10 @@ class LayerStats:
 
     @property
     def label(self) -> str:
-        """What a user calls this layer: its module path, else its place in the stack."""
+        """What a user calls this layer: its module path (with the kind where the path
+        is only numbers, as in an nn.Sequential), else its place in the stack."""
+        if self.name and self.name.replace(".", "").isdigit():
+            return f"{self.name} {self.kind}"
         return self.name or f"L{self.index}"
 
 

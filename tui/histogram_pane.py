@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .health_marks import badge, layer_marks
-from .pick import headroom, pick, shorten
+from .pick import fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
 from .plotting import style
 
@@ -27,7 +27,8 @@ class HistogramPane(PlotPane):
         self.step = stats.step if stats else None
         layers = list(stats.layers) if stats else []
         marks = layer_marks(state.findings() if stats else None, [l.index for l in layers])
-        chosen, self.which = pick([l.index for l in layers], marks, self.page)
+        chosen, self.which = pick([l.index for l in layers], marks, self.page,
+                                  most=fitting(self.canvas_rows()))
         width = self.label_width(0.5) - 22
         self.lines = []
         for l in (l for l in layers if l.index in chosen):

@@ -20,11 +20,15 @@ ELLIPSIS = "…"
 
 def sets(count: int, most: int = MAX_DRAWN) -> int:
     """How many sets `p` cycles through: the default, then pages of `most`."""
+    most = max(1, most)
     return 1 if count <= most else 1 + math.ceil(count / most)
 
 
-def pick(keys: list, marks: dict, page: int = 0, most: int = MAX_DRAWN) -> tuple[list, str]:
-    """The keys to draw (in their own order) and a few words saying which."""
+def pick(keys: list, marks: dict, page: int = 0, most: int = MAX_DRAWN,
+         fill: bool = False) -> tuple[list, str]:
+    """The keys to draw (in their own order) and a few words saying which.
+    fill: top the default set up to `most` with keys spread evenly between."""
+    most = max(1, most)
     if len(keys) <= most:
         return list(keys), "all"
     page %= sets(len(keys), most)
@@ -38,10 +42,19 @@ def pick(keys: list, marks: dict, page: int = 0, most: int = MAX_DRAWN) -> tuple
     for k in [*worst[:most - 2], keys[0], keys[-1], *worst[most - 2:]]:
         if k not in chosen and len(chosen) < most:
             chosen.append(k)
+    what = "worst, first, last" if worst else "first, last"
+    if fill and 1 < most and len(chosen) < most:
+        spread = [keys[round(j * (len(keys) - 1) / (most - 1))] for j in range(most)]
+        chosen += [k for k in dict.fromkeys(spread) if k not in chosen][:most - len(chosen)]
+        what += ", spread"
     order = {k: i for i, k in enumerate(keys)}
     chosen.sort(key=order.__getitem__)
-    what = "worst, first, last" if worst else "first, last"
     return chosen, f"{what}: {len(chosen)} of {len(keys)}"
+
+
+def fitting(canvas_rows: int) -> int:
+    """Lines a plot of this height draws: its legend keeps to half the rows."""
+    return max(1, min(MAX_DRAWN, (canvas_rows - 2) // 2))
 
 
 def shorten(name: str, width: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 
 from .health_marks import badge, param_marks
-from .pick import headroom, pick, shorten
+from .pick import fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
 from .plotting import downsample, draw_markers, finite_points, plot_width, style
 
@@ -37,7 +37,8 @@ class RatioPane(PlotPane):
             if i < len(h.ratios):
                 series[names[i]] = finite_points(*downsample(*h.ratios[i].points(), n))
         marks = param_marks(state.findings(), list(series))
-        chosen, self.which = pick(list(series), marks, self.page)
+        chosen, self.which = pick(list(series), marks, self.page,
+                                  most=max(1, fitting(self.canvas_rows()) - 1))   # a row for the rest
         width = self.label_width(0.4)
         # A parameter a health finding names shows "!" / "!!" in the legend.
         self.lines = [(f"{badge(marks.get(name))}{shorten(name, width)}", *series[name])

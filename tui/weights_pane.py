@@ -19,7 +19,7 @@ import math
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
-from .pick import headroom, pick, shorten
+from .pick import fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
 from .plotting import style
 
@@ -40,7 +40,8 @@ class WeightHistPlot(PlotPane):
         weights = list(stats.weights) if stats else []
         flagged = outliers([w.grad_data_ratio for w in weights])
         marks = {w.name: "warn" for k, w in enumerate(weights) if k in flagged}
-        chosen, self.which = pick([w.name for w in weights], marks, self.page)
+        chosen, self.which = pick([w.name for w in weights], marks, self.page,
+                                  most=fitting(self.canvas_rows()))
         width = self.label_width(0.45)
         self.lines = [(shorten(w.name, width) + (" <- outlier" if k in flagged else ""),
                        list(w.hist.centers()), list(w.hist.density))

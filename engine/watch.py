@@ -161,7 +161,8 @@ class Watcher:
         self.recorder: Recorder | None = None
         if self.writes:
             self.path = Path(str(path).replace("{rank}", str(self.rank)))
-            self.recorder = Recorder(self.path, status_seconds=STATUS_SECONDS, meta={
+            # status_seconds=0: every Status this watcher sends (it spaces them itself).
+            self.recorder = Recorder(self.path, status_seconds=0.0, meta={
                 "writer": "traintop.engine.watch", **({"rank": self.rank} if dist else {}),
                 "layer_names": {str(i): leaves[i][0] for i, _, _ in self.layers},
                 **(meta or {})})

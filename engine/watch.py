@@ -139,7 +139,7 @@ class Watcher:
         self._pending_since = time.monotonic()
         self._handles: list = []
         self._sizes: dict[int, tuple[int, int]] = {}   # layer -> (units, numel), last seen
-        self._status_at = time.monotonic()
+        self._status_at = self._started = time.monotonic()
         self._status_steps = 0
 
         leaves = [(n, m) for n, m in module.named_modules() if not any(True for _ in m.children())]
@@ -370,7 +370,8 @@ class Watcher:
         """Write what is pending, end the recording and remove every hook."""
         if self._pending:
             self._flush_losses(snapshot=False)
-        rate = (self.steps - self._status_steps) / max(time.monotonic() - self._status_at, 1e-9)
+        # The final rate is the whole run's: the last interval may hold no steps.
+        rate = self.steps / max(time.monotonic() - self._started, 1e-9)
         for handle in self._handles:
             handle.remove()
         self._handles = []

@@ -19,6 +19,7 @@ from traintop.commands import cli
 from traintop.engine.recording.feed import Status, Steps
 from traintop.engine.recording.file_source import ReplaySource
 from traintop.engine.recording.stream import load
+from traintop.engine.watch import HIST_SAMPLE
 from traintop.tui.app import TraintopApp
 from tui_fakes import async_test, until
 
@@ -110,6 +111,15 @@ def test_units_are_channels_and_positions_are_observations(tmp_path):
     assert layer.units == 256 and layer.per_unit == 4 * cfg.block_size
     assert layer.dead == int((x < -3).all(dim=0).sum()) == 5
     assert layer.saturation_pct == pytest.approx((ins["t"] < 0).float().mean().item() * 100)
+    # 32,768 values: the histogram's shape comes from a sample, its range is exact.
+    t = ins["t"].reshape(-1)
+    assert t.numel() > HIST_SAMPLE
+    assert (layer.hist.lo, layer.hist.hi) == pytest.approx((t.min().item(), t.max().item()))
+    width = (layer.hist.hi - layer.hist.lo) / len(layer.hist.density)
+    assert sum(layer.hist.density) * width == pytest.approx(1.0, rel=1e-5)
+    exact, _ = torch.histogram(t, bins=100, density=True)
+    l1 = sum(abs(a - b) for a, b in zip(layer.hist.density, exact.tolist())) * width
+    assert l1 < 0.1          # sampling noise only: the same distribution
 
 
 def test_watch_writes_a_status_with_the_rate_while_running(tmp_path, monkeypatch):

@@ -12,7 +12,19 @@ import math
 from .health_marks import badge, layer_marks
 from .pick import fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
-from .plotting import style
+from .plotting import border_legend, style
+
+
+def draw_lines(pane, plt, lines, no_color: bool) -> None:
+    """Density lines from 0 up, with a legend that covers no data: in rows kept
+    free above them where the pane is tall enough, else in the top border."""
+    inline = len(lines) <= fitting(pane.canvas_rows())
+    top = 0.0
+    for k, (label, xs, ys) in enumerate(lines):
+        plt.plot(xs, ys, **({"label": label} if inline else {}), **style(k, no_color))
+        top = max([top, *(y for y in ys if math.isfinite(y))])
+    pane.border_title = None if inline else border_legend([l for l, _, _ in lines], no_color)
+    plt.ylim(0, headroom(0.0, top, pane.canvas_rows(), len(lines) if inline else 0))
 
 
 class HistogramPane(PlotPane):
@@ -27,8 +39,7 @@ class HistogramPane(PlotPane):
         self.step = stats.step if stats else None
         layers = list(stats.layers) if stats else []
         marks = layer_marks(state.findings() if stats else None, [l.index for l in layers])
-        chosen, self.which = pick([l.index for l in layers], marks, self.page,
-                                  most=fitting(self.canvas_rows()))
+        chosen, self.which = pick([l.index for l in layers], marks, self.page)
         width = self.label_width(0.5) - 22
         self.lines = []
         for l in (l for l in layers if l.index in chosen):
@@ -54,8 +65,4 @@ class HistogramPane(PlotPane):
             plt.title(f"{what} distribution · no activation layers in this model")
             return
         plt.title(f"{what} distribution · step {self.step:,}")
-        top = 0.0
-        for k, (label, xs, ys) in enumerate(self.lines):
-            plt.plot(xs, ys, label=label, **style(k, no_color))
-            top = max([top, *(y for y in ys if math.isfinite(y))])
-        plt.ylim(0, headroom(0.0, top, self.canvas_rows(), len(self.lines)))
+        draw_lines(self, plt, self.lines, no_color)

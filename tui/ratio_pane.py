@@ -10,9 +10,10 @@ from __future__ import annotations
 import statistics
 
 from .health_marks import badge, param_marks
-from .pick import fitting, headroom, pick, shorten
+from .pick import MAX_DRAWN, fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
-from .plotting import downsample, draw_markers, finite_points, plot_width, style
+from .plotting import (border_legend, downsample, draw_markers, finite_points, plot_width,
+                       style)
 
 GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
 
@@ -37,8 +38,7 @@ class RatioPane(PlotPane):
             if i < len(h.ratios):
                 series[names[i]] = finite_points(*downsample(*h.ratios[i].points(), n))
         marks = param_marks(state.findings(), list(series))
-        chosen, self.which = pick(list(series), marks, self.page,
-                                  most=max(1, fitting(self.canvas_rows()) - 1))   # a row for the rest
+        chosen, self.which = pick(list(series), marks, self.page, most=MAX_DRAWN - 1)
         width = self.label_width(0.4)
         # A parameter a health finding names shows "!" / "!!" in the legend.
         self.lines = [(f"{badge(marks.get(name))}{shorten(name, width)}", *series[name])
@@ -54,17 +54,25 @@ class RatioPane(PlotPane):
             plt.title("update:data ratio · waiting for steps")
             return
         values = [GUIDE]
+        rest = self.rest if self.rest and self.rest[1] else None
+        legend = len(self.lines) + (1 if rest else 0)
+        inline = legend <= fitting(self.canvas_rows())   # else the legend goes in the border
+        labels = []
         for k, (name, xs, ys) in enumerate(self.lines):
             if xs:
-                plt.plot(xs, ys, label=name, **style(k, no_color))
+                plt.plot(xs, ys, **({"label": name} if inline else {}), **style(k, no_color))
+                labels.append(name)
                 values += ys
-        legend = len(self.lines)
-        if self.rest and self.rest[1]:
-            count, xs, ys = self.rest
-            plt.plot(xs, ys, label=f"median of {count} more (p: pick)",
+        if rest:
+            count, xs, ys = rest
+            label = f"median of {count} more (p: pick)"
+            plt.plot(xs, ys, **({"label": label} if inline else {}),
                      **({"marker": "."} if no_color else {"marker": "braille", "color": "gray"}))
             values += ys
-            legend += 1
+        self.border_title = None if inline else (
+            border_legend(labels, no_color) + (f"  [grey50]━ median of {rest[0]} more[/]"
+                                               if rest else ""))
+        legend = legend if inline else 0
         plt.horizontal_line(GUIDE, color="gray")
         lo, hi = min(values), max(values)
         pad = (hi - lo) * 0.05 or 0.1

@@ -26,8 +26,7 @@ class SaturationPane(PlotPane):
         findings = state.findings() if stats else None
         self.marks = layer_marks(findings, [l.index for l in layers])
         self.families = sorted({l.fam for l in layers})
-        # plotext drops a bar's label when bars are packed a row apart: keep a spare row.
-        fits = max(1, self.canvas_rows() * 3 // 4 // ROWS_PER_BAR)
+        fits = max(1, self.canvas_rows() // ROWS_PER_BAR)
         keys = [l.index for l in layers]
         chosen, self.which = pick(keys, self.marks, self.page, most=max(fits, 1), fill=True) \
             if len(keys) > fits else (keys, "all")

@@ -19,9 +19,9 @@ import math
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
-from .pick import fitting, headroom, pick, shorten
+from .histogram_pane import draw_lines
+from .pick import pick, shorten
 from .plot_pane import PlotPane
-from .plotting import style
 
 OUTLIER_FACTOR = 3.0   # ratio this many times the median of all: flagged
 
@@ -40,8 +40,7 @@ class WeightHistPlot(PlotPane):
         weights = list(stats.weights) if stats else []
         flagged = outliers([w.grad_data_ratio for w in weights])
         marks = {w.name: "warn" for k, w in enumerate(weights) if k in flagged}
-        chosen, self.which = pick([w.name for w in weights], marks, self.page,
-                                  most=fitting(self.canvas_rows()))
+        chosen, self.which = pick([w.name for w in weights], marks, self.page)
         width = self.label_width(0.45)
         self.lines = [(shorten(w.name, width) + (" <- outlier" if k in flagged else ""),
                        list(w.hist.centers()), list(w.hist.density))
@@ -54,11 +53,7 @@ class WeightHistPlot(PlotPane):
             plt.title("weight gradient distribution · waiting for diagnostics")
             return
         plt.title(f"weight gradient distribution · step {self.step:,}")
-        top = 0.0
-        for k, (label, xs, ys) in enumerate(self.lines):
-            plt.plot(xs, ys, label=label, **style(k, no_color))
-            top = max([top, *(y for y in ys if math.isfinite(y))])
-        plt.ylim(0, headroom(0.0, top, self.canvas_rows(), len(self.lines)))
+        draw_lines(self, plt, self.lines, no_color)
 
 
 class WeightTable(Static):

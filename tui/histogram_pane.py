@@ -15,15 +15,17 @@ from .plot_pane import PlotPane
 from .plotting import border_legend, style
 
 
-def draw_lines(pane, plt, lines, no_color: bool) -> None:
+def draw_lines(pane, plt, lines, no_color: bool, names: list[str] | None = None) -> None:
     """Density lines from 0 up, with a legend that covers no data: in rows kept
-    free above them where the pane is tall enough, else in the top border."""
+    free above them where the pane is tall enough, else in the top border
+    (`names`: the shorter labels it uses there)."""
     inline = len(lines) <= fitting(pane.canvas_rows())
     top = 0.0
     for k, (label, xs, ys) in enumerate(lines):
         plt.plot(xs, ys, **({"label": label} if inline else {}), **style(k, no_color))
         top = max([top, *(y for y in ys if math.isfinite(y))])
-    pane.border_title = None if inline else border_legend([l for l, _, _ in lines], no_color)
+    pane.border_title = None if inline else border_legend(
+        names or [l for l, _, _ in lines], no_color)
     plt.ylim(0, headroom(0.0, top, pane.canvas_rows(), len(lines) if inline else 0))
 
 
@@ -41,9 +43,10 @@ class HistogramPane(PlotPane):
         marks = layer_marks(state.findings() if stats else None, [l.index for l in layers])
         chosen, self.which = pick([l.index for l in layers], marks, self.page)
         width = self.label_width(0.5) - 22
-        self.lines = []
+        self.lines, self.names = [], []
         for l in (l for l in layers if l.index in chosen):
             name = badge(marks.get(l.index)) + shorten(l.label, max(8, width))
+            self.names.append(badge(marks.get(l.index)) + shorten(l.label, 16))
             if self.kind == "activation":
                 hist, label = l.hist, f"{name} std {l.std:.2f} {l.saturation_pct:.0f}%"
             else:
@@ -65,4 +68,4 @@ class HistogramPane(PlotPane):
             plt.title(f"{what} distribution · no activation layers in this model")
             return
         plt.title(f"{what} distribution · step {self.step:,}")
-        draw_lines(self, plt, self.lines, no_color)
+        draw_lines(self, plt, self.lines, no_color, self.names)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import statistics
 
 from .health_marks import badge, param_marks
-from .pick import MAX_DRAWN, fitting, headroom, pick, shorten
+from .pick import fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
 from .plotting import (border_legend, downsample, draw_markers, finite_points, plot_width,
                        style)
 
 GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
+RATIO_LINES = 8
 
 
 def median_line(series: list[tuple[list, list]]) -> tuple[list, list]:
@@ -38,7 +39,8 @@ class RatioPane(PlotPane):
             if i < len(h.ratios):
                 series[names[i]] = finite_points(*downsample(*h.ratios[i].points(), n))
         marks = param_marks(state.findings(), list(series))
-        chosen, self.which = pick(list(series), marks, self.page, most=MAX_DRAWN - 1)
+        # Up to 8 lines (the lecture's 7 weights all show); beyond, the picked few.
+        chosen, self.which = pick(list(series), marks, self.page, most=RATIO_LINES)
         width = self.label_width(0.4)
         # A parameter a health finding names shows "!" / "!!" in the legend.
         self.lines = [(f"{badge(marks.get(name))}{shorten(name, width)}", *series[name])

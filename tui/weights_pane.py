@@ -40,7 +40,8 @@ class WeightHistPlot(PlotPane):
         weights = list(stats.weights) if stats else []
         flagged = outliers([w.grad_data_ratio for w in weights])
         marks = {w.name: "warn" for k, w in enumerate(weights) if k in flagged}
-        chosen, self.which = pick([w.name for w in weights], marks, self.page)
+        # Up to 8 (the lecture's 7 weights all show); beyond, the picked few.
+        chosen, self.which = pick([w.name for w in weights], marks, self.page, most=8)
         width = self.label_width(0.45)
         self.lines = [(shorten(w.name, width) + (" <- outlier" if k in flagged else ""),
                        list(w.hist.centers()), list(w.hist.density))

@@ -226,8 +226,9 @@ class Watcher:
             x = _units(x.detach()) if x is not None else None
             share, dead = _share_and_dead(t, x, kind, layer)
             self._sizes[index] = (t.shape[1], t.numel())
+            # (torch.std_mean's one pass loses digits on a mean near zero.)
             self._acts[index] = torch.cat([torch.stack([
-                t.mean(), t.std(), share.float().mean() * 100, dead.sum().float(),
+                t.mean(), t.std(), share.sum() * (100.0 / share.numel()), dead.sum().float(),
             ]), *_hist(t)])
             if output.requires_grad:
                 output.register_hook(self._grad_hook(index))
@@ -237,8 +238,8 @@ class Watcher:
         def hook(grad):
             if self.armed and index not in self._grads:
                 g = grad.detach().float()
-                self._grads[index] = torch.cat([torch.stack([g.mean(), g.std()]),
-                                                *_hist(g)])
+                # Separate passes: std_mean's mean loses digits on a mean near zero.
+                self._grads[index] = torch.cat([torch.stack([g.mean(), g.std()]), *_hist(g)])
         return hook
 
     def _pre_step(self, optimizer, args, kwargs) -> None:

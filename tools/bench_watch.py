@@ -36,6 +36,9 @@ def main() -> None:
     p.add_argument("--block", type=int, default=64)
     p.add_argument("--embd", type=int, default=128)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                   help="cpu: this process's CPU time (default on CPU: other load on a "
+                        "shared machine does not count); wall: elapsed time (default on GPU)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -47,10 +50,12 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     batches = [tuple(t.to(dev) for t in gpt_batch(g, cfg, args.batch)) for _ in range(8)]
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    clock_name = args.clock or ("cpu" if dev.type == "cpu" else "wall")
+    clock = time.process_time if clock_name == "cpu" else time.perf_counter
 
     def run(w, steps: int) -> float:
         sync()
-        start = time.perf_counter()
+        start = clock()
         for k in range(steps):
             loss = model(*batches[k % len(batches)])
             opt.zero_grad(set_to_none=True)
@@ -59,7 +64,7 @@ def main() -> None:
             if w is not None:
                 w.step(loss)
         sync()
-        return (time.perf_counter() - start) / steps
+        return (clock() - start) / steps
 
     variants = {"none": None, "every=10": 10, "every=1": 1}
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -81,7 +86,8 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     print(f"GPT 6 blocks, n_embd {args.embd}, T {args.block}, batch {args.batch}, "
           f"{params / 1e6:.2f}M params, {args.device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps")
+          f"{torch.get_num_threads()} threads, {args.rounds} rounds x {args.steps} steps, "
+          f"{clock_name} time")
     for name, ts in times.items():
         med = statistics.median(ts)
         extra = "" if name == "none" else f"  overhead {100 * (med / base - 1):+.1f}%"

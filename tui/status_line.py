@@ -45,12 +45,18 @@ def status_text(state: RunState, read_only: bool = False,
         parts.append(tail)
     else:
         rate = status.steps_per_sec if status is not None else None
-        parts.append(f"{rate:,.0f} steps/s" if rate is not None and rate == rate
-                     else "n/a steps/s")
+        parts.append(rate_text(rate))
         parts.append(run_state_word(state))
     if read_only:
         parts.append("read-only")
     return " · ".join(parts)
+
+
+def rate_text(rate: float | None) -> str:
+    """`812 steps/s`; a slow model's `0.42 steps/s` (never a bare 0 while it runs)."""
+    if rate is None or rate != rate:
+        return "n/a steps/s"
+    return f"{rate:,.0f} steps/s" if rate >= 10 or rate == 0 else f"{rate:.2g} steps/s"
 
 
 def run_state_word(state: RunState) -> str:

@@ -65,7 +65,7 @@ def test_attach_and_replay_a_watched_gpt_in_tmux(tmp_path):
         assert writer.wait(timeout=240) == 0
         wait_for(tmux, re.compile(r"step 30 · .* · finished"), "the writer's end")
         for tab, title in (("2", "activation distribution"), ("3", "weight gradient"),
-                           ("4", "health"), ("1", "% negative regime (x<0)")):
+                           ("4", "─ health ─"), ("1", "log10 loss")):
             tmux.keys(tab)
             wait_for(tmux, title, f"tab {tab}")
         tmux.keys("p")

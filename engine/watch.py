@@ -93,21 +93,19 @@ def _units(t: torch.Tensor) -> torch.Tensor:
 
 
 def _share_and_dead(t: torch.Tensor, x, kind: str, module: nn.Module):
-    """The family's share (bool per value) and dead units (bool per unit)."""
-    if kind == "tanh":
-        share = t.abs() > SATURATION
-        return share, share.all(dim=0)
-    if kind == "sigmoid":
-        share = (2 * t - 1).abs() > SATURATION
-        return share, share.all(dim=0)
+    """How many values are in the family's regime (a count) and which units are
+    dead (bool per unit). Per-unit extremes (amax over the observations) decide
+    "on every example and position" in one pass, ~10x faster than .all(dim=0)."""
+    if kind in ("tanh", "sigmoid"):
+        a = t.abs() if kind == "tanh" else (2 * t - 1).abs()
+        return torch.count_nonzero(a > SATURATION), a.amin(dim=0) > SATURATION
     if kind == "relu":
-        share = t <= 0
-        return share, share.all(dim=0)
-    share = t < 0     # GELU-like: the negative regime; dead only deep in the flat tail
+        return torch.count_nonzero(t <= 0), t.amax(dim=0) <= 0
+    share = torch.count_nonzero(t < 0)   # GELU-like: the negative regime
     below = DEAD_INPUT_BELOW.get(type(module).__name__)
     if below is None or x is None:
         return share, torch.zeros(t.shape[1], dtype=torch.bool, device=t.device)
-    return share, (x < below).all(dim=0)
+    return share, x.amax(dim=0) < below   # dead only deep in the flat tail
 
 
 _SAMPLES: dict = {}
@@ -224,11 +222,13 @@ class Watcher:
             x = inputs[0] if gelu_dead and inputs and isinstance(inputs[0], torch.Tensor) \
                 and inputs[0].shape == output.shape else None
             x = _units(x.detach()) if x is not None else None
+            if t.shape[0] == 0:
+                return
             share, dead = _share_and_dead(t, x, kind, layer)
             self._sizes[index] = (t.shape[1], t.numel())
             # (torch.std_mean's one pass loses digits on a mean near zero.)
             self._acts[index] = torch.cat([torch.stack([
-                t.mean(), t.std(), share.sum() * (100.0 / share.numel()), dead.sum().float(),
+                t.mean(), t.std(), share * (100.0 / t.numel()), dead.sum().float(),
             ]), *_hist(t)])
             if output.requires_grad:
                 output.register_hook(self._grad_hook(index))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from traintop.tui.pick import MAX_DRAWN, fitting, headroom, pick, sets, shorten
+from traintop.tui.pick import MAX_DRAWN, fitting, headroom, pick, sets, short_labels, shorten
 
 
 def test_few_keys_are_all_drawn():
@@ -49,3 +49,10 @@ def test_headroom_keeps_data_under_the_legend(rows, legend):
     row_of_hi = (top - hi) / (top - lo) * rows
     assert row_of_hi >= legend
     assert fitting(rows) <= max(1, (rows - 2) // 2)
+
+
+def test_short_labels_drop_the_shared_ending_first():
+    names = [f"transformer.h.{k}.mlp.gelu" for k in (0, 5, 11)]
+    assert short_labels(names, 30) == names                      # room: whole
+    assert short_labels(names, 8) == ["…mer.h.0", "…mer.h.5", "…er.h.11"]
+    assert short_labels(names, 4) == ["…h.0", "…h.5", "….11"]    # still told apart

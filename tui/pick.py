@@ -66,6 +66,21 @@ def shorten(name: str, width: int) -> str:
     return ELLIPSIS + name[-(width - 1):]
 
 
+def short_labels(names: list[str], width: int) -> list[str]:
+    """Labels that fit `width` and still tell the names apart: where a name does
+    not fit, the dotted ending all share (`.mlp.gelu`: the title says that)
+    goes first, then each is cut from the left (`…h.11`)."""
+    if all(len(n) <= width for n in names) or len(names) < 2:
+        return [shorten(n, width) for n in names]
+    parts = [n.split(".") for n in names]
+    common = 0
+    while all(len(p) > common + 1 for p in parts) and \
+            len({tuple(p[len(p) - common - 1:]) for p in parts}) == 1:
+        common += 1
+    kept = [".".join(p[:len(p) - common]) for p in parts] if common else names
+    return [shorten(n, width) for n in kept]
+
+
 def headroom(lo: float, hi: float, canvas_rows: int, legend_rows: int) -> float:
     """The top of the y range that keeps data below a legend of `legend_rows`
     rows at the top of a canvas of `canvas_rows`: plotext draws the legend over

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..engine.results import FAMILY_MEANING
 from .health_marks import badge, layer_marks
-from .pick import pick, shorten
+from .pick import pick, short_labels
 from .plot_pane import PlotPane
 
 GUIDE = 5.0   # the lecture aims for about 5% saturated (tanh/sigmoid only)
@@ -32,8 +32,9 @@ class SaturationPane(PlotPane):
             if len(keys) > fits else (keys, "all")
         by_index = {l.index: l for l in layers}
         width = self.label_width(0.45) - 5
-        self.bars = [(i, shorten(by_index[i].label, width), by_index[i].saturation_pct,
-                      by_index[i].dead) for i in chosen]
+        labels = short_labels([by_index[i].label for i in chosen], width)
+        self.bars = [(i, label, by_index[i].saturation_pct, by_index[i].dead)
+                     for i, label in zip(chosen, labels)]
         rest = [l.saturation_pct for l in layers if l.index not in chosen]
         self.rest = (len(rest), max(rest)) if rest else None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import textwrap
 
-from .results import RunInfo, StatsSnapshot, StepResult
+from .results import FAMILY_MEANING, RunInfo, StatsSnapshot, StepResult
 
 
 def _finite(x: float) -> float | None:
@@ -41,9 +41,11 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
         "stopped": last.nonfinite.message() if last is not None and last.nonfinite else None,
     }
     if last_stats is not None:
+        # `saturation_pct` is the family's share: `share` says what it counts.
         doc["layers"] = [{
-            "index": l.index, "kind": l.kind, "mean": l.mean, "std": l.std,
-            "saturation_pct": l.saturation_pct, "grad_mean": l.grad_mean,
+            "index": l.index, "name": l.name or f"L{l.index}", "kind": l.kind, "family": l.fam,
+            "mean": l.mean, "std": l.std, "saturation_pct": l.saturation_pct,
+            "share": FAMILY_MEANING[l.fam][0], "grad_mean": l.grad_mean,
             "grad_std": l.grad_std, "dead": l.dead, "units": l.units,
         } for l in last_stats.layers]
         doc["weights"] = [{
@@ -77,25 +79,29 @@ def report_text(doc: dict) -> str:
     """The lecture's printout of the same figures, for people."""
     lines = [f"steps {doc['steps']:,}  first loss {fmt(doc['first_loss'])}  "
              f"last loss {fmt(doc['last_loss'])}  "
-             f"(uniform guess {doc['expected_initial_loss']:.4f})"]
+             f"(uniform guess {fmt(doc['expected_initial_loss'])})"]
     if doc["stopped"]:
         lines.append(f"stopped: {doc['stopped']}")
     if doc["layers"]:
         lines.append(f"activations (step {doc['stats_step']:,}):")
         for l in doc["layers"]:
-            lines.append("layer %d (%10s): mean %+.2f, std %.2f, saturated: %.2f%%, dead %d"
-                         % (l["index"], l["kind"], l["mean"], l["std"], l["saturation_pct"],
-                            l["dead"]))
+            what = {"relu": "zeros", "gelu": "negative"}.get(l.get("family"), "saturated")
+            lines.append("layer %d (%10s): mean %s, std %s, %s: %s%%, dead %d"
+                         % (l["index"], l["kind"] if l.get("name", "") in ("", f"L{l['index']}")
+                            else l["name"],
+                            fmt(l["mean"], "+.2f"), fmt(l["std"], ".2f"), what,
+                            fmt(l["saturation_pct"], ".2f"), l["dead"]))
         lines.append("gradients:")
         for l in doc["layers"]:
-            lines.append("layer %d (%10s): mean %+f, std %e"
-                         % (l["index"], l["kind"], l["grad_mean"], l["grad_std"]))
+            lines.append("layer %d (%10s): mean %s, std %s"
+                         % (l["index"], l["kind"], fmt(l["grad_mean"], "+f"),
+                            fmt(l["grad_std"], "e")))
         lines.append("weights:")
         for w in doc["weights"]:
             ratio = w["grad_data_ratio"]
-            lines.append("weight %10s | mean %+f | std %e | grad:data ratio %s"
-                         % (str(tuple(w["shape"])), w["grad_mean"], w["grad_std"],
-                            "nan" if ratio is None else "%e" % ratio))
+            lines.append("weight %10s | mean %s | std %s | grad:data ratio %s"
+                         % (str(tuple(w["shape"])), fmt(w["grad_mean"], "+f"),
+                            fmt(w["grad_std"], "e"), "nan" if ratio is None else "%e" % ratio))
     if doc["update_ratio_log10"]:
         lines.append("update:data ratio, log10 (guide -3):")
         cells = [f"{n}\u00a0{fmt(r, '+.2f')}" for n, r in doc["update_ratio_log10"].items()]

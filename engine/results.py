@@ -24,21 +24,63 @@ class Histogram:
         return tuple(self.lo + width * (i + 0.5) for i in range(n))
 
 
+# What `saturation_pct` and `dead` of a layer count, by activation family
+# (the lecture's Tanh is "tanh"). Class names, so a viewer needs no torch.
+FAMILY_OF_KIND = {
+    **dict.fromkeys(("Tanh", "Hardtanh", "Softsign"), "tanh"),
+    **dict.fromkeys(("Sigmoid", "Hardsigmoid"), "sigmoid"),
+    **dict.fromkeys(("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU"), "relu"),
+    **dict.fromkeys(("GELU", "SiLU", "Mish", "ELU", "CELU", "SELU"), "gelu"),
+}
+# A GELU/SiLU-like unit is called dead only when its input stays below this
+# on every example and position: there the slope |f'(x)| is under about 1%.
+DEAD_INPUT_BELOW = {"GELU": -3.0, "SiLU": -6.0, "Mish": -6.0, "ELU": -5.0, "CELU": -5.0,
+                    "SELU": -5.0}
+# Per family: (short title of the share figure, what a dead unit is).
+FAMILY_MEANING = {
+    "tanh": ("% saturated |t|>0.97", "saturated (|t|>0.97) on every example"),
+    "sigmoid": ("% saturated (t<0.015 or t>0.985)", "saturated on every example"),
+    "relu": ("% zeros (t<=0)", "zero on every example and position"),
+    "gelu": ("% negative regime (x<0)", "input below the flat-tail threshold everywhere"),
+    "": ("% |t|>0.97", "|t|>0.97 on every example"),   # the lecture's linear layers
+}
+
+
+def family_of(kind: str) -> str:
+    """"" for a kind of no family (the lecture's "Linear" layers): not judged."""
+    return FAMILY_OF_KIND.get(kind, "")
+
+
 @dataclass(frozen=True)
 class LayerStats:
-    """One Tanh layer: its output t and dloss/dt, over the step's batch."""
+    """One activation layer: its output t and dloss/dt, over the step's batch."""
 
     index: int             # position in the flat stack, as the lecture counts
-    kind: str              # "Tanh"
+    kind: str              # the module's class name: "Tanh", "GELU", ...
     mean: float
     std: float
-    saturation_pct: float  # % of |t| > 0.97
-    dead: int              # units with |t| > 0.97 on every example of the batch
-    units: int
+    saturation_pct: float  # the family's share (FAMILY_MEANING): tanh |t| > 0.97, ...
+    dead: int              # units (features/channels) dead on the whole batch, per family
+    units: int             # features (last dim) or channels (dim 1 of a conv output)
     grad_mean: float
     grad_std: float
     hist: Histogram
     grad_hist: Histogram
+    name: str = ""         # module path (watch()); "" for the lecture's stack
+    family: str = ""       # "tanh" | "sigmoid" | "relu" | "gelu"; "" = from kind
+    per_unit: int = 0      # observations per unit (examples x positions); 0 = unknown
+
+    @property
+    def fam(self) -> str:
+        return self.family or family_of(self.kind)
+
+    @property
+    def label(self) -> str:
+        """What a user calls this layer: its module path (with the kind where the path
+        is only numbers, as in an nn.Sequential), else its place in the stack."""
+        if self.name and self.name.replace(".", "").isdigit():
+            return f"{self.name} {self.kind}"
+        return self.name or f"L{self.index}"
 
 
 @dataclass(frozen=True)

@@ -38,11 +38,13 @@ def test_saturation_labels_carry_the_marks():
     from traintop.engine.health.rules import Finding
     from traintop.tui.saturation_pane import SaturationPane
 
-    layer = lambda i, pct: SimpleNamespace(index=i, saturation_pct=pct, dead=0, units=30)
+    layer = lambda i, pct: SimpleNamespace(index=i, saturation_pct=pct, dead=0, units=30,
+                                           fam="tanh", label=f"L{i}")
     stats = SimpleNamespace(step=20, layers=[layer(1, 45.0), layer(3, 3.0)])
     finding = Finding(rule="tanh-saturation", severity="error", where="layer 1 (Tanh)",
                       value=45.0, healthy="<= 25%", message="", step=20)
     state = SimpleNamespace(stats=stats, findings=lambda: [finding])
     pane = SaturationPane.__new__(SaturationPane)
+    pane.page, pane.canvas_rows, pane.label_width = 0, lambda: 20, lambda share: 40
     pane.take(state)
     assert pane.marks == {1: "error"}

@@ -74,7 +74,7 @@ async def test_keys_move_the_timeline_and_the_panes_follow(recording):
             assert app.state.stats == steps[step].stats
             app.redraw_all()
             assert app.saturation.step == step
-            assert app.saturation.bars == [(l.index, l.saturation_pct, l.dead, l.units)
+            assert app.saturation.bars == [(l.index, f"L{l.index}", l.saturation_pct, l.dead)
                                            for l in steps[step].stats.layers]
             assert app.loss.tick == step
         # Past step 200 the lr change is marked, in both plots.

@@ -89,6 +89,12 @@ class TraintopApp(App[int]):
         Binding("c", "calibrate", "calib"),
         Binding("w", "checkpoint", "save"),
         *(Binding(str(k + 1), f"tab('{name}')", name, show=False) for k, name in enumerate(TABS)),
+        # issue 11: many layers and parameters (tui/pick.py), tables that scroll.
+        Binding("p", "pick(1)", "pick"),
+        Binding("P", "pick(-1)", "pick back", show=False),
+        *(Binding(key, f"scroll_table({dy})", "scroll", show=False)
+          for key, dy in (("j", 1), ("down", 1), ("k", -1), ("up", -1),
+                          ("pagedown", 10), ("pageup", -10))),
     ]
 
     def __init__(self, source: Source, title: str = "traintop"):
@@ -371,6 +377,21 @@ class TraintopApp(App[int]):
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
+
+    # ----- issue 11: picking layers, scrolling tables ------------------------------
+    def action_pick(self, direction: int) -> None:
+        """The next (or previous) set of layers/parameters in every plot that picks."""
+        for pane in (self.saturation, self.activations, self.gradients, self.ratio,
+                     self.weights):
+            pane.page += int(direction)
+            pane.dirty = True
+        self.redraw_all()
+
+    def action_scroll_table(self, rows: int) -> None:
+        active = self.query_one(TabbedContent).active
+        target = {"weights-tab": self.weights.scroller, "health-tab": self.health}.get(active)
+        if target is not None:
+            target.scroll_relative(y=int(rows), animate=False)
 
     def action_tab(self, name: str) -> None:
         pane_id = {"weights": "weights-tab", "health": "health-tab"}.get(name, name)

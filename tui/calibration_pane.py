@@ -14,6 +14,9 @@ class CalibrationPane(Static):
         self.update("press c to compare the running mean/std with exact training-set values")
 
     def show(self, state) -> None:
+        # Only the lecture's stack calibrates (`c`); a watch()ed model has no such pane.
+        self.display = (state.info is None or "batchnorm" in state.info.config
+                        or state.calibration is not None)
         event = state.calibration
         if event is None:   # none yet, or forgotten on a rewind
             self.on_mount()

@@ -1,4 +1,8 @@
-"""Findings of the health rules (traintop.engine.health.monitor), most severe first."""
+"""Findings of the health rules (traintop.engine.health.monitor), most severe first.
+
+A model of many layers can have dozens of findings: the pane scrolls (j/k,
+↑/↓, PgUp/PgDn from the app). An info finding reads `info`, never `ok`: it
+may carry advice, and "ok" next to advice reads as a contradiction."""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ SEVERITY_WORD = {"error": "ERROR", "warn": "warn", "info": "info"}
 
 
 class HealthPane(Static):
-    DEFAULT_CSS = "HealthPane { border: round $panel; padding: 0 1; height: 1fr; }"
+    DEFAULT_CSS = ("HealthPane { border: round $panel; padding: 0 1; height: 1fr; "
+                   "overflow-y: auto; }")
 
     def on_mount(self) -> None:
         self.border_title = "health"
@@ -31,4 +36,5 @@ class HealthPane(Static):
             text.append(f"{SEVERITY_WORD.get(sev, sev):>5} ", style=SEVERITY_STYLE.get(sev, ""))
             text.append(str(getattr(f, "where", "")), style="bold")
             text.append(f"\n      {getattr(f, 'message', '')}\n")
-        self.update(text, layout=False)
+        self.border_subtitle = f"{len(findings)} findings · j/k scroll" if len(findings) > 3 else ""
+        self.update(text)   # a layout pass: the scroll range follows the text

@@ -19,28 +19,47 @@ log10 of the expected initial loss (-log(1/27) = 3.30, so about 0.52) and falls
 smoothly; a hockey stick at the start means the output layer was too confident.
 Vertical lines mark restarts and learning-rate changes.
 
-**Saturation** — % of Tanh outputs with |t| > 0.97 per layer, with the ~5% guide
-line; `dN` is the count of dead units (saturated on every example of the batch).
-Healthy: a few percent and no dead units. Many saturated units stop gradients.
+**Activation share** — per activation layer (labelled by its module path, e.g.
+`h.3.mlp.gelu`, cut from the left to fit), the share of its outputs in the
+family's regime; the title says which. A unit is a feature (the last dim of a
+Linear-style output) or a channel (of a convolution), counted over every example
+and position; `dN` is the count of dead units.
+- *tanh/sigmoid-like*: % in the flat tails (tanh |t| > 0.97), with the lecture's
+  ~5% guide line. Many saturated units stop gradients; dead = saturated on every
+  example.
+- *ReLU-like*: % of zeros (t <= 0). About half is normal; dead = a channel zero on
+  every example and position of the batch.
+- *GELU/SiLU-like*: % in the negative regime (x < 0). About half is normal and no
+  saturation; a unit is called dead only when its input stays below the flat-tail
+  threshold everywhere (GELU -3, SiLU/Mish -6, ELU-like -5).
 
-**Activation distribution** — histogram of each Tanh layer's output. Healthy:
-similar spread in every layer, std ~0.6-0.7, no pile-up at -1 and +1.
+**Activation distribution** — histogram of each drawn layer's output. Healthy:
+similar spread in every layer of a family; for tanh std ~0.6-0.7 and no pile-up
+at -1 and +1.
 
-**Gradient distribution** — histogram of the gradient at each Tanh output.
+**Gradient distribution** — histogram of the gradient at each activation output.
 Healthy: every layer about the same width; layers shrinking or growing with depth
 mean vanishing or exploding gradients.
 
-**Weight gradients** — histogram of each 2-D parameter's gradient and a table of
-shape, mean, std and grad:data ratio (grad std / weight std). Healthy: similar
-ratios; one far above the rest (flagged `<- outlier`, often the last layer early
-on) is being trained much faster than the others.
+**Weight gradients** — histogram of the drawn 2-D parameters' gradients and a
+table of every one: shape, mean, std and grad:data ratio (grad std / weight std).
+Healthy: similar ratios; one far above the rest (flagged `<- outlier`, often the
+last layer early on) is being trained much faster than the others.
 
-**Update:data ratio** — log10 of (lr x grad std / weight std) per 2-D parameter,
-with the guide at -3 (updates about 1/1000 of the values). Healthy: lines settle
-near -3; far below means the lr is too low, far above means too high.
+**Update:data ratio** — log10 of (update std / weight std) per 2-D parameter,
+the real change of the optimizer step, with the guide at -3 (updates about
+1/1000 of the values). Healthy: lines settle near -3; far below means the lr is
+too low, far above means too high.
 
-**Status line** — step · lr · init gain · BatchNorm · steps/s · running, paused,
-finished, or why training stopped (the first non-finite value).
+**Many layers** — a plot draws a few layers or parameters (the worst by health,
+the first and the last) and sums up the rest in its border; `p` / `P` page
+through all of them in order and back to that default.
+
+**Status line** — step · lr · init gain · BatchNorm (the lecture's run; a watched
+model shows its class and optimizer instead) · steps/s · running, paused,
+finished, or why training stopped (the first non-finite value). A figure the
+recording lacks reads `n/a`. The lecture's expected initial loss, samples and
+BatchNorm calibration appear only for the lecture's run.
 """
 
 KEYS = """\
@@ -60,6 +79,8 @@ KEYS = """\
 | c | calibrate BatchNorm: running vs exact statistics |
 | w | write a checkpoint |
 | 1-4 | switch tab: training, activations, weights, health |
+| p / P | next / previous set of layers and parameters drawn (default: worst, first, last) |
+| j / k, ↓ / ↑, PgDn / PgUp | scroll the weights table and the health findings |
 | ? | this help (escape or ? closes it) |
 | q | quit |
 

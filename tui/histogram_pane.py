@@ -1,13 +1,36 @@
-"""The lecture's histograms: Tanh outputs, or the gradients at them."""
+"""The lecture's histograms: activation outputs, or the gradients at them.
+
+A few layers are drawn (tui/pick.py: the worst by health, first and last;
+`p` pages through the rest) with a legend in rows kept free above the data;
+the border says which are drawn and sums up the others.
+"""
 
 from __future__ import annotations
 
+import math
+
+from .health_marks import badge, layer_marks
+from .pick import fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
-from .plotting import style
+from .plotting import border_legend, style
+
+
+def draw_lines(pane, plt, lines, no_color: bool, names: list[str] | None = None) -> None:
+    """Density lines from 0 up, with a legend that covers no data: in rows kept
+    free above them where the pane is tall enough, else in the top border
+    (`names`: the shorter labels it uses there)."""
+    inline = len(lines) <= fitting(pane.canvas_rows())
+    top = 0.0
+    for k, (label, xs, ys) in enumerate(lines):
+        plt.plot(xs, ys, **({"label": label} if inline else {}), **style(k, no_color))
+        top = max([top, *(y for y in ys if math.isfinite(y))])
+    pane.border_title = None if inline else border_legend(
+        names or [l for l, _, _ in lines], no_color)
+    plt.ylim(0, headroom(0.0, top, pane.canvas_rows(), len(lines) if inline else 0))
 
 
 class HistogramPane(PlotPane):
-    """kind "activation": t per Tanh layer; kind "gradient": dloss/dt."""
+    """kind "activation": t per activation layer; kind "gradient": dloss/dt."""
 
     def __init__(self, state, kind: str, *args, **kwargs):
         super().__init__(state, *args, **kwargs)
@@ -16,30 +39,33 @@ class HistogramPane(PlotPane):
     def take(self, state) -> None:
         stats = state.stats
         self.step = stats.step if stats else None
-        self.lines = []
-        summary = []
-        for l in stats.layers if stats else ():
+        layers = list(stats.layers) if stats else []
+        marks = layer_marks(state.findings() if stats else None, [l.index for l in layers])
+        chosen, self.which = pick([l.index for l in layers], marks, self.page)
+        width = self.label_width(0.5) - 22
+        self.lines, self.names = [], []
+        for l in (l for l in layers if l.index in chosen):
+            name = badge(marks.get(l.index)) + shorten(l.label, max(8, width))
+            self.names.append(badge(marks.get(l.index)) + shorten(l.label, 16))
             if self.kind == "activation":
-                hist = l.hist
-                label = f"L{l.index} mean {l.mean:+.2f} std {l.std:.2f} sat {l.saturation_pct:.1f}%"
-                summary.append(f"L{l.index} std {l.std:.2f} sat {l.saturation_pct:.1f}%")
+                hist, label = l.hist, f"{name} std {l.std:.2f} {l.saturation_pct:.0f}%"
             else:
-                hist = l.grad_hist
-                label = f"L{l.index} mean {l.grad_mean:+.1e} std {l.grad_std:.1e}"
-                summary.append(f"L{l.index} std {l.grad_std:.1e}")
+                hist, label = l.grad_hist, f"{name} std {l.grad_std:.1e}"
             self.lines.append((label, list(hist.centers()), list(hist.density)))
-        # The legend needs a row per layer; the border keeps the figures in
-        # view when the pane is too short for it (80x24).
-        self.border_subtitle = " · ".join(summary)
+        rest = [l for l in layers if l.index not in chosen]
+        stds = [l.std if self.kind == "activation" else l.grad_std for l in rest]
+        spec = ".2f" if self.kind == "activation" else ".1e"
+        self.border_subtitle = (
+            f"{self.which} drawn · {len(rest)} more std {min(stds):{spec}}-{max(stds):{spec}}"
+            " · p: pick" if rest else "")
 
     def draw(self, plt, no_color: bool) -> None:
-        what = "activation" if self.kind == "activation" else "gradient (at Tanh outputs)"
+        what = "activation" if self.kind == "activation" else "gradient (at activation outputs)"
         if self.step is None:
             plt.title(f"{what} distribution · waiting for diagnostics")
             return
         if not self.lines:
-            plt.title(f"{what} distribution · no Tanh layers in this stack")
+            plt.title(f"{what} distribution · no activation layers in this model")
             return
         plt.title(f"{what} distribution · step {self.step:,}")
-        for k, (label, xs, ys) in enumerate(self.lines):
-            plt.plot(xs, ys, label=label, **style(k, no_color))
+        draw_lines(self, plt, self.lines, no_color, self.names)

@@ -22,6 +22,15 @@ class PlotPane(PlotextPlot):
         self.dirty = True
         self.redraws = 0        # figures built, for the measurement script
         self.drawn_at = 0.0     # monotonic time the app last asked for a redraw
+        self.page = 0           # which set of layers/parameters is drawn (tui/pick.py, `p`)
+
+    def canvas_rows(self) -> int:
+        """Rows plotext has for data: the pane less its border, title and x axis."""
+        return max(0, self.size.height - 6) if self.size.height else 20
+
+    def label_width(self, share: float = 0.4) -> int:
+        """Columns a legend or bar label may take before it crowds the plot."""
+        return max(8, int((self.size.width or 60) * share))
 
     def take(self, state: RunState) -> None:
         raise NotImplementedError

@@ -41,6 +41,25 @@ def plot_width(widget) -> int:
     return max(20, 2 * (width - 10)) if width else 200
 
 
+# The same colours in Rich markup, for a legend drawn in a pane's border.
+RICH_COLORS = ("bright_blue", "dark_orange", "bright_green", "bright_red", "bright_magenta",
+               "bright_cyan", "bright_yellow", "white")
+
+
+def border_legend(labels: list[str], no_color: bool) -> str:
+    """A legend for the pane's top border, where a plot too short to keep its
+    own legend above the data puts it: `━ L2  ━ L4 ...` in the lines' colours
+    (markers without colour)."""
+    parts = []
+    for k, label in enumerate(labels):
+        text = label.replace("[", "\\[")
+        if no_color:
+            parts.append(f"{NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]} {text}")
+        else:
+            parts.append(f"[{RICH_COLORS[k % len(RICH_COLORS)]}]━ {text}[/]")
+    return "  ".join(parts)
+
+
 def style(index: int, no_color: bool) -> dict:
     if no_color:
         return {"marker": NO_COLOR_MARKERS[index % len(NO_COLOR_MARKERS)]}

@@ -1,12 +1,32 @@
-"""Update-to-data ratio: log10(lr * grad.std / data.std) over steps, guide -3."""
+"""Update-to-data ratio: log10(update std / data std) over steps, guide -3.
+
+One line per picked 2-D parameter (tui/pick.py: the worst by health, first
+and last; `p` pages through all), labelled by its name, and one grey line
+for the median of the rest, so 100 parameters still read as a few lines.
+"""
 
 from __future__ import annotations
 
+import statistics
+
 from .health_marks import badge, param_marks
+from .pick import fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
-from .plotting import downsample, draw_markers, finite_points, plot_width, style
+from .plotting import (border_legend, downsample, draw_markers, finite_points, plot_width,
+                       style)
 
 GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
+RATIO_LINES = 8
+
+
+def median_line(series: list[tuple[list, list]]) -> tuple[list, list]:
+    """Pointwise median over series that share their x positions."""
+    by_x: dict = {}
+    for xs, ys in series:
+        for x, y in zip(xs, ys):
+            by_x.setdefault(x, []).append(y)
+    xs = sorted(by_x)
+    return xs, [statistics.median(by_x[x]) for x in xs]
 
 
 class RatioPane(PlotPane):
@@ -14,17 +34,21 @@ class RatioPane(PlotPane):
         h = state.history
         n = plot_width(self)
         names = state.info.param_names if state.info else ()
-        self.lines = []
+        series = {}
         for i in state.ratio_params:
             if i < len(h.ratios):
-                xs, ys = finite_points(*downsample(*h.ratios[i].points(), n))
-                self.lines.append((names[i], xs, ys))
+                series[names[i]] = finite_points(*downsample(*h.ratios[i].points(), n))
+        marks = param_marks(state.findings(), list(series))
+        # Up to 8 lines (the lecture's 7 weights all show); beyond, the picked few.
+        chosen, self.which = pick(list(series), marks, self.page, most=RATIO_LINES)
+        width = self.label_width(0.4)
+        # A parameter a health finding names shows "!" / "!!" in the legend.
+        self.lines = [(f"{badge(marks.get(name))}{shorten(name, width)}", *series[name])
+                      for name in chosen]
+        rest = [series[name] for name in series if name not in chosen]
+        self.rest = (len(rest), *median_line(rest)) if rest else None
         self.markers = list(h.markers)
         self.tick = h.tick
-        marks = param_marks(state.findings(), [name for name, _, _ in self.lines])
-        # A parameter a health finding names shows "!" / "!!" in the legend.
-        self.lines = [(f"{name} {badge(marks.get(name))}".rstrip(), xs, ys)
-                      for name, xs, ys in self.lines]
 
     def draw(self, plt, no_color: bool) -> None:
         plt.title("update:data ratio, log10 (guide -3)")
@@ -32,13 +56,29 @@ class RatioPane(PlotPane):
             plt.title("update:data ratio · waiting for steps")
             return
         values = [GUIDE]
+        rest = self.rest if self.rest and self.rest[1] else None
+        legend = len(self.lines) + (1 if rest else 0)
+        inline = legend <= fitting(self.canvas_rows())   # else the legend goes in the border
+        labels = []
         for k, (name, xs, ys) in enumerate(self.lines):
             if xs:
-                plt.plot(xs, ys, label=name, **style(k, no_color))
+                plt.plot(xs, ys, **({"label": name} if inline else {}), **style(k, no_color))
+                labels.append(name)
                 values += ys
+        if rest:
+            count, xs, ys = rest
+            label = f"median of {count} more (p: pick)"
+            plt.plot(xs, ys, **({"label": label} if inline else {}),
+                     **({"marker": "."} if no_color else {"marker": "braille", "color": "gray"}))
+            values += ys
+        self.border_title = None if inline else (
+            border_legend(labels, no_color) + (f"  [grey50]━ median of {rest[0]} more[/]"
+                                               if rest else ""))
+        legend = legend if inline else 0
         plt.horizontal_line(GUIDE, color="gray")
         lo, hi = min(values), max(values)
         pad = (hi - lo) * 0.05 or 0.1
-        plt.ylim(lo - pad, hi + pad * 4)
+        top = headroom(lo - pad, hi, self.canvas_rows(), legend)
+        plt.ylim(lo - pad, max(top, hi + pad * 4))
         plt.xlim(0, max(self.tick, 1))
         draw_markers(plt, self.markers, 0, self.tick, hi + pad * 3)

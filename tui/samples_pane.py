@@ -13,6 +13,8 @@ class SamplesPane(Static):
         self.update("press s to sample 10 names")
 
     def show(self, state) -> None:
+        # Names come from the lecture's character model: a watch()ed model has none.
+        self.display = state.info is None or bool(state.info.vocab) or state.samples is not None
         if state.samples_step is None:   # none yet, or forgotten on a rewind
             self.on_mount()
             return

@@ -1,38 +1,72 @@
-"""Saturation: % of |t| > 0.97 per Tanh layer, the ~5% guide, dead units."""
+"""Each activation layer's share in its family's bad regime, and dead units.
+
+What the share counts depends on the activation (results.FAMILY_MEANING):
+tanh/sigmoid outputs in the flat tails (the lecture's ~5% guide applies),
+ReLU-like zeros, GELU/SiLU-like the negative regime (about half is normal).
+One bar per layer labelled by its module path; when the layers outnumber
+the rows, the picked set (tui/pick.py, `p`) is drawn and the rest summed up.
+"""
 
 from __future__ import annotations
 
+from ..engine.results import FAMILY_MEANING
 from .health_marks import badge, layer_marks
+from .pick import pick, short_labels
 from .plot_pane import PlotPane
 
-GUIDE = 5.0   # the lecture aims for about 5% saturated
+GUIDE = 5.0   # the lecture aims for about 5% saturated (tanh/sigmoid only)
+ROWS_PER_BAR = 1
 
 
 class SaturationPane(PlotPane):
     def take(self, state) -> None:
         stats = state.stats
         self.step = stats.step if stats else None
-        self.bars = [(l.index, l.saturation_pct, l.dead, l.units) for l in stats.layers] \
-            if stats else []
+        layers = list(stats.layers) if stats else []
         findings = state.findings() if stats else None
-        self.marks = layer_marks(findings, [i for i, *_ in self.bars])
+        self.marks = layer_marks(findings, [l.index for l in layers])
+        self.families = sorted({l.fam for l in layers})
+        fits = max(1, self.canvas_rows() // ROWS_PER_BAR)
+        keys = [l.index for l in layers]
+        chosen, self.which = pick(keys, self.marks, self.page, most=max(fits, 1), fill=True) \
+            if len(keys) > fits else (keys, "all")
+        by_index = {l.index: l for l in layers}
+        width = self.label_width(0.45) - 5
+        labels = short_labels([by_index[i].label for i in chosen], width)
+        self.bars = [(i, label, by_index[i].saturation_pct, by_index[i].dead)
+                     for i, label in zip(chosen, labels)]
+        rest = [l.saturation_pct for l in layers if l.index not in chosen]
+        self.rest = (len(rest), max(rest)) if rest else None
+
+    def title(self) -> str:
+        if len(self.families) == 1:
+            return FAMILY_MEANING[self.families[0]][0]
+        return "% " + " · ".join(FAMILY_MEANING[f][0].removeprefix("% ")
+                                 for f in self.families)
 
     def draw(self, plt, no_color: bool) -> None:
         if self.step is None:
-            plt.title("saturation · waiting for diagnostics")
+            plt.title("activation share · waiting for diagnostics")
             return
         if not self.bars:
-            plt.title("saturation · no Tanh layers in this stack")
+            plt.title("activation share · no activation layers in this model")
             return
-        plt.title("% saturated |t|>0.97")
+        plt.title(self.title())
         # Horizontal bars: every layer keeps its label, however narrow the pane.
         # A layer a health finding names is labelled "!" (warn) or "!!" (error);
         # plotext draws one colour per bar series, so the label carries the mark.
-        labels = [f"{badge(self.marks.get(i))}L{i} d{dead}" for i, _, dead, _ in self.bars]
-        values = [pct for _, pct, _, _ in self.bars]
+        labels = [f"{badge(self.marks.get(i))}{label} d{dead}"
+                  for i, label, _, dead in self.bars]
+        values = [pct for _, _, pct, _ in self.bars]
         worst = "red" if "error" in self.marks.values() else "orange+"
         plt.bar(labels, values, orientation="horizontal", width=0.6,
                 marker="#" if no_color else "sd", **({} if no_color else {"color": worst}))
-        plt.vertical_line(GUIDE, color="gray")
-        plt.xlim(0, max(max(values), GUIDE) * 1.15)
-        plt.xlabel(f"step {self.step:,} · dN: dead units")
+        saturating = any(f in ("tanh", "sigmoid") for f in self.families)
+        if saturating:
+            plt.vertical_line(GUIDE, color="gray")
+        top = max(values + ([GUIDE] if saturating else []))
+        plt.xlim(0, max(top, 1e-9) * 1.15)
+        note = f"step {self.step:,} · dN: dead units"
+        if self.rest:
+            note += f" · {self.which}, {self.rest[0]} more ≤{self.rest[1]:.0f}% (p)"
+        plt.xlabel(note)

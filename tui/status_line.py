@@ -21,21 +21,31 @@ def status_text(state: RunState, read_only: bool = False,
     if info is None:
         return " · ".join(p for p in (head, tail or "waiting for the run to start…") if p)
     config = info.config
-    lr = status.lr if status is not None else config["lr"]
+    lr = state.lr
     parts = [head] if head else []
-    parts += [f"step {state.step:,}", f"lr {lr:g}", f"gain {config['gain']}",
-             f"BatchNorm {'on' if config['batchnorm'] else 'off'}"]
+    parts += [f"step {state.step:,}", f"lr {lr:g}" if lr is not None else "lr n/a"]
+    # The lecture's init choices; a watch()ed model has none, so its line
+    # names the model instead (never a field the recording lacks).
+    if "gain" in config:
+        parts.append(f"gain {config['gain']}")
+    if "batchnorm" in config:
+        parts.append(f"BatchNorm {'on' if config['batchnorm'] else 'off'}")
+    if "gain" not in config and config.get("model"):
+        optimizer = config.get("optimizer")
+        parts.append(f"{config['model']}" + (f" + {optimizer}" if optimizer else ""))
     # Off-default init choices show only when changed, so the usual line
     # keeps its documented form.
     if not config.get("fan_in", True):
         parts.append("fan-in off")
     if config.get("activation", "tanh") != "tanh":
         parts.append(f"{config['activation']} activation")
-    if tail:
+    # A followed writer that finished is not "quiet": its end is the news.
+    finished = head == "attach" and status is not None and status.finished
+    if tail and not finished:
         parts.append(tail)
     else:
-        rate = status.steps_per_sec if status is not None else 0.0
-        parts.append(f"{rate:,.0f} steps/s")
+        rate = status.steps_per_sec if status is not None else None
+        parts.append(rate_text(rate))
         parts.append(run_state_word(state))
         if state.trainer is not None:
             # A dead or silent trainer first: a narrow terminal cuts the line's end.
@@ -43,6 +53,13 @@ def status_text(state: RunState, read_only: bool = False,
     if read_only:
         parts.append("read-only")
     return " · ".join(parts)
+
+
+def rate_text(rate: float | None) -> str:
+    """`812 steps/s`; a slow model's `0.42 steps/s` (never a bare 0 while it runs)."""
+    if rate is None or rate != rate:
+        return "n/a steps/s"
+    return f"{rate:,.0f} steps/s" if rate >= 10 or rate == 0 else f"{rate:.2g} steps/s"
 
 
 def run_state_word(state: RunState) -> str:

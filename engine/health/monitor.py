@@ -32,7 +32,7 @@ def diagnose(info: RunInfo, snapshot: StatsSnapshot,
     """Findings of one stats snapshot alone, most severe first (no sustained
     update:data judgement: that needs the steps around it). A snapshot of
     step 1 also judges the initial loss."""
-    found = snapshot_findings(snapshot, _batch_size(info), thresholds)
+    found = snapshot_findings(snapshot, _batch_size(info), thresholds, is_lecture(info))
     if snapshot.step == 1:
         found += initial_loss(snapshot.loss, info.expected_initial_loss, _vocab_size(info), 1,
                               thresholds)
@@ -48,6 +48,7 @@ class HealthMonitor:
         # The lecture judges update:data on the 2-D parameters only: a bias or
         # BatchNorm beta starts at zero, so its ratio is meaningless early on.
         self._weights = [i for i, shape in enumerate(info.param_shapes) if len(shape) == 2]
+        self.lecture = is_lecture(info)   # advice may name the lecture's options
         self._reset()
 
     def _reset(self) -> None:
@@ -75,7 +76,7 @@ class HealthMonitor:
             self._start = initial_loss(result.loss, self.info.expected_initial_loss,
                                        _vocab_size(self.info), 1, t)
         if result.nonfinite is not None:
-            self._stop = non_finite(result.nonfinite)
+            self._stop = non_finite(result.nonfinite, self.lecture)
         self._observe_loss(result.loss, result.step)
         if result.stats is not None:
             self.observe_snapshot(result.stats)
@@ -87,7 +88,8 @@ class HealthMonitor:
                 finite = sorted(v for v in weights if math.isfinite(v))
                 # The median is at most the upper middle: skip it while that is under the line.
                 if finite and finite[len(finite) // 2] > t.update_burst_log10:
-                    self._burst = update_burst(statistics.median(finite), result.step, t)
+                    self._burst = update_burst(statistics.median(finite), result.step, t,
+                                               self.lecture)
             # The window's medians are taken when findings are read, not on
             # every step: observe() stays cheap next to a ~1 ms training step.
             self._update = None
@@ -105,7 +107,7 @@ class HealthMonitor:
 
     def _judge_loss(self) -> list[Finding]:
         return loss_diverging(self._loss_level, self._loss_best, self.info.expected_initial_loss,
-                              len(self._losses), self._loss_step, self.thresholds)
+                              len(self._losses), self._loss_step, self.thresholds, self.lecture)
 
     def observe_many(self, results, ratios=None) -> None:
         """observe() of each result, in one pass where that is the same: a
@@ -140,14 +142,15 @@ class HealthMonitor:
             if over.size:
                 k = int(over[0])
                 values = [v for v in rows[k].tolist() if math.isfinite(v)]
-                self._burst = update_burst(statistics.median(values), steps[k], t)
+                self._burst = update_burst(statistics.median(values), steps[k], t, self.lecture)
         for row in rows[-self._window.maxlen:].tolist():
             self._window.append(tuple(row))
         self._update = None
 
     def observe_snapshot(self, snapshot: StatsSnapshot) -> None:
         """The latest stats snapshot's findings (replacing the previous ones)."""
-        self._snapshot = snapshot_findings(snapshot, _batch_size(self.info), self.thresholds)
+        self._snapshot = snapshot_findings(snapshot, _batch_size(self.info), self.thresholds,
+                                           self.lecture)
 
     def observe_calibration(self, cal: Calibration) -> None:
         self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)
@@ -156,7 +159,8 @@ class HealthMonitor:
         if self._burst or len(self._window) < self.thresholds.update_min_steps:
             return []
         level = update_level_of(self._window)
-        return update_level(level, len(self._window), self._last_step, self.thresholds)
+        return update_level(level, len(self._window), self._last_step, self.thresholds,
+                            self.lecture)
 
     # ----- reading ---------------------------------------------------------------
     def findings(self) -> list[Finding]:
@@ -189,6 +193,11 @@ def update_level_of(window) -> float:
         if values:
             medians.append(statistics.median(values))
     return statistics.median(medians) if medians else math.nan
+
+
+def is_lecture(info: RunInfo) -> bool:
+    """The lecture's own stack (the app, `traintop run`), not a watch()ed model."""
+    return "gain" in info.config
 
 
 def _batch_size(info: RunInfo) -> int:

@@ -71,15 +71,20 @@ RULES: tuple[Rule, ...] = (
          f"(warn) or {T.loss_rise_error_ratio:g}x (error). Training is diverging: lower the "
          "learning rate and check the init (gain, fan-in, the last layer's scale)."),
     Rule("tanh-saturation", "Tanh saturation",
-         "Share of a Tanh layer's outputs with |t| > 0.97, where tanh is flat and passes almost "
-         "no gradient. The lecture aims at about 5% at init; its healthy stack without "
-         "BatchNorm starts near 20% on layer 1 and drifts up as it trains. Warn above "
-         f"{T.saturation_warn_pct:g}%, error above {T.saturation_error_pct:g}%."),
+         "Share of a tanh- or sigmoid-like layer's outputs in the flat tails (tanh |t| > 0.97, "
+         "sigmoid t < 0.015 or t > 0.985), where almost no gradient passes. The lecture aims "
+         "at about 5% at init; its healthy stack without BatchNorm starts near 20% on layer 1 "
+         f"and drifts up as it trains. Warn above {T.saturation_warn_pct:g}%, error above "
+         f"{T.saturation_error_pct:g}%. Not judged for ReLU- or GELU-like layers: their share "
+         "of zeros or of the negative regime is no saturation (about half is normal)."),
     Rule("dead-neurons", "Dead neurons",
-         "Tanh units saturated on every example of the batch: they get no gradient and "
-         "never learn. Healthy: none. Warn on any, error above "
-         f"{T.dead_error_pct:g}% of a layer's units (batches under {T.dead_min_batch} "
-         "are not judged)."),
+         "Units (features, or channels of a convolution) that pass no gradient on every "
+         "example and position of the batch: tanh/sigmoid-like saturated everywhere, "
+         "ReLU-like zero everywhere, GELU/SiLU-like with the input below the flat-tail "
+         "threshold everywhere (GELU -3, SiLU/Mish -6, ELU-like -5, where the slope is under "
+         "about 1%). They get no gradient and never learn. Healthy: none. Warn on any, error "
+         f"above {T.dead_error_pct:g}% of a layer's units (batches under "
+         f"{T.dead_min_batch} observations per unit are not judged)."),
     Rule("activation-shrink", "Activations shrinking",
          "Activation std from the first hidden block to the last, as a factor per layer. "
          f"Below x{T.shrink_warn_factor:g} (warn) or x{T.shrink_error_factor:g} (error) the "
@@ -139,6 +144,27 @@ def _ok(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def _fix(lecture: bool, lecture_fix: str, generic_fix: str) -> str:
+    """The lecture's own knobs (--gain, BatchNorm) only where the run has them."""
+    return lecture_fix if lecture else generic_fix
+
+
+SATURATING = ("tanh", "sigmoid")   # families whose share is saturation in flat tails
+DEAD_WORDS = {"tanh": "saturated", "sigmoid": "saturated", "relu": "zero",
+              "gelu": "below the flat-tail threshold"}
+
+
+def _trend_layers(layers) -> list:
+    """The layers a depth trend compares: those of the most common family (a
+    stack mixing tanh, GELU and ReLU has no one scale to compare along)."""
+    layers = list(layers)
+    if not layers:
+        return layers
+    fams = [l.fam for l in layers]
+    common = max(dict.fromkeys(fams), key=fams.count)
+    return [l for l in layers if l.fam == common]
+
+
 def _geo_factor(first: float, last: float, blocks: int) -> float | None:
     if blocks < 2 or not (_ok(first) and _ok(last)) or first <= 0 or last <= 0:
         return None
@@ -146,8 +172,8 @@ def _geo_factor(first: float, last: float, blocks: int) -> float | None:
 
 
 # ----- one snapshot ----------------------------------------------------------
-def saturation(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
-    tanh = [l for l in snap.layers if l.kind == "Tanh"]
+def saturation(snap: StatsSnapshot, t: Thresholds = T, lecture: bool = True) -> list[Finding]:
+    tanh = [l for l in snap.layers if l.fam in SATURATING]
     rising = len(tanh) >= 2 and tanh[-1].saturation_pct > tanh[0].saturation_pct
     out = []
     for l in tanh:
@@ -157,32 +183,41 @@ def saturation(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
             out.append(Finding(
                 "tanh-saturation", severity, f"layer {l.index} ({l.kind})", l.saturation_pct,
                 f"<= {t.saturation_warn_pct:g}%",
-                f"{l.saturation_pct:.1f}% of this layer's tanh outputs sit in the flat tails "
-                f"where almost no gradient passes{trend}; lower --gain, turn on BatchNorm or "
-                "keep fan-in normalisation on.", snap.step))
+                f"{l.saturation_pct:.1f}% of this layer's {l.fam} outputs sit in the flat tails "
+                f"where almost no gradient passes{trend}; " + _fix(
+                    lecture, "lower --gain, turn on BatchNorm or keep fan-in normalisation on.",
+                    "scale the init of the layer feeding it down or normalise its input "
+                    "(BatchNorm/LayerNorm)."), snap.step))
     return out
 
 
-def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T) -> list[Finding]:
-    if batch_size < t.dead_min_batch:
-        return []
+def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
+                 lecture: bool = True) -> list[Finding]:
     out = []
     for l in snap.layers:
-        if l.kind != "Tanh" or l.units <= 0:
+        # The lecture's batch, or a watched layer's examples x positions per unit.
+        if l.fam not in DEAD_WORDS or l.units <= 0 or \
+                (batch_size or l.per_unit) < t.dead_min_batch:
             continue
         pct = 100.0 * l.dead / l.units
         severity = _grade(pct, t.dead_warn_pct, t.dead_error_pct)
         if severity:
             out.append(Finding(
                 "dead-neurons", severity, f"layer {l.index} ({l.kind})", pct, "no dead units",
-                f"{l.dead} of {l.units} units are saturated on every example of the batch, so "
-                "they get no gradient and stop learning; lower --gain or turn on BatchNorm.",
+                f"{l.dead} of {l.units} units are {DEAD_WORDS[l.fam]} on every example"
+                f"{'' if lecture else ' and position'} of the batch, so they get no gradient "
+                "and stop learning; " + _fix(
+                    lecture, "lower --gain or turn on BatchNorm.",
+                    "lower the learning rate, check the init of the layer feeding it, or "
+                    "normalise its input." if l.fam in ("relu", "gelu") else
+                    "scale the init of the layer feeding it down or normalise its input."),
                 snap.step))
     return out
 
 
-def activation_trend(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
-    layers = snap.layers
+def activation_trend(snap: StatsSnapshot, t: Thresholds = T,
+                     lecture: bool = True) -> list[Finding]:
+    layers = _trend_layers(snap.layers)
     if len(layers) < 2:
         return []
     first, last = layers[0], layers[-1]
@@ -196,18 +231,22 @@ def activation_trend(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
     shrink = _grade(factor, t.shrink_warn_factor, t.shrink_error_factor, above=False)
     if shrink:
         return [Finding("activation-shrink", shrink, where, factor, healthy,
-                        f"{span}: the signal fades with depth; raise --gain (5/3 for tanh, 1 "
-                        "for a linear stack) or turn on BatchNorm.", snap.step)]
+                        f"{span}: the signal fades with depth; " + _fix(
+                            lecture, "raise --gain (5/3 for tanh, 1 for a linear stack) or "
+                            "turn on BatchNorm.", "scale the init up (Kaiming gain for the "
+                            "activation) or add normalisation."), snap.step)]
     grow = _grade(factor, t.grow_warn_factor, t.grow_error_factor)
     if grow:
         return [Finding("activation-grow", grow, where, factor, healthy,
-                        f"{span}: the signal blows up with depth; lower --gain or turn on "
-                        "BatchNorm.", snap.step)]
+                        f"{span}: the signal blows up with depth; " + _fix(
+                            lecture, "lower --gain or turn on BatchNorm.",
+                            "scale the init down or add normalisation."), snap.step)]
     return []
 
 
-def gradient_trend(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
-    layers = snap.layers
+def gradient_trend(snap: StatsSnapshot, t: Thresholds = T,
+                   lecture: bool = True) -> list[Finding]:
+    layers = _trend_layers(snap.layers)
     if len(layers) < 2:
         return []
     first, last = layers[0], layers[-1]
@@ -222,17 +261,22 @@ def gradient_trend(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
     vanish = _grade(factor, t.vanish_warn_factor, t.vanish_error_factor, above=False)
     if vanish:
         return [Finding("gradient-vanish", vanish, where, factor, healthy,
-                        f"{span}: the early layers hardly learn; raise --gain or turn on "
-                        "BatchNorm.", snap.step)]
+                        f"{span}: the early layers hardly learn; " + _fix(
+                            lecture, "raise --gain or turn on BatchNorm.",
+                            "check the init scale, add residual connections or "
+                            "normalisation."), snap.step)]
     explode = _grade(factor, t.explode_warn_factor, t.explode_error_factor)
     if explode:
         return [Finding("gradient-explode", explode, where, factor, healthy,
-                        f"{span}: the early layers get huge updates; keep fan-in "
-                        "normalisation on, lower --gain or turn on BatchNorm.", snap.step)]
+                        f"{span}: the early layers get huge updates; " + _fix(
+                            lecture, "keep fan-in normalisation on, lower --gain or turn on "
+                            "BatchNorm.", "scale the init down (by fan-in), add normalisation "
+                            "or clip gradients."), snap.step)]
     return []
 
 
-def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
+def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T,
+                       lecture: bool = True) -> list[Finding]:
     weights = [w for w in snap.weights if _ok(w.grad_data_ratio) and w.grad_data_ratio > 0]
     if len(weights) < 3:
         return []
@@ -248,8 +292,10 @@ def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
         else:
             continue
         faster = factor > 1
-        why = ("; an output layer shrunk by --last-layer-scale does this at init (the "
-               "lecture's case) and it fades as training goes on" if faster and w is weights[-1]
+        why = (("; an output layer shrunk by --last-layer-scale does this at init (the "
+                "lecture's case) and it fades as training goes on" if lecture else
+                "; an output layer initialised small does this at init and it fades as "
+                "training goes on") if faster and w is weights[-1]
                else "; check this parameter's init scale")
         out.append(Finding(
             "grad-data-outlier", severity, f"weight {w.name} {tuple(w.shape)}",
@@ -262,10 +308,13 @@ def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T) -> list[Finding]:
     return out
 
 
-def snapshot_findings(snap: StatsSnapshot, batch_size: int, t: Thresholds = T) -> list[Finding]:
-    """Every rule that reads one stats snapshot."""
-    return (saturation(snap, t) + dead_neurons(snap, batch_size, t) + activation_trend(snap, t)
-            + gradient_trend(snap, t) + grad_data_outliers(snap, t))
+def snapshot_findings(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
+                      lecture: bool = True) -> list[Finding]:
+    """Every rule that reads one stats snapshot. `lecture`: the run is the
+    lecture's stack, so advice may name its options (--gain, BatchNorm)."""
+    return (saturation(snap, t, lecture) + dead_neurons(snap, batch_size, t, lecture)
+            + activation_trend(snap, t, lecture) + gradient_trend(snap, t, lecture)
+            + grad_data_outliers(snap, t, lecture))
 
 
 # ----- figures outside a snapshot ------------------------------------------------
@@ -287,13 +336,15 @@ def initial_loss(first_loss: float, expected: float, vocab_size: int, step: int 
 
 
 def loss_diverging(level: float, best: float, expected: float, steps: int, step: int,
-                   t: Thresholds = T) -> list[Finding]:
+                   t: Thresholds = T, lecture: bool = True) -> list[Finding]:
     """`level`: the median loss over the last `steps` steps; `best`: the lowest
     such median of the run so far; `expected`: the uniform guess."""
     if not _ok(level):
         return []
     advice = ("training is diverging; lower the learning rate (--lr, or ] and [ live) and "
-              "check the init (--gain, fan-in, --last-layer-scale).")
+              "check the init (--gain, fan-in, --last-layer-scale)." if lecture else
+              "training is diverging; lower the learning rate and check the init scale of "
+              "the layers (and the output layer's).")
     found = []
     if _ok(expected) and expected > 0:
         ratio = level / expected
@@ -320,7 +371,8 @@ def loss_diverging(level: float, best: float, expected: float, steps: int, step:
     return sorted(found, key=lambda f: -f.rank)[:1]
 
 
-def update_level(level: float, steps: int, step: int, t: Thresholds = T) -> list[Finding]:
+def update_level(level: float, steps: int, step: int, t: Thresholds = T,
+                 lecture: bool = True) -> list[Finding]:
     """`level`: median over 2-D weights of each one's median log10 update:data."""
     if not _ok(level):
         return []
@@ -333,16 +385,18 @@ def update_level(level: float, steps: int, step: int, t: Thresholds = T) -> list
     high = _grade(level, t.update_high_warn_log10, t.update_high_error_log10)
     if high:
         return [Finding("update-ratio-high", high, "all weights", level, healthy,
-                        f"{said}: the learning rate is too high; lower --lr.", step)]
+                        f"{said}: the learning rate is too high; lower "
+                        f"{'--lr' if lecture else 'it'}.", step)]
     low = _grade(level, t.update_low_warn_log10, t.update_low_error_log10, above=False)
     if low:
         return [Finding("update-ratio-low", low, "all weights", level, healthy,
-                        f"{said}: the learning rate is too low and training crawls; raise --lr.",
-                        step)]
+                        f"{said}: the learning rate is too low and training crawls; raise "
+                        f"{'--lr' if lecture else 'it'}.", step)]
     return []
 
 
-def update_burst(level: float, step: int, t: Thresholds = T) -> list[Finding]:
+def update_burst(level: float, step: int, t: Thresholds = T,
+                 lecture: bool = True) -> list[Finding]:
     """`level`: one step's median log10 update:data over the 2-D weights."""
     if not _ok(level) or level <= t.update_burst_log10:
         return []
@@ -352,13 +406,17 @@ def update_burst(level: float, step: int, t: Thresholds = T) -> list[Finding]:
         f"(guide {t.update_guide_log10:g})",
         f"at step {step:,} one update moved the median weight by {10 ** level:.0%} of its own "
         f"size (log10 {level:.2f}): the learning rate is far too high and the weights may be "
-        "wrecked for good; lower --lr and restart.", step)]
+        f"wrecked for good; lower {'--lr' if lecture else 'the learning rate'} and restart.",
+        step)]
 
 
-def non_finite(nf: NonFinite) -> list[Finding]:
+def non_finite(nf: NonFinite, lecture: bool = True) -> list[Finding]:
     return [Finding("non-finite", "error", nf.where, None, "finite loss, activations, gradients",
                     f"a non-finite {nf.what} first appeared in {nf.where} at step {nf.step:,}: "
-                    "the run diverged; lower --lr or --gain, or turn on BatchNorm.", nf.step)]
+                    "the run diverged; " + _fix(
+                        lecture, "lower --lr or --gain, or turn on BatchNorm.",
+                        "lower the learning rate, clip gradients or check the init scale."),
+                    nf.step)]
 
 
 def calibration(cal: Calibration, info: RunInfo, step: int, t: Thresholds = T) -> list[Finding]:

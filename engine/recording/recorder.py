@@ -35,8 +35,10 @@ class Recorder:
     `meta` (plain JSON: where the data came from, who wrote it, ...).
     """
 
-    def __init__(self, path: str | Path, meta: dict | None = None, clock=time.monotonic):
+    def __init__(self, path: str | Path, meta: dict | None = None, clock=time.monotonic,
+                 status_seconds: float = STATUS_SECONDS):
         self.path = Path(path)
+        self.status_seconds = status_seconds   # watch() keeps one a second for attach
         self.meta = dict(meta or {})
         self._clock = clock
         self._writer: StreamWriter | None = None
@@ -111,7 +113,7 @@ class Recorder:
         last, now = self._last_status, self._clock()
         changed = last is None or (last.running, last.finished, last.stopped) != (
             status.running, status.finished, status.stopped)
-        if changed or now - self._last_status_at >= STATUS_SECONDS:
+        if changed or now - self._last_status_at >= self.status_seconds:
             self._last_status, self._last_status_at = status, now
             return True
         return False

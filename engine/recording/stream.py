@@ -222,7 +222,8 @@ def _layer(d: dict) -> LayerStats:
                       std=_f(d["std"]), saturation_pct=_f(d["saturation_pct"]),
                       dead=int(d["dead"]), units=int(d["units"]), grad_mean=_f(d["grad_mean"]),
                       grad_std=_f(d["grad_std"]), hist=_hist(d["hist"]),
-                      grad_hist=_hist(d["grad_hist"]))
+                      grad_hist=_hist(d["grad_hist"]), name=str(d.get("name", "")),
+                      family=str(d.get("family", "")), per_unit=int(d.get("per_unit", 0)))
 
 
 def _weight(d: dict) -> WeightStats:

@@ -209,6 +209,9 @@ async def test_health_pane_shows_what_the_monitor_finds(run_messages, monkeypatc
         def observe(self, result):
             self.seen += 1
 
+        def observe_many(self, results, ratios=None):   # a block of steps at once
+            self.seen += len(results)
+
         def observe_calibration(self, cal):
             self.calibrations.append(cal)
 

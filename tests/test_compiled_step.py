@@ -117,7 +117,7 @@ def test_cli_without_a_compiler_runs_like_the_fast_engine(tmp_path):
 
 
 def test_compiled_is_a_known_engine(small_dataset):
-    assert "compiled" in __import__("traintop.engine.training.trainer", fromlist=["ENGINES"]).ENGINES
+    assert {"compiled", "auto"} <= set(__import__("traintop.engine.config", fromlist=["ENGINES"]).ENGINES)
     with pytest.raises(Exception):
         Trainer(TrainConfig(n_hidden=8).validated(), small_dataset, engine="compile")
 
@@ -157,3 +157,48 @@ def test_a_stack_without_batchnorm_compiles_to_the_same_figures(small_dataset):
     assert comp.compiled.compiled is True
     assert_snapshots_close(c.stats, e.stats, 1e-3)
     assert_histograms_are_torchs(c.stats, comp.stack)
+
+
+def test_auto_steps_at_once_then_switches_to_the_compiled_graph_without_a_jump(small_dataset):
+    """The default engine: fast steps while a thread compiles on a twin, then
+    the compiled graphs, with the exact engine's figures on either side of the
+    switch; the switch compiles nothing more (the twin's graph is the run's)."""
+    import torch._dynamo.utils as dynamo_utils
+
+    exact, auto = trainers(small_dataset, engine="auto")
+    assert auto.engine_now in ("fast while compiling", "compiled")
+    before = [p.clone() for p in auto.stack.params]
+    for _ in range(3):          # not waiting: these run before (or as) the compile ends
+        e, a = exact.step(), auto.step()
+        assert close(a.loss, e.loss, 1e-4)
+    assert auto.compiled.wait(600) and auto.engine_now == "compiled"
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    for step in range(4, 25):
+        e, a = exact.step(), auto.step()
+        assert close(a.loss, e.loss, 1e-4)
+        assert all(abs(x - y) < 1e-3 for x, y in zip(a.update_ratio_log10, e.update_ratio_log10))
+        if step == 20:    # a compiled stats step
+            assert_snapshots_close(a.stats, e.stats, 1e-3)
+    assert auto.compiled.compiled is True and auto.compiled.error is None
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs
+    # the twin took the compiling calls: the run's parameters moved only by its steps
+    assert not all(torch.equal(p, b) for p, b in zip(auto.stack.params, before))
+    for p, q in zip(auto.stack.params, exact.stack.params):
+        assert torch.allclose(p, q.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_auto_stays_on_the_fast_engine_when_compiling_fails(small_dataset, monkeypatch):
+    def broken(stats):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler\nsecond line")
+        return fail
+
+    monkeypatch.setattr(compiled_step, "_get_compiled", broken)
+    config = TrainConfig(**CONFIG).validated()
+    fast, auto = (Trainer(config, small_dataset, engine=e) for e in ("fast", "auto"))
+    assert auto.compiled.wait(60)
+    for _ in range(12):
+        f, a = fast.step(), auto.step()
+        assert a.loss == f.loss and a.update_ratio_log10 == f.update_ratio_log10
+    assert auto.compiled.compiled is False and auto.engine_now == "fast"
+    assert auto.compiled.error == "RuntimeError: no C++ compiler"

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import TrainConfig
+from ..config import DEFAULT_ENGINE, TrainConfig
 from . import events
 from .feed import Command, Event, Message, RunStarted, Status, Steps
 
@@ -44,7 +44,7 @@ class SessionSpec:
     threads: int | None = None       # None: traintop.engine.training.threads.choose_threads
     checkpoint_dir: str = "."        # where `checkpoint` without a path writes
     start_paused: bool = False
-    engine: str = "exact"            # Trainer engine: exact (autograd) or fast
+    engine: str = DEFAULT_ENGINE     # Trainer engine (traintop.engine.config.ENGINES)
 
 
 class LiveSession:

@@ -13,6 +13,7 @@ import torch
 
 from ..data.errors import InputError
 from ..engine.health.monitor import HealthMonitor
+from ..engine.config import DEFAULT_ENGINE
 from ..engine.recording import events
 from ..engine.recording.feed import RunStarted, Status
 from ..engine.recording.recorder import Recorder
@@ -64,7 +65,7 @@ def parse_splits(text: str | None) -> tuple[str, ...]:
 def make_trainer(args: argparse.Namespace) -> Trainer:
     """Trainer for the options: config (over a resumed checkpoint's), data, device."""
     return build_trainer(config_for(args), args.data, check_device(args.device),
-                         getattr(args, "engine", "exact"), args.threads,
+                         getattr(args, "engine", DEFAULT_ENGINE), args.threads,
                          getattr(args, "resume", None))
 
 
@@ -129,7 +130,8 @@ def timing_dict(trainer: Trainer, steps: int, seconds: float) -> dict:
     """How this process ran: the path, threads, wall time (eval and samples
     excluded, a compiled path's compiling included), the memory the history
     holds and the process's peak RSS."""
-    return {"engine": trainer.engine, "threads": torch.get_num_threads(),
+    return {"engine": trainer.engine, "engine_at_end": trainer.engine_now,
+            "threads": torch.get_num_threads(),
             "steps": steps, "wall_s": round(seconds, 3),
             "steps_per_sec": round(steps / seconds, 1) if seconds > 0 else 0.0,
             "history_mb": round(trainer.history.nbytes() / 1e6, 3),

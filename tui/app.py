@@ -50,6 +50,10 @@ TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
 STEERING_ACTIONS = frozenset({"toggle_pause", "step", "scale_lr", "gain", "toggle", "restart",
                               "evaluate", "sample", "calibrate", "checkpoint"})
 MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
+# From this size up (columns, rows) the first tab holds the design's four
+# panes (loss, saturation, gradient histograms, update:data ratios); below it
+# a pane of ~40x9 cells says nothing, so the gradient histograms stay on tab 2.
+GRID_MIN = (100, 32)
 
 
 class TraintopApp(App[int]):
@@ -102,6 +106,10 @@ class TraintopApp(App[int]):
         self.saturation = SaturationPane(s, id="saturation")
         self.activations = HistogramPane(s, "activation", id="act-hist")
         self.gradients = HistogramPane(s, "gradient", id="grad-hist")
+        # The first screen's copy of the gradient histograms: the design's
+        # four panes side by side where the terminal holds them (GRID_MIN);
+        # tab 2 keeps its own, beside the activations.
+        self.gradients_first = HistogramPane(s, "gradient", id="grad-hist-first")
         self.weights = WeightsPane(s, id="weights")
         self.status_line = StatusLine(id="status")
         self.samples = SamplesPane(id="samples")
@@ -120,7 +128,9 @@ class TraintopApp(App[int]):
                 with Horizontal(id="training-top"):
                     yield self.loss
                     yield self.saturation
-                yield self.ratio
+                with Horizontal(id="training-bottom"):
+                    yield self.gradients_first
+                    yield self.ratio
             with TabPane("2 activations", id="activations"):
                 yield self.activations
                 yield self.gradients
@@ -137,7 +147,13 @@ class TraintopApp(App[int]):
         yield self.status_line
         yield Footer(compact=True)
 
+    def on_resize(self, event: events.Resize) -> None:
+        cols, rows = event.size
+        self.screen.set_class(cols >= GRID_MIN[0] and rows >= GRID_MIN[1], "-grid")
+
     def on_mount(self) -> None:
+        cols, rows = self.size
+        self.screen.set_class(cols >= GRID_MIN[0] and rows >= GRID_MIN[1], "-grid")
         self.show_status()
         try:
             self.source.start()
@@ -192,7 +208,8 @@ class TraintopApp(App[int]):
     def mark(self, changed: set[str]) -> None:
         for name, panes in (("loss", (self.loss,)), ("ratio", (self.ratio,)),
                             ("saturation", (self.saturation,)),
-                            ("histograms", (self.activations, self.gradients)),
+                            ("histograms", (self.activations, self.gradients,
+                                            self.gradients_first)),
                             ("weights", (self.weights,))):
             if name in changed:
                 for pane in panes:
@@ -204,6 +221,11 @@ class TraintopApp(App[int]):
             self.calibration.show(self.state)
 
     # ----- redraws ---------------------------------------------------------------
+    @property
+    def slow_panes(self) -> tuple:
+        return (self.ratio, self.saturation, self.gradients_first, self.activations,
+                self.gradients, self.weights)
+
     def redraw_fast(self) -> None:
         self.loss.replot()
         self.show_status()
@@ -216,8 +238,7 @@ class TraintopApp(App[int]):
         if self._ticks % 2 == 0:
             self.redraw_fast()
             return
-        due = [p for p in (self.ratio, self.saturation, self.activations, self.gradients,
-                           self.weights) if p.seen and now - p.drawn_at >= SLOW_SECONDS]
+        due = [p for p in self.slow_panes if p.seen and now - p.drawn_at >= SLOW_SECONDS]
         if due:
             pane = min(due, key=lambda p: p.drawn_at)
             pane.replot()     # a no-op when nothing changed
@@ -249,8 +270,7 @@ class TraintopApp(App[int]):
 
     def redraw_all(self) -> None:
         """Every visible pane at once (tests and snapshots use it)."""
-        for pane in (self.loss, self.ratio, self.saturation, self.activations, self.gradients,
-                     self.weights):
+        for pane in (self.loss, *self.slow_panes):
             pane.replot(force=True)
         self.redraw_text({"samples", "events", "health"})
         self.calibration.show(self.state)

@@ -38,6 +38,9 @@ def main(argv: list[str]) -> int:
     if args.record:
         check_writable(args.record)
     source = LiveSession(spec)  # before App.run(): it starts the resource tracker
+    # The trainer child imports torch (seconds) while this process imports
+    # Textual and paints: spawned now, the first step comes ~1 s sooner.
+    source.start()
     if args.record:
         from ..engine.recording.recording_source import RecordingSource
 

@@ -165,7 +165,7 @@ def test_auto_steps_at_once_then_switches_to_the_compiled_graph_without_a_jump(s
     switch; the switch compiles nothing more (the twin's graph is the run's)."""
     import torch._dynamo.utils as dynamo_utils
 
-    exact, auto = trainers(small_dataset, engine="auto")
+    exact, auto = trainers(small_dataset, engine="auto", steps=100_000)  # long enough to compile
     assert auto.engine_now in ("fast while compiling", "compiled")
     before = [p.clone() for p in auto.stack.params]
     for _ in range(3):          # not waiting: these run before (or as) the compile ends
@@ -194,7 +194,7 @@ def test_auto_stays_on_the_fast_engine_when_compiling_fails(small_dataset, monke
         return fail
 
     monkeypatch.setattr(compiled_step, "_get_compiled", broken)
-    config = TrainConfig(**CONFIG).validated()
+    config = TrainConfig(**{**CONFIG, "steps": 100_000}).validated()
     fast, auto = (Trainer(config, small_dataset, engine=e) for e in ("fast", "auto"))
     assert auto.compiled.wait(60)
     for _ in range(12):
@@ -202,3 +202,14 @@ def test_auto_stays_on_the_fast_engine_when_compiling_fails(small_dataset, monke
         assert a.loss == f.loss and a.update_ratio_log10 == f.update_ratio_log10
     assert auto.compiled.compiled is False and auto.engine_now == "fast"
     assert auto.compiled.error == "RuntimeError: no C++ compiler"
+
+
+def test_auto_does_not_compile_for_a_short_run(small_dataset):
+    from traintop.engine.training.trainer import AUTO_COMPILE_MIN_STEPS
+
+    config = TrainConfig(**{**CONFIG, "steps": AUTO_COMPILE_MIN_STEPS - 1}).validated()
+    auto = Trainer(config, small_dataset, engine="auto")
+    assert auto.compiled is None and auto.engine_now == "fast"
+    fast = Trainer(config, small_dataset, engine="fast")
+    for _ in range(3):
+        assert auto.step().loss == fast.step().loss

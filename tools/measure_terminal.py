@@ -14,8 +14,13 @@ the time each arrived. Prints one JSON document:
 - bytes_per_sec: bytes written from --skip seconds after spawn to the end
   (steady training, start-up excluded), and the same per window of 5 s;
 - status_updates_per_sec: how often a new step count was written;
-- loss_redraws_per_sec: how often the loss pane's title ("log10 loss") was
-  written: a plot widget is repainted whole, title included.
+- loss_redraws_per_sec: frames (bursts of output) that write inside the
+  loss pane's place on the default first screen (the left two thirds of the
+  top half; panes repaint only their changed lines, so no fixed text marks
+  a redraw);
+- bytes_per_sec_by_area: where the steady bytes go, by the screen area the
+  cursor was moved to (status line, footer, top half left/right, bottom
+  half left/right), to find what to cut.
 
 With --other, COMMAND is any program (btop, top, htop) and only the byte
 figures mean something. Nothing here is a test: it asserts nothing.
@@ -40,7 +45,50 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP = re.compile(rb"step ([\d,]+) \xc2\xb7")   # "step 1,234 ·" in UTF-8
+MOVE = re.compile(rb"\x1b\[(\d+);(\d+)H")          # cursor to row;col (1-based)
 WINDOW_S = 5.0
+FRAME_GAP_S = 0.03    # output further apart than this starts a new frame
+
+
+def area(row: int, col: int, cols: int, rows: int) -> str:
+    if row == rows:
+        return "footer"
+    if row == rows - 1:
+        return "status line"
+    half = "top" if row <= 2 + (rows - 4) // 2 else "bottom"
+    if row <= 2:
+        return "tabs"
+    return f"{half} {'left' if col <= cols * 2 // 3 else 'right'}"
+
+
+def by_area(chunks, cols: int, rows: int) -> dict[str, int]:
+    """Bytes per screen area: each run of output is counted where the cursor
+    move before it pointed."""
+    out: dict[str, int] = {}
+    where = "other"
+    for _, data in chunks:
+        last = 0
+        for m in MOVE.finditer(data):
+            out[where] = out.get(where, 0) + m.start() - last
+            where, last = area(int(m.group(1)), int(m.group(2)), cols, rows), m.start()
+        out[where] = out.get(where, 0) + len(data) - last
+    return out
+
+
+def loss_frames(chunks, cols: int, rows: int) -> int:
+    """Frames with a write in the loss pane's place (top half, left two thirds,
+    below the tabs and the pane's border)."""
+    frames, last_t, hit = 0, -1.0, False
+    for t, data in chunks:
+        if t - last_t > FRAME_GAP_S:
+            frames += hit
+            hit = False
+        last_t = t
+        for m in MOVE.finditer(data):
+            row, col = int(m.group(1)), int(m.group(2))
+            if 4 <= row <= 2 + (rows - 4) // 2 and col < cols * 2 // 3 - 1:
+                hit = True
+    return frames + hit
 
 
 def spawn(command: list[str], cols: int, rows: int) -> tuple[int, int]:
@@ -124,7 +172,9 @@ def measure(command: list[str], cols: int, rows: int, seconds: float, skip: floa
             steps.append((t, int(m.replace(b",", b""))))
     changes = sum(1 for a, b in zip(steps, steps[1:]) if b[1] != a[1])
     out["status_updates_per_sec"] = round(changes / span, 2)
-    out["loss_redraws_per_sec"] = round(sum(d.count(b"log10 loss") for _, d in steady) / span, 2)
+    out["loss_redraws_per_sec"] = round(loss_frames(steady, cols, rows) / span, 2)
+    out["bytes_per_sec_by_area"] = {k: round(v / span) for k, v in
+                                    sorted(by_area(steady, cols, rows).items())}
     out["last_step"] = steps[-1][1] if steps else None
     return out
 

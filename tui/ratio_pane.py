@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .health_marks import badge, param_marks
 from .plot_pane import PlotPane
-from .plotting import downsample, draw_markers, finite_points, plot_width, style
+from .plotting import (axis_end, downsample, draw_markers, finite_points, plot_width,
+                       steady_range, style)
 
 GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
 
@@ -37,8 +38,8 @@ class RatioPane(PlotPane):
                 plt.plot(xs, ys, label=name, **style(k, no_color))
                 values += ys
         plt.horizontal_line(GUIDE, color="gray")
-        lo, hi = min(values), max(values)
-        pad = (hi - lo) * 0.05 or 0.1
-        plt.ylim(lo - pad, hi + pad * 4)
-        plt.xlim(0, max(self.tick, 1))
-        draw_markers(plt, self.markers, 0, self.tick, hi + pad * 3)
+        lo, hi = steady_range(min(values), max(values))
+        pad = (hi - lo) * 0.05
+        plt.ylim(lo, hi + pad * 3)
+        plt.xlim(0, axis_end(self.tick))
+        draw_markers(plt, self.markers, 0, axis_end(self.tick), hi + pad * 2)

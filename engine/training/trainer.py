@@ -29,6 +29,11 @@ from ..steps.stats import snapshot, update_ratios
 
 # Init-time choices: changing one restarts the run.
 
+# "auto" compiles only for a run at least this long: compiling costs ~30 s of
+# CPU cold (~5 s from inductor's disk cache), which a shorter run, done in
+# seconds on the fast engine, would never win back.
+AUTO_COMPILE_MIN_STEPS = 20_000
+
 RESTART_KEYS = ("gain", "batchnorm", "activation", "fan_in", "bias", "last_layer_scale", "n_embd",
                 "n_hidden", "depth", "seed")
 
@@ -42,7 +47,8 @@ class Trainer:
         "compiled" (traintop.engine.steps.compiled) is the fast engine's step as one
         torch.compile'd graph (the first step compiles), falling back to "fast"
         where compiling fails; "auto" (the command line's default) steps "fast"
-        at once while a thread compiles, then "compiled"."""
+        at once while a thread compiles, then "compiled" (a run shorter than
+        AUTO_COMPILE_MIN_STEPS stays "fast")."""
         if engine not in ENGINES:
             raise InputError(f"--engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
         self.engine = engine
@@ -73,7 +79,7 @@ class Trainer:
         self.compiled = None
         if self.engine == "compiled":
             self.compiled = CompiledStep(self.fast)
-        elif self.engine == "auto":
+        elif self.engine == "auto" and config.steps >= AUTO_COMPILE_MIN_STEPS:
             self.compiled = CompiledStep(self.fast, *self._twin(config))
         self.steps_done = 0
         self.lr_scale = 1.0  # live lr changes scale the schedule
@@ -98,7 +104,7 @@ class Trainer:
     def engine_now(self) -> str:
         """The path steps take now: exact, fast, compiled, or "fast while compiling"."""
         if self.compiled is None:
-            return self.engine
+            return "fast" if self.engine == "auto" else self.engine
         if self.compiled.compiled is False:
             return "fast"
         return "compiled" if self.compiled.ready else "fast while compiling"

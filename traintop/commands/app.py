@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..data.errors import InputError
-from .options import add_train_options, check_device, config_for
+from .options import add_train_options, check_device, config_for, positive_float
 from ..data.words import read_checked_words
 from ..engine.recording.session import LiveSession, SessionSpec
 
@@ -23,6 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where `w` writes checkpoints (default: the current directory)")
     app.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
     app.add_argument("--paused", action="store_true", help="start paused (space starts)")
+    app.add_argument("--refresh", type=positive_float("--refresh"), default=0.8,
+                     metavar="SECONDS",
+                     help="the loss plot redraws every SECONDS, the status line 2.5 times "
+                          "as often, the other panes a quarter as often (default 0.8; "
+                          "larger for a slow link: fewer bytes to the terminal)")
     app.add_argument("--record", metavar="PATH",
                      help="record the session (every run, step and intervention) to this "
                           "JSON-lines file (.jsonl or .jsonl.gz) for traintop replay/attach")
@@ -48,7 +53,7 @@ def main(argv: list[str]) -> int:
                                  meta={"data": source_name, "writer": "traintop app"})
     from ..tui.app import run_app  # Textual loads only once the options are good
 
-    return run_app(source, title="traintop")
+    return run_app(source, title="traintop", refresh=args.refresh)
 
 
 def check_writable(path: str) -> None:

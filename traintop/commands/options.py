@@ -16,7 +16,7 @@ CONFIG_OPTIONS = ("n_embd", "n_hidden", "depth", "block_size", "batchnorm", "act
                   "batch_size", "seed", "split_seed", "stats_every")
 
 
-def _positive_float(option: str):
+def positive_float(option: str):
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -56,12 +56,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                    help="divide initial weights by sqrt(fan_in) (default on)")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction,
                    help="Linear biases (default: on without BatchNorm, off with it)")
-    g.add_argument("--last-layer-scale", type=_positive_float("--last-layer-scale"),
+    g.add_argument("--last-layer-scale", type=positive_float("--last-layer-scale"),
                    help=f"scale of the output layer at init (default {d.last_layer_scale})")
-    g.add_argument("--lr", type=_positive_float("--lr"), help=f"learning rate (default {d.lr})")
+    g.add_argument("--lr", type=positive_float("--lr"), help=f"learning rate (default {d.lr})")
     g.add_argument("--lr-decay-step", type=_count(0),
                    help=f"first step of --lr-after (default {d.lr_decay_step:,})")
-    g.add_argument("--lr-after", type=_positive_float("--lr-after"),
+    g.add_argument("--lr-after", type=positive_float("--lr-after"),
                    help=f"learning rate after the decay step (default {d.lr_after})")
     g.add_argument("--batch-size", type=_count(1), help=f"batch size (default {d.batch_size})")
     g.add_argument("--seed", type=_count(0), help=f"torch seed (default {d.seed})")

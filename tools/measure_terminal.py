@@ -11,6 +11,9 @@ the time each arrived. Prints one JSON document:
   status line, "waiting for the run to start" or "step N ·", painted with
   the first full frame);
 - first_step_s: spawn to the first "step N" with N >= 1 on the status line;
+- first_frame_cpu_s, first_step_cpu_s: CPU seconds the UI process and the
+  busiest process under it (the trainer child) had used by then: on a
+  machine shared with other work the wall times stretch, these do not;
 - bytes_per_sec: bytes written from --skip seconds after spawn to the end
   (steady training, start-up excluded), and the same per window of 5 s;
 - status_updates_per_sec: how often a new step count was written;
@@ -103,8 +106,27 @@ def spawn(command: list[str], cols: int, rows: int) -> tuple[int, int]:
     return pid, fd
 
 
-def record(fd: int, seconds: float, start: float) -> list[tuple[float, bytes]]:
-    """(seconds since start, bytes) of every read, until `seconds` have passed."""
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    try:
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return kids + [d for k in kids for d in descendants(k)]
+
+
+def record(fd: int, seconds: float, start: float, pid: int | None = None,
+           cpu: list | None = None) -> list[tuple[float, bytes]]:
+    """(seconds since start, bytes) of every read, until `seconds` have passed;
+    with `pid`, `cpu` gets (seconds, CPU seconds of pid, the most CPU seconds
+    of any one process under it) at each read of the first 20 s."""
     chunks = []
     while (now := time.perf_counter()) - start < seconds:
         ready, _, _ = select.select([fd], [], [], min(0.1, seconds - (now - start)))
@@ -117,6 +139,9 @@ def record(fd: int, seconds: float, start: float) -> list[tuple[float, bytes]]:
         if not data:
             break
         chunks.append((time.perf_counter() - start, data))
+        if pid is not None and chunks[-1][0] < 20:
+            kids = [cpu_seconds(k) for k in descendants(pid)]
+            cpu.append((chunks[-1][0], cpu_seconds(pid), max(kids, default=0.0)))
     return chunks
 
 
@@ -133,8 +158,9 @@ def measure(command: list[str], cols: int, rows: int, seconds: float, skip: floa
             other: bool) -> dict:
     start = time.perf_counter()
     pid, fd = spawn(command, cols, rows)
+    cpu: list = []
     try:
-        chunks = record(fd, seconds, start)
+        chunks = record(fd, seconds, start, pid, cpu)
     finally:
         try:
             os.write(fd, b"q")
@@ -166,6 +192,13 @@ def measure(command: list[str], cols: int, rows: int, seconds: float, skip: floa
                                       or STEP.search(s) is not None)
     out["first_step_s"] = first_time(
         chunks, lambda s: any(int(m.replace(b",", b"")) >= 1 for m in STEP.findall(s)))
+    # CPU seconds spent by then: what the start-up costs where no other
+    # process takes the cores (the UI process; the busiest process under it,
+    # the trainer child)
+    for key in ("first_frame_s", "first_step_s"):
+        at = [(ui, child) for t, ui, child in cpu if t <= (out[key] or -1)]
+        out[key.replace("_s", "_cpu_s")] = {"ui": at[-1][0], "trainer": at[-1][1]} \
+            if at else None
     steps = []
     for t, data in steady:
         for m in STEP.findall(data):

@@ -213,3 +213,21 @@ def test_auto_does_not_compile_for_a_short_run(small_dataset):
     fast = Trainer(config, small_dataset, engine="fast")
     for _ in range(3):
         assert auto.step().loss == fast.step().loss
+
+
+def test_auto_restart_while_compiling_compiles_for_the_new_run(small_dataset):
+    """A restart (a key in the app) drops the old run's compile and starts
+    the new run's; the new run still steps at once and ends up compiled."""
+    config = TrainConfig(**{**CONFIG, "steps": 100_000}).validated()
+    auto = Trainer(config, small_dataset, engine="auto")
+    old = auto.compiled
+    auto.step()
+    auto.restart(gain="1")
+    assert auto.compiled is not old and old._cancelled
+    assert auto.steps_done == 0 and auto.step().step == 1
+    assert auto.compiled.wait(600) and old.wait(600)
+    fast = Trainer(auto.config, small_dataset, engine="fast")
+    fast.step()
+    for _ in range(3):
+        assert close(auto.step().loss, fast.step().loss, 1e-4)
+    assert auto.compiled.compiled is True and auto.engine_now == "compiled"

@@ -197,7 +197,7 @@ def measure(command: list[str], cols: int, rows: int, seconds: float, skip: floa
     # the trainer child)
     for key in ("first_frame_s", "first_step_s"):
         at = [(ui, child) for t, ui, child in cpu if t <= (out[key] or -1)]
-        out[key.replace("_s", "_cpu_s")] = {"ui": at[-1][0], "trainer": at[-1][1]} \
+        out[key[:-2] + "_cpu_s"] = {"ui": at[-1][0], "trainer": at[-1][1]} \
             if at else None
     steps = []
     for t, data in steady:

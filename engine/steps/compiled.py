@@ -105,8 +105,8 @@ class CompiledStep:
     def __init__(self, fast: FastStep, twin: FastStep | None = None,
                  batch: tuple[torch.Tensor, torch.Tensor] | None = None):
         """Without `twin`, the first step compiles (and waits for it); with a
-        twin and a `batch` of its shapes, a thread compiles at once and steps
-        run eagerly until it is done (see `ready`)."""
+        twin and a `batch` of its shapes, a thread compiles from the end of
+        the first step on, and steps run eagerly until it is done (`ready`)."""
         self.fast = fast
         self.compiled: bool | None = None   # None: not tried yet; False: fell back
         self.error: str | None = None       # why compilation fell back
@@ -114,10 +114,19 @@ class CompiledStep:
         # float64 like the moments, which the ratio divides (the update casts it)
         self._lr = torch.zeros((), dtype=torch.float64, device=fast.device)
         self._ready: threading.Event | None = None
+        self._cancelled = False
+        self._pending = None   # (twin, Xb, Yb) until the compile thread starts
         if twin is not None:
             self._ready = threading.Event()
+            self._pending = (twin, *batch)
+
+    def _start_compiling(self) -> None:
+        """The thread starts once the first step is out (it takes the GIL for
+        seconds at a time, which would hold the first step on screen back)."""
+        if self._pending is not None:
+            args, self._pending = self._pending, None
             # daemon: a short run may end before the compile does
-            threading.Thread(target=self._compile_on, args=(twin, *batch), daemon=True,
+            threading.Thread(target=self._compile_on, args=args, daemon=True,
                              name="traintop-compile").start()
 
     @property
@@ -127,13 +136,23 @@ class CompiledStep:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a background compile is over (tests, the bench)."""
+        self._start_compiling()
         return self._ready is None or self._ready.wait(timeout)
+
+    def cancel(self) -> None:
+        """The run restarted: a graph not begun yet is not compiled."""
+        self._cancelled = True
+        if self._pending is not None:    # never started: nothing will set it
+            self._pending = None
+            self._ready.set()
 
     def _compile_on(self, twin: FastStep, Xb: torch.Tensor, Yb: torch.Tensor) -> None:
         lr = torch.zeros((), dtype=torch.float64, device=twin.device)
         try:
             with torch.no_grad():
                 for stats in (False, True):
+                    if self._cancelled:
+                        return
                     _get_compiled(stats)(twin, Xb, Yb, lr)
             self._ran = {False, True}
         except Exception as exc:  # noqa: BLE001 - any compile failure means eager
@@ -172,4 +191,6 @@ class CompiledStep:
                 values, outs, out_grads = parts[0]
                 self.fast.keep_measured(outs, out_grads)
                 return (loss, nan != 0), moments, ratios, values
-        return (*_eager(self.fast, Xb, Yb, lr), None)
+        result = (*_eager(self.fast, Xb, Yb, lr), None)
+        self._start_compiling()
+        return result

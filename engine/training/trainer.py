@@ -76,6 +76,8 @@ class Trainer:
             self.stack.to(self.device)
         self.fast = FastStep(self.stack, config.batch_size, self.device) \
             if self.engine != "exact" else None
+        if getattr(self, "compiled", None) is not None:
+            self.compiled.cancel()   # a restart: the old run's compile is of no use now
         self.compiled = None
         if self.engine == "compiled":
             self.compiled = CompiledStep(self.fast)

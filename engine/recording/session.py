@@ -138,6 +138,12 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
         messages.cancel_join_thread()   # the viewer may be gone: do not wait to flush
         return
     Runner(trainer, spec, commands, messages, parent).serve()
+    from ..steps.compiled import compiling, exit_now_if_compiling
+
+    if compiling():   # the "auto" engine's compile would abort a normal exit
+        messages.close()
+        messages.join_thread()   # the viewer gets every last message first
+        exit_now_if_compiling(0)
 
 
 def _build(spec: SessionSpec):

@@ -25,6 +25,8 @@ two compute the same figures (to ~1e-6), so the switch makes no jump.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 
 import torch
@@ -33,6 +35,26 @@ from . import graph_stats
 from .fast import FastStep
 
 log = logging.getLogger(__name__)
+COMPILE_THREAD = "traintop-compile"
+
+
+def compiling() -> bool:
+    """Whether a background compile (the "auto" engine) is still under way."""
+    return any(t.name == COMPILE_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+def exit_now_if_compiling(code: int) -> None:
+    """End the process at once while a background compile is under way.
+
+    The interpreter's normal exit tears torch's C++ state down under the
+    compiling thread and aborts ("terminate called without an active
+    exception", status 134, seen when a 20,000-step run ended mid-compile).
+    What was written is flushed and the process leaves with `code`; with no
+    compile under way this returns and the process exits as usual."""
+    if compiling():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _core(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
@@ -127,7 +149,7 @@ class CompiledStep:
             args, self._pending = self._pending, None
             # daemon: a short run may end before the compile does
             threading.Thread(target=self._compile_on, args=args, daemon=True,
-                             name="traintop-compile").start()
+                             name=COMPILE_THREAD).start()
 
     @property
     def ready(self) -> bool:

@@ -19,6 +19,7 @@ from ..engine.recording.feed import RunStarted, Status
 from ..engine.recording.recorder import Recorder
 from ..engine.report import report_dict, report_text
 from ..engine.training.build import build_trainer
+from ..engine.steps.compiled import exit_now_if_compiling
 from ..engine.training.checkpoint import save_checkpoint
 from ..engine.training.trainer import Trainer
 from .options import add_train_options, check_device, config_for
@@ -115,7 +116,9 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     else:
         sys.stdout.write(report_text(doc) + "\n")
-    return 130 if stop.is_set() else (1 if trainer.stopped else 0)
+    code = 130 if stop.is_set() else (1 if trainer.stopped else 0)
+    exit_now_if_compiling(code)   # a run that ends mid-compile must not abort at exit
+    return code
 
 
 def start_recording(path: str, trainer: Trainer) -> Recorder:

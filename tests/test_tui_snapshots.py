@@ -28,6 +28,11 @@ def settle(tab: str | None = None):
         app = pilot.app
         while app.source.queue:
             await pilot.pause(0.05)
+        # every pane drawn before a key: under the help screen none redraws,
+        # and the redraw clock may not have reached the slower panes yet
+        await pilot.pause(0.2)
+        app.redraw_all()
+        await pilot.pause(0.1)
         if tab:
             await pilot.press(tab)
         await pilot.pause(0.2)

@@ -10,6 +10,12 @@ from ..data.errors import InputError
 
 # The init gains the lecture tries, in the order the app steps through them.
 GAIN_STEPS = ("0.5", "1", "5/3", "2", "3")
+# The trainer's step paths (traintop.engine.training.trainer). The command
+# line's default "auto" steps the fast engine at once and the compiled one
+# once a background thread has compiled it; "exact" reproduces the lecture
+# bit for bit; the Trainer class itself defaults to "exact".
+ENGINES = ("auto", "exact", "fast", "compiled")
+DEFAULT_ENGINE = "auto"
 ACTIVATIONS = ("tanh", "linear")
 
 

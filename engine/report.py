@@ -70,8 +70,11 @@ def timing_text(t: dict) -> str:
     """One line of how the run ran (traintop.commands.run.timing_dict)."""
     minutes, seconds = divmod(t["wall_s"], 60)
     wall = f"{int(minutes)} min {seconds:.1f} s" if minutes else f"{seconds:.1f} s"
+    engine = t["engine"]
+    if t.get("engine_at_end", engine) != engine:   # auto: which path it had reached
+        engine += f": {t['engine_at_end']} at the end"
     return (f"ran {t['steps']:,} steps in {wall} ({t['steps_per_sec']:,.0f} steps/s), "
-            f"engine {t['engine']}, {t['threads']} thread(s); history {t['history_mb']:.2f} MB, "
+            f"engine {engine}, {t['threads']} thread(s); history {t['history_mb']:.2f} MB, "
             f"peak RSS {t['peak_rss_mb']:.0f} MB")
 
 

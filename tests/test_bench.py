@@ -23,11 +23,12 @@ def test_bench_json_has_every_row_and_the_scaling_table():
     doc = json.loads(proc.stdout)
     assert doc["device"] == "cpu" and doc["threads"] >= 1 and doc["threads_chosen"] is True
     rows = {r["key"]: r for r in doc["rows"]}
-    assert list(rows) == ["fast_stats100", "fast_stats1", "compiled_stats100",
+    assert list(rows) == ["auto_stats100", "auto_stats1", "fast_stats100", "fast_stats1", "compiled_stats100",
                           "compiled_stats1", "exact_stats100", "exact_stats1", "plain", "lecture"]
-    assert [rows[k]["path"] for k in rows] == ["fast", "fast", "compiled", "compiled", "exact",
+    assert [rows[k]["path"] for k in rows] == ["auto", "auto", "fast", "fast", "compiled", "compiled", "exact",
                                                "exact", "baseline", "baseline"]
-    assert set(doc["first_step_s"]) == {"compiled_stats100", "compiled_stats1"}
+    assert set(doc["first_step_s"]) == {"auto_stats100", "auto_stats1", "compiled_stats100",
+                                         "compiled_stats1"}
     assert all(s > 0 for s in doc["first_step_s"].values())
     assert rows["fast_stats1"]["stats_every"] == 1 and rows["exact_stats100"]["stats_every"] == 100
     plain = rows["plain"]["steps_per_sec"]
@@ -57,7 +58,8 @@ def test_bench_text_with_threads_override():
     assert "plain torch.nn loop, no stats" in out and "1.00x" in out
     assert "engine fast, full stats every step" in out
     assert "engine compiled, full stats every 100  compiled" in out
-    assert "first 2 steps of compiled_stats100 (torch.compile, untimed)" in out
+    assert "compiled_stats100: first 2 steps (torch.compile, untimed)" in out
+    assert "auto_stats100: background compile ready, waited" in out
     assert "scaling" not in out
 
 

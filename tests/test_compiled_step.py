@@ -117,7 +117,7 @@ def test_cli_without_a_compiler_runs_like_the_fast_engine(tmp_path):
 
 
 def test_compiled_is_a_known_engine(small_dataset):
-    assert "compiled" in __import__("traintop.engine.training.trainer", fromlist=["ENGINES"]).ENGINES
+    assert {"compiled", "auto"} <= set(__import__("traintop.engine.config", fromlist=["ENGINES"]).ENGINES)
     with pytest.raises(Exception):
         Trainer(TrainConfig(n_hidden=8).validated(), small_dataset, engine="compile")
 
@@ -157,3 +157,77 @@ def test_a_stack_without_batchnorm_compiles_to_the_same_figures(small_dataset):
     assert comp.compiled.compiled is True
     assert_snapshots_close(c.stats, e.stats, 1e-3)
     assert_histograms_are_torchs(c.stats, comp.stack)
+
+
+def test_auto_steps_at_once_then_switches_to_the_compiled_graph_without_a_jump(small_dataset):
+    """The default engine: fast steps while a thread compiles on a twin, then
+    the compiled graphs, with the exact engine's figures on either side of the
+    switch; the switch compiles nothing more (the twin's graph is the run's)."""
+    import torch._dynamo.utils as dynamo_utils
+
+    exact, auto = trainers(small_dataset, engine="auto", steps=100_000)  # long enough to compile
+    assert auto.engine_now in ("fast while compiling", "compiled")
+    before = [p.clone() for p in auto.stack.params]
+    for _ in range(3):          # not waiting: these run before (or as) the compile ends
+        e, a = exact.step(), auto.step()
+        assert close(a.loss, e.loss, 1e-4)
+    assert auto.compiled.wait(600) and auto.engine_now == "compiled"
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    for step in range(4, 25):
+        e, a = exact.step(), auto.step()
+        assert close(a.loss, e.loss, 1e-4)
+        assert all(abs(x - y) < 1e-3 for x, y in zip(a.update_ratio_log10, e.update_ratio_log10))
+        if step == 20:    # a compiled stats step
+            assert_snapshots_close(a.stats, e.stats, 1e-3)
+    assert auto.compiled.compiled is True and auto.compiled.error is None
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs
+    # the twin took the compiling calls: the run's parameters moved only by its steps
+    assert not all(torch.equal(p, b) for p, b in zip(auto.stack.params, before))
+    for p, q in zip(auto.stack.params, exact.stack.params):
+        assert torch.allclose(p, q.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_auto_stays_on_the_fast_engine_when_compiling_fails(small_dataset, monkeypatch):
+    def broken(stats):
+        def fail(*args):
+            raise RuntimeError("no C++ compiler\nsecond line")
+        return fail
+
+    monkeypatch.setattr(compiled_step, "_get_compiled", broken)
+    config = TrainConfig(**{**CONFIG, "steps": 100_000}).validated()
+    fast, auto = (Trainer(config, small_dataset, engine=e) for e in ("fast", "auto"))
+    assert auto.compiled.wait(60)
+    for _ in range(12):
+        f, a = fast.step(), auto.step()
+        assert a.loss == f.loss and a.update_ratio_log10 == f.update_ratio_log10
+    assert auto.compiled.compiled is False and auto.engine_now == "fast"
+    assert auto.compiled.error == "RuntimeError: no C++ compiler"
+
+
+def test_auto_does_not_compile_for_a_short_run(small_dataset):
+    from traintop.engine.training.trainer import AUTO_COMPILE_MIN_STEPS
+
+    config = TrainConfig(**{**CONFIG, "steps": AUTO_COMPILE_MIN_STEPS - 1}).validated()
+    auto = Trainer(config, small_dataset, engine="auto")
+    assert auto.compiled is None and auto.engine_now == "fast"
+    fast = Trainer(config, small_dataset, engine="fast")
+    for _ in range(3):
+        assert auto.step().loss == fast.step().loss
+
+
+def test_auto_restart_while_compiling_compiles_for_the_new_run(small_dataset):
+    """A restart (a key in the app) drops the old run's compile and starts
+    the new run's; the new run still steps at once and ends up compiled."""
+    config = TrainConfig(**{**CONFIG, "steps": 100_000}).validated()
+    auto = Trainer(config, small_dataset, engine="auto")
+    old = auto.compiled
+    auto.step()
+    auto.restart(gain="1")
+    assert auto.compiled is not old and old._cancelled
+    assert auto.steps_done == 0 and auto.step().step == 1
+    assert auto.compiled.wait(600) and old.wait(600)
+    fast = Trainer(auto.config, small_dataset, engine="fast")
+    fast.step()
+    for _ in range(3):
+        assert close(auto.step().loss, fast.step().loss, 1e-4)
+    assert auto.compiled.compiled is True and auto.engine_now == "compiled"

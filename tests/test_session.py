@@ -47,6 +47,7 @@ def words(tmp_path):
 
 
 def open_session(words, tmp_path, **kw) -> tuple[LiveSession, Collector]:
+    kw.setdefault("engine", "exact")  # as before "auto" became the default: no compile here
     spec = SessionSpec(config=kw.pop("config", TINY), data=str(words),
                        checkpoint_dir=str(tmp_path), **kw)
     session = LiveSession(spec)

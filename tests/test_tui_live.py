@@ -18,7 +18,7 @@ from tui_fakes import async_test, write_words, until
 async def test_every_key_steers_the_live_trainer(tmp_path):
     words = write_words(tmp_path / "words.txt")
     config = TrainConfig(n_hidden=16, steps=1_000_000, stats_every=20)
-    session = LiveSession(SessionSpec(config=config, data=str(words),
+    session = LiveSession(SessionSpec(config=config, data=str(words), engine="exact",
                                       checkpoint_dir=str(tmp_path)))
     app = TraintopApp(session)
     status = lambda: str(app.status_line.content)  # noqa: E731

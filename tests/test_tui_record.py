@@ -91,7 +91,7 @@ def test_record_and_engine_options(tmp_path):
     args = build_parser().parse_args(["--record", str(tmp_path / "r.jsonl"),
                                       "--engine", "fast"])
     assert args.record == str(tmp_path / "r.jsonl") and spec_from_args(args).engine == "fast"
-    assert spec_from_args(build_parser().parse_args([])).engine == "exact"
+    assert spec_from_args(build_parser().parse_args([])).engine == "auto"   # the default
 
 
 def test_unwritable_record_path_is_one_line(tmp_path):
@@ -108,7 +108,7 @@ def test_the_session_builds_the_chosen_engine(tmp_path):
 
     words = write_words(tmp_path / "words.txt")
     config = TrainConfig(n_hidden=8, depth=1, steps=10)
-    for engine in ("exact", "fast"):
+    for engine in ("exact", "fast", "auto"):
         trainer = _build(SessionSpec(config=config, data=str(words), threads=1, engine=engine))
         assert trainer.engine == engine
 
@@ -123,8 +123,8 @@ def test_app_command_wires_record_and_engine(tmp_path, monkeypatch):
     path = tmp_path / "app.jsonl"
     seen = {}
 
-    def fake_run_app(source, title="traintop"):
-        seen["source"] = source
+    def fake_run_app(source, title="traintop", refresh=None):
+        seen["source"], seen["refresh"] = source, refresh
         source.start()
         deadline = time.monotonic() + 60
         steps = 0
@@ -140,6 +140,7 @@ def test_app_command_wires_record_and_engine(tmp_path, monkeypatch):
                              "--steps", "30", "--n-hidden", "8", "--depth", "1"]) == 0
     source = seen["source"]
     assert isinstance(source, RecordingSource) and source.source.spec.engine == "fast"
+    assert seen["refresh"] == 0.8
     recording = load(path)
     assert recording.meta["writer"] == "traintop app"
     assert recording.messages[0].info.config["n_hidden"] == 8

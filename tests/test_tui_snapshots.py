@@ -30,6 +30,9 @@ def settle(tab: str | None = None):
         # before a key opens another view: a loaded machine may lag behind.
         while app.source.queue or app.state.status is None:
             await pilot.pause(0.05)
+        # every pane drawn before a key: under the help screen none redraws,
+        # and the redraw clock may not have reached the slower panes yet
+        await pilot.pause(0.2)
         app.redraw_all()
         await pilot.pause(0.1)
         if tab:

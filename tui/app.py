@@ -2,8 +2,12 @@
 
 Only the UI thread touches widgets and plotext: a timer drains the source
 (`poll()` never blocks), the run state takes the messages in and the panes
-that changed are redrawn on one clock (the loss every 0.18 s, each heavier
-pane about once a second, one plot a frame), and only when they are on screen.
+that changed are redrawn on one clock, and only when they are on screen:
+with the default --refresh of 0.8 s the status line every 0.32 s, the loss
+every 0.8 s, each slower pane every 3.2 s, one plot a frame. That cadence
+and the panes' line-by-line repaint (tui/plot_pane.py) keep a steady run
+under ~8 KB/s at 120x40 (tools/measure_terminal.py); a larger --refresh
+slows every clock alike for a slower link.
 """
 
 from __future__ import annotations
@@ -36,14 +40,16 @@ from .status_line import StatusLine
 from .weights_pane import WeightsPane
 
 POLL_SECONDS = 0.05      # drain the source 20 times a second
-# One redraw clock: the loss pane and status line on even ticks (every 0.18 s),
-# at most one slow pane (ratio, saturation, histograms, weights) on odd ticks:
-# the visible one drawn longest ago, once it is SLOW_SECONDS old, so each
-# redraws about once a second and no frame renders two plots. A key then
+# One redraw clock ticking every TICK_SECONDS: the status line when
+# STATUS_SHARE of a refresh has passed, else the loss once a refresh has, else at most one slow
+# pane (ratio, saturation, histograms, weights): the visible one drawn longest
+# ago, once SLOW_REFRESHES refreshes old. No frame renders two plots, so a key
 # waits for one plot's render at most (at 200x60 one plotext render takes
-# ~40-60 ms, the three of the training tab together ~130 ms).
-TICK_SECONDS = 0.09
-SLOW_SECONDS = 0.8
+# ~40-60 ms). Bytes to the terminal grow with every redraw: see the docstring.
+TICK_SECONDS = 0.1
+REFRESH_SECONDS = 0.8    # the default --refresh: the loss plot's period
+STATUS_SHARE = 0.4       # the status line's period, of a refresh: >2/s at the default
+SLOW_REFRESHES = 4
 ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
 ANSWER_WAIT_SECONDS = 0.3      # longest a command's answer holds the plots back
 TABS = ("training", "activations", "weights", "health")
@@ -56,6 +62,10 @@ MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
 # A kill or a closed terminal ends the app as `q` does: the trainer child is
 # asked to quit, the recording is closed, the terminal restored. Exit 128 + the signal.
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# From this size up (columns, rows) the first tab holds the design's four
+# panes (loss, saturation, gradient histograms, update:data ratios); below it
+# a pane of ~40x9 cells says nothing, so the gradient histograms stay on tab 2.
+GRID_MIN = (100, 32)
 
 
 class TraintopApp(App[int]):
@@ -97,9 +107,11 @@ class TraintopApp(App[int]):
                           ("pagedown", 10), ("pageup", -10))),
     ]
 
-    def __init__(self, source: Source, title: str = "traintop"):
+    def __init__(self, source: Source, title: str = "traintop",
+                 refresh: float = REFRESH_SECONDS):
         super().__init__()
         self.source = source
+        self.refresh_s = refresh     # the loss's period; the others' in proportion
         self.title = title
         self.state = RunState()
         self.read_only = bool(getattr(source, "read_only", False))
@@ -114,6 +126,10 @@ class TraintopApp(App[int]):
         self.saturation = SaturationPane(s, id="saturation")
         self.activations = HistogramPane(s, "activation", id="act-hist")
         self.gradients = HistogramPane(s, "gradient", id="grad-hist")
+        # The first screen's copy of the gradient histograms: the design's
+        # four panes side by side where the terminal holds them (GRID_MIN);
+        # tab 2 keeps its own, beside the activations.
+        self.gradients_first = HistogramPane(s, "gradient", id="grad-hist-first")
         self.weights = WeightsPane(s, id="weights")
         self.status_line = StatusLine(id="status")
         self.samples = SamplesPane(id="samples")
@@ -121,7 +137,7 @@ class TraintopApp(App[int]):
         self.calibration = CalibrationPane(id="calibration")
         self.health = HealthPane(id="health")
         self._text_dirty: set[str] = set()
-        self._ticks = 0
+        self._status_at = 0.0   # when the status line was last redrawn
         self._text_at = 0.0     # when the text panes were last redrawn
         self._awaiting_until = 0.0  # no plots until then: a command's answer is due
 
@@ -132,7 +148,9 @@ class TraintopApp(App[int]):
                 with Horizontal(id="training-top"):
                     yield self.loss
                     yield self.saturation
-                yield self.ratio
+                with Horizontal(id="training-bottom"):
+                    yield self.gradients_first
+                    yield self.ratio
             with TabPane("2 activations", id="activations"):
                 yield self.activations
                 yield self.gradients
@@ -149,7 +167,13 @@ class TraintopApp(App[int]):
         yield self.status_line
         yield Footer(compact=True)
 
+    def on_resize(self, event: events.Resize) -> None:
+        cols, rows = event.size
+        self.screen.set_class(cols >= GRID_MIN[0] and rows >= GRID_MIN[1], "-grid")
+
     def on_mount(self) -> None:
+        cols, rows = self.size
+        self.screen.set_class(cols >= GRID_MIN[0] and rows >= GRID_MIN[1], "-grid")
         self.show_status()
         try:
             self.source.start()
@@ -215,7 +239,8 @@ class TraintopApp(App[int]):
     def mark(self, changed: set[str]) -> None:
         for name, panes in (("loss", (self.loss,)), ("ratio", (self.ratio,)),
                             ("saturation", (self.saturation,)),
-                            ("histograms", (self.activations, self.gradients)),
+                            ("histograms", (self.activations, self.gradients,
+                                            self.gradients_first)),
                             ("weights", (self.weights,))):
             if name in changed:
                 for pane in panes:
@@ -227,25 +252,30 @@ class TraintopApp(App[int]):
             self.calibration.show(self.state)
 
     # ----- redraws ---------------------------------------------------------------
-    def redraw_fast(self) -> None:
-        self.loss.replot()
-        self.show_status()
+    @property
+    def slow_panes(self) -> tuple:
+        return (self.ratio, self.saturation, self.gradients_first, self.activations,
+                self.gradients, self.weights)
 
     def redraw_tick(self) -> None:
-        self._ticks += 1
         now = time.monotonic()
         if now < self._awaiting_until:
             return            # a key's answer is on its way: keep the frames light
-        if self._ticks % 2 == 0:
-            self.redraw_fast()
+        period = self.refresh_s
+        if now - self._status_at >= period * STATUS_SHARE:
+            self._status_at = now
+            self.show_status()
+        if now - self.loss.drawn_at >= period and self.loss.seen:
+            self.loss.drawn_at = now
+            self.loss.replot()
             return
-        due = [p for p in (self.ratio, self.saturation, self.activations, self.gradients,
-                           self.weights) if p.seen and now - p.drawn_at >= SLOW_SECONDS]
+        due = [p for p in self.slow_panes
+               if p.seen and now - p.drawn_at >= period * SLOW_REFRESHES]
         if due:
             pane = min(due, key=lambda p: p.drawn_at)
             pane.replot()     # a no-op when nothing changed
             pane.drawn_at = now
-        if now - self._text_at >= SLOW_SECONDS:
+        if now - self._text_at >= period:
             self._text_at = now
             self.redraw_text(self._text_dirty)
             self.alert_new_errors()
@@ -272,8 +302,7 @@ class TraintopApp(App[int]):
 
     def redraw_all(self) -> None:
         """Every visible pane at once (tests and snapshots use it)."""
-        for pane in (self.loss, self.ratio, self.saturation, self.activations, self.gradients,
-                     self.weights):
+        for pane in (self.loss, *self.slow_panes):
             pane.replot(force=True)
         self.redraw_text({"samples", "events", "health"})
         self.calibration.show(self.state)
@@ -412,9 +441,10 @@ def next_gain(current: str, direction: int) -> str | None:
     return lower[-1] if lower else None
 
 
-def run_app(source: Source, title: str = "traintop") -> int:
+def run_app(source: Source, title: str = "traintop",
+            refresh: float = REFRESH_SECONDS) -> int:
     """Run the app on `source` until quit; the source is closed on the way out."""
-    app = TraintopApp(source, title)
+    app = TraintopApp(source, title, refresh)
     try:
         app.run()
     finally:

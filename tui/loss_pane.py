@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from .plot_pane import PlotPane
-from .plotting import downsample, draw_markers, finite_points, plot_width, style
+from .plotting import (axis_end, downsample, draw_markers, finite_points, plot_width,
+                       steady_range, style)
 
 
 class LossPane(PlotPane):
@@ -31,9 +32,9 @@ class LossPane(PlotPane):
             plt.scatter([t for t, _ in self.val], [v for _, v in self.val], label="val",
                         **{**style(3, no_color), "marker": "o" if no_color else "dot"})
         every = ys + self.windows[1] + [v for _, v in self.val]
-        lo, hi = min(every), max(every)
-        pad = (hi - lo) * 0.05 or 0.05
-        plt.ylim(lo - pad, hi + pad * 4)  # room at the top for marker labels
-        plt.xlim(0, max(self.tick, 1))
-        draw_markers(plt, self.markers, 0, self.tick, hi + pad * 3)
+        lo, hi = steady_range(min(every), max(every))
+        pad = (hi - lo) * 0.05
+        plt.ylim(lo, hi + pad * 3)  # room at the top for marker labels
+        plt.xlim(0, axis_end(self.tick))
+        draw_markers(plt, self.markers, 0, axis_end(self.tick), hi + pad * 2)
         plt.xlabel("step (every run of this session)")

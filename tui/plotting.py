@@ -17,10 +17,14 @@ LABELLED_MARKERS = 3      # the latest few markers carry their text
 
 
 def downsample(xs: list, ys: list, n: int) -> tuple[list, list]:
-    """Means of consecutive groups, at most about `n` points; NaNs are skipped."""
+    """Means of consecutive groups, at most about `n` points; NaNs are skipped.
+
+    Groups are a power of two long and start at multiples of it, so a
+    growing series keeps every closed group's point where it was (the
+    terminal is sent only what changed) until its length doubles."""
     if n <= 0 or len(ys) <= n:
         return list(xs), list(ys)
-    group = math.ceil(len(ys) / n)
+    group = 1 << math.ceil(math.log2(len(ys) / n))
     out_x, out_y = [], []
     for start in range(0, len(ys), group):
         chunk = [v for v in ys[start:start + group] if math.isfinite(v)]
@@ -28,6 +32,30 @@ def downsample(xs: list, ys: list, n: int) -> tuple[list, list]:
             out_x.append(xs[start])
             out_y.append(sum(chunk) / len(chunk))
     return out_x, out_y
+
+
+AXIS_STEPS = (1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)
+
+
+def axis_end(tick: int) -> int:
+    """The end of a step axis holding `tick`: the next of 1, 1.25, 1.5, 2,
+    2.5, 3, 4, 5, 6, 8 x 10^k, so the axis (and every point drawn on it)
+    holds still until the run passes it, then grows by a quarter or so."""
+    if tick <= 10:
+        return 10
+    scale = 10 ** math.floor(math.log10(tick))
+    return next(int(round(s * scale)) for s in AXIS_STEPS if s * scale >= tick)
+
+
+def steady_range(lo: float, hi: float) -> tuple[float, float]:
+    """`lo`..`hi` widened to a grid of a fifth of the span's decade, so the
+    y-axis (and the lines drawn on it) moves only when the data crosses a
+    grid line, not with every new low."""
+    span = hi - lo
+    if not span > 0:
+        return lo - 0.05, hi + 0.05
+    step = 10 ** math.floor(math.log10(span)) / 5
+    return math.floor(lo / step) * step, math.ceil(hi / step) * step
 
 
 def finite_points(xs: list, ys: list) -> tuple[list, list]:

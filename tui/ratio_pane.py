@@ -12,8 +12,8 @@ import statistics
 from .health_marks import badge, param_marks
 from .pick import fitting, headroom, pick, shorten
 from .plot_pane import PlotPane
-from .plotting import (border_legend, downsample, draw_markers, finite_points, plot_width,
-                       style)
+from .plotting import (axis_end, border_legend, downsample, draw_markers, finite_points,
+                       plot_width, steady_range, style)
 
 GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
 RATIO_LINES = 8
@@ -76,9 +76,9 @@ class RatioPane(PlotPane):
                                                if rest else ""))
         legend = legend if inline else 0
         plt.horizontal_line(GUIDE, color="gray")
-        lo, hi = min(values), max(values)
-        pad = (hi - lo) * 0.05 or 0.1
-        top = headroom(lo - pad, hi, self.canvas_rows(), legend)
-        plt.ylim(lo - pad, max(top, hi + pad * 4))
-        plt.xlim(0, max(self.tick, 1))
-        draw_markers(plt, self.markers, 0, self.tick, hi + pad * 3)
+        lo, hi = steady_range(min(values), max(values))
+        pad = (hi - lo) * 0.05
+        top = headroom(lo, hi, self.canvas_rows(), legend)
+        plt.ylim(lo, max(top, hi + pad * 3))
+        plt.xlim(0, axis_end(self.tick))
+        draw_markers(plt, self.markers, 0, axis_end(self.tick), hi + pad * 2)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...data.errors import InputError
-from ..config import TrainConfig
+from ..config import DEFAULT_ENGINE, TrainConfig
 from . import events
 from .feed import Command, Event, Message, RunStarted, Status, Steps
 
@@ -60,7 +60,7 @@ class SessionSpec:
     threads: int | None = None       # None: traintop.engine.training.threads.choose_threads
     checkpoint_dir: str = "."        # where `checkpoint` without a path writes
     start_paused: bool = False
-    engine: str = "exact"            # Trainer engine: exact (autograd) or fast
+    engine: str = DEFAULT_ENGINE     # Trainer engine (traintop.engine.config.ENGINES)
     why: str | None = None           # the first RunStarted's why (a fresh trainer's reason)
 
 
@@ -283,11 +283,20 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
         messages.cancel_join_thread()   # the viewer may be gone: do not wait to flush
         return
     runner = Runner(trainer, spec, commands, messages, parent)
+    code = 0
     try:
         runner.serve()
     except Exception as exc:  # noqa: BLE001 - said to the viewer, not as a traceback on its screen
         runner.fatal(exc)
-        raise SystemExit(1) from None
+        code = 1
+    from ..steps.compiled import compiling, exit_now_if_compiling
+
+    if compiling():   # the "auto" engine's compile would abort a normal exit
+        messages.close()
+        messages.join_thread()   # the viewer gets every last message first
+        exit_now_if_compiling(code)
+    if code:
+        raise SystemExit(code) from None
 
 
 def _build(spec: SessionSpec):

@@ -13,11 +13,21 @@ disk, so later processes take ~5 s). Where compilation is unavailable (no C++
 compiler, an unsupported device or torch), the first step falls back to the
 fast engine's eager functions, which compute the same figures;
 `CompiledStep.compiled` says which ran.
+
+With a `twin` (the "auto" engine, the default of the app and `traintop run`)
+the graphs compile on a thread of their own, on the twin: a throwaway
+FastStep of the same shapes, so the run's own parameters are never touched
+by the compiling call. Until both graphs are ready every step runs the fast
+engine's eager functions; the step after they are ready runs compiled. The
+two compute the same figures (to ~1e-6), so the switch makes no jump.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
+import threading
 
 import torch
 
@@ -25,6 +35,26 @@ from . import graph_stats
 from .fast import FastStep
 
 log = logging.getLogger(__name__)
+COMPILE_THREAD = "traintop-compile"
+
+
+def compiling() -> bool:
+    """Whether a background compile (the "auto" engine) is still under way."""
+    return any(t.name == COMPILE_THREAD and t.is_alive() for t in threading.enumerate())
+
+
+def exit_now_if_compiling(code: int) -> None:
+    """End the process at once while a background compile is under way.
+
+    The interpreter's normal exit tears torch's C++ state down under the
+    compiling thread and aborts ("terminate called without an active
+    exception", status 134, seen when a 20,000-step run ended mid-compile).
+    What was written is flushed and the process leaves with `code`; with no
+    compile under way this returns and the process exits as usual."""
+    if compiling():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _core(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
@@ -94,13 +124,69 @@ class CompiledStep:
     """Runs FastStep's step as one compiled call (two graphs: with and without
     diagnostics); the snapshot is finished by the wrapped FastStep."""
 
-    def __init__(self, fast: FastStep):
+    def __init__(self, fast: FastStep, twin: FastStep | None = None,
+                 batch: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Without `twin`, the first step compiles (and waits for it); with a
+        twin and a `batch` of its shapes, a thread compiles from the end of
+        the first step on, and steps run eagerly until it is done (`ready`)."""
         self.fast = fast
         self.compiled: bool | None = None   # None: not tried yet; False: fell back
         self.error: str | None = None       # why compilation fell back
         self._ran: set[bool] = set()        # graphs (stats or not) that have run
         # float64 like the moments, which the ratio divides (the update casts it)
         self._lr = torch.zeros((), dtype=torch.float64, device=fast.device)
+        self._ready: threading.Event | None = None
+        self._cancelled = False
+        self._pending = None   # (twin, Xb, Yb) until the compile thread starts
+        if twin is not None:
+            self._ready = threading.Event()
+            self._pending = (twin, *batch)
+
+    def _start_compiling(self) -> None:
+        """The thread starts once the first step is out (it takes the GIL for
+        seconds at a time, which would hold the first step on screen back)."""
+        if self._pending is not None:
+            args, self._pending = self._pending, None
+            # daemon: a short run may end before the compile does
+            threading.Thread(target=self._compile_on, args=args, daemon=True,
+                             name=COMPILE_THREAD).start()
+
+    @property
+    def ready(self) -> bool:
+        """Whether steps run the compiled graphs (or, after a failure, never will)."""
+        return self._ready is None or self._ready.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a background compile is over (tests, the bench)."""
+        self._start_compiling()
+        return self._ready is None or self._ready.wait(timeout)
+
+    def cancel(self) -> None:
+        """The run restarted: a graph not begun yet is not compiled."""
+        self._cancelled = True
+        if self._pending is not None:    # never started: nothing will set it
+            self._pending = None
+            self._ready.set()
+
+    def _compile_on(self, twin: FastStep, Xb: torch.Tensor, Yb: torch.Tensor) -> None:
+        lr = torch.zeros((), dtype=torch.float64, device=twin.device)
+        try:
+            with torch.no_grad():
+                for stats in (False, True):
+                    if self._cancelled:
+                        return
+                    _get_compiled(stats)(twin, Xb, Yb, lr)
+            self._ran = {False, True}
+        except Exception as exc:  # noqa: BLE001 - any compile failure means eager
+            self._fell_back(exc)
+        finally:
+            self._ready.set()
+
+    def _fell_back(self, exc: Exception) -> None:
+        self.compiled = False
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        self.error = f"{type(exc).__name__}: {first}"
+        log.info("torch.compile unavailable, running the fast engine eagerly: %s", self.error)
 
     def step(self, Xb: torch.Tensor, Yb: torch.Tensor, lr: float, stats: bool):
         """((loss, any NaN ratio), moments, ratios, snapshot parts or None) of
@@ -109,7 +195,7 @@ class CompiledStep:
         measured layers' outputs and gradients where FastStep's snapshot reads
         them; after a fallback the caller builds the snapshot eagerly
         (FastStep.snapshot)."""
-        if self.compiled is not False:
+        if self.compiled is not False and self.ready:
             self._lr.fill_(lr)  # a tensor, so a new lr is no new graph
             try:
                 head, moments, ratios, *parts = _get_compiled(stats)(self.fast, Xb, Yb,
@@ -117,11 +203,7 @@ class CompiledStep:
             except Exception as exc:  # noqa: BLE001 - any compile failure means eager
                 if stats in self._ran:  # this graph ran before: a real error
                     raise
-                self.compiled = False
-                first = str(exc).splitlines()[0] if str(exc) else ""
-                self.error = f"{type(exc).__name__}: {first}"
-                log.info("torch.compile unavailable, running the fast engine eagerly: %s",
-                         self.error)
+                self._fell_back(exc)
             else:
                 self._ran.add(stats)
                 self.compiled = True
@@ -131,4 +213,6 @@ class CompiledStep:
                 values, outs, out_grads = parts[0]
                 self.fast.keep_measured(outs, out_grads)
                 return (loss, nan != 0), moments, ratios, values
-        return (*_eager(self.fast, Xb, Yb, lr), None)
+        result = (*_eager(self.fast, Xb, Yb, lr), None)
+        self._start_compiling()
+        return result

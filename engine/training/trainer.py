@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from ...data.dataset import Dataset
 from ...data.errors import InputError
 from ..model import inference
-from ..config import TrainConfig, gain_label, parse_gain
+from ..config import ENGINES, TrainConfig, gain_label, parse_gain
 from ..steps.compiled import CompiledStep
 from ..steps.fast import FastStep
 from .history import History
@@ -28,7 +28,11 @@ from ..results import (Calibration, FoldCheck, NonFinite, RunInfo, StatsSnapshot
 from ..steps.stats import snapshot, update_ratios
 
 # Init-time choices: changing one restarts the run.
-ENGINES = ("exact", "fast", "compiled")
+
+# "auto" compiles only for a run at least this long: compiling costs ~30 s of
+# CPU cold (~5 s from inductor's disk cache), which a shorter run, done in
+# seconds on the fast engine, would never win back.
+AUTO_COMPILE_MIN_STEPS = 20_000
 
 RESTART_KEYS = ("gain", "batchnorm", "activation", "fan_in", "bias", "last_layer_scale", "n_embd",
                 "n_hidden", "depth", "seed")
@@ -41,7 +45,10 @@ class Trainer:
         and reproduces its figures bit for bit; "fast" (traintop.engine.steps.fast) computes
         the same mathematics in far fewer operations, equal to ~1e-6 relative;
         "compiled" (traintop.engine.steps.compiled) is the fast engine's step as one
-        torch.compile'd graph, falling back to "fast" where compiling fails."""
+        torch.compile'd graph (the first step compiles), falling back to "fast"
+        where compiling fails; "auto" (the command line's default) steps "fast"
+        at once while a thread compiles, then "compiled" (a run shorter than
+        AUTO_COMPILE_MIN_STEPS stays "fast")."""
         if engine not in ENGINES:
             raise InputError(f"--engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
         self.engine = engine
@@ -68,8 +75,14 @@ class Trainer:
         if self.device.type != "cpu":
             self.stack.to(self.device)
         self.fast = FastStep(self.stack, config.batch_size, self.device) \
-            if self.engine in ("fast", "compiled") else None
-        self.compiled = CompiledStep(self.fast) if self.engine == "compiled" else None
+            if self.engine != "exact" else None
+        if getattr(self, "compiled", None) is not None:
+            self.compiled.cancel()   # a restart: the old run's compile is of no use now
+        self.compiled = None
+        if self.engine == "compiled":
+            self.compiled = CompiledStep(self.fast)
+        elif self.engine == "auto" and config.steps >= AUTO_COMPILE_MIN_STEPS:
+            self.compiled = CompiledStep(self.fast, *self._twin(config))
         self.steps_done = 0
         self.lr_scale = 1.0  # live lr changes scale the schedule
         self.first_loss: float | None = None
@@ -77,6 +90,26 @@ class Trainer:
         self.last_stats: StatsSnapshot | None = None
         self.stopped: NonFinite | None = None
         self.history.start_run(config.to_dict(), len(self.stack.params), why)
+
+    def _twin(self, config: TrainConfig):
+        """A throwaway FastStep of this run's shapes and a batch for it: the
+        background compile traces these, never the run's own tensors."""
+        stack = build_stack(config, self.dataset.vocab.size, torch.Generator().manual_seed(0))
+        if self.device.type != "cpu":
+            stack.to(self.device)
+        train = self.dataset.train
+        ix = torch.arange(config.batch_size) % len(train)
+        return (FastStep(stack, config.batch_size, self.device),
+                (train.X[ix].to(self.device), train.Y[ix].to(self.device)))
+
+    @property
+    def engine_now(self) -> str:
+        """The path steps take now: exact, fast, compiled, or "fast while compiling"."""
+        if self.compiled is None:
+            return "fast" if self.engine == "auto" else self.engine
+        if self.compiled.compiled is False:
+            return "fast"
+        return "compiled" if self.compiled.ready else "fast while compiling"
 
     def info(self) -> RunInfo:
         return RunInfo(

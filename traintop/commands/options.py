@@ -6,7 +6,7 @@ import argparse
 import math
 
 from ..data.errors import InputError
-from ..engine.config import TrainConfig
+from ..engine.config import DEFAULT_ENGINE, ENGINES, TrainConfig
 from ..engine.training.checkpoint_header import read_header
 
 # option dest -> TrainConfig field (same name unless listed)
@@ -16,7 +16,7 @@ CONFIG_OPTIONS = ("n_embd", "n_hidden", "depth", "block_size", "batchnorm", "act
                   "batch_size", "seed", "split_seed", "stats_every")
 
 
-def _positive_float(option: str):
+def positive_float(option: str):
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -56,12 +56,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                    help="divide initial weights by sqrt(fan_in) (default on)")
     g.add_argument("--bias", action=argparse.BooleanOptionalAction,
                    help="Linear biases (default: on without BatchNorm, off with it)")
-    g.add_argument("--last-layer-scale", type=_positive_float("--last-layer-scale"),
+    g.add_argument("--last-layer-scale", type=positive_float("--last-layer-scale"),
                    help=f"scale of the output layer at init (default {d.last_layer_scale})")
-    g.add_argument("--lr", type=_positive_float("--lr"), help=f"learning rate (default {d.lr})")
+    g.add_argument("--lr", type=positive_float("--lr"), help=f"learning rate (default {d.lr})")
     g.add_argument("--lr-decay-step", type=_count(0),
                    help=f"first step of --lr-after (default {d.lr_decay_step:,})")
-    g.add_argument("--lr-after", type=_positive_float("--lr-after"),
+    g.add_argument("--lr-after", type=positive_float("--lr-after"),
                    help=f"learning rate after the decay step (default {d.lr_after})")
     g.add_argument("--batch-size", type=_count(1), help=f"batch size (default {d.batch_size})")
     g.add_argument("--seed", type=_count(0), help=f"torch seed (default {d.seed})")
@@ -76,13 +76,14 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     h.add_argument("--threads", type=_count(1),
                    help="intra-op threads (default: chosen by model size)")
     h.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    h.add_argument("--engine", choices=("exact", "fast", "compiled"), default="exact",
-                   help="exact: autograd in the lecture's op order, reproduces its figures "
-                        "bit for bit (default); fast: hand-written forward/backward, "
-                        "about 2.5x faster, equal to ~1e-6 but not bit for bit; compiled: the "
-                        "fast step as torch.compile'd graphs (faster again; compiling "
-                        "takes ~30 s on first use, seconds once inductor's disk cache "
-                        "has it; falls back to fast where it cannot compile)")
+    h.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                   help="auto (default): the fast engine at once while the compiled one "
+                        "compiles in the background, then compiled (fast where it cannot "
+                        "compile); exact: autograd in the lecture's op order, reproduces "
+                        "its figures bit for bit; fast: hand-written forward/backward, "
+                        "equal to exact to ~1e-6 but not bit for bit; compiled: the fast "
+                        "step as torch.compile'd graphs, compiled before the first step "
+                        "(~30 s cold, seconds once inductor's disk cache has it)")
 
 
 def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:

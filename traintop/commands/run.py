@@ -14,11 +14,13 @@ import torch
 from ..data.errors import InputError
 from ..engine.atomic import WriteError, check_writable
 from ..engine.health.monitor import HealthMonitor
+from ..engine.config import DEFAULT_ENGINE
 from ..engine.recording import events
 from ..engine.recording.feed import RunStarted, Status
 from ..engine.recording.recorder import Recorder
 from ..engine.report import report_dict, report_text
 from ..engine.training.build import build_trainer
+from ..engine.steps.compiled import exit_now_if_compiling
 from ..engine.training.checkpoint import save_checkpoint
 from ..engine.training.trainer import Trainer
 from .options import add_train_options, check_device, config_for
@@ -68,7 +70,7 @@ def parse_splits(text: str | None) -> tuple[str, ...]:
 def make_trainer(args: argparse.Namespace) -> Trainer:
     """Trainer for the options: config (over a resumed checkpoint's), data, device."""
     return build_trainer(config_for(args), args.data, check_device(args.device),
-                         getattr(args, "engine", "exact"), args.threads,
+                         getattr(args, "engine", DEFAULT_ENGINE), args.threads,
                          getattr(args, "resume", None))
 
 
@@ -156,11 +158,9 @@ def main(argv: list[str]) -> int:
         pass    # stdout is gone (a hangup closed the terminal): the recording has it all
     for text in errors:
         sys.stderr.write(f"traintop: error: {text}\n")
-    if caught:
-        return 128 + caught[0]
-    if errors:
-        return 2
-    return 1 if trainer.stopped else 0
+    code = 128 + caught[0] if caught else (2 if errors else (1 if trainer.stopped else 0))
+    exit_now_if_compiling(code)   # a run that ends mid-compile must not abort at exit
+    return code
 
 
 def start_recording(path: str, trainer: Trainer) -> Recorder:
@@ -175,7 +175,8 @@ def timing_dict(trainer: Trainer, steps: int, seconds: float) -> dict:
     """How this process ran: the path, threads, wall time (eval and samples
     excluded, a compiled path's compiling included), the memory the history
     holds and the process's peak RSS."""
-    return {"engine": trainer.engine, "threads": torch.get_num_threads(),
+    return {"engine": trainer.engine, "engine_at_end": trainer.engine_now,
+            "threads": torch.get_num_threads(),
             "steps": steps, "wall_s": round(seconds, 3),
             "steps_per_sec": round(steps / seconds, 1) if seconds > 0 else 0.0,
             "history_mb": round(trainer.history.nbytes() / 1e6, 3),

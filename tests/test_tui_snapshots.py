@@ -34,7 +34,7 @@ def settle(tab: str | None = None):
         # and the redraw clock may not have reached the slower panes yet
         await pilot.pause(0.2)
         app.redraw_all()
-        await pilot.pause(0.1)
+        await pilot.pause(0.5)   # painted (a loaded machine takes its time)
         if tab:
             await pilot.press(tab)
         await pilot.pause(0.2)

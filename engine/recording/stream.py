@@ -117,7 +117,10 @@ def _snapshot2(s: StatsSnapshot, totals: dict) -> dict:
             hists.append([found[0], pack_counts(found[1])])
     layers, weights = s.layers, s.weights
     return {"step": s.step, "loss": _num(s.loss), "lr": _num(s.lr),
-            "layers": [[x.index, x.kind, x.units, x.dead] for x in layers],
+            # watch()'s layers add their module path, family and observations per unit
+            "layers": [[x.index, x.kind, x.units, x.dead]
+                       + ([x.name, x.family, x.per_unit] if x.name or x.family or x.per_unit
+                          else []) for x in layers],
             "lf": pack_floats([v for x in layers for v in (x.mean, x.std, x.saturation_pct,
                                                              x.grad_mean, x.grad_std)], 5),
             "weights": [[x.name, list(x.shape)] for x in weights],
@@ -267,12 +270,18 @@ def decode_snapshot2(d: dict) -> StatsSnapshot:
     n = len(layers)
     return StatsSnapshot(
         step=int(d["step"]), loss=_f(d["loss"]), lr=_f(d["lr"]),
-        layers=tuple(LayerStats(int(index), str(kind), *f[:3], int(dead), int(units), *f[3:],
-                                hists[k], hists[n + k])
-                     for k, ((index, kind, units, dead), f) in enumerate(zip(layers, lf))),
+        layers=tuple(_layer2(row, f, hists[k], hists[n + k])
+                     for k, (row, f) in enumerate(zip(layers, lf))),
         weights=tuple(WeightStats(str(name), tuple(int(x) for x in shape), *f, hists[2 * n + j])
                       for j, ((name, shape), f) in enumerate(zip(weights, wf))),
         update_ratio_log10=tuple(unpack_floats(d["u"]).ravel().tolist()))
+
+
+def _layer2(row: list, f: list, hist: Histogram, grad_hist: Histogram) -> LayerStats:
+    index, kind, units, dead = row[:4]
+    name, family, per_unit = row[4:7] if len(row) >= 7 else ("", "", 0)
+    return LayerStats(int(index), str(kind), *f[:3], int(dead), int(units), *f[3:], hist,
+                      grad_hist, name=str(name), family=str(family), per_unit=int(per_unit))
 
 
 def _unruns(runs: list, n: int) -> list[float]:

@@ -67,5 +67,14 @@ class HistogramPane(PlotPane):
         if not self.lines:
             plt.title(f"{what} distribution · no activation layers in this model")
             return
-        plt.title(f"{what} distribution · step {self.step:,}")
+        # plotext drops a title wider than the plot: say less in a narrow pane
+        # (the first screen's quarter panes are ~58 columns).
+        room = (self.size.width or 120) - 4
+        for title in (f"{what} distribution · step {self.step:,}",
+                      f"{'activations' if self.kind == 'activation' else 'gradients at activations'}"
+                      f" · step {self.step:,}",
+                      f"{'t' if self.kind == 'activation' else 'dL/dt'} · step {self.step:,}"):
+            if len(title) <= room:
+                break
+        plt.title(title)
         draw_lines(self, plt, self.lines, no_color, self.names)

@@ -15,7 +15,7 @@ import math
 import statistics
 from collections import deque
 
-import numpy as np
+# numpy is imported where used: the app's first frame does not wait for it.
 
 from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
                                  initial_loss, loss_diverging, non_finite, snapshot_findings,
@@ -114,6 +114,7 @@ class HealthMonitor:
         block of increasing steps (a recording's) keeps the last snapshot's
         findings and the last window of ratios, and finds the first far too
         large step with one comparison over the block."""
+        import numpy as np
         steps = [r.step for r in results]
         if (not results or steps[0] <= self._last_step or steps[0] == 1
                 or any(b <= a for a, b in zip(steps, steps[1:]))

@@ -14,7 +14,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
+# numpy is imported where used: the app's first frame does not wait for it.
 
 from ..health.monitor import HealthMonitor
 from ..report import build_report
@@ -178,6 +178,7 @@ class RunState:
 
     def _block(self, results: tuple[StepResult, ...]) -> set[str]:
         """_steps of many plain steps at once (a recording read at speed)."""
+        import numpy as np
         changed = {"status", "loss", "ratio"}
         if self.first_loss is None:
             self.first_loss = results[0].loss

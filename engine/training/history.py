@@ -12,7 +12,7 @@ import math
 from array import array
 from dataclasses import dataclass, field
 
-import numpy as np
+# numpy is imported where used: the app's first frame does not wait for it.
 
 CAPACITY = 4096            # buckets per series
 LOSS_WINDOW = 1000         # the lecture averages log10 loss over 1,000 steps
@@ -49,6 +49,7 @@ class Series:
         """add() of consecutive values from `tick` on, whole buckets at once
         (a recording's block of steps; the sums may differ from add()'s in
         the last bit, as numpy adds in another order)."""
+        import numpy as np
         v = np.asarray(values, dtype=np.float64)
         i, n = 0, len(v)
         while i < n:
@@ -86,6 +87,7 @@ class Series:
     def _halve(self) -> None:
         # Neighbours merged in pairs: the mean of their finite values (numpy,
         # bucket for bucket what a loop over the pairs gives).
+        import numpy as np
         ticks = np.frombuffer(self.ticks, dtype=np.int64)
         values = np.frombuffer(self.values, dtype=np.float64)
         even = len(values) - len(values) % 2
@@ -176,6 +178,7 @@ class History:
 
     def add_many(self, log10_loss, lr, ratios) -> None:
         """add() of n steps at once: arrays of n losses and lrs, (n, P) ratios."""
+        import numpy as np
         loss = np.asarray(log10_loss, dtype=np.float64)
         tick, n = self.tick, len(loss)
         ratios = np.asarray(ratios, dtype=np.float64).reshape(n, -1)
@@ -220,6 +223,7 @@ def _extend_together(group: list[Series], tick: int, v: np.ndarray) -> None:
     """Series.extend of each column of `v` into the series of `group`, which
     share their bucket layout: one numpy pass for all (a recording's block
     of steps feeds loss, lr and every ratio at once)."""
+    import numpy as np
     lead, i, n = group[0], 0, len(v)
     while i < n:
         stride = lead.stride

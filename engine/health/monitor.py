@@ -105,6 +105,34 @@ class HealthMonitor:
             self._loss_best = min(self._loss_best, self._loss_level)
             self._loss_step = step
 
+    def _observe_losses(self, losses: list[float], steps: list[int]) -> None:
+        """_observe_loss of each (loss, step) of increasing steps, at once: the
+        medians fall at the same steps over the same windows (a recording's
+        200,000 steps would take a Python median every 10 of them)."""
+        t = self.thresholds
+        loss = np.asarray(losses, dtype=np.float64)
+        keep = np.flatnonzero(np.isfinite(loss))
+        if not keep.size:
+            return
+        held = len(self._losses)
+        values = np.concatenate([np.fromiter(self._losses, np.float64, held), loss[keep]])
+        at = np.asarray(steps, dtype=np.int64)[keep]
+        ends = np.arange(held, len(values))           # each new value's place in `values`
+        width = self._losses.maxlen
+        due = np.flatnonzero((np.minimum(ends + 1, width) >= t.loss_min_steps)
+                             & (at % t.loss_every == 0))
+        if due.size:
+            last = ends[due]
+            windows = np.lib.stride_tricks.sliding_window_view(
+                np.concatenate([np.full(width - 1, np.nan), values]), width)[last]
+            # Windows shorter than `width` (the run's first steps) carry NaN in front.
+            medians = [statistics.median(w[~np.isnan(w)].tolist()) if np.isnan(w[0])
+                       else m for w, m in zip(windows, np.median(windows, axis=1).tolist())]
+            self._loss_level = medians[-1]
+            self._loss_best = min(self._loss_best, min(medians))
+            self._loss_step = int(at[due[-1]])
+        self._losses.extend(loss[keep][-width:].tolist())
+
     def _judge_loss(self) -> list[Finding]:
         return loss_diverging(self._loss_level, self._loss_best, self.info.expected_initial_loss,
                               len(self._losses), self._loss_step, self.thresholds, self.lecture)
@@ -114,6 +142,10 @@ class HealthMonitor:
         block of increasing steps (a recording's) keeps the last snapshot's
         findings and the last window of ratios, and finds the first far too
         large step with one comparison over the block."""
+        if results and results[0].step == 1 and len(results) > 1:
+            # A run's first step judges the initial loss: that one alone, the rest at once.
+            self.observe(results[0])
+            return self.observe_many(results[1:], None if ratios is None else ratios[1:])
         steps = [r.step for r in results]
         if (not results or steps[0] <= self._last_step or steps[0] == 1
                 or any(b <= a for a, b in zip(steps, steps[1:]))
@@ -123,8 +155,7 @@ class HealthMonitor:
             return
         t = self.thresholds
         self._last_step = steps[-1]
-        for r in results:
-            self._observe_loss(r.loss, r.step)
+        self._observe_losses([r.loss for r in results], steps)
         snapshots = [r.stats for r in results if r.stats is not None]
         if snapshots:
             self.observe_snapshot(snapshots[-1])

@@ -355,8 +355,12 @@ class ReplaySource:
                     shown = (k, max(rows))
                     break
         out: list[Message] = []
+        rows: list = []         # the steps of neighbouring chunks: one Steps, folded at once
         for k, chunk in enumerate(chunks):
             if not isinstance(chunk, list):
+                if rows:
+                    out.append(Steps(tuple(rows)))
+                    rows = []
                 if isinstance(chunk, RunStarted):
                     self._delivered = (0, chunk.info.config.get("lr", 0.0))
                 out.append(chunk)
@@ -370,8 +374,10 @@ class ReplaySource:
                 stats = decode_snapshot2(payload) if version == 2 else decode_snapshot(payload)
                 part = (*part[:row - lo], replace(part[row - lo], stats=stats),
                         *part[row - lo + 1:])
-            out.append(Steps(tuple(part)))
+            rows += part
             self._delivered = (last.last, last.lr)
+        if rows:
+            out.append(Steps(tuple(rows)))
         return out
 
     def position(self) -> tuple[str, str]:

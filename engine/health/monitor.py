@@ -148,7 +148,7 @@ class HealthMonitor:
             return self.observe_many(results[1:], None if ratios is None else ratios[1:])
         steps = [r.step for r in results]
         if (not results or steps[0] <= self._last_step or steps[0] == 1
-                or any(b <= a for a, b in zip(steps, steps[1:]))
+                or not (np.diff(steps) > 0).all()
                 or any(r.nonfinite is not None or not r.update_ratio_log10 for r in results)):
             for r in results:
                 self.observe(r)
@@ -159,7 +159,8 @@ class HealthMonitor:
         snapshots = [r.stats for r in results if r.stats is not None]
         if snapshots:
             self.observe_snapshot(snapshots[-1])
-        width = min(len(r.update_ratio_log10) for r in results)
+        width = (ratios.shape[1] if ratios is not None and ratios.ndim == 2
+                 else min(len(r.update_ratio_log10) for r in results))
         cols = [i for i in self._weights if i < width]
         if ratios is None:   # (n, P) of the results' ratios, where the caller has it
             ratios = np.array([r.update_ratio_log10[:width] for r in results])

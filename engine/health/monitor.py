@@ -23,6 +23,8 @@ from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
 from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 
+BIG_BLOCK = 1000   # steps from which observe_many's numpy passes beat a Python loop
+
 __all__ = ["DEFAULT_THRESHOLDS", "RULES", "RULE_IDS", "SEVERITIES", "Finding", "HealthMonitor",
            "Rule", "Thresholds", "diagnose"]
 
@@ -109,6 +111,10 @@ class HealthMonitor:
         """_observe_loss of each (loss, step) of increasing steps, at once: the
         medians fall at the same steps over the same windows (a recording's
         200,000 steps would take a Python median every 10 of them)."""
+        if len(losses) < BIG_BLOCK:   # numpy's set-up would cost more than it saves
+            for loss, step in zip(losses, steps):
+                self._observe_loss(loss, step)
+            return
         t = self.thresholds
         loss = np.asarray(losses, dtype=np.float64)
         keep = np.flatnonzero(np.isfinite(loss))
@@ -148,7 +154,8 @@ class HealthMonitor:
             return self.observe_many(results[1:], None if ratios is None else ratios[1:])
         steps = [r.step for r in results]
         if (not results or steps[0] <= self._last_step or steps[0] == 1
-                or not (np.diff(steps) > 0).all()
+                or not (all(b > a for a, b in zip(steps, steps[1:])) if len(steps) < BIG_BLOCK
+                        else (np.diff(steps) > 0).all())
                 or any(r.nonfinite is not None or not r.update_ratio_log10 for r in results)):
             for r in results:
                 self.observe(r)

@@ -93,3 +93,28 @@ def test_real_runs(small_dataset, changes, severity):
     found = diverging(monitor)
     assert [f.severity for f in found] == ([severity] if severity else []), \
         [f.message for f in found]
+
+
+def test_a_block_of_steps_takes_the_same_medians_as_one_step_at_a_time(small_dataset):
+    """observe_many (a recording's catch-up) against observe of each step:
+    the same median level, best and step, over noisy losses with gaps
+    (non-finite losses skip the window) and blocks cut anywhere, small ones
+    (a Python loop) and big ones (numpy) alike."""
+    import random
+    trainer = Trainer(TrainConfig(n_hidden=8, steps=10).validated(), small_dataset)
+    rng = random.Random(7)
+    one, many = HealthMonitor(trainer.info()), HealthMonitor(trainer.info())
+    results = [StepResult(step=s, loss=math.nan if rng.random() < 0.03 else rng.gauss(2.5, 0.4),
+                          lr=0.1, update_ratio_log10=(rng.gauss(-3, 0.2),) * 3)
+               for s in range(1, 9000)]
+    for r in results:
+        one.observe(r)
+    i = 0
+    while i < len(results):
+        k = rng.choice([1, 7, 60, 333, 1000, 1200, 2500])   # BIG_BLOCK: numpy
+        many.observe_many(results[i:i + k])
+        i += k
+    assert one._loss_level == many._loss_level and not math.isnan(many._loss_level)
+    assert (one._loss_best, one._loss_step) == (many._loss_best, many._loss_step)
+    assert list(one._losses) == list(many._losses)
+    assert [f.message for f in one.findings()] == [f.message for f in many.findings()]

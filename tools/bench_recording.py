@@ -16,6 +16,9 @@
    snapshot takes).
 
 Prints one JSON document. Needs tmux for 3.
+
+Where the gzipped bytes go, and other lossless layouts of the per-step
+ratios: tools/recording_layouts.py.
 """
 
 from __future__ import annotations

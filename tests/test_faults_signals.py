@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from test_tmux import Tmux, alive, descendants
+from test_tmux import Tmux, alive, descendants, start_app
 from traintop.engine.recording.feed import Status, Steps
 from traintop.engine.recording.stream import load
 from tui_fakes import write_words
@@ -67,20 +67,6 @@ def test_run_stops_reports_and_closes_its_recording(tmp_path, number):
 
 
 needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-
-
-def start_app(tmp_path, *options) -> tuple[Tmux, Path, int]:
-    words = write_words(tmp_path / "words.txt")
-    exit_file = tmp_path / "exit-code"
-    command = (f"cd {ROOT} && PYTHONPATH={ROOT} {sys.executable} -m traintop.commands.cli "
-               f"--data {words} --steps 1000000 --n-hidden 16 --checkpoint-dir {tmp_path} "
-               f"{' '.join(options)}; echo $? > {exit_file}")
-    tmux = Tmux(tmp_path)
-    tmux("new-session", "-d", "-s", "app", "-x", "120", "-y", "40", "sh", "-c", command)
-    tmux("set-option", "-t", "app", "remain-on-exit", "on")
-    shell = int(tmux("display-message", "-p", "-t", "app", "#{pane_pid}").strip())
-    tmux.wait(lambda s: s[0] > 50 and s[4] == "running", "training")
-    return tmux, exit_file, shell
 
 
 def app_and_trainer(shell: int) -> tuple[int, int]:

@@ -93,18 +93,29 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_traintop_in_tmux(tmp_path):
+def start_app(tmp_path: Path, *options: str) -> tuple[Tmux, Path, int]:
+    """`traintop` on small data in a 120x40 tmux pane, training; returns the
+    tmux, the file its exit status lands in, and the pane's shell pid."""
     words = write_words(tmp_path / "words.txt")
     exit_file = tmp_path / "exit-code"
     command = (f"cd {ROOT} && {sys.executable} -m traintop "
-               f"--data {words} --steps 1000000 --n-hidden 16 --checkpoint-dir {tmp_path}; "
-               f"echo $? > {exit_file}")
+               f"--data {words} --steps 1000000 --n-hidden 16 --checkpoint-dir {tmp_path} "
+               f"{' '.join(options)}; echo $? > {exit_file}")
     tmux = Tmux(tmp_path)
     tmux("new-session", "-d", "-s", "app", "-x", "120", "-y", "40", "sh", "-c", command)
     try:
         tmux("set-option", "-t", "app", "remain-on-exit", "on")
         shell = int(tmux("display-message", "-p", "-t", "app", "#{pane_pid}").strip())
         tmux.wait(lambda s: s[0] > 100 and s[4] == "running", "training")
+    except BaseException:
+        subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
+        raise
+    return tmux, exit_file, shell
+
+
+def test_traintop_in_tmux(tmp_path):
+    tmux, exit_file, shell = start_app(tmp_path)
+    try:
         processes = descendants(shell)
         assert len(processes) >= 2   # the app and its trainer child
         # The UI process never loads libtorch; its trainer child does.

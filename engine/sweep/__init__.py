@@ -1,0 +1,1 @@
+"""Several configurations of the lecture's stack trained side by side (--sweep)."""

@@ -17,6 +17,8 @@ GAIN_STEPS = ("0.5", "1", "5/3", "2", "3")
 ENGINES = ("auto", "exact", "fast", "compiled")
 DEFAULT_ENGINE = "auto"
 ACTIVATIONS = ("tanh", "linear")
+# "zeros": every parameter starts at 0, the lecture's exercise 1 (what still trains?).
+INITS = ("default", "zeros")
 
 
 def parse_gain(text: str | float, option: str = "--gain") -> float:
@@ -53,6 +55,7 @@ class TrainConfig:
     fan_in: bool = True         # divide initial weights by sqrt(fan_in)
     bias: bool | None = None    # None: on without BatchNorm, off with it (BN cancels it)
     last_layer_scale: float = 0.1  # make the output layer less confident at init
+    init: str = "default"       # "zeros": every weight and bias 0 (draws still made, so batches match)
     steps: int = 200_000        # optimisation steps of a run
     lr: float = 0.1             # learning rate before the decay step
     lr_decay_step: int = 100_000  # first step that uses lr_after
@@ -101,6 +104,7 @@ class TrainConfig:
             need(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
                  name, f"must be a whole number >= 1, got {value!r}")
         gain = parse_gain(self.gain)
+        need(self.init in INITS, "init", f"must be one of {', '.join(INITS)}, got {self.init!r}")
         need(self.activation in ACTIVATIONS, "activation",
              f"must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         for name in ("lr", "lr_after", "last_layer_scale"):

@@ -95,6 +95,13 @@ def build_stack(config: TrainConfig, vocab_size: int, generator: torch.Generator
         for layer in layers[:-1]:
             if isinstance(layer, Linear):
                 layer.weight *= gain
+    if config.init == "zeros":
+        # After the draws, so the generator's batch stream is the default run's.
+        with torch.no_grad():
+            C.zero_()
+            for layer in layers:
+                for name in layer.parameter_names():
+                    getattr(layer, name).zero_()
     stack = Stack(C=C, layers=layers, params=[], param_names=[], block_outputs=block_outputs)
     stack._collect()
     for p in stack.params:

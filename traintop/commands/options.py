@@ -11,7 +11,7 @@ from ..engine.training.checkpoint_header import read_header
 
 # option dest -> TrainConfig field (same name unless listed)
 CONFIG_OPTIONS = ("n_embd", "n_hidden", "depth", "block_size", "batchnorm", "activation",
-                  "gain", "fan_in",
+                  "gain", "fan_in", "init",
                   "bias", "last_layer_scale", "steps", "lr", "lr_decay_step", "lr_after",
                   "batch_size", "seed", "split_seed", "stats_every")
 
@@ -58,6 +58,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                    help="Linear biases (default: on without BatchNorm, off with it)")
     g.add_argument("--last-layer-scale", type=positive_float("--last-layer-scale"),
                    help=f"scale of the output layer at init (default {d.last_layer_scale})")
+    g.add_argument("--init", choices=("default", "zeros"),
+                   help="default: the lecture's init; zeros: every weight and bias 0 "
+                        "(the lecture's exercise 1)")
+    g.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
+                   help="train one run per value side by side; repeat for the product "
+                        "(e.g. --sweep gain=1,5/3 --sweep batchnorm=on,off); keys: gain, "
+                        "batchnorm, fan_in, bias, last_layer_scale, lr, init; at most 16 runs")
     g.add_argument("--lr", type=positive_float("--lr"), help=f"learning rate (default {d.lr})")
     g.add_argument("--lr-decay-step", type=_count(0),
                    help=f"first step of --lr-after (default {d.lr_decay_step:,})")

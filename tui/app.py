@@ -29,7 +29,6 @@ from ..engine.recording.feed import Command, Event, Source, Steps
 from .calibration_pane import CalibrationPane
 from .events_pane import EventsPane
 from .health_pane import HealthPane
-from .help_screen import HelpScreen
 from .histogram_pane import HistogramPane
 from .loss_pane import LossPane
 from .ratio_pane import RatioPane
@@ -335,7 +334,7 @@ class TraintopApp(App[int]):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in TIMELINE_ACTIONS:
             # Not under the help screen: priority keys reach the app from there too.
-            return self.has_timeline and not isinstance(self.screen, HelpScreen)
+            return self.has_timeline and not getattr(self.screen, "covers_timeline", False)
         if action in STEERING_ACTIONS:
             return self.accepts is None
         return True
@@ -405,6 +404,8 @@ class TraintopApp(App[int]):
         self.send("checkpoint")
 
     def action_help(self) -> None:
+        from .help_screen import HelpScreen  # Markdown costs the first frame ~0.1 s
+
         self.push_screen(HelpScreen())
 
     # ----- issue 11: picking layers, scrolling tables ------------------------------

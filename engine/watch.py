@@ -35,6 +35,7 @@ from .recording.feed import Event, RunStarted, Status, Steps
 from .recording.recorder import Recorder
 from .results import (DEAD_INPUT_BELOW, LayerStats, RunInfo, StatsSnapshot, StepResult,
                       WeightStats)
+from .steps.by_shape import ShapeGroups, stds
 from .steps.stats import BINS, SATURATION, FlatReader, _hist_parts, _histogram
 
 # How each activation family saturates or dies: what `saturation_pct` and
@@ -163,7 +164,8 @@ class Watcher:
         self._grads: dict[int, torch.Tensor] = {}
         self._before: list[torch.Tensor | None] | None = None
         self._updates: torch.Tensor | None = None
-        self._data_std: dict = {}
+        self._data_std: torch.Tensor | None = None   # per parameter, this snapshot's
+        self._shape_groups: dict = {}
         self._weights: torch.Tensor | None = None
         self._pending: list[tuple[int, object, float]] = []
         self._pending_since = time.monotonic()
@@ -180,6 +182,9 @@ class Watcher:
         self.param_names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.weights = [(n, p) for n, p in named if p.ndim >= 2]
+        self._weight_positions = torch.tensor(
+            [i for i, (_, p) in enumerate(named) if p.ndim >= 2], dtype=torch.long,
+            device=self.device)
         self.info = RunInfo(
             config={"model": type(module).__name__, "every": every,
                     "optimizer": type(optimizer).__name__ if optimizer is not None else None,
@@ -244,41 +249,55 @@ class Watcher:
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
         if self.armed:
-            self._before = [p.detach().clone() if p.grad is not None else None
-                            for p in self.params]
+            groups = self._groups("params", self.params)
+            self._before = (groups, groups.stack(self.params))   # the stacks are copies
+
+    def _groups(self, what: str, tensors: list) -> ShapeGroups:
+        """ShapeGroups of the tensors that are there (a parameter without a
+        gradient has none), cached: the set rarely changes between steps."""
+        have = tuple(i for i, t in enumerate(tensors) if t is not None and (
+            what != "params" or t.grad is not None))
+        key = (what, have)
+        if key not in self._shape_groups:
+            self._shape_groups[key] = ShapeGroups([tensors[i] for i in have], list(have),
+                                                  len(tensors))
+        return self._shape_groups[key]
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         if self.armed and self._before is not None:
-            self._updates = self._update_ratios(self._before)
+            self._updates = self._update_ratios(*self._before)
             self._weights = self._weight_figures()
-            self._before, self._data_std = None, {}
+            self._before, self._data_std = None, None
 
-    def _update_ratios(self, before) -> torch.Tensor:
+    def _update_ratios(self, groups: ShapeGroups, before: list[torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
+            now = groups.stack(self.params, copy=False)
+            data = stds(now)
             # Each parameter's std once: the weight figures reuse it (grad:data).
-            self._data_std = {id(p): p.detach().float().std() for p, b in
-                              zip(self.params, before) if b is not None}
-            return torch.stack([
-                ((p.detach() - b).float().std() / self._data_std[id(p)]).log10()
-                if b is not None else torch.tensor(math.nan, device=p.device)
-                for p, b in zip(self.params, before)]).to(self.device) if self.params \
-                else torch.zeros(0, device=self.device)
+            self._data_std = groups.spread(data).to(self.device)
+            changes = stds([n - b for n, b in zip(now, before)])
+            return groups.spread([(c / d).log10() for c, d in zip(changes, data)]).to(self.device)
 
     def _weight_figures(self) -> torch.Tensor:
-        parts = []
+        if not self.weights:
+            return torch.zeros(0, device=self.device)
         with torch.no_grad():
-            for _, p in self.weights:
-                if p.grad is None:
-                    parts.append(torch.full((_width(WEIGHT_BLOCKS),), math.nan,
-                                            device=self.device))
-                    continue
-                g = p.grad.detach().float()
-                dstd = self._data_std.get(id(p))
-                dstd = p.detach().float().std() if dstd is None else dstd
-                gstd = g.std()
-                parts.append(torch.cat([torch.stack([g.mean(), gstd, gstd / dstd]),
-                                        *_hist(g)]).to(self.device))
-        return torch.cat(parts) if parts else torch.zeros(0, device=self.device)
+            grads = [p.grad for _, p in self.weights]
+            groups = self._groups("grads", grads)
+            blocks = groups.stack(grads, copy=False)
+            gmean = groups.spread([b.mean(dim=1) for b in blocks]).to(self.device)
+            gstd = groups.spread(stds(blocks)).to(self.device)
+            if self._data_std is not None:
+                dstd = self._data_std[self._weight_positions]
+            else:   # no optimizer hooks fired: the data's std here
+                data = [p for _, p in self.weights]
+                dgroups = self._groups("data", data)
+                dstd = dgroups.spread(stds(dgroups.stack(data, copy=False))).to(self.device)
+            nan_hist = torch.full((_HIST,), math.nan, device=self.device)
+            hists = torch.stack([torch.cat(_hist(g.detach().float())).to(self.device)
+                                 if g is not None else nan_hist for g in grads])
+            return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists],
+                             dim=1).reshape(-1)
 
     # ----- stepping ------------------------------------------------------------
     def step(self, loss=None) -> None:

@@ -66,8 +66,12 @@ def histogram_counts(lo: float, hi: float, density, hint: int | None = None):
     width = (hi - lo) / len(d) if len(d) else 0.0
     if not len(d) or not np.isfinite(d).all() or not (width > 0 and np.isfinite(width)):
         return None
+    if hint and not np.signbit(d).any():
+        found = _whole(d, width, hint)   # usually the total it had last time: no search
+        if found is not None:
+            return found
     nonzero = d[d > 0]
-    candidates = [hint] if hint else []
+    candidates = []
     if nonzero.size:
         smallest = float(nonzero.min())
         k = np.arange(1, 257)[:, None]
@@ -76,13 +80,23 @@ def histogram_counts(lo: float, hi: float, density, hint: int | None = None):
         candidates += [round(int(k[i, 0]) / (smallest * width)) for i in np.flatnonzero(whole)[:4]]
     else:
         candidates.append(1)
+    if np.signbit(d).any():
+        return None
     for total in candidates:
-        if not 0 < total < 2 ** 53:
-            continue
-        norm = total * width
-        counts = np.rint(d * norm)
-        if np.array_equal(counts / norm, d) and not np.signbit(d).any():
-            return int(total), counts.astype(np.uint64)
+        found = _whole(d, width, total)
+        if found is not None:
+            return found
+    return None
+
+
+def _whole(d: np.ndarray, width: float, total: int):
+    """(total, counts) if `total` items give back density `d` exactly, else None."""
+    if not 0 < total < 2 ** 53:
+        return None
+    norm = total * width
+    counts = np.rint(d * norm)
+    if np.array_equal(counts / norm, d):
+        return int(total), counts.astype(np.uint64)
     return None
 
 
@@ -94,19 +108,16 @@ def density_of(lo: float, hi: float, total: int, counts: np.ndarray) -> list[flo
 
 def pack_counts(counts: np.ndarray) -> str:
     """Counts as base64 of their LEB128 varints: 1 byte under 128, 2 under
-    16,384, ...; a histogram's tails hold small counts, its middle large ones."""
-    c = np.asarray(counts, dtype=np.uint64)
-    nbytes = np.ones(len(c), dtype=np.int64)
-    for k in range(1, 10):
-        nbytes += c >= np.uint64(1) << np.uint64(7 * k)
-    starts = np.cumsum(nbytes) - nbytes
-    out = np.zeros(int(nbytes.sum()), dtype=np.uint8)
-    for k in range(int(nbytes.max()) if len(c) else 0):
-        has = nbytes > k
-        byte = (c[has] >> np.uint64(7 * k)) & np.uint64(0x7F)
-        more = np.where(nbytes[has] > k + 1, 0x80, 0).astype(np.uint64)
-        out[starts[has] + k] = (byte | more).astype(np.uint8)
-    return "v" + base64.b64encode(out.tobytes()).decode("ascii")
+    16,384, ...; a histogram's tails hold small counts, its middle large ones.
+    A plain loop: for a histogram's ~50 counts it is ~20x faster than numpy's
+    per-call overhead, and watch(every=1) packs dozens a step."""
+    out = bytearray()
+    for value in np.asarray(counts, dtype=np.uint64).tolist():
+        while value >= 0x80:
+            out.append((value & 0x7F) | 0x80)
+            value >>= 7
+        out.append(value)
+    return "v" + base64.b64encode(bytes(out)).decode("ascii")
 
 
 def unpack_counts(text: str) -> np.ndarray:

@@ -130,3 +130,37 @@ def test_attach_joins_a_long_file_near_its_end(tmp_path, monkeypatch):
             for r in m.results] == list(range(1, 3001))
     whole.close()
     assert json.loads(path.read_text().splitlines()[0])["version"] == 2
+
+
+def test_replay_json_folds_coalesced_blocks_to_the_same_report(tmp_path, monkeypatch):
+    """replay --json folds runs of Steps lines as one block; the report is the
+    one a line-by-line fold gives, across an lr change, NaN-free and with a restart."""
+    from traintop.commands import replay
+    from traintop.engine.config import TrainConfig
+    from traintop.engine.recording import events
+    from traintop.engine.training.build import build_trainer
+
+    path = tmp_path / "run.jsonl"
+    trainer = build_trainer(TrainConfig(steps=1500, stats_every=250), engine="fast", threads=1)
+    recorder = Recorder(path)
+    recorder.consume(RunStarted(trainer.info()))
+    for _ in range(700):
+        recorder.step(trainer.step())
+    old = trainer.lr
+    trainer.set_lr(0.05)
+    recorder.consume(events.lr_changed(trainer.steps_done, old, trainer.lr))
+    for _ in range(300):
+        recorder.step(trainer.step())
+    why = trainer.restart(gain="3")
+    recorder.consume(RunStarted(trainer.info(), why))
+    for _ in range(1500):
+        recorder.step(trainer.step())
+    recorder.close(Status(trainer.steps_done, trainer.lr, False, True, 100.0))
+
+    reports = {}
+    for size in (1, 7, 10_000):
+        monkeypatch.setattr(replay, "COALESCE_STEPS", size)
+        reports[size] = json.dumps(replay.summary(str(path)), sort_keys=True)
+    assert reports[1] == reports[7] == reports[10_000]
+    doc = json.loads(reports[1])
+    assert doc["steps"] == 1500 and doc["config"]["gain"] == "3"

@@ -45,13 +45,14 @@ LINES_CACHED = 4
 
 
 class _Steps:
-    """An index item: rows [lo, hi) of line `line`, steps first..last."""
+    """An index item: rows [lo, hi) of line `line` (of run `run`), steps first..last."""
 
-    __slots__ = ("line", "lo", "hi", "first", "last", "lr", "snapshot")
+    __slots__ = ("line", "lo", "hi", "first", "last", "lr", "snapshot", "run")
 
-    def __init__(self, line, lo, hi, first, last, lr, snapshot):
+    def __init__(self, line, lo, hi, first, last, lr, snapshot, run=0):
         self.line, self.lo, self.hi = line, lo, hi
         self.first, self.last, self.lr, self.snapshot = first, last, lr, snapshot
+        self.run = run
 
 
 class ReplaySource:
@@ -96,8 +97,9 @@ class ReplaySource:
         self.playing = False
         self._play_from: tuple[float, float] | None = None
         self._rewind = False
-        self._status_sent: Status | None = None
-        self._delivered: tuple[int, float] = (0, 0.0)   # (step, lr) of the last step delivered
+        # run -> (step, lr) of its last step delivered (a sweep's runs each have theirs)
+        self._delivered: dict[int, tuple[int, float]] = {0: (0, 0.0)}
+        self._status_sent: dict[int, Status] = {}
         self._read_head()
         self.meta = self._decoder.meta
         if not at_end:
@@ -155,7 +157,7 @@ class ReplaySource:
                 continue
             doc = decoder.parse(raw)
             if decoder.header is None:
-                items.append(decoder.read_header(doc))
+                items += decoder.header_messages(doc)
                 continue
             kind = doc.get("t")
             if kind in ("s", "steps"):
@@ -165,24 +167,35 @@ class ReplaySource:
                     raise decoder.fail(f"corrupt line ({type(exc).__name__}: {exc})") from None
                 line = len(self._lines)
                 self._lines.append(zlib.compress(raw, 1) if self._gzip else (start, len(raw)))
-                self._cut(line, steps, lrs, snapshots, items, marks, base)
+                run = doc.get("r", 0)
+                if isinstance(run, bool) or not isinstance(run, int) or run < 0:
+                    raise decoder.fail(f"corrupt line (run index {run!r})")
+                self._cut(line, steps, lrs, snapshots, items, marks, base, run)
             elif kind != "status":           # the replay reports its own position instead
                 items.append(decoder.decode_doc(doc))
         with self._lock:
             self.items += items
-            self.marks += marks
-            self.snapshot_steps += [self.items[i - 1].last for i in marks]
+            for mark in marks:
+                step = self.items[mark - 1].last
+                if self.snapshot_steps and self.snapshot_steps[-1] == step and \
+                        self.items[mark - 1].run != self.items[self.marks[-1] - 1].run:
+                    # A sweep's runs each take a snapshot at this step: one place on
+                    # the timeline, after the last of them.
+                    self.marks[-1] = mark
+                else:
+                    self.marks.append(mark)
+                    self.snapshot_steps.append(step)
             if self._follow_end:
                 self.target = len(self.items)
 
     @staticmethod
-    def _cut(line, steps, lrs, snapshots, items, marks, base) -> None:
+    def _cut(line, steps, lrs, snapshots, items, marks, base, run=0) -> None:
         """Items of one line: cut after each snapshot and each PLAY_GRAIN-th step."""
         lo = 0
         for i, step in enumerate(steps):
             snap = i in snapshots
             if snap or step % PLAY_GRAIN == 0 or i == len(steps) - 1:
-                items.append(_Steps(line, lo, i + 1, steps[lo], step, lrs[i], snap))
+                items.append(_Steps(line, lo, i + 1, steps[lo], step, lrs[i], snap, run))
                 if snap:
                     marks.append(base + len(items))
                 lo = i + 1
@@ -327,14 +340,14 @@ class ReplaySource:
             self.pos = end
         if self.failed is not None and not self._failed_sent:
             self._failed_sent = True
-            out.append(Event("error", self._delivered[0], self.failed))
-        step, lr = self._delivered
-        status = Status(step=step, lr=lr, running=self.playing,
-                        finished=self.pos >= len(self.items) and self.loaded,
-                        steps_per_sec=self.speed)
-        if status != self._status_sent and (out or self.pos == self.target):
-            out.append(status)
-            self._status_sent = status
+            out.append(Event("error", self._delivered[0][0], self.failed))
+        finished = self.pos >= len(self.items) and self.loaded
+        for run, (step, lr) in sorted(self._delivered.items()):
+            status = Status(step=step, lr=lr, running=self.playing, finished=finished,
+                            steps_per_sec=self.speed, run=run)
+            if status != self._status_sent.get(run) and (out or self.pos == self.target):
+                out.append(status)
+                self._status_sent[run] = status
         return out
 
     def _deliver(self, items: list) -> list[Message]:
@@ -351,38 +364,44 @@ class ReplaySource:
                     chunks.append([item.line, item.lo, item.hi, item])
             else:
                 chunks.append(item)
-        shown = None            # (chunk index, row) of the last snapshot delivered
+        shown: dict[int, int] = {}   # chunk index -> row of each run's last snapshot delivered
+        found: set[int] = set()      # the runs whose last snapshot is found
         for k in range(len(chunks) - 1, -1, -1):
             chunk = chunks[k]
-            if isinstance(chunk, list):
+            if isinstance(chunk, list) and chunk[3].run not in found:
                 rows = [r for r in self._results(chunk[0])[1] if chunk[1] <= r < chunk[2]]
                 if rows:
-                    shown = (k, max(rows))
-                    break
+                    shown[k] = max(rows)
+                    found.add(chunk[3].run)
         out: list[Message] = []
         rows: list = []         # the steps of neighbouring chunks: one Steps, folded at once
+        run = 0                 # whose they are (a sweep's lines alternate between runs)
         for k, chunk in enumerate(chunks):
             if not isinstance(chunk, list):
                 if rows:
-                    out.append(Steps(tuple(rows)))
+                    out.append(Steps(tuple(rows), run=run))
                     rows = []
                 if isinstance(chunk, RunStarted):
-                    self._delivered = (0, chunk.info.config.get("lr", 0.0))
+                    self._delivered[chunk.run] = (0, chunk.info.config.get("lr", 0.0))
                 out.append(chunk)
                 continue
             line, lo, hi, last = chunk
+            if rows and last.run != run:
+                out.append(Steps(tuple(rows), run=run))
+                rows = []
+            run = last.run
             results, snapshots = self._results(line)
             part = results[lo:hi]
-            if shown is not None and shown[0] == k:
-                row = shown[1]
+            if k in shown:
+                row = shown[k]
                 version, payload = snapshots[row]
                 stats = decode_snapshot2(payload) if version == 2 else decode_snapshot(payload)
                 part = (*part[:row - lo], replace(part[row - lo], stats=stats),
                         *part[row - lo + 1:])
             rows += part
-            self._delivered = (last.last, last.lr)
+            self._delivered[run] = (last.last, last.lr)
         if rows:
-            out.append(Steps(tuple(rows)))
+            out.append(Steps(tuple(rows), run=run))
         return out
 
     def position(self) -> tuple[str, str]:

@@ -11,7 +11,9 @@ import argparse
 import json
 import sys
 
+from ..engine.recording.feed import Sweep
 from ..engine.recording.run_state import RunState
+from ..engine.recording.sweep_state import SweepState
 from ..engine.training.history import History
 from ..engine.recording.stream import LineDecoder, read
 
@@ -29,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open at the first snapshot and play (default: open at the end, "
                              "paused)")
     parser.add_argument("--json", action="store_true",
-                        help="print the run's JSON summary (figures of the last snapshot); "
-                             "no app")
+                        help="print the run's JSON summary (figures of the last snapshot; "
+                             "a sweep's: {\"runs\": [...]}, one per run); no app")
     return parser
 
 
@@ -55,20 +57,26 @@ class _TicksOnly(History):
 
 
 def summary(path: str) -> dict:
-    """The run's report, folded as the file is read (no message is kept).
+    """The run's report (a sweep's: `{"runs": [...]}`), folded as the file is
+    read (no message is kept).
 
     Only the run's last stats snapshot reaches the report (and the health
     findings of a snapshot are replaced by the next one's), so the steps are
     folded without their snapshots and the last one is decoded at the end.
     """
     decoder = LineDecoder(str(path), snapshots=False)
-    state = RunState(history=_TicksOnly())
+    state = SweepState(RunState(history=_TicksOnly()))
     for message in read(path, decoder):
+        if isinstance(message, Sweep):
+            state.apply(message)
+            state.runs = [RunState(history=_TicksOnly()) for _ in message.labels]
+            continue
         state.apply(message)
     state.meta = decoder.meta
-    snapshot = decoder.snapshot()
-    if snapshot is not None:
-        state.take_snapshot(snapshot)
+    for run, run_state in enumerate(state.runs):
+        snapshot = decoder.snapshot(run)
+        if snapshot is not None:
+            run_state.take_snapshot(snapshot)
     return state.report()
 
 

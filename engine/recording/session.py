@@ -35,7 +35,7 @@ from pathlib import Path
 from ...data.errors import InputError
 from ..config import DEFAULT_ENGINE, TrainConfig
 from . import events
-from .feed import Command, Event, Message, RunStarted, Status, Steps
+from .feed import Command, Event, Message, RunStarted, Status, Steps, Sweep
 
 FLUSH_SECONDS = 0.05     # Steps batches: about 20 messages a second
 STATUS_SECONDS = 1.0     # a Status at least this often
@@ -62,6 +62,9 @@ class SessionSpec:
     start_paused: bool = False
     engine: str = DEFAULT_ENGINE     # Trainer engine (traintop.engine.config.ENGINES)
     why: str | None = None           # the first RunStarted's why (a fresh trainer's reason)
+    # The runs of a sweep (traintop.engine.sweep.spec.SweepRun, from --sweep);
+    # empty for a single run. `config` is then the sweep's base config.
+    sweep: tuple = ()
 
 
 class LiveSession:
@@ -143,7 +146,10 @@ class LiveSession:
         """`r` after a death: a new child on the dead run's config (and the key's
         changes), from step 0; the viewer keeps the history it has."""
         config = self.spec.config
-        if self._watch.config is not None:
+        changes = {k: v for k, v in changes.items() if k != "run"}
+        if self.spec.sweep:
+            changes = {}    # a fresh sweep: every run on its own config again
+        elif self._watch.config is not None:
             config = TrainConfig.from_dict(self._watch.config)
         config = dataclasses.replace(config, **changes)
         step = self._watch.step
@@ -302,8 +308,21 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
 def _build(spec: SessionSpec):
     from ..training.build import build_trainer   # torch: only in the child
 
+    if spec.sweep:
+        return _build_sweep(spec)
     return build_trainer(spec.config, spec.data, spec.device, spec.engine, spec.threads,
                          spec.resume)
+
+
+def _build_sweep(spec: SessionSpec):
+    from ...data.dataset import load_dataset
+    from ..sweep.trainer import SweepTrainer
+    from ..training.threads import apply_threads, choose_threads
+
+    config = spec.config
+    apply_threads(spec.threads or choose_threads(config))
+    dataset = load_dataset(spec.data, config.block_size, config.split_seed)
+    return SweepTrainer(spec.sweep, dataset, device=spec.device, engine=spec.engine)
 
 
 def _wait_for_quit(commands, parent: int) -> None:
@@ -326,20 +345,50 @@ def _describe(exc: BaseException) -> str:
 
 
 class Runner:
-    """The child's loop: step while running, answer commands between steps."""
+    """The child's loop: step while running, answer commands between steps.
+
+    It drives one Trainer or a SweepTrainer's runs (`trainer.trainers`): every
+    message it sends names its run, a sweep's Sweep goes first, and a command
+    with args "run" acts on that run (None or absent: on every run).
+    """
 
     def __init__(self, trainer, spec: SessionSpec, commands, messages, parent: int | None = None):
-        self.trainer = trainer
+        self.sweep = trainer if hasattr(trainer, "trainers") else None
+        self.trainers = list(self.sweep.trainers) if self.sweep is not None else [trainer]
+        self.trainer = self.trainers[0]
         self.spec = spec
         self.commands = commands
         self.messages = messages
         self.running = not spec.start_paused
-        self.pending: list = []
+        self.pending: dict[int, list] = {}    # run -> step results not yet sent
+        self.ended: set[int] = set()          # runs whose end was said
         self.last_flush = time.monotonic()
         self.last_status = 0.0
-        self.times: deque[float] = deque()   # when recent steps finished
+        self.times: deque[float] = deque()   # when recent (sweep) steps finished
         self.quit = False
         self.parent = os.getppid() if parent is None else parent
+
+    @property
+    def finished(self) -> bool:
+        return all(t.finished for t in self.trainers)
+
+    def targets(self, run: int | None) -> list[tuple[int, object]]:
+        """(index, Trainer) of `run`, or of every run for None."""
+        if run is None:
+            return list(enumerate(self.trainers))
+        run = int(run)
+        if not 0 <= run < len(self.trainers):
+            raise ValueError(f"no run {run} (this session has {len(self.trainers)})")
+        return [(run, self.trainers[run])]
+
+    # ----- the sweep's per-run controls ----------------------------------------
+    # One place to switch to SweepTrainer.set_lr/restart(run=...) once the
+    # batched sweep step lands (its stacked parameters must hear of a restart).
+    def _set_lr(self, k: int, lr: float) -> None:
+        self.trainers[k].set_lr(lr)
+
+    def _restart(self, k: int, changes: dict) -> str:
+        return self.trainers[k].restart(**changes)
 
     # ----- output ------------------------------------------------------------
     def fatal(self, exc: BaseException) -> None:
@@ -356,14 +405,18 @@ class Runner:
             pass
 
     def flush(self) -> None:
-        if self.pending:
-            self.messages.put(Steps(tuple(self.pending)))
-            self.pending = []
+        for run, rows in self.pending.items():
+            if rows:
+                self.messages.put(Steps(tuple(rows), run=run))
+        self.pending = {}
         self.last_flush = time.monotonic()
 
     def put(self, message: Message) -> None:
         self.flush()  # keep order: the steps before an event arrive before it
         self.messages.put(message)
+
+    def put_run(self, run: int, message: Message) -> None:
+        self.put(dataclasses.replace(message, run=run) if run else message)
 
     def rate(self, now: float) -> float:
         while self.times and now - self.times[0] > RATE_WINDOW:
@@ -375,32 +428,36 @@ class Runner:
 
     def status(self, force: bool = False) -> None:
         now = time.monotonic()
-        t = self.trainer
-        stopped = t.stopped.message() if t.stopped is not None else None
-        status = Status(step=t.steps_done, lr=t.lr, running=self.running and not t.finished,
-                        finished=t.steps_done >= t.config.steps, steps_per_sec=self.rate(now),
-                        stopped=stopped)
-        if force or now - self.last_status >= STATUS_SECONDS:
-            self.put(status)
-            self.last_status = now
+        if not (force or now - self.last_status >= STATUS_SECONDS):
+            return
+        rate = self.rate(now)
+        for run, t in enumerate(self.trainers):
+            stopped = t.stopped.message() if t.stopped is not None else None
+            self.put(Status(step=t.steps_done, lr=t.lr, running=self.running and not t.finished,
+                            finished=t.steps_done >= t.config.steps, steps_per_sec=rate,
+                            stopped=stopped, run=run))
+        self.last_status = now
 
     # ----- loop --------------------------------------------------------------
     def serve(self) -> None:
-        self.put(RunStarted(self.trainer.info(), self.spec.why))
+        if self.sweep is not None:
+            self.put(Sweep(tuple(self.sweep.labels), tuple(self.spec.sweep[0].changes)))
+        for run, t in enumerate(self.trainers):
+            self.put(RunStarted(t.info(), self.spec.why, run=run))
         self.status(force=True)
         last_check = 0.0
         while not self.quit:
             now = time.monotonic()
-            stepping = self.running and not self.trainer.finished
+            stepping = self.running and not self.finished
             if stepping:
                 if now - last_check >= COMMAND_SECONDS:
                     self.drain()
                     last_check = now
-                    if self.quit or not (self.running and not self.trainer.finished):
+                    if self.quit or not (self.running and not self.finished):
                         continue
                 self.one_step()
-                if self.trainer.finished:
-                    self.finish()
+                if self.finished:
+                    self.status(force=True)
                 elif time.monotonic() - self.last_flush >= FLUSH_SECONDS:
                     self.flush()
                     self.status()
@@ -411,17 +468,26 @@ class Runner:
         self.flush()
 
     def one_step(self) -> None:
-        result = self.trainer.step()
-        self.pending.append(result)
-        self.times.append(time.monotonic())
-
-    def finish(self) -> None:
-        t = self.trainer
-        if t.stopped is not None:
-            self.put(events.stopped(t.stopped))
+        if self.sweep is not None:
+            results = self.sweep.step()
         else:
-            self.put(Event("note", t.steps_done, f"finished {t.steps_done:,} steps"))
-        self.status(force=True)
+            results = [self.trainer.step()]
+        for run, result in enumerate(results):
+            if result is not None:
+                self.pending.setdefault(run, []).append(result)
+        self.times.append(time.monotonic())
+        for run, t in enumerate(self.trainers):
+            if t.finished and run not in self.ended:
+                self.finish(run)
+
+    def finish(self, run: int) -> None:
+        """Say that `run` reached its end or stopped (a sweep's others go on)."""
+        self.ended.add(run)
+        t = self.trainers[run]
+        if t.stopped is not None:
+            self.put_run(run, events.stopped(t.stopped))
+        else:
+            self.put_run(run, Event("note", t.steps_done, f"finished {t.steps_done:,} steps"))
 
     def orphaned(self) -> bool:
         """The viewer died without a quit (SSH hangup, kill): stop too."""
@@ -477,46 +543,53 @@ class Runner:
         self.running = True
 
     def do_step(self) -> None:
-        if self.trainer.finished:
+        if self.finished:
             return
         self.running = False
         self.one_step()
-        if self.trainer.finished:
-            self.finish()
         self.flush()
 
-    def do_set_lr(self, lr: float) -> None:
-        t = self.trainer
-        old = t.lr
-        t.set_lr(float(lr))
-        self.put(events.lr_changed(t.steps_done, old, t.lr))
+    def do_set_lr(self, lr: float, run: int | None = None) -> None:
+        for k, t in self.targets(run):
+            old = t.lr
+            self._set_lr(k, float(lr))
+            self.put_run(k, events.lr_changed(t.steps_done, old, t.lr))
 
-    def do_scale_lr(self, factor: float) -> None:
-        self.do_set_lr(self.trainer.lr * float(factor))
+    def do_scale_lr(self, factor: float, run: int | None = None) -> None:
+        for k, t in self.targets(run):
+            old = t.lr
+            self._set_lr(k, t.lr * float(factor))
+            self.put_run(k, events.lr_changed(t.steps_done, old, t.lr))
 
-    def do_restart(self, **changes) -> None:
-        t = self.trainer
-        why = t.restart(**changes)
+    def do_restart(self, run: int | None = None, **changes) -> None:
+        for k, t in self.targets(run):
+            why = self._restart(k, changes)
+            self.ended.discard(k)
+            self.put(RunStarted(t.info(), why, run=k))
         self.times.clear()
-        self.put(RunStarted(t.info(), why))
 
-    def do_evaluate(self, splits=("train", "val")) -> None:
-        t = self.trainer
-        self.put(events.evaluated(t.steps_done, t.evaluate(tuple(splits))))
+    def do_evaluate(self, splits=("train", "val"), run: int | None = None) -> None:
+        for k, t in self.targets(run):
+            self.put_run(k, events.evaluated(t.steps_done, t.evaluate(tuple(splits))))
 
-    def do_sample(self, n: int = 10) -> None:
-        t = self.trainer
-        self.put(events.sampled(t.steps_done, t.sample(int(n))))
+    def do_sample(self, n: int = 10, run: int | None = None) -> None:
+        for k, t in self.targets(run):
+            self.put_run(k, events.sampled(t.steps_done, t.sample(int(n))))
 
-    def do_calibrate(self, apply: bool = False) -> None:
-        t = self.trainer
-        self.put(events.calibrated(t.steps_done, t.calibrate(bool(apply))))
+    def do_calibrate(self, apply: bool = False, run: int | None = None) -> None:
+        for k, t in self.targets(run):
+            self.put_run(k, events.calibrated(t.steps_done, t.calibrate(bool(apply))))
 
-    def do_checkpoint(self, path: str | None = None) -> None:
+    def do_checkpoint(self, path: str | None = None, run: int | None = None) -> None:
         from ..training.checkpoint import save_checkpoint
 
-        t = self.trainer
-        target = Path(path) if path else Path(self.spec.checkpoint_dir) / \
-            f"traintop-step{t.steps_done}.ckpt"
-        self.put(events.checkpointed(t.steps_done, save_checkpoint(t, target)))
-
+        for k, t in self.targets(run):
+            # A sweep's runs each get a file: `-run2` names which.
+            tag = f"-run{k}" if self.sweep is not None else ""
+            if path:
+                target = Path(path)
+                if tag:
+                    target = target.with_name(f"{target.stem}{tag}{target.suffix}")
+            else:
+                target = Path(self.spec.checkpoint_dir) / f"traintop{tag}-step{t.steps_done}.ckpt"
+            self.put_run(k, events.checkpointed(t.steps_done, save_checkpoint(t, target)))

@@ -83,6 +83,12 @@ class TraintopApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
+        # issue 14: a sweep's overview and its runs in full (unbound for one run),
+        # early in the footer, which a narrow terminal cuts off at its end.
+        Binding("v", "view_run(1)", "run"),
+        Binding("V", "view_run(-1)", "run back", show=False),
+        Binding("o", "overview", "all runs"),
+        Binding("escape", "overview", "all runs", show=False),
         # A source with a timeline (a replay) moves it; elsewhere these keys
         # are not bound at all (check_action), so the live app is unchanged.
         # Priority: the focused tab bar would take ← and → for itself.
@@ -106,11 +112,6 @@ class TraintopApp(App[int]):
         Binding("s", "sample", "sample"),
         Binding("c", "calibrate", "calib"),
         Binding("w", "checkpoint", "save"),
-        # issue 14: a sweep's overview and its runs in full.
-        Binding("v", "view_run(1)", "run"),
-        Binding("V", "view_run(-1)", "run back", show=False),
-        Binding("o", "overview", "all runs"),
-        Binding("escape", "overview", "all runs", show=False),
         *(Binding(str(k + 1), f"tab('{name}')", name, show=False) for k, name in enumerate(TABS)),
         # issue 11: many layers and parameters (tui/pick.py), tables that scroll.
         Binding("p", "pick(1)", "pick"),

@@ -66,7 +66,7 @@ class SweepSaturation(Static):
         if not layers:
             return Text("waiting for diagnostics")
         n = len(runs)
-        rows = max(1, (self.size.height or 20) - 2)
+        rows = max(1, (self.size.height or 20) - 3)   # border and the note line
         fit = max(1, rows // n)
         width = max(8, (self.size.width or 40) - 4 - 4 - 7)   # label, figure
         top = max([GUIDE * 2] + [l.saturation_pct for s in runs if s is not None

@@ -32,9 +32,10 @@ def sweep_status_text(sweep, read_only: bool = False,
     steps = [s.step for s in sweep.runs]
     parts.append(f"step {min(steps):,}" if min(steps) == max(steps)
                  else f"steps {min(steps):,}-{max(steps):,}")
-    lrs = {s.lr for s in sweep.runs}
-    if len(lrs) == 1 and None not in lrs:
-        parts.append(f"lr {lrs.pop():g}")
+    lrs = [s.lr for s in sweep.runs if s.lr is not None]
+    if lrs:
+        parts.append(f"lr {min(lrs):g}" if min(lrs) == max(lrs)
+                     else f"lr {min(lrs):g}-{max(lrs):g}")
     if tail and not (head == "attach" and first.status is not None and first.status.finished):
         parts.append(tail)
     else:
@@ -60,10 +61,11 @@ class SweepFindings(Static):
     DEFAULT_CSS = "SweepFindings { height: auto; max-height: 9; padding: 0 1; }"
 
     def show(self, sweep, no_color: bool = False) -> None:
-        text = Text(no_wrap=True, overflow="ellipsis")
+        width = max(10, (self.size.width or 80) - 2)
+        lines = []
         for k, state in enumerate(sweep.runs):
-            if k:
-                text.append("\n")
+            text = Text()
+            lines.append(text)
             mark = NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)] if no_color else "━"
             text.append(f"{mark} {sweep.label(k)}: ",
                         style="" if no_color else RICH_COLORS[k % len(RICH_COLORS)])
@@ -78,4 +80,6 @@ class SweepFindings(Static):
             text.append(f.message)
             if len(findings) > 1:
                 text.append(f" (+{len(findings) - 1})", style="grey50")
-        self.update(text, layout=False)
+        for text in lines:   # one row per run, whatever the terminal's width
+            text.truncate(width, overflow="ellipsis")
+        self.update(Text("\n").join(lines))

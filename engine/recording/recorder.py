@@ -96,7 +96,10 @@ class Recorder:
         if isinstance(message, Steps):
             pending = self._steps.setdefault(message.run, [])
             pending.extend(message.results)
-            if len(pending) >= BATCH:
+            # A sweep's runs send the same steps one after another: written once
+            # the last of them has (a replay's timeline finds them together).
+            if len(pending) >= BATCH and (message.run == max(self._steps)
+                                          or len(pending) >= 4 * BATCH):
                 self._write_steps()
         elif isinstance(message, Status):
             if not self._keep_status(message):
@@ -125,14 +128,21 @@ class Recorder:
             return True
         return False
 
-    def _write_steps(self) -> None:
+    def _write_steps(self, aligned: bool = False) -> None:
+        """Write the steps not yet written; `aligned` (a flush on the clock,
+        which may fall between a sweep's runs sending the same steps): as
+        many of each run's as every run has, the rest kept for the next line."""
         if self._writer is None:
             return
-        for run, pending in self._steps.items():
-            if pending:
-                self._writer.write(Steps(tuple(pending), run=run))
-                self._step = max(self._step, pending[-1].step)
-        self._steps = {}
+        pending = {run: rows for run, rows in self._steps.items() if rows}
+        count = min(map(len, pending.values()), default=0) if aligned else None
+        for run, rows in pending.items():
+            rows, rest = rows[:count], rows[len(rows) if count is None else count:]
+            if rows:
+                self._writer.write(Steps(tuple(rows), run=run))
+                self._step = max(self._step, rows[-1].step)
+            pending[run] = rest
+        self._steps = {run: rows for run, rows in pending.items() if rows}
 
     def _size(self) -> int:
         try:
@@ -149,7 +159,7 @@ class Recorder:
         if self._writer is None:
             return
         with self._writing():
-            self._write_steps()
+            self._write_steps(aligned=True)
             self._writer.flush()
             self._flushed()
         self._last_flush = self._clock()

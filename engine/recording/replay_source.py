@@ -79,6 +79,9 @@ class ReplaySource:
         self.items: list = []          # RunStarted/Event messages and _Steps entries
         self.marks: list[int] = []     # marks[k]: how many items bring a viewer to snapshot k
         self.snapshot_steps: list[int] = []
+        self._group: list[list] = []   # a sweep's lines of the same steps, one per run so far
+        self._group_key: tuple | None = None
+        self._group_runs: set[int] = set()
         self._lines: list = []         # per line: (offset, length) (plain) or zlib'd bytes (gzip)
         self._cache: OrderedDict[int, tuple] = OrderedDict()
         self._decoder = LineDecoder(str(self.path))
@@ -130,6 +133,7 @@ class ReplaySource:
     def _read_chunk(self) -> None:
         chunk = self._file.read(CHUNK)
         if not chunk:
+            self._add(self._merged_group())   # a sweep's last lines, whatever runs wrote them
             self.partial_tail = self._decoder.pending
             self._update_speed()
             self.loaded = True
@@ -147,8 +151,6 @@ class ReplaySource:
         buffer = decoder._buffer + data
         *lines, decoder._buffer = buffer.split(b"\n")
         items: list = []
-        marks: list[int] = []
-        base = len(self.items)
         for raw in lines:
             start = self._offset
             self._offset += len(raw) + 1
@@ -170,15 +172,38 @@ class ReplaySource:
                 run = doc.get("r", 0)
                 if isinstance(run, bool) or not isinstance(run, int) or run < 0:
                     raise decoder.fail(f"corrupt line (run index {run!r})")
-                self._cut(line, steps, lrs, snapshots, items, marks, base, run)
-            elif kind != "status":           # the replay reports its own position instead
-                items.append(decoder.decode_doc(doc))
+                key = (steps[0], len(steps))
+                if self._group and (self._group_key != key or run in self._group_runs):
+                    items += self._merged_group()
+                self._group.append(self._cut(line, steps, lrs, snapshots, run))
+                self._group_key = key
+                self._group_runs.add(run)
+                if decoder.sweep is None or len(self._group) >= len(decoder.sweep.labels):
+                    items += self._merged_group()
+            else:
+                items += self._merged_group()    # in the order the file has them
+                if kind != "status":           # the replay reports its own position instead
+                    items.append(decoder.decode_doc(doc))
+        self._add(items)
+
+    def _merged_group(self) -> list:
+        """A sweep's lines of the same steps (one per run), their items in step
+        order: the timeline moves every run along together."""
+        group, self._group, self._group_runs = self._group, [], set()
+        if len(group) == 1:
+            return group[0]
+        return sorted((item for items in group for item in items), key=lambda i: (i.last, i.run))
+
+    def _add(self, items: list) -> None:
         with self._lock:
+            base = len(self.items)
             self.items += items
-            for mark in marks:
-                step = self.items[mark - 1].last
+            for k, item in enumerate(items):
+                if not (isinstance(item, _Steps) and item.snapshot):
+                    continue
+                mark, step = base + k + 1, item.last
                 if self.snapshot_steps and self.snapshot_steps[-1] == step and \
-                        self.items[mark - 1].run != self.items[self.marks[-1] - 1].run:
+                        item.run != self.items[self.marks[-1] - 1].run:
                     # A sweep's runs each take a snapshot at this step: one place on
                     # the timeline, after the last of them.
                     self.marks[-1] = mark
@@ -189,16 +214,15 @@ class ReplaySource:
                 self.target = len(self.items)
 
     @staticmethod
-    def _cut(line, steps, lrs, snapshots, items, marks, base, run=0) -> None:
+    def _cut(line, steps, lrs, snapshots, run=0) -> list:
         """Items of one line: cut after each snapshot and each PLAY_GRAIN-th step."""
-        lo = 0
+        items, lo = [], 0
         for i, step in enumerate(steps):
             snap = i in snapshots
             if snap or step % PLAY_GRAIN == 0 or i == len(steps) - 1:
                 items.append(_Steps(line, lo, i + 1, steps[lo], step, lrs[i], snap, run))
-                if snap:
-                    marks.append(base + len(items))
                 lo = i + 1
+        return items
 
     def _update_speed(self) -> None:
         if self._user_speed is None:
@@ -374,22 +398,25 @@ class ReplaySource:
                     shown[k] = max(rows)
                     found.add(chunk[3].run)
         out: list[Message] = []
-        rows: list = []         # the steps of neighbouring chunks: one Steps, folded at once
-        run = 0                 # whose they are (a sweep's lines alternate between runs)
+        # The steps of neighbouring chunks, per run (a sweep's runs take turns):
+        # one Steps per run, folded at once.
+        rows_of: dict[int, list] = {}
+
+        def steps_so_far() -> None:
+            for run, rows in sorted(rows_of.items()):
+                out.append(Steps(tuple(rows), run=run))
+            rows_of.clear()
+
         for k, chunk in enumerate(chunks):
             if not isinstance(chunk, list):
-                if rows:
-                    out.append(Steps(tuple(rows), run=run))
-                    rows = []
+                steps_so_far()
                 if isinstance(chunk, RunStarted):
                     self._delivered[chunk.run] = (0, chunk.info.config.get("lr", 0.0))
                 out.append(chunk)
                 continue
             line, lo, hi, last = chunk
-            if rows and last.run != run:
-                out.append(Steps(tuple(rows), run=run))
-                rows = []
             run = last.run
+            rows = rows_of.setdefault(run, [])
             results, snapshots = self._results(line)
             part = results[lo:hi]
             if k in shown:
@@ -400,8 +427,7 @@ class ReplaySource:
                         *part[row - lo + 1:])
             rows += part
             self._delivered[run] = (last.last, last.lr)
-        if rows:
-            out.append(Steps(tuple(rows), run=run))
+        steps_so_far()
         return out
 
     def position(self) -> tuple[str, str]:

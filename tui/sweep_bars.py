@@ -62,7 +62,7 @@ class SweepSaturation(Static):
         no_color = self.app.no_color
         runs = [s.stats for s in sweep.runs]
         layers = next((s.layers for s in runs if s is not None), ())
-        self.border_title = "% saturated, per layer · one bar per run"
+        self.border_title = "% saturated per layer · a bar per run"
         if not layers:
             return Text("waiting for diagnostics")
         n = len(runs)
@@ -96,5 +96,7 @@ class SweepSaturation(Static):
         note = f"┊ {GUIDE:g}% guide · 0..{top:.0f}%"
         if hidden > 0:
             note += f" · {hidden} more layers: v shows a run"
+            if len(note) > width + 11:      # one row, however narrow the pane
+                note = f"┊ {GUIDE:g}% · {hidden} more layers (v)"
         text.append(note, style="grey50")
         return text

@@ -20,8 +20,15 @@ def run_style(run: int, no_color: bool) -> dict:
     return style(run, no_color)
 
 
-def legend(sweep, no_color: bool) -> str:
-    return border_legend([sweep.label(k) for k in range(len(sweep.runs))], no_color)
+def legend(pane, sweep, no_color: bool) -> str:
+    """The runs' labels for the border; where they do not fit, their values only
+    (`━ 0.5  ━ 1  ━ 5/3`: the status line names the swept keys)."""
+    labels = [sweep.label(k) for k in range(len(sweep.runs))]
+    room = (pane.size.width or 80) - 6
+    if sum(len(label) + 4 for label in labels) > room:
+        labels = [" ".join(part.partition("=")[2] for part in label.split())
+                  for label in labels]
+    return border_legend(labels, no_color)
 
 
 class SweepLossPane(PlotPane):
@@ -32,7 +39,7 @@ class SweepLossPane(PlotPane):
         self.lines = [finite_points(*downsample(*s.history.log10_loss.points(), n))
                       for s in sweep.runs]
         self.tick = max((s.history.tick for s in sweep.runs), default=0)
-        self.border_title = legend(sweep, self.app.no_color)
+        self.border_title = legend(self, sweep, self.app.no_color)
 
     def draw(self, plt, no_color: bool) -> None:
         if not any(xs for xs, _ in self.lines):
@@ -63,7 +70,7 @@ class SweepRatioPane(PlotPane):
                       if i < len(h.ratios)]
             self.lines.append(finite_points(*mean_line(series)))
         self.tick = max((s.history.tick for s in sweep.runs), default=0)
-        self.border_title = legend(sweep, self.app.no_color)
+        self.border_title = legend(self, sweep, self.app.no_color)
 
     def draw(self, plt, no_color: bool) -> None:
         if not any(xs for xs, _ in self.lines):
@@ -104,7 +111,7 @@ class SweepHistogramPane(PlotPane):
             lines = [(list(l.grad_hist.centers()), list(l.grad_hist.density))
                      for l in stats.layers] if stats is not None else []
             self.plots.append((sweep.label(k), stats.step if stats else None, lines))
-        self.border_title = legend(sweep, self.app.no_color)
+        self.border_title = legend(self, sweep, self.app.no_color)
 
     def grid(self) -> tuple[int, int]:
         """Rows and columns of plots: as square as the pane's cells allow."""

@@ -22,7 +22,7 @@ def sweep_status_text(sweep, read_only: bool = False,
     n = len(sweep.runs)
     if view is not None:
         return (f"run {view + 1}/{n} {sweep.label(view)} · "
-                + status_text(sweep.runs[view], read_only, position) + " · o: all runs")
+                + status_text(sweep.runs[view], read_only, position))
     head, tail = position if position is not None else (None, None)
     first = sweep.runs[0]
     parts = [head] if head else []
@@ -51,7 +51,6 @@ def sweep_status_text(sweep, read_only: bool = False,
             parts.append(word)
     if read_only:
         parts.append("read-only")
-    parts.append("v: one run")
     return " · ".join(parts)
 
 

@@ -170,6 +170,8 @@ class LiveSession:
         if process is None:
             return []
         last: list[Message] = []
+        # Asked to end: its exit is no death (a recording would end "trainer died").
+        self._watch.quitting = True
         if process.is_alive():
             try:
                 self._commands.put(Command("quit"))
@@ -223,6 +225,7 @@ class ChildWatch:
         self.spoke = False              # it has sent its first message
         self.silent_said = 0            # whole seconds of silence last reported
         self.died = False
+        self.quitting = False           # the viewer asked it to quit: an exit is expected
         self.step = 0
         self.config: dict | None = None   # the running config (for a fresh child)
         self.last_error: str | None = None   # the child's last fatal error line
@@ -249,6 +252,8 @@ class ChildWatch:
                                  {"state": "alive"}))
                 self.silent_said = 0
             self.heard = now
+        if exitcode is not None and self.quitting:
+            return out
         if exitcode is not None:
             self.died = True
             data = {"state": "died", "exitcode": exitcode}

@@ -14,6 +14,7 @@ from .plotting import (COLORS, NO_COLOR_MARKERS, axis_end, border_legend, downsa
                        finite_points, plot_width, steady_range, style)
 
 GUIDE = -3.0   # the update:data ratio's rule of thumb (as tui/ratio_pane.py)
+PLOT_CELLS = (24, 6)   # the least columns and rows of one small multiple
 
 
 def run_style(run: int, no_color: bool) -> dict:
@@ -113,18 +114,16 @@ class SweepHistogramPane(PlotPane):
             self.plots.append((sweep.label(k), stats.step if stats else None, lines))
         self.border_title = legend(self, sweep, self.app.no_color)
 
-    def grid(self) -> tuple[int, int]:
-        """Rows and columns of plots: as square as the pane's cells allow."""
-        n = max(1, len(self.plots))
+    def grid(self, n: int) -> tuple[int, int]:
+        """Rows and columns for `n` plots (at most fits() of them), fewest rows first."""
+        width = self.size.width or 120
+        cols = max(1, min(n, width // PLOT_CELLS[0]))
+        return math.ceil(n / cols), cols
+
+    def fits(self) -> int:
+        """Plots the pane holds: each needs ~24 columns and ~6 rows to say anything."""
         width, height = self.size.width or 120, self.size.height or 20
-        best = (1, n)
-        for cols in range(1, n + 1):
-            rows = math.ceil(n / cols)
-            # A plot needs ~24 columns and ~6 rows to say anything.
-            if width / cols >= 24 and height / rows >= 6:
-                return rows, cols
-            best = (rows, cols)
-        return best
+        return max(1, (width // PLOT_CELLS[0]) * max(1, (height - 2) // PLOT_CELLS[1]))
 
     def draw(self, plt, no_color: bool) -> None:
         shown = [p for p in self.plots if p[1] is not None]
@@ -137,9 +136,13 @@ class SweepHistogramPane(PlotPane):
             plt.title("gradients at activations · no activation layers")
             return
         lo, hi, top = min(xs), max(xs), max(ys) or 1.0
-        rows, cols = self.grid()
+        drawn = self.plots[:self.fits()]
+        # More runs than plots fit: the first ones, and the border says so.
+        self.border_subtitle = (f"{len(drawn)} of {len(self.plots)} runs drawn · v shows each"
+                                if len(drawn) < len(self.plots) else "")
+        rows, cols = self.grid(len(drawn))
         plt.subplots(rows, cols)
-        for k, (label, step, lines) in enumerate(self.plots):
+        for k, (label, step, lines) in enumerate(drawn):
             sub = plt.subplot(k // cols + 1, k % cols + 1)
             sub.title(f"{label} · step {step:,}" if step is not None else f"{label} · waiting")
             for j, (x, y) in enumerate(lines):

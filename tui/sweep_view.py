@@ -54,15 +54,27 @@ def sweep_status_text(sweep, read_only: bool = False,
     return " · ".join(parts)
 
 
+def worst_rank(state) -> int:
+    """0 for a run with an error, 1 a warning, 2 info, 3 nothing found."""
+    ranks = {"error": 0, "warn": 1, "info": 2}
+    return min((ranks.get(f.severity, 2) for f in state.findings()), default=3)
+
+
 class SweepFindings(Static):
     """One line per run: its most severe health finding."""
 
-    DEFAULT_CSS = "SweepFindings { height: auto; max-height: 9; padding: 0 1; }"
+    DEFAULT_CSS = "SweepFindings { height: auto; max-height: 8; padding: 0 1; }"
+    MOST = 8   # rows; more runs than this: the most severe first, the rest counted
 
     def show(self, sweep, no_color: bool = False) -> None:
         width = max(10, (self.size.width or 80) - 2)
         lines = []
-        for k, state in enumerate(sweep.runs):
+        order = list(range(len(sweep.runs)))
+        if len(order) > self.MOST:
+            order.sort(key=lambda k: worst_rank(sweep.runs[k]))
+            order = sorted(order[:self.MOST - 1])
+        for k in order:
+            state = sweep.runs[k]
             text = Text()
             lines.append(text)
             mark = NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)] if no_color else "━"
@@ -79,6 +91,9 @@ class SweepFindings(Static):
             text.append(f.message)
             if len(findings) > 1:
                 text.append(f" (+{len(findings) - 1})", style="grey50")
+        if len(order) < len(sweep.runs):
+            lines.append(Text(f"… {len(sweep.runs) - len(order)} more runs, findings less "
+                              f"severe: v shows each run's health tab", style="grey50"))
         for text in lines:   # one row per run, whatever the terminal's width
             text.truncate(width, overflow="ellipsis")
         self.update(Text("\n").join(lines))

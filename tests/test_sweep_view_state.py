@@ -136,3 +136,19 @@ def test_a_message_for_an_unknown_run_is_refused():
     state.apply(Sweep(("gain=1", "gain=3"), ("gain",)))
     with pytest.raises(ValueError, match="run 2"):
         state.apply(Steps((), run=2))
+
+
+def test_attach_json_folds_every_run(tmp_path, trained):
+    from traintop.commands.attach import follow_to_end
+    from traintop.engine.recording.file_source import FollowSource
+
+    path = record(trained[1], tmp_path / "sweep.jsonl")
+    source = FollowSource(path, quiet_after=1.0, jump=False)
+    source.start()
+    try:
+        state = follow_to_end(source, sleep=lambda s: None)
+    finally:
+        source.close()
+    assert source.finished                      # every run's last Status said finished
+    assert state.report() == replay.summary(str(path))
+    assert [r["steps"] for r in state.report()["runs"]] == [120, 120]

@@ -173,20 +173,22 @@ def test_sweep_run_in_full_120x40(snap_compare, sweep_recording):
 
 @async_test
 async def test_many_runs_say_what_they_leave_out():
-    gains = tuple(str(g) for g in (0.5, 0.75, 1, 1.25, 1.5, 5 / 3, 2, 2.5, 3, 4))
-    app = TraintopApp(FakeSource(formula_sweep(120, gains)))
+    # 16 runs (the most a sweep has): the formula's update ratios rise 0.2 a run,
+    # so the last few runs' are far above the guide, an error.
+    gains = tuple(f"{0.25 * (k + 1):g}" for k in range(16))
+    app = TraintopApp(FakeSource(formula_sweep(200, gains)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: len(app.sweep.runs) == 10 and all(
-            s.step == 120 for s in app.sweep.runs), what="ten runs")
+        await until(pilot, lambda: len(app.sweep.runs) == 16 and all(
+            s.step == 200 for s in app.sweep.runs), what="sixteen runs")
         for _ in range(2):      # the findings strip's height settles the panes' sizes
             await pilot.pause(0.2)
             app.redraw_all()
         await pilot.pause(0.1)
         drawn = app.sweep_gradients.fits()
-        assert drawn < 10
-        assert app.sweep_gradients.border_subtitle == f"{drawn} of 10 runs drawn · v shows each"
+        assert drawn < 16
+        assert app.sweep_gradients.border_subtitle == f"{drawn} of 16 runs drawn · v shows each"
         lines = str(app.sweep_findings.content).splitlines()
-        assert len(lines) == 8 and lines[-1].startswith("… 3 more runs")
+        assert len(lines) == 8 and lines[-1].startswith("… 9 more runs")
         # The runs kept are the most severe ones (an error before a warning).
         from traintop.tui.sweep_view import worst_rank
 
@@ -194,5 +196,5 @@ async def test_many_runs_say_what_they_leave_out():
         ranks = [worst_rank(s) for s in app.sweep.runs]
         kept_ranks = [ranks[app.sweep.labels.index(label)] for label in kept]
         left_ranks = [r for label, r in zip(app.sweep.labels, ranks) if label not in kept]
-        assert len(left_ranks) == 3 and min(left_ranks) >= max(kept_ranks)
+        assert len(left_ranks) == 9 and min(left_ranks) >= max(kept_ranks)
         assert kept_ranks.count(0) >= 1 and "ERROR" in lines[kept_ranks.index(0)]

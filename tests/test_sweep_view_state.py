@@ -152,3 +152,25 @@ def test_attach_json_folds_every_run(tmp_path, trained):
     assert source.finished                      # every run's last Status said finished
     assert state.report() == replay.summary(str(path))
     assert [r["steps"] for r in state.report()["runs"]] == [120, 120]
+
+
+def test_export_tensorboard_one_log_per_run(tmp_path, trained):
+    from traintop.commands import cli
+    from traintop.engine.recording.export import tensorboard_available
+
+    if not tensorboard_available():
+        pytest.skip("tensorboard is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, messages = trained
+    path = record(messages, tmp_path / "sweep.jsonl")
+    out = tmp_path / "tb"
+    assert cli.main(["export", str(path), "--tensorboard", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["0-gain=1", "1-gain=5_3"]
+    for k, name in enumerate(("0-gain=1", "1-gain=5_3")):
+        acc = EventAccumulator(str(out / name), size_guidance={"scalars": 0})
+        acc.Reload()
+        wrote = [r for m in messages if isinstance(m, Steps) and m.run == k for r in m.results]
+        loss = acc.Scalars("loss")
+        assert [e.step for e in loss] == list(range(1, 121))
+        assert [e.value for e in loss] == pytest.approx([r.loss for r in wrote], rel=1e-6)

@@ -8,9 +8,11 @@ Regenerate the snapshots after a deliberate change of the layout with
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from traintop.engine.recording.feed import Command
+from traintop.engine.recording.feed import Command, Status
 from traintop.engine.recording.replay_source import ReplaySource
 from traintop.tui.app import TraintopApp
 from tui_fakes import FakeSource, async_test, until
@@ -198,3 +200,24 @@ async def test_many_runs_say_what_they_leave_out():
         left_ranks = [r for label, r in zip(app.sweep.labels, ranks) if label not in kept]
         assert len(left_ranks) == 9 and min(left_ranks) >= max(kept_ranks)
         assert kept_ranks.count(0) >= 1 and "ERROR" in lines[kept_ranks.index(0)]
+
+
+@async_test
+async def test_the_overview_marks_every_runs_lr_changes(trained):
+    from traintop.engine.recording import events
+
+    source = FakeSource(trained)
+    app = TraintopApp(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(pilot, app, 3)
+        assert app.sweep_loss.markers == []
+        # An lr key in the overview: every run answers at its step 120.
+        source.push(*(dataclasses.replace(events.lr_changed(120, 0.1, 0.2), run=k)
+                      for k in range(3)))
+        source.push(*(Status(step=120, lr=0.2, running=False, finished=True, steps_per_sec=0.0,
+                             run=k) for k in range(3)))   # as the child says after a command
+        await until(pilot, lambda: all(s.lr == 0.2 for s in app.sweep.runs), what="lr 0.2")
+        app.redraw_all()
+        assert [m.tick for m in app.sweep_loss.markers] == [120]     # one line, not three
+        assert [m.tick for m in app.sweep_ratio.markers] == [120]
+        assert "lr 0.2" in status_of(app)

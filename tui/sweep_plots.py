@@ -11,7 +11,7 @@ import math
 
 from .plot_pane import PlotPane
 from .plotting import (COLORS, NO_COLOR_MARKERS, axis_end, border_legend, downsample,
-                       finite_points, plot_width, steady_range, style)
+                       draw_markers, finite_points, plot_width, steady_range, style)
 
 GUIDE = -3.0   # the update:data ratio's rule of thumb (as tui/ratio_pane.py)
 PLOT_CELLS = (24, 6)   # the least columns and rows of one small multiple
@@ -19,6 +19,18 @@ PLOT_CELLS = (24, 6)   # the least columns and rows of one small multiple
 
 def run_style(run: int, no_color: bool) -> dict:
     return style(run, no_color)
+
+
+def markers(sweep) -> list:
+    """Every run's restarts and lr changes, one line per step (an lr key in the
+    overview marks every run at the same tick); a run's view names them."""
+    seen, out = set(), []
+    for state in sweep.runs:
+        for m in state.history.markers:
+            if m.tick not in seen:
+                seen.add(m.tick)
+                out.append(m)
+    return sorted(out, key=lambda m: m.tick)
 
 
 def legend(pane, sweep, no_color: bool) -> str:
@@ -40,6 +52,7 @@ class SweepLossPane(PlotPane):
         self.lines = [finite_points(*downsample(*s.history.log10_loss.points(), n))
                       for s in sweep.runs]
         self.tick = max((s.history.tick for s in sweep.runs), default=0)
+        self.markers = markers(sweep)
         self.border_title = legend(self, sweep, self.app.no_color)
 
     def draw(self, plt, no_color: bool) -> None:
@@ -55,7 +68,8 @@ class SweepLossPane(PlotPane):
         lo, hi = steady_range(min(every), max(every))
         plt.ylim(lo, hi)
         plt.xlim(0, axis_end(self.tick))
-        plt.xlabel("step")
+        draw_markers(plt, self.markers, 0, axis_end(self.tick), None)
+        plt.xlabel("step · grey: restarts, lr changes")
 
 
 class SweepRatioPane(PlotPane):
@@ -71,6 +85,7 @@ class SweepRatioPane(PlotPane):
                       if i < len(h.ratios)]
             self.lines.append(finite_points(*mean_line(series)))
         self.tick = max((s.history.tick for s in sweep.runs), default=0)
+        self.markers = markers(sweep)
         self.border_title = legend(self, sweep, self.app.no_color)
 
     def draw(self, plt, no_color: bool) -> None:
@@ -87,6 +102,7 @@ class SweepRatioPane(PlotPane):
         lo, hi = steady_range(min(values), max(values))
         plt.ylim(lo, hi)
         plt.xlim(0, axis_end(self.tick))
+        draw_markers(plt, self.markers, 0, axis_end(self.tick), None)
 
 
 def mean_line(series: list[tuple[list, list]]) -> tuple[list, list]:

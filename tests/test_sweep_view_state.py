@@ -174,3 +174,22 @@ def test_export_tensorboard_one_log_per_run(tmp_path, trained):
         loss = acc.Scalars("loss")
         assert [e.step for e in loss] == list(range(1, 121))
         assert [e.value for e in loss] == pytest.approx([r.loss for r in wrote], rel=1e-6)
+
+
+@pytest.mark.parametrize("block", [1, 7, 10_000])
+def test_replay_json_of_a_sweep_whatever_the_block(tmp_path, trained, monkeypatch, block):
+    path = record(trained[1], tmp_path / "sweep.jsonl")
+    whole = replay.summary(str(path))
+    monkeypatch.setattr(replay, "COALESCE_STEPS", block)
+    assert replay.summary(str(path)) == whole
+    blocks = list(replay._coalesced(stream.read(path)))
+    # Each block holds one run's steps, in order, never two runs mixed.
+    for run in (0, 1):
+        steps = [r.step for m in blocks if isinstance(m, Steps) and m.run == run
+                 for r in m.results]
+        assert steps == list(range(1, 121))
+    per_run = [sum(isinstance(m, Steps) and m.run == run for m in blocks) for run in (0, 1)]
+    if block == 10_000:
+        assert per_run == [1, 1]        # a run's 120 steps fold as one block
+    else:
+        assert min(per_run) > 1

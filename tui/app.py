@@ -29,7 +29,6 @@ from ..engine.recording.feed import Command, Event, Source, Steps
 from .calibration_pane import CalibrationPane
 from .events_pane import EventsPane
 from .health_pane import HealthPane
-from .help_screen import HelpScreen
 from .histogram_pane import HistogramPane
 from .loss_pane import LossPane
 from .ratio_pane import RatioPane
@@ -421,11 +420,11 @@ class TraintopApp(App[int]):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in TIMELINE_ACTIONS:
             # Not under the help screen: priority keys reach the app from there too.
-            return self.has_timeline and not isinstance(self.screen, HelpScreen)
+            return self.has_timeline and not getattr(self.screen, "covers_timeline", False)
         if action in STEERING_ACTIONS:
             return self.accepts is None
         if action in SWEEP_ACTIONS:
-            return self.sweep.is_sweep and not isinstance(self.screen, HelpScreen)
+            return self.sweep.is_sweep and not getattr(self.screen, "covers_timeline", False)
         return True
 
     def on_key(self, event: events.Key) -> None:
@@ -538,6 +537,8 @@ class TraintopApp(App[int]):
         self.show_status()
 
     def action_help(self) -> None:
+        from .help_screen import HelpScreen  # Markdown costs the first frame ~0.1 s
+
         self.push_screen(HelpScreen())
 
     # ----- issue 11: picking layers, scrolling tables ------------------------------

@@ -131,6 +131,8 @@ def rules_text() -> str:
 
 
 class HelpScreen(ModalScreen[None]):
+    # The app's timeline keys stay off under help (its priority bindings reach here too).
+    covers_timeline = True
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen VerticalScroll { width: 90%; height: 90%; border: round $primary;

@@ -7,7 +7,7 @@ import sys
 
 from ..engine.atomic import check_writable, check_writable_dir
 from .options import add_train_options, check_device, config_for, positive_float
-from ..data.words import read_checked_words
+from ..data.words import DEFAULT_DATA, read_checked_words
 from ..data.errors import InputError
 from ..engine.recording.session import LiveSession, SessionSpec
 from ..engine.sweep.spec import parse_sweep
@@ -40,7 +40,8 @@ def main(argv: list[str]) -> int:
     spec = spec_from_args(args)
     # Bad options and unreadable data fail here, with one line, before the screen opens.
     # The UI process loads no torch: the data and the checkpoint are checked torch-free.
-    source_name, _ = read_checked_words(args.data)
+    # The embedded names are known good: reading them here would cost the first frame.
+    source_name = str(DEFAULT_DATA) if args.data is None else read_checked_words(args.data)[0]
     # Unwritable paths fail here, with one line, not once the screen is open.
     if args.record:
         check_writable(args.record, "--record")

@@ -221,3 +221,22 @@ async def test_the_overview_marks_every_runs_lr_changes(trained):
         assert [m.tick for m in app.sweep_loss.markers] == [120]     # one line, not three
         assert [m.tick for m in app.sweep_ratio.markers] == [120]
         assert "lr 0.2" in status_of(app)
+
+
+def test_sweep_status_says_how_many_runs_stopped():
+    from traintop.engine.recording.sweep_state import SweepState
+    from traintop.tui.sweep_view import sweep_status_text
+
+    messages = formula_sweep(100, ("1", "3", "5"))
+    state = SweepState()
+    for m in messages:
+        state.apply(m)
+    assert sweep_status_text(state).endswith("· finished")
+    state.apply(Status(step=100, lr=0.1, running=False, finished=False, steps_per_sec=0.0,
+                       stopped="non-finite loss at step 100", run=2))
+    assert sweep_status_text(state).endswith("· finished · 1 of 3 stopped")
+    for run in (0, 1):
+        state.apply(Status(step=100, lr=0.1, running=False, finished=False, steps_per_sec=0.0,
+                           stopped="non-finite loss", run=run))
+    assert sweep_status_text(state).endswith("· every run stopped")
+    assert sweep_status_text(state, view=2).startswith("run 3/3 gain=5 · step 100")

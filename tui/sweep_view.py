@@ -41,10 +41,14 @@ def sweep_status_text(sweep, read_only: bool = False,
     else:
         rate = first.status.steps_per_sec if first.status is not None else None
         parts.append(rate_text(rate))
+        # The sweep's word is that of a run still going (a stopped run says so
+        # in its view); how many stopped is said beside it.
         words = [run_state_word(s) for s in sweep.runs]
-        stopped = sum(w.startswith("stopped") for w in words)
-        word = run_state_word(first) if stopped == 0 else \
-            f"{stopped} of {n} stopped"
+        going = [w for w in words if not w.startswith("stopped")]
+        stopped = n - len(going)
+        word = going[0] if going else "every run stopped"
+        if going and stopped:
+            word += f" · {stopped} of {n} stopped"
         if first.trainer is not None:
             parts.insert(0, word)
         else:

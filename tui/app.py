@@ -32,12 +32,13 @@ from .health_pane import HealthPane
 from .histogram_pane import HistogramPane
 from .loss_pane import LossPane
 from .ratio_pane import RatioPane
-from ..engine.recording.run_state import ALL_PANES as ALL_PANE_NAMES, RunState
+from ..engine.recording.run_state import RunState
 from ..engine.recording.sweep_state import SOURCE_EVENTS, SweepState
 from .samples_pane import SamplesPane
 from .saturation_pane import SaturationPane
 from .status_line import StatusLine
 from .sweep_bars import SweepSaturation
+from .sweep_keys import SweepKeys
 from .sweep_plots import SweepHistogramPane, SweepLossPane, SweepRatioPane
 from .sweep_view import SweepFindings, sweep_status_text
 from .weights_pane import WeightsPane
@@ -63,8 +64,7 @@ STEERING_ACTIONS = frozenset({"toggle_pause", "step", "scale_lr", "gain", "toggl
                               "evaluate", "sample", "calibrate", "checkpoint"})
 # A sweep's keys: a run in full, the overview again; unbound for one run.
 SWEEP_ACTIONS = frozenset({"view_run", "overview"})
-# Answers a sweep's runs give to one key together: one notice for all of them.
-GROUPED_EVENTS = ("evaluate", "calibrate", "checkpoint", "lr")
+
 MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
 # A kill or a closed terminal ends the app as `q` does: the trainer child is
 # asked to quit, the recording is closed, the terminal restored. Exit 128 + the signal.
@@ -75,7 +75,7 @@ ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 GRID_MIN = (100, 32)
 
 
-class TraintopApp(App[int]):
+class TraintopApp(SweepKeys, App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")   # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = False
     # help and quit first: an 80-column footer cuts off the end of the list.
@@ -269,25 +269,6 @@ class TraintopApp(App[int]):
             self.status_line.show(self.state, self.read_only, position)
         self.status_line.set_class(self.state.trainer_state == "died", "dead")
 
-    def answer_events(self, said: list[Event]) -> None:
-        """Notices for what a source said; a sweep's runs answering one key
-        together (lr, evaluate, ...) get one notice naming each run."""
-        if not self.sweep.is_sweep:
-            for event in said:
-                self.answer_event(event)
-            return
-        grouped: dict[str, list[Event]] = {}
-        for event in said:
-            if event.kind in GROUPED_EVENTS:
-                grouped.setdefault(event.kind, []).append(event)
-            elif event.kind in SOURCE_EVENTS or event.kind == "error" and not event.run:
-                self.answer_event(event)
-            else:
-                self.answer_event(event, f"{self.sweep.label(event.run)}: {event.text}")
-        for events_of_kind in grouped.values():
-            self.answer_event(events_of_kind[0], "\n".join(
-                f"{self.sweep.label(e.run)}: {e.text}" for e in events_of_kind))
-
     def answer_event(self, event, text: str | None = None) -> None:
         text = event.text if text is None else text
         if event.kind == "error":
@@ -320,15 +301,6 @@ class TraintopApp(App[int]):
             self.redraw_text({"samples", "events"} & changed)
         if "calibration" in changed or ("events" in changed and self.state.calibration is not None):
             self.calibration.show(self.state)
-
-    def mark_overview(self, changed: set[str]) -> None:
-        for name, pane in (("loss", self.sweep_loss), ("ratio", self.sweep_ratio),
-                           ("saturation", self.sweep_saturation),
-                           ("histograms", self.sweep_gradients)):
-            if name in changed or "sweep" in changed:
-                pane.dirty = True
-        if changed & {"health", "sweep"}:
-            self._text_dirty.add("sweep-findings")
 
     # ----- redraws ---------------------------------------------------------------
     @property
@@ -458,19 +430,6 @@ class TraintopApp(App[int]):
     def action_step(self) -> None:
         self.send("step")
 
-    def run_args(self) -> dict:
-        """A sweep's run shown in full: the command acts on it alone; in the
-        overview (and for a single run) no "run": every run."""
-        return {"run": self.view} if self.sweep.is_sweep and self.view is not None else {}
-
-    def swept_in_overview(self, key: str) -> bool:
-        """A key changing a swept knob in the overview: which run's value? Say so."""
-        if self.sweep.is_sweep and self.view is None and key in self.sweep.keys:
-            self.notify(f"{key} is swept: v shows one run, whose {key} the key then changes",
-                        timeout=3)
-            return True
-        return False
-
     def action_scale_lr(self, factor: float) -> None:
         self.send("scale_lr", factor=float(factor), **self.run_args())
 
@@ -503,38 +462,6 @@ class TraintopApp(App[int]):
 
     def action_checkpoint(self) -> None:
         self.send("checkpoint", **self.run_args())
-
-    # ----- issue 14: a sweep's overview and its runs -------------------------------
-    def sweep_started(self) -> None:
-        """The source said it is a sweep: open on the overview."""
-        self.set_view(None)
-        self.refresh_bindings()
-
-    def action_view_run(self, direction: int) -> None:
-        """The next (or previous) run in full; past the last, the overview."""
-        n = len(self.sweep.runs)
-        at = -1 if self.view is None else self.view
-        at = (at + 1 + int(direction)) % (n + 1) - 1
-        self.set_view(None if at < 0 else at)
-
-    def action_overview(self) -> None:
-        if self.view is not None:
-            self.set_view(None)
-
-    def set_view(self, view: int | None) -> None:
-        self.view = view
-        state = self.sweep.runs[view or 0]
-        if state is not self.state:
-            self.state = state
-            for pane in (self.loss, self.ratio, self.saturation, self.activations,
-                         self.gradients, self.gradients_first, self.weights):
-                pane.state = state
-        self.screen.set_class(view is None, "-overview")
-        self.mark(set(ALL_PANE_NAMES))
-        self.mark_overview({"sweep"})
-        self._text_dirty |= {"samples", "events", "health"}
-        self.call_after_refresh(self.redraw_all)
-        self.show_status()
 
     def action_help(self) -> None:
         from .help_screen import HelpScreen  # Markdown costs the first frame ~0.1 s

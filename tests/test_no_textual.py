@@ -31,6 +31,7 @@ VIEWER_MODULES = [
     "traintop.engine.results", "traintop.engine.config", "traintop.engine.report",
     "traintop.engine.training.history", "traintop.engine.training.checkpoint_header",
     "traintop.data.words", "traintop.data.errors",
+    "traintop.engine.sweep.spec",   # --sweep is parsed in the app's UI process
 ]
 NO_TORCH = """
 import importlib, pkgutil, sys

@@ -33,9 +33,14 @@ from .histogram_pane import HistogramPane
 from .loss_pane import LossPane
 from .ratio_pane import RatioPane
 from ..engine.recording.run_state import RunState
+from ..engine.recording.sweep_state import SOURCE_EVENTS, SweepState
 from .samples_pane import SamplesPane
 from .saturation_pane import SaturationPane
 from .status_line import StatusLine
+from .sweep_bars import SweepSaturation
+from .sweep_keys import SweepKeys
+from .sweep_plots import SweepHistogramPane, SweepLossPane, SweepRatioPane
+from .sweep_view import SweepFindings, sweep_status_text
 from .weights_pane import WeightsPane
 
 POLL_SECONDS = 0.05      # drain the source 20 times a second
@@ -57,6 +62,9 @@ TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
 # replay, a followed file) hides them from the footer and answers "read-only".
 STEERING_ACTIONS = frozenset({"toggle_pause", "step", "scale_lr", "gain", "toggle", "restart",
                               "evaluate", "sample", "calibrate", "checkpoint"})
+# A sweep's keys: a run in full, the overview again; unbound for one run.
+SWEEP_ACTIONS = frozenset({"view_run", "overview"})
+
 MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
 # A kill or a closed terminal ends the app as `q` does: the trainer child is
 # asked to quit, the recording is closed, the terminal restored. Exit 128 + the signal.
@@ -67,13 +75,19 @@ ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 GRID_MIN = (100, 32)
 
 
-class TraintopApp(App[int]):
+class TraintopApp(SweepKeys, App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")   # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = False
     # help and quit first: an 80-column footer cuts off the end of the list.
     BINDINGS = [
         Binding("question_mark", "help", "help", key_display="?"),
         Binding("q", "quit", "quit"),
+        # issue 14: a sweep's overview and its runs in full (unbound for one run),
+        # early in the footer, which a narrow terminal cuts off at its end.
+        Binding("v", "view_run(1)", "run"),
+        Binding("V", "view_run(-1)", "run back", show=False),
+        Binding("o", "overview", "all runs"),
+        Binding("escape", "overview", "all runs", show=False),
         # A source with a timeline (a replay) moves it; elsewhere these keys
         # are not bound at all (check_action), so the live app is unchanged.
         # Priority: the focused tab bar would take ← and → for itself.
@@ -112,7 +126,9 @@ class TraintopApp(App[int]):
         self.source = source
         self.refresh_s = refresh     # the loss's period; the others' in proportion
         self.title = title
-        self.state = RunState()
+        self.state = RunState()      # the run the tabs show: run 0, or the one picked (v)
+        self.sweep = SweepState(self.state)
+        self.view: int | None = None   # a sweep's run shown in full; None: the overview
         self.read_only = bool(getattr(source, "read_only", False))
         # None: every command (a live run); a replay answers only its timeline's.
         self.accepts = frozenset() if self.read_only else getattr(source, "accepts", None)
@@ -135,6 +151,12 @@ class TraintopApp(App[int]):
         self.events = EventsPane(id="events")
         self.calibration = CalibrationPane(id="calibration")
         self.health = HealthPane(id="health")
+        sw = self.sweep
+        self.sweep_loss = SweepLossPane(sw, id="sweep-loss")
+        self.sweep_saturation = SweepSaturation(sw, id="sweep-saturation")
+        self.sweep_gradients = SweepHistogramPane(sw, id="sweep-grad-hist")
+        self.sweep_ratio = SweepRatioPane(sw, id="sweep-ratio")
+        self.sweep_findings = SweepFindings(id="sweep-findings")
         self._text_dirty: set[str] = set()
         self._status_at = 0.0   # when the status line was last redrawn
         self._text_at = 0.0     # when the text panes were last redrawn
@@ -142,6 +164,15 @@ class TraintopApp(App[int]):
 
     # ----- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        # A sweep's overview (screen class -overview); a single run never shows it.
+        with Vertical(id="overview"):
+            with Horizontal(id="overview-top"):
+                yield self.sweep_loss
+                yield self.sweep_saturation
+            with Horizontal(id="overview-bottom"):
+                yield self.sweep_gradients
+                yield self.sweep_ratio
+            yield self.sweep_findings
         with TabbedContent(id="tabs", initial="training"):
             with TabPane("1 training", id="training"):
                 with Horizontal(id="training-top"):
@@ -199,36 +230,57 @@ class TraintopApp(App[int]):
             return
         if not messages:
             return
-        changed: set[str] = set()
+        changed: set[str] = set()     # in the run the tabs show
+        overview: set[str] = set()    # in any run
         answered = False
+        said: list[Event] = []
+        shown = self.view or 0
         for message in messages:
-            changed |= self.state.apply(message)
+            try:
+                got = self.sweep.apply(message)
+            except ValueError as exc:   # a message for a run never announced
+                self.report_error(f"source: {exc}")
+                continue
+            if "sweep" in got:
+                self.sweep_started()
+            overview |= got
+            if getattr(message, "run", 0) == shown or (
+                    isinstance(message, Event) and message.kind in SOURCE_EVENTS):
+                changed |= got
             if not isinstance(message, Steps):
                 answered = True
             if isinstance(message, Event):
-                self.answer_event(message)
+                said.append(message)
+        self.answer_events(said)
         self.mark(changed)
+        if self.sweep.is_sweep:
+            self.mark_overview(overview)
         # Answers to keys show at once; the step counter rides the loss clock.
         if answered:
             self._awaiting_until = 0.0
             self.show_status()
 
     def show_status(self) -> None:
-        self.status_line.show(self.state, self.read_only,
-                              self.position() if self.position is not None else None)
+        position = self.position() if self.position is not None else None
+        if self.sweep.is_sweep:
+            self.status_line.show_text(sweep_status_text(self.sweep, self.read_only, position,
+                                                         self.view))
+        else:
+            self.status_line.show(self.state, self.read_only, position)
         self.status_line.set_class(self.state.trainer_state == "died", "dead")
 
-    def answer_event(self, event) -> None:
+    def answer_event(self, event, text: str | None = None) -> None:
+        text = event.text if text is None else text
         if event.kind == "error":
-            self.report_error(event.text)
+            self.report_error(text)
         elif event.kind == "trainer" and event.data.get("state") == "died":
             # Short-lived: the toast covers the end of the status line, which says it too.
             self.notify(f"{event.text}; the panes keep its history, r starts a fresh trainer",
                         title="trainer", severity="error", timeout=4)
         elif event.kind == "note" and event.data.get("restarted"):
-            self.notify(event.text, timeout=4)
+            self.notify(text, timeout=4)
         elif event.kind in ("evaluate", "calibrate", "checkpoint", "stopped", "lr"):
-            self.notify(event.text, timeout=4, severity="warning" if event.kind == "stopped"
+            self.notify(text, timeout=4, severity="warning" if event.kind == "stopped"
                         else "information")
 
     def report_error(self, text: str) -> None:
@@ -254,7 +306,8 @@ class TraintopApp(App[int]):
     @property
     def slow_panes(self) -> tuple:
         return (self.ratio, self.saturation, self.gradients_first, self.activations,
-                self.gradients, self.weights)
+                self.gradients, self.weights, self.sweep_ratio, self.sweep_saturation,
+                self.sweep_gradients)
 
     def redraw_tick(self) -> None:
         now = time.monotonic()
@@ -264,9 +317,10 @@ class TraintopApp(App[int]):
         if now - self._status_at >= period * STATUS_SHARE:
             self._status_at = now
             self.show_status()
-        if now - self.loss.drawn_at >= period and self.loss.seen:
-            self.loss.drawn_at = now
-            self.loss.replot()
+        loss = self.sweep_loss if self.sweep_loss.seen else self.loss
+        if now - loss.drawn_at >= period and loss.seen:
+            loss.drawn_at = now
+            loss.replot()
             return
         due = [p for p in self.slow_panes
                if p.seen and now - p.drawn_at >= period * SLOW_REFRESHES]
@@ -281,14 +335,16 @@ class TraintopApp(App[int]):
 
     def alert_new_errors(self) -> None:
         """Flash the status line once per new health error; persisting ones stay quiet."""
-        monitor = self.state.monitor
-        if monitor is None:
-            return
-        errors = [f for f in monitor.new_findings() if f.severity == "error"]
-        if errors:
-            self.status_line.flash()
-            self.notify(f"{errors[0].rule} at {errors[0].where}: {errors[0].message}",
-                        title="health", severity="error", timeout=6)
+        for run, state in enumerate(self.sweep.runs):
+            monitor = state.monitor
+            if monitor is None:
+                continue
+            errors = [f for f in monitor.new_findings() if f.severity == "error"]
+            if errors:
+                self.status_line.flash()
+                who = f"{self.sweep.label(run)}: " if self.sweep.is_sweep else ""
+                self.notify(f"{who}{errors[0].rule} at {errors[0].where}: {errors[0].message}",
+                            title="health", severity="error", timeout=6)
 
     def redraw_text(self, which: set[str]) -> None:
         if "samples" in which:
@@ -297,13 +353,15 @@ class TraintopApp(App[int]):
             self.events.show(self.state)
         if "health" in which:
             self.health.show(self.state)
+        if "sweep-findings" in which and self.sweep.is_sweep:
+            self.sweep_findings.show(self.sweep, self.no_color)
         self._text_dirty -= which
 
     def redraw_all(self) -> None:
         """Every visible pane at once (tests and snapshots use it)."""
-        for pane in (self.loss, *self.slow_panes):
+        for pane in (self.loss, self.sweep_loss, *self.slow_panes):
             pane.replot(force=True)
-        self.redraw_text({"samples", "events", "health"})
+        self.redraw_text({"samples", "events", "health", "sweep-findings"})
         self.calibration.show(self.state)
         self.show_status()
 
@@ -337,6 +395,8 @@ class TraintopApp(App[int]):
             return self.has_timeline and not getattr(self.screen, "covers_timeline", False)
         if action in STEERING_ACTIONS:
             return self.accepts is None
+        if action in SWEEP_ACTIONS:
+            return self.sweep.is_sweep and not getattr(self.screen, "covers_timeline", False)
         return True
 
     def on_key(self, event: events.Key) -> None:
@@ -371,37 +431,37 @@ class TraintopApp(App[int]):
         self.send("step")
 
     def action_scale_lr(self, factor: float) -> None:
-        self.send("scale_lr", factor=float(factor))
+        self.send("scale_lr", factor=float(factor), **self.run_args())
 
     def action_gain(self, direction: int) -> None:
-        if self.state.info is None:
+        if self.state.info is None or self.swept_in_overview("gain"):
             return
         gain = next_gain(self.state.info.config["gain"], int(direction))
         if gain is None:
             self.notify(f"gain is already at the {'top' if direction > 0 else 'bottom'} "
                         f"of {', '.join(GAIN_STEPS)}", timeout=2)
             return
-        self.send("restart", gain=gain)
+        self.send("restart", gain=gain, **self.run_args())
 
     def action_toggle(self, key: str) -> None:
-        if self.state.info is None:
+        if self.state.info is None or self.swept_in_overview(key):
             return
-        self.send("restart", **{key: not self.state.info.config[key]})
+        self.send("restart", **{key: not self.state.info.config[key]}, **self.run_args())
 
     def action_restart(self) -> None:
-        self.send("restart")
+        self.send("restart", **self.run_args())
 
     def action_evaluate(self) -> None:
-        self.send("evaluate", splits=["train", "val"])
+        self.send("evaluate", splits=["train", "val"], **self.run_args())
 
     def action_sample(self) -> None:
-        self.send("sample", n=10)
+        self.send("sample", n=10, **self.run_args())
 
     def action_calibrate(self) -> None:
-        self.send("calibrate", apply=False)
+        self.send("calibrate", apply=False, **self.run_args())
 
     def action_checkpoint(self) -> None:
-        self.send("checkpoint")
+        self.send("checkpoint", **self.run_args())
 
     def action_help(self) -> None:
         from .help_screen import HelpScreen  # Markdown costs the first frame ~0.1 s
@@ -411,6 +471,9 @@ class TraintopApp(App[int]):
     # ----- issue 11: picking layers, scrolling tables ------------------------------
     def action_pick(self, direction: int) -> None:
         """The next (or previous) set of layers/parameters in every plot that picks."""
+        if self.sweep.is_sweep and self.view is None:
+            self.notify("p picks layers in a run's plots: v shows one run", timeout=2)
+            return
         for pane in (self.saturation, self.activations, self.gradients, self.ratio,
                      self.weights):
             pane.page += int(direction)

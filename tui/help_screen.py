@@ -84,6 +84,22 @@ KEYS = """\
 | ? | this help (escape or ? closes it) |
 | q | quit |
 
+## A sweep (`--sweep gain=0.5,1,5/3,3`)
+
+The app opens on the overview of every run: loss curves overlaid, saturation
+bars grouped per layer (one bar per run), the gradient histograms as one small
+plot per run on shared axes, each run's mean update:data ratio, and each run's
+most severe health finding. Run k has the same colour in every pane; the
+legend (the run's swept values) sits in the border.
+
+| key | action |
+|---|---|
+| v / V | show the next / previous run in full (every tab, as a single run) |
+| o or escape | back to the overview |
+| ] / [ | the lr of every run (overview) or of the run shown |
+| r, e, s, c, w | every run (overview) or the run shown; the sweep is kept |
+| G / g, b, f | the run shown; in the overview every run, unless that knob is swept |
+
 ## Replay and attach
 
 `traintop replay RUN.jsonl` shows a recorded run on a timeline of its stats

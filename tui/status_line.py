@@ -98,6 +98,12 @@ class StatusLine(Static):
             self._shown = text
             self.update(text, layout=False)   # one fixed row: no layout pass
 
+    def show_text(self, text: str) -> None:
+        """A line built elsewhere (a sweep's: tui/sweep_view.py)."""
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)
+
     def flash(self) -> None:
         """Turn the line red for a moment: a new health error just appeared."""
         self.add_class("alert")

@@ -8,6 +8,9 @@ CSV (one row per observation, every file written atomically):
   weights.csv        run, step, name, shape, grad_mean, grad_std, grad_data_ratio
   events.csv         run, step, kind, text
 `run` counts runs in the recording from 1 (a restart begins the next).
+A sweep's recording (several runs side by side) adds a first column `sweep`,
+the run's swept values ("gain=5/3 batchnorm=off"), and `run` counts each
+sweep run's restarts on its own; TensorBoard gets one log per sweep run.
 Floats are written as Python writes them (shortest exact form; nan, inf).
 """
 
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from ...data.errors import InputError
 from ..atomic import WriteError, write_atomic
-from .feed import Event, RunStarted, Steps
+from .feed import Event, RunStarted, Steps, Sweep
 from .stream import Recording
 
 TABLES = {
@@ -37,26 +40,40 @@ TABLES = {
 }
 
 
+def sweep_of(recording: Recording) -> Sweep | None:
+    first = recording.messages[0] if recording.messages else None
+    return first if isinstance(first, Sweep) else None
+
+
 def _rows(recording: Recording) -> dict[str, list[tuple]]:
     rows: dict[str, list[tuple]] = {name: [] for name in TABLES}
-    run, names = 0, ()
+    sweep = sweep_of(recording)
+    counts: dict[int, int] = {}       # sweep run -> runs begun (1 + its restarts)
+    names_of: dict[int, tuple] = {}
     for m in recording.messages:
+        if isinstance(m, Sweep):
+            continue
         if isinstance(m, RunStarted):
-            run, names = run + 1, m.info.param_names
-        elif isinstance(m, Event):
-            rows["events.csv"].append((run, m.step, m.kind, m.text))
+            counts[m.run] = counts.get(m.run, 0) + 1
+            names_of[m.run] = m.info.param_names
+            continue
+        # A sweep's rows start with the run's label: (label, run, ...).
+        head = ((sweep.labels[m.run],) if sweep is not None else ()) + (counts.get(m.run, 0),)
+        names = names_of.get(m.run, ())
+        if isinstance(m, Event):
+            rows["events.csv"].append((*head, m.step, m.kind, m.text))
         elif isinstance(m, Steps):
             for r in m.results:
-                rows["steps.csv"].append((run, r.step, r.loss, r.log10_loss, r.lr))
-                rows["update_ratios.csv"] += [(run, r.step, n, x)
+                rows["steps.csv"].append((*head, r.step, r.loss, r.log10_loss, r.lr))
+                rows["update_ratios.csv"] += [(*head, r.step, n, x)
                                               for n, x in zip(names, r.update_ratio_log10)]
                 s = r.stats
                 if s is None:
                     continue
-                rows["layers.csv"] += [(run, s.step, l.index, l.kind, l.mean, l.std,
+                rows["layers.csv"] += [(*head, s.step, l.index, l.kind, l.mean, l.std,
                                         l.saturation_pct, l.dead, l.units, l.grad_mean,
                                         l.grad_std) for l in s.layers]
-                rows["weights.csv"] += [(run, s.step, w.name, "x".join(map(str, w.shape)),
+                rows["weights.csv"] += [(*head, s.step, w.name, "x".join(map(str, w.shape)),
                                          w.grad_mean, w.grad_std, w.grad_data_ratio)
                                         for w in s.weights]
     return rows
@@ -76,12 +93,13 @@ def _target_dir(directory: str | Path, option: str) -> Path:
 def write_csv(recording: Recording, directory: str | Path) -> list[Path]:
     """The tables above in `directory` (created); returns the files written."""
     directory = _target_dir(directory, "--csv")
+    sweep = sweep_of(recording)
     written = []
     for name, rows in _rows(recording).items():
         def write(f, rows=rows, name=name):
             text = io.TextIOWrapper(f, encoding="utf-8", newline="")
             out = csv.writer(text)
-            out.writerow(TABLES[name])
+            out.writerow((("sweep",) if sweep is not None else ()) + TABLES[name])
             out.writerows(rows)
             text.flush()
             text.detach()
@@ -142,21 +160,28 @@ def _quiet_writer_threads():
 
 def _tensorboard_into(recording: Recording, directory: Path, runs: int, SummaryWriter) -> list:
     tmp = Path(tempfile.mkdtemp(prefix=".traintop-export-", dir=directory))
+    sweep = sweep_of(recording)
     try:
-        run, writer, names = 0, None, ()
+        counts: dict[int, int] = {}
+        writers: dict[int, object] = {}    # sweep run -> its writer now
+        names_of: dict[int, tuple] = {}
         for m in recording.messages:
+            if isinstance(m, Sweep):
+                continue
             if isinstance(m, RunStarted):
-                if writer is not None:
-                    writer.close()
-                run, names = run + 1, m.info.param_names
-                writer = SummaryWriter(str(tmp / f"run-{run}" if runs > 1 else tmp))
-                writer.add_text("config", repr(m.info.config), 0)
+                if m.run in writers:
+                    writers[m.run].close()
+                counts[m.run] = counts.get(m.run, 0) + 1
+                names_of[m.run] = m.info.param_names
+                writers[m.run] = SummaryWriter(str(_log_dir(tmp, sweep, m.run, counts[m.run],
+                                                            runs)))
+                writers[m.run].add_text("config", repr(m.info.config), 0)
             elif isinstance(m, Event):
-                writer.add_text(f"events/{m.kind}", m.text, m.step)
+                writers[m.run].add_text(f"events/{m.kind}", m.text, m.step)
             elif isinstance(m, Steps):
                 for r in m.results:
-                    _tb_step(writer, r, names)
-        if writer is not None:
+                    _tb_step(writers[m.run], r, names_of[m.run])
+        for writer in writers.values():
             writer.close()
         moved = []
         for path in sorted(tmp.rglob("*")):
@@ -168,6 +193,15 @@ def _tensorboard_into(recording: Recording, directory: Path, runs: int, SummaryW
         return moved
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _log_dir(tmp: Path, sweep: Sweep | None, run: int, count: int, runs: int) -> Path:
+    """run-2 (a restart) of one run; a sweep's run k in `k-gain=5_3` (its
+    restarts in run-2, ... below it): TensorBoard names curves by folder."""
+    if sweep is None:
+        return tmp / f"run-{count}" if runs > 1 else tmp
+    base = tmp / (f"{run}-" + sweep.labels[run].replace("/", "_").replace(" ", ","))
+    return base / f"run-{count}" if count > 1 else base
 
 
 def _tb_step(writer, r, names) -> None:

@@ -21,6 +21,7 @@ class RunStarted:
 
     info: RunInfo
     why: str | None = None   # e.g. "restart: gain 3"; None for the first run
+    run: int = 0             # the run's index in sweep order; 0 for every single run
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Steps:
     """Consecutive step results, batched to keep the message rate low."""
 
     results: tuple[StepResult, ...]
+    run: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Event:
     step: int
     text: str
     data: dict = field(default_factory=dict)
+    run: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,24 @@ class Status:
     finished: bool           # reached the configured steps
     steps_per_sec: float
     stopped: str | None = None   # why training stopped (non-finite), if it did
+    # A sweep sends one Status per run; `step` is that run's and
+    # `steps_per_sec` the sweep's: sweep steps per second, each of which
+    # advances every unfinished run by one (run-steps/s = that x runs).
+    run: int = 0
 
 
-Message = RunStarted | Steps | Event | Status
+@dataclass(frozen=True)
+class Sweep:
+    """Several runs side by side: said once, before the first RunStarted.
+
+    Every later message carries `run`, the index into `labels` (sweep order);
+    a source of one run never sends this, and its messages all say run 0."""
+
+    labels: tuple[str, ...]   # "gain=5/3 batchnorm=off": the swept values only
+    keys: tuple[str, ...]     # the swept config fields, e.g. ("gain", "batchnorm")
+
+
+Message = Sweep | RunStarted | Steps | Event | Status
 
 
 @dataclass(frozen=True)
@@ -66,7 +84,8 @@ class Command:
     name: "pause", "resume", "step", "set_lr" (args lr), "scale_lr" (args
     factor), "restart" (args: config changes), "evaluate" (args splits),
     "sample" (args n), "calibrate" (args apply), "checkpoint" (args path),
-    "quit".
+    "quit". In a sweep every command but pause/resume/step/quit may carry
+    args "run": the run's index, or None (absent) for every run.
     """
 
     name: str

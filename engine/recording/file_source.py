@@ -18,7 +18,7 @@ from collections import deque
 from pathlib import Path
 
 from ...data.errors import InputError
-from .feed import Command, Event, Message, RunStarted, Status, Steps
+from .feed import Command, Event, Message, RunStarted, Status, Steps, Sweep
 from .replay_source import ReplaySource  # noqa: F401 - where viewers have always found it
 from .stream import Inflater, LineDecoder, is_gzip
 
@@ -44,6 +44,8 @@ class FollowSource:
         self.quiet = False
         self.failed: str | None = None     # a corrupt line: stop until the file is rewritten
         self.finished = False              # the writer said it finished or stopped
+        self._ended: dict[int, bool] = {}  # run -> it finished or stopped (a sweep's runs)
+        self._runs = 1
         self.restarts = 0
         self.step = 0
         self._last_data = clock()
@@ -118,6 +120,7 @@ class FollowSource:
         self._file = None
         self.failed = None
         self.finished = False
+        self._ended, self._runs = {}, 1
         self.restarts += 1
         if self._open():
             self._queue.append(Event("note", 0, f"{self.path.name}: the writer started over; "
@@ -162,14 +165,20 @@ class FollowSource:
             self._queue.append(m)
 
     def _note(self, m: Message) -> None:
-        if isinstance(m, Steps):
+        """Where the writer stands: finished once every run (of a sweep) has."""
+        if isinstance(m, Sweep):
+            self._runs = len(m.labels)
+        elif isinstance(m, Steps):
             self.step = m.results[-1].step
             if m.results[-1].nonfinite is not None:
-                self.finished = True
+                self._ended[m.run] = True
         elif isinstance(m, Status):
-            self.finished = m.finished or m.stopped is not None
+            self._ended[m.run] = m.finished or m.stopped is not None
         elif isinstance(m, RunStarted):
-            self.finished = False
+            self._ended[m.run] = False
+        else:
+            return
+        self.finished = len(self._ended) >= self._runs and all(self._ended.values())
 
     def position(self) -> tuple[str, str | None]:
         """(head, tail) for a viewer's status line; tail None while all is well."""

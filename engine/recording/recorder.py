@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ..atomic import WriteError, write_error
-from .feed import Event, Message, RunStarted, Status, Steps
+from .feed import Event, Message, RunStarted, Status, Steps, Sweep
 from ..results import StepResult
 from .stream import StreamWriter
 
@@ -32,7 +32,9 @@ class Recorder:
     """Give it every message of a run (`consume`), then `close()` it.
 
     The first message must be RunStarted: it becomes the header, with
-    `meta` (plain JSON: where the data came from, who wrote it, ...).
+    `meta` (plain JSON: where the data came from, who wrote it, ...). A
+    sweep's Sweep comes just before it and goes into the header too; then
+    each run's steps are batched apart and written tagged with their run.
     """
 
     def __init__(self, path: str | Path, meta: dict | None = None, clock=time.monotonic,
@@ -42,10 +44,10 @@ class Recorder:
         self.meta = dict(meta or {})
         self._clock = clock
         self._writer: StreamWriter | None = None
-        self._steps: list[StepResult] = []
+        self._steps: dict[int, list[StepResult]] = {}   # run -> steps not yet written
         self._last_flush = clock()
-        self._last_status: Status | None = None
-        self._last_status_at = -1e9
+        self._last_status: dict[int, tuple[Status, float]] = {}   # run -> (kept, when)
+        self._sweep: Sweep | None = None
         self.failed: WriteError | None = None   # why the recording stopped
         self._good_bytes = 0    # the file's size after the last good flush: whole lines
         self._step = 0          # the last step handed to the writer
@@ -77,10 +79,13 @@ class Recorder:
         if self.failed is not None:
             return                # said once, when it happened
         if self._writer is None:
-            if not isinstance(message, RunStarted):
-                raise ValueError("a recording starts with RunStarted")
+            if isinstance(message, Sweep) and self._sweep is None:
+                self._sweep = message
+                return
+            if not isinstance(message, RunStarted) or message.run != 0:
+                raise ValueError("a recording starts with (a Sweep and) run 0's RunStarted")
             with self._writing():
-                self._writer = StreamWriter(self.path, message.info, self.meta)
+                self._writer = StreamWriter(self.path, message.info, self.meta, self._sweep)
             self._good_bytes = self._size()
             self._last_flush = self._clock()
             return
@@ -89,8 +94,12 @@ class Recorder:
 
     def _consume(self, message: Message) -> None:
         if isinstance(message, Steps):
-            self._steps.extend(message.results)
-            if len(self._steps) >= BATCH:
+            pending = self._steps.setdefault(message.run, [])
+            pending.extend(message.results)
+            # A sweep's runs send the same steps one after another: written once
+            # the last of them has (a replay's timeline finds them together).
+            if len(pending) >= BATCH and (message.run == max(self._steps)
+                                          or len(pending) >= 4 * BATCH):
                 self._write_steps()
         elif isinstance(message, Status):
             if not self._keep_status(message):
@@ -110,19 +119,30 @@ class Recorder:
         self.consume(Event(kind, step, text, dict(data or {})))
 
     def _keep_status(self, status: Status) -> bool:
-        last, now = self._last_status, self._clock()
+        now = self._clock()
+        last, at = self._last_status.get(status.run, (None, -1e9))
         changed = last is None or (last.running, last.finished, last.stopped) != (
             status.running, status.finished, status.stopped)
-        if changed or now - self._last_status_at >= self.status_seconds:
-            self._last_status, self._last_status_at = status, now
+        if changed or now - at >= self.status_seconds:
+            self._last_status[status.run] = (status, now)
             return True
         return False
 
-    def _write_steps(self) -> None:
-        if self._steps and self._writer is not None:
-            self._writer.write(Steps(tuple(self._steps)))
-            self._step = self._steps[-1].step
-            self._steps = []
+    def _write_steps(self, aligned: bool = False) -> None:
+        """Write the steps not yet written; `aligned` (a flush on the clock,
+        which may fall between a sweep's runs sending the same steps): as
+        many of each run's as every run has, the rest kept for the next line."""
+        if self._writer is None:
+            return
+        pending = {run: rows for run, rows in self._steps.items() if rows}
+        count = min(map(len, pending.values()), default=0) if aligned else None
+        for run, rows in pending.items():
+            rows, rest = rows[:count], rows[len(rows) if count is None else count:]
+            if rows:
+                self._writer.write(Steps(tuple(rows), run=run))
+                self._step = max(self._step, rows[-1].step)
+            pending[run] = rest
+        self._steps = {run: rows for run, rows in pending.items() if rows}
 
     def _size(self) -> int:
         try:
@@ -139,7 +159,7 @@ class Recorder:
         if self._writer is None:
             return
         with self._writing():
-            self._write_steps()
+            self._write_steps(aligned=True)
             self._writer.flush()
             self._flushed()
         self._last_flush = self._clock()
@@ -148,14 +168,16 @@ class Recorder:
         self._good_bytes = self._size()
         self.kept_step = self._step
 
-    def close(self, status: Status | None = None) -> None:
-        """Flush and close; a final `status` is always written (readers see the end)."""
+    def close(self, status: Status | list[Status] | None = None) -> None:
+        """Flush and close; a final `status` (a sweep: one per run) is always
+        written (readers see the end)."""
         if self._writer is None:
             return
+        statuses = status if isinstance(status, list) else [status] if status else []
         with self._writing():
             self._write_steps()
-            if status is not None:
-                self._writer.write(status)
+            for s in statuses:
+                self._writer.write(s)
             self._writer.close()
             self._writer = None
 

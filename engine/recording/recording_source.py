@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..atomic import WriteError
-from .feed import Command, Event, Message, RunStarted, Source, Status, Steps
+from .feed import Command, Event, Message, RunStarted, Source, Status, Steps, Sweep
 from .recorder import FLUSH_SECONDS, Recorder
 
 
@@ -26,8 +26,8 @@ class RecordingSource:
         self.recorder = Recorder(self.path, meta, clock=clock)
         self._clock = clock
         self._last_flush = clock()
-        self._last_status: Status | None = None
-        self._started = False            # a recording begins at the first RunStarted
+        self._last_status: dict[int, Status] = {}   # run -> where it stands now
+        self._started = False            # a recording begins at a Sweep or the first RunStarted
         self.failed: str | None = None   # why recording stopped (disk full, ...)
         # The viewer sees the wrapped source's capabilities.
         self.read_only = bool(getattr(source, "read_only", False))
@@ -50,19 +50,19 @@ class RecordingSource:
 
     def _record(self, messages: list[Message]) -> None:
         for m in messages:
-            self._started = self._started or isinstance(m, RunStarted)
+            self._started = self._started or isinstance(m, (RunStarted, Sweep))
             if not self._started:
                 continue    # e.g. the child's start-up error: nothing to record yet
             self.recorder.consume(m)
             if isinstance(m, Status):
-                self._last_status = m
-            elif isinstance(m, Steps) and self._last_status is not None:
+                self._last_status[m.run] = m
+            elif isinstance(m, Steps) and m.run in self._last_status:
                 # Where the run stands now: the last Status may be a second old.
                 last = m.results[-1]
-                self._last_status = dataclasses.replace(self._last_status, step=last.step,
-                                                        lr=last.lr)
+                self._last_status[m.run] = dataclasses.replace(self._last_status[m.run],
+                                                               step=last.step, lr=last.lr)
             elif isinstance(m, RunStarted):
-                self._last_status = None
+                self._last_status.pop(m.run, None)
         now = self._clock()
         if messages:
             self._last_flush = now
@@ -84,11 +84,11 @@ class RecordingSource:
                 except (WriteError, OSError, ValueError) as exc:
                     self.failed = f"recording stopped: {exc}"
             if self.failed is None:
-                # A final Status (never "running") tells readers where the session ended.
-                final = self._last_status
+                # A final Status per run (never "running") tells readers where the session ended.
+                final = [dataclasses.replace(s, running=False)
+                         for _, s in sorted(self._last_status.items())]
                 try:
-                    self.recorder.close(dataclasses.replace(final, running=False)
-                                        if final is not None else None)
+                    self.recorder.close(final)
                 except WriteError as exc:
                     self.failed = f"recording stopped: {exc}"
         return last

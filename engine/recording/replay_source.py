@@ -45,13 +45,14 @@ LINES_CACHED = 4
 
 
 class _Steps:
-    """An index item: rows [lo, hi) of line `line`, steps first..last."""
+    """An index item: rows [lo, hi) of line `line` (of run `run`), steps first..last."""
 
-    __slots__ = ("line", "lo", "hi", "first", "last", "lr", "snapshot")
+    __slots__ = ("line", "lo", "hi", "first", "last", "lr", "snapshot", "run")
 
-    def __init__(self, line, lo, hi, first, last, lr, snapshot):
+    def __init__(self, line, lo, hi, first, last, lr, snapshot, run=0):
         self.line, self.lo, self.hi = line, lo, hi
         self.first, self.last, self.lr, self.snapshot = first, last, lr, snapshot
+        self.run = run
 
 
 class ReplaySource:
@@ -78,6 +79,9 @@ class ReplaySource:
         self.items: list = []          # RunStarted/Event messages and _Steps entries
         self.marks: list[int] = []     # marks[k]: how many items bring a viewer to snapshot k
         self.snapshot_steps: list[int] = []
+        self._group: list[list] = []   # a sweep's lines of the same steps, one per run so far
+        self._group_key: tuple | None = None
+        self._group_runs: set[int] = set()
         self._lines: list = []         # per line: (offset, length) (plain) or zlib'd bytes (gzip)
         self._cache: OrderedDict[int, tuple] = OrderedDict()
         self._decoder = LineDecoder(str(self.path))
@@ -96,8 +100,9 @@ class ReplaySource:
         self.playing = False
         self._play_from: tuple[float, float] | None = None
         self._rewind = False
-        self._status_sent: Status | None = None
-        self._delivered: tuple[int, float] = (0, 0.0)   # (step, lr) of the last step delivered
+        # run -> (step, lr) of its last step delivered (a sweep's runs each have theirs)
+        self._delivered: dict[int, tuple[int, float]] = {0: (0, 0.0)}
+        self._status_sent: dict[int, Status] = {}
         self._read_head()
         self.meta = self._decoder.meta
         if not at_end:
@@ -128,6 +133,7 @@ class ReplaySource:
     def _read_chunk(self) -> None:
         chunk = self._file.read(CHUNK)
         if not chunk:
+            self._add(self._merged_group())   # a sweep's last lines, whatever runs wrote them
             self.partial_tail = self._decoder.pending
             self._update_speed()
             self.loaded = True
@@ -145,8 +151,6 @@ class ReplaySource:
         buffer = decoder._buffer + data
         *lines, decoder._buffer = buffer.split(b"\n")
         items: list = []
-        marks: list[int] = []
-        base = len(self.items)
         for raw in lines:
             start = self._offset
             self._offset += len(raw) + 1
@@ -155,7 +159,7 @@ class ReplaySource:
                 continue
             doc = decoder.parse(raw)
             if decoder.header is None:
-                items.append(decoder.read_header(doc))
+                items += decoder.header_messages(doc)
                 continue
             kind = doc.get("t")
             if kind in ("s", "steps"):
@@ -165,27 +169,60 @@ class ReplaySource:
                     raise decoder.fail(f"corrupt line ({type(exc).__name__}: {exc})") from None
                 line = len(self._lines)
                 self._lines.append(zlib.compress(raw, 1) if self._gzip else (start, len(raw)))
-                self._cut(line, steps, lrs, snapshots, items, marks, base)
-            elif kind != "status":           # the replay reports its own position instead
-                items.append(decoder.decode_doc(doc))
+                run = doc.get("r", 0)
+                if isinstance(run, bool) or not isinstance(run, int) or run < 0:
+                    raise decoder.fail(f"corrupt line (run index {run!r})")
+                key = (steps[0], len(steps))
+                if self._group and (self._group_key != key or run in self._group_runs):
+                    items += self._merged_group()
+                self._group.append(self._cut(line, steps, lrs, snapshots, run))
+                self._group_key = key
+                self._group_runs.add(run)
+                if decoder.sweep is None or len(self._group) >= len(decoder.sweep.labels):
+                    items += self._merged_group()
+            else:
+                items += self._merged_group()    # in the order the file has them
+                if kind != "status":           # the replay reports its own position instead
+                    items.append(decoder.decode_doc(doc))
+        self._add(items)
+
+    def _merged_group(self) -> list:
+        """A sweep's lines of the same steps (one per run), their items in step
+        order: the timeline moves every run along together."""
+        group, self._group, self._group_runs = self._group, [], set()
+        if len(group) == 1:
+            return group[0]
+        return sorted((item for items in group for item in items), key=lambda i: (i.last, i.run))
+
+    def _add(self, items: list) -> None:
         with self._lock:
+            base = len(self.items)
             self.items += items
-            self.marks += marks
-            self.snapshot_steps += [self.items[i - 1].last for i in marks]
+            for k, item in enumerate(items):
+                if not (isinstance(item, _Steps) and item.snapshot):
+                    continue
+                mark, step = base + k + 1, item.last
+                if self.snapshot_steps and self.snapshot_steps[-1] == step and \
+                        item.run != self.items[self.marks[-1] - 1].run:
+                    # A sweep's runs each take a snapshot at this step: one place on
+                    # the timeline, after the last of them.
+                    self.marks[-1] = mark
+                else:
+                    self.marks.append(mark)
+                    self.snapshot_steps.append(step)
             if self._follow_end:
                 self.target = len(self.items)
 
     @staticmethod
-    def _cut(line, steps, lrs, snapshots, items, marks, base) -> None:
+    def _cut(line, steps, lrs, snapshots, run=0) -> list:
         """Items of one line: cut after each snapshot and each PLAY_GRAIN-th step."""
-        lo = 0
+        items, lo = [], 0
         for i, step in enumerate(steps):
             snap = i in snapshots
             if snap or step % PLAY_GRAIN == 0 or i == len(steps) - 1:
-                items.append(_Steps(line, lo, i + 1, steps[lo], step, lrs[i], snap))
-                if snap:
-                    marks.append(base + len(items))
+                items.append(_Steps(line, lo, i + 1, steps[lo], step, lrs[i], snap, run))
                 lo = i + 1
+        return items
 
     def _update_speed(self) -> None:
         if self._user_speed is None:
@@ -327,14 +364,14 @@ class ReplaySource:
             self.pos = end
         if self.failed is not None and not self._failed_sent:
             self._failed_sent = True
-            out.append(Event("error", self._delivered[0], self.failed))
-        step, lr = self._delivered
-        status = Status(step=step, lr=lr, running=self.playing,
-                        finished=self.pos >= len(self.items) and self.loaded,
-                        steps_per_sec=self.speed)
-        if status != self._status_sent and (out or self.pos == self.target):
-            out.append(status)
-            self._status_sent = status
+            out.append(Event("error", self._delivered[0][0], self.failed))
+        finished = self.pos >= len(self.items) and self.loaded
+        for run, (step, lr) in sorted(self._delivered.items()):
+            status = Status(step=step, lr=lr, running=self.playing, finished=finished,
+                            steps_per_sec=self.speed, run=run)
+            if status != self._status_sent.get(run) and (out or self.pos == self.target):
+                out.append(status)
+                self._status_sent[run] = status
         return out
 
     def _deliver(self, items: list) -> list[Message]:
@@ -351,38 +388,46 @@ class ReplaySource:
                     chunks.append([item.line, item.lo, item.hi, item])
             else:
                 chunks.append(item)
-        shown = None            # (chunk index, row) of the last snapshot delivered
+        shown: dict[int, int] = {}   # chunk index -> row of each run's last snapshot delivered
+        found: set[int] = set()      # the runs whose last snapshot is found
         for k in range(len(chunks) - 1, -1, -1):
             chunk = chunks[k]
-            if isinstance(chunk, list):
+            if isinstance(chunk, list) and chunk[3].run not in found:
                 rows = [r for r in self._results(chunk[0])[1] if chunk[1] <= r < chunk[2]]
                 if rows:
-                    shown = (k, max(rows))
-                    break
+                    shown[k] = max(rows)
+                    found.add(chunk[3].run)
         out: list[Message] = []
-        rows: list = []         # the steps of neighbouring chunks: one Steps, folded at once
+        # The steps of neighbouring chunks, per run (a sweep's runs take turns):
+        # one Steps per run, folded at once.
+        rows_of: dict[int, list] = {}
+
+        def steps_so_far() -> None:
+            for run, rows in sorted(rows_of.items()):
+                out.append(Steps(tuple(rows), run=run))
+            rows_of.clear()
+
         for k, chunk in enumerate(chunks):
             if not isinstance(chunk, list):
-                if rows:
-                    out.append(Steps(tuple(rows)))
-                    rows = []
+                steps_so_far()
                 if isinstance(chunk, RunStarted):
-                    self._delivered = (0, chunk.info.config.get("lr", 0.0))
+                    self._delivered[chunk.run] = (0, chunk.info.config.get("lr", 0.0))
                 out.append(chunk)
                 continue
             line, lo, hi, last = chunk
+            run = last.run
+            rows = rows_of.setdefault(run, [])
             results, snapshots = self._results(line)
             part = results[lo:hi]
-            if shown is not None and shown[0] == k:
-                row = shown[1]
+            if k in shown:
+                row = shown[k]
                 version, payload = snapshots[row]
                 stats = decode_snapshot2(payload) if version == 2 else decode_snapshot(payload)
                 part = (*part[:row - lo], replace(part[row - lo], stats=stats),
                         *part[row - lo + 1:])
             rows += part
-            self._delivered = (last.last, last.lr)
-        if rows:
-            out.append(Steps(tuple(rows)))
+            self._delivered[run] = (last.last, last.lr)
+        steps_so_far()
         return out
 
     def position(self) -> tuple[str, str]:

@@ -28,19 +28,12 @@ import multiprocessing.resource_tracker
 import queue
 import signal
 import time
-from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
-from ...data.errors import InputError
 from ..config import DEFAULT_ENGINE, TrainConfig
-from . import events
 from .feed import Command, Event, Message, RunStarted, Status, Steps
+from .runner import STATUS_SECONDS, Runner, describe_error
 
-FLUSH_SECONDS = 0.05     # Steps batches: about 20 messages a second
-STATUS_SECONDS = 1.0     # a Status at least this often
-COMMAND_SECONDS = 0.01   # look for commands at least this often while stepping
-RATE_WINDOW = 1.0        # steps/s over the last second
 # The child sends a Status at least every STATUS_SECONDS whatever it does
 # (running, paused, finished), so this much silence from a live child means
 # it is stuck: in a long command (evaluate on a big file) or hung for good.
@@ -62,6 +55,9 @@ class SessionSpec:
     start_paused: bool = False
     engine: str = DEFAULT_ENGINE     # Trainer engine (traintop.engine.config.ENGINES)
     why: str | None = None           # the first RunStarted's why (a fresh trainer's reason)
+    # The runs of a sweep (traintop.engine.sweep.spec.SweepRun, from --sweep);
+    # empty for a single run. `config` is then the sweep's base config.
+    sweep: tuple = ()
 
 
 class LiveSession:
@@ -143,7 +139,10 @@ class LiveSession:
         """`r` after a death: a new child on the dead run's config (and the key's
         changes), from step 0; the viewer keeps the history it has."""
         config = self.spec.config
-        if self._watch.config is not None:
+        changes = {k: v for k, v in changes.items() if k != "run"}
+        if self.spec.sweep:
+            changes = {}    # a fresh sweep: every run on its own config again
+        elif self._watch.config is not None:
             config = TrainConfig.from_dict(self._watch.config)
         config = dataclasses.replace(config, **changes)
         step = self._watch.step
@@ -164,6 +163,8 @@ class LiveSession:
         if process is None:
             return []
         last: list[Message] = []
+        # Asked to end: its exit is no death (a recording would end "trainer died").
+        self._watch.quitting = True
         if process.is_alive():
             try:
                 self._commands.put(Command("quit"))
@@ -217,6 +218,7 @@ class ChildWatch:
         self.spoke = False              # it has sent its first message
         self.silent_said = 0            # whole seconds of silence last reported
         self.died = False
+        self.quitting = False           # the viewer asked it to quit: an exit is expected
         self.step = 0
         self.config: dict | None = None   # the running config (for a fresh child)
         self.last_error: str | None = None   # the child's last fatal error line
@@ -243,6 +245,8 @@ class ChildWatch:
                                  {"state": "alive"}))
                 self.silent_said = 0
             self.heard = now
+        if exitcode is not None and self.quitting:
+            return out
         if exitcode is not None:
             self.died = True
             data = {"state": "died", "exitcode": exitcode}
@@ -278,7 +282,7 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
     try:
         trainer = _build(spec)
     except Exception as exc:  # noqa: BLE001 - every failure goes to the viewer
-        messages.put(Event("error", 0, _describe(exc)))
+        messages.put(Event("error", 0, describe_error(exc)))
         _wait_for_quit(commands, os.getppid() if parent is None else parent)
         messages.cancel_join_thread()   # the viewer may be gone: do not wait to flush
         return
@@ -302,8 +306,21 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
 def _build(spec: SessionSpec):
     from ..training.build import build_trainer   # torch: only in the child
 
+    if spec.sweep:
+        return _build_sweep(spec)
     return build_trainer(spec.config, spec.data, spec.device, spec.engine, spec.threads,
                          spec.resume)
+
+
+def _build_sweep(spec: SessionSpec):
+    from ...data.dataset import load_dataset
+    from ..sweep.trainer import SweepTrainer
+    from ..training.threads import apply_threads, choose_threads
+
+    config = spec.config
+    apply_threads(spec.threads or choose_threads(config))
+    dataset = load_dataset(spec.data, config.block_size, config.split_seed)
+    return SweepTrainer(spec.sweep, dataset, device=spec.device, engine=spec.engine)
 
 
 def _wait_for_quit(commands, parent: int) -> None:
@@ -315,208 +332,3 @@ def _wait_for_quit(commands, parent: int) -> None:
             continue
         except (EOFError, OSError):
             return
-
-
-def _describe(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = lines[0] if lines else ""   # a traceback's last line shows this one
-    if isinstance(exc, InputError):
-        return text     # already one line written for a person
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-class Runner:
-    """The child's loop: step while running, answer commands between steps."""
-
-    def __init__(self, trainer, spec: SessionSpec, commands, messages, parent: int | None = None):
-        self.trainer = trainer
-        self.spec = spec
-        self.commands = commands
-        self.messages = messages
-        self.running = not spec.start_paused
-        self.pending: list = []
-        self.last_flush = time.monotonic()
-        self.last_status = 0.0
-        self.times: deque[float] = deque()   # when recent steps finished
-        self.quit = False
-        self.parent = os.getppid() if parent is None else parent
-
-    # ----- output ------------------------------------------------------------
-    def fatal(self, exc: BaseException) -> None:
-        """The loop raised: send what was done and the error's last line, then
-        wait (briefly) for the pipe to take them before the process ends."""
-        try:
-            self.put(Event("error", self.trainer.steps_done, _describe(exc), {"fatal": True}))
-            self.messages.close()
-            feeder = getattr(self.messages, "_thread", None)   # no public join with a timeout
-            if feeder is not None:
-                feeder.join(2.0)
-            self.messages.cancel_join_thread()
-        except Exception:  # noqa: BLE001 - the viewer may be gone; the exit code still tells
-            pass
-
-    def flush(self) -> None:
-        if self.pending:
-            self.messages.put(Steps(tuple(self.pending)))
-            self.pending = []
-        self.last_flush = time.monotonic()
-
-    def put(self, message: Message) -> None:
-        self.flush()  # keep order: the steps before an event arrive before it
-        self.messages.put(message)
-
-    def rate(self, now: float) -> float:
-        while self.times and now - self.times[0] > RATE_WINDOW:
-            self.times.popleft()
-        if len(self.times) < 2:
-            return 0.0
-        span = self.times[-1] - self.times[0]
-        return (len(self.times) - 1) / span if span > 0 else 0.0
-
-    def status(self, force: bool = False) -> None:
-        now = time.monotonic()
-        t = self.trainer
-        stopped = t.stopped.message() if t.stopped is not None else None
-        status = Status(step=t.steps_done, lr=t.lr, running=self.running and not t.finished,
-                        finished=t.steps_done >= t.config.steps, steps_per_sec=self.rate(now),
-                        stopped=stopped)
-        if force or now - self.last_status >= STATUS_SECONDS:
-            self.put(status)
-            self.last_status = now
-
-    # ----- loop --------------------------------------------------------------
-    def serve(self) -> None:
-        self.put(RunStarted(self.trainer.info(), self.spec.why))
-        self.status(force=True)
-        last_check = 0.0
-        while not self.quit:
-            now = time.monotonic()
-            stepping = self.running and not self.trainer.finished
-            if stepping:
-                if now - last_check >= COMMAND_SECONDS:
-                    self.drain()
-                    last_check = now
-                    if self.quit or not (self.running and not self.trainer.finished):
-                        continue
-                self.one_step()
-                if self.trainer.finished:
-                    self.finish()
-                elif time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-                    self.flush()
-                    self.status()
-            else:
-                self.flush()
-                self.status()
-                self.wait_for_command(0.1)
-        self.flush()
-
-    def one_step(self) -> None:
-        result = self.trainer.step()
-        self.pending.append(result)
-        self.times.append(time.monotonic())
-
-    def finish(self) -> None:
-        t = self.trainer
-        if t.stopped is not None:
-            self.put(events.stopped(t.stopped))
-        else:
-            self.put(Event("note", t.steps_done, f"finished {t.steps_done:,} steps"))
-        self.status(force=True)
-
-    def orphaned(self) -> bool:
-        """The viewer died without a quit (SSH hangup, kill): stop too."""
-        if os.getppid() == self.parent:
-            return False
-        # Nobody reads the pipe any more: exit without waiting to flush it.
-        self.messages.cancel_join_thread()
-        return True
-
-    def drain(self) -> None:
-        while self._take(self.commands.get_nowait):
-            pass
-
-    def wait_for_command(self, timeout: float) -> None:
-        if self._take(lambda: self.commands.get(timeout=timeout)):
-            self.drain()
-
-    def _take(self, get) -> bool:
-        """Handle one command from `get`; False when there is none or we must quit."""
-        if self.quit or self.orphaned():
-            self.quit = True
-            return False
-        try:
-            command = get()
-        except queue.Empty:
-            return False
-        except (EOFError, OSError):  # the viewer's end of the pipe is gone
-            self.quit = True
-            return False
-        self.handle(command)
-        return True
-
-    def handle(self, command: Command) -> None:
-        action = getattr(self, f"do_{command.name}", None)
-        step = self.trainer.steps_done
-        if action is None:
-            self.put(Event("error", step, f"unknown command {command.name!r}"))
-            return
-        try:
-            action(**command.args)
-        except Exception as exc:  # noqa: BLE001 - the viewer must survive engine errors
-            self.put(Event("error", step, f"{command.name}: {_describe(exc)}"))
-        self.status(force=True)
-
-    # ----- commands ----------------------------------------------------------
-    def do_quit(self) -> None:
-        self.quit = True
-
-    def do_pause(self) -> None:
-        self.running = False
-
-    def do_resume(self) -> None:
-        self.running = True
-
-    def do_step(self) -> None:
-        if self.trainer.finished:
-            return
-        self.running = False
-        self.one_step()
-        if self.trainer.finished:
-            self.finish()
-        self.flush()
-
-    def do_set_lr(self, lr: float) -> None:
-        t = self.trainer
-        old = t.lr
-        t.set_lr(float(lr))
-        self.put(events.lr_changed(t.steps_done, old, t.lr))
-
-    def do_scale_lr(self, factor: float) -> None:
-        self.do_set_lr(self.trainer.lr * float(factor))
-
-    def do_restart(self, **changes) -> None:
-        t = self.trainer
-        why = t.restart(**changes)
-        self.times.clear()
-        self.put(RunStarted(t.info(), why))
-
-    def do_evaluate(self, splits=("train", "val")) -> None:
-        t = self.trainer
-        self.put(events.evaluated(t.steps_done, t.evaluate(tuple(splits))))
-
-    def do_sample(self, n: int = 10) -> None:
-        t = self.trainer
-        self.put(events.sampled(t.steps_done, t.sample(int(n))))
-
-    def do_calibrate(self, apply: bool = False) -> None:
-        t = self.trainer
-        self.put(events.calibrated(t.steps_done, t.calibrate(bool(apply))))
-
-    def do_checkpoint(self, path: str | None = None) -> None:
-        from ..training.checkpoint import save_checkpoint
-
-        t = self.trainer
-        target = Path(path) if path else Path(self.spec.checkpoint_dir) / \
-            f"traintop-step{t.steps_done}.ckpt"
-        self.put(events.checkpointed(t.steps_done, save_checkpoint(t, target)))
-

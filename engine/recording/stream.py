@@ -7,6 +7,13 @@
     {"t": "run", "info": {...}, "why": ...} # traintop.engine.recording.feed.RunStarted (a restart)
     {"t": "status", ...}                    # traintop.engine.recording.feed.Status
 
+A sweep (several runs side by side, feed.Sweep) is version 3: the header adds
+`"sweep": {"labels": [...], "keys": [...]}` (its info is run 0's) and every
+line of a run other than run 0 adds `"r": K`, the run's index. A reader of
+versions 1-2 refuses such a file ("version 3 is newer than this traintop
+reads") instead of folding its runs into one; a recording of one run stays
+version 2, byte for byte as before.
+
 Version 2 writes step results as columnar blocks: losses and update:data
 ratios as packed float arrays, the lr as runs of equal values, the stats
 snapshots of the block keyed by row, their figures packed and their
@@ -36,7 +43,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from ...data.errors import InputError
-from .feed import Event, Message, RunStarted, Status, Steps
+from .feed import Event, Message, RunStarted, Status, Steps, Sweep
 from .packing import (density_of, histogram_counts, pack_counts, pack_floats, unpack_counts,
                       unpack_floats)
 from ..results import (Histogram, LayerStats, NonFinite, RunInfo, StatsSnapshot,
@@ -44,7 +51,8 @@ from ..results import (Histogram, LayerStats, NonFinite, RunInfo, StatsSnapshot,
 
 FORMAT = "traintop-stream"
 VERSION = 2
-READS = (1, 2)   # versions this traintop reads
+SWEEP_VERSION = 3   # a sweep's recording: runs tagged "r", labels in the header
+READS = (1, 2, 3)   # versions this traintop reads
 
 
 def _traintop_version() -> str:
@@ -81,11 +89,15 @@ def _plain(value):
     return value
 
 
-def header(info: RunInfo, meta: dict | None = None) -> dict:
+def header(info: RunInfo, meta: dict | None = None, sweep: Sweep | None = None) -> dict:
     # `created` makes every recording's first line unique, so a follower can
     # tell a rewritten file from the one it was reading.
-    return {"format": FORMAT, "version": VERSION, "traintop": TRAINTOP_VERSION,
-            "created": time.time(), "info": _plain(info), "meta": _plain(meta or {})}
+    doc = {"format": FORMAT, "version": SWEEP_VERSION if sweep else VERSION,
+           "traintop": TRAINTOP_VERSION, "created": time.time(), "info": _plain(info),
+           "meta": _plain(meta or {})}
+    if sweep:
+        doc["sweep"] = {"labels": list(sweep.labels), "keys": list(sweep.keys)}
+    return doc
 
 
 def _runs(values: list[float]) -> list[list]:
@@ -172,19 +184,29 @@ def _steps2(results: tuple[StepResult, ...], totals: dict) -> dict:
 
 
 def encode(message: Message, totals: dict | None = None) -> dict:
-    """A message as a version-2 line. `totals`: the writer's memory of each
-    histogram's item count, which finds the counts of the next one at once."""
+    """A message as a version-2 line ("r": its run where not run 0). `totals`:
+    the writer's memory of each histogram's item count, which finds the
+    counts of the next one at once (kept per run)."""
+    run = getattr(message, "run", 0)
+    totals = {} if totals is None else totals
+    doc = _encode(message, totals if not run else totals.setdefault(("run", run), {}))
+    if run:
+        doc["r"] = run
+    return doc
+
+
+def _encode(message: Message, totals: dict) -> dict:
     if isinstance(message, Steps):
         if not message.results:
             return {"t": "steps", "results": []}
-        return _steps2(message.results, {} if totals is None else totals)
+        return _steps2(message.results, totals)
     if isinstance(message, Event):
         return {"t": "event", "kind": message.kind, "step": message.step, "text": message.text,
                 "data": _plain(message.data)}
     if isinstance(message, RunStarted):
         return {"t": "run", "info": _plain(message.info), "why": message.why}
     if isinstance(message, Status):
-        return {"t": "status", **_plain(message)}
+        return {"t": "status", **{k: v for k, v in _plain(message).items() if k != "run"}}
     raise TypeError(f"not a feed message: {type(message).__name__}")
 
 
@@ -344,6 +366,16 @@ def decode_info(d: dict) -> RunInfo:
 
 
 def decode(doc: dict) -> Message:
+    message = _decode(doc)
+    run = doc.get("r", 0)
+    if run:
+        if isinstance(run, bool) or not isinstance(run, int) or run < 0:
+            raise ValueError(f"run index {run!r} is not a count")
+        message = replace(message, run=run)
+    return message
+
+
+def _decode(doc: dict) -> Message:
     kind = doc["t"]
     if kind == "s":
         return _decode_steps2(doc)
@@ -377,7 +409,9 @@ class LineDecoder:
         # snapshots=False: step results come without their stats snapshots (a
         # summary needs only the last), the last one kept undecoded here.
         self.snapshots = snapshots
-        self.last_snapshot: tuple[int, dict] | None = None   # (format version, payload)
+        # run -> (format version, payload) of its last snapshot
+        self.last_snapshots: dict[int, tuple[int, dict]] = {}
+        self.sweep: Sweep | None = None   # the header's sweep, if it holds several runs
 
     @property
     def pending(self) -> bool:
@@ -392,7 +426,11 @@ class LineDecoder:
             self.line += 1
             if not raw.strip():
                 continue
-            out.append(self._decode(raw))
+            doc = self.parse(raw)
+            if self.header is None:
+                out += self.header_messages(doc)
+            else:
+                out.append(self.decode_doc(doc))
         return out
 
     def fail(self, why: str) -> InputError:
@@ -407,12 +445,6 @@ class LineDecoder:
             raise self.fail("corrupt line (not a JSON object)")
         return doc
 
-    def _decode(self, raw: bytes) -> Message:
-        doc = self.parse(raw)
-        if self.header is None:
-            return self.read_header(doc)
-        return self.decode_doc(doc)
-
     def decode_doc(self, doc: dict) -> Message:
         try:
             if not self.snapshots:
@@ -422,24 +454,25 @@ class LineDecoder:
             raise self.fail(f"corrupt line ({type(exc).__name__}: {exc})") from None
 
     def _without_snapshots(self, doc: dict) -> dict:
+        run = doc.get("r", 0)
         if doc.get("t") == "run":
-            self.last_snapshot = None         # a restart: the new run's snapshots only
+            self.last_snapshots.pop(run, None)   # a restart: the new run's snapshots only
         if doc.get("t") == "s" and doc.get("x"):
-            self.last_snapshot = (2, doc["x"][max(doc["x"], key=int)])
+            self.last_snapshots[run] = (2, doc["x"][max(doc["x"], key=int)])
             return {**doc, "x": {}}
         if doc.get("t") == "steps":
             rows = doc["results"]
             with_stats = [r for r in rows if r[4] is not None]
             if with_stats:
-                self.last_snapshot = (1, with_stats[-1][4])
+                self.last_snapshots[run] = (1, with_stats[-1][4])
                 return {**doc, "results": [[*r[:4], None, *r[5:]] for r in rows]}
         return doc
 
-    def snapshot(self) -> StatsSnapshot | None:
-        """The last snapshot a snapshots=False decoder left out, decoded."""
-        if self.last_snapshot is None:
+    def snapshot(self, run: int = 0) -> StatsSnapshot | None:
+        """The last snapshot of `run` a snapshots=False decoder left out, decoded."""
+        if run not in self.last_snapshots:
             return None
-        version, payload = self.last_snapshot
+        version, payload = self.last_snapshots[run]
         try:
             return decode_snapshot2(payload) if version == 2 else decode_snapshot(payload)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -456,9 +489,23 @@ class LineDecoder:
             info = decode_info(doc["info"])
         except (KeyError, TypeError, ValueError) as exc:
             raise self.fail(f"corrupt header ({type(exc).__name__}: {exc})") from None
+        sweep = doc.get("sweep")
+        if sweep is not None:
+            try:
+                self.sweep = Sweep(tuple(str(x) for x in sweep["labels"]),
+                               tuple(str(x) for x in sweep["keys"]))
+            except (KeyError, TypeError) as exc:
+                raise self.fail(f"corrupt header ({type(exc).__name__}: {exc})") from None
+            if not self.sweep.labels:
+                raise self.fail("corrupt header (a sweep of no runs)")
         self.header = doc
         self.meta = dict(doc.get("meta") or {})
         return RunStarted(info, None)
+
+    def header_messages(self, doc: dict) -> list[Message]:
+        """The header as messages: a sweep's Sweep first, then run 0's RunStarted."""
+        start = self.read_header(doc)
+        return [self.sweep, start] if self.sweep is not None else [start]
 
 
 class Inflater:
@@ -541,7 +588,8 @@ class StreamWriter:
     was flushed, and a writer killed between flushes leaves a readable file.
     """
 
-    def __init__(self, path: str | Path, info: RunInfo, meta: dict | None = None):
+    def __init__(self, path: str | Path, info: RunInfo, meta: dict | None = None,
+                 sweep: Sweep | None = None):
         self.path = Path(path)
         try:
             raw = open(self.path, "wb")
@@ -553,7 +601,7 @@ class StreamWriter:
         self._pending = io.BytesIO()
         self._totals: dict = {}    # each histogram's item count, for the next snapshot
         self.lines = 0
-        self.write_doc(header(info, meta))
+        self.write_doc(header(info, meta, sweep))
         self.flush()
 
     def write_doc(self, doc: dict) -> None:

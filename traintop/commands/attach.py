@@ -16,7 +16,7 @@ import time
 from ..data.errors import InputError
 from ..engine.recording.feed import Event
 from ..engine.recording.file_source import FollowSource
-from ..engine.recording.run_state import RunState
+from ..engine.recording.sweep_state import SweepState
 from ..engine.recording.stream import Inflater, LineDecoder, is_gzip
 
 POLL_SECONDS = 0.2
@@ -37,9 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def follow_to_end(source: FollowSource, sleep=time.sleep) -> RunState:
-    """Fold the followed stream until its writer finishes or goes quiet."""
-    state = RunState()
+def follow_to_end(source: FollowSource, sleep=time.sleep) -> SweepState:
+    """Fold the followed stream (every run of a sweep) until its writer
+    finishes or goes quiet."""
+    state = SweepState()
     waited = 0.0
     while True:
         for message in source.poll():
@@ -47,9 +48,10 @@ def follow_to_end(source: FollowSource, sleep=time.sleep) -> RunState:
                 raise InputError(message.text)
             state.apply(message)
         state.meta = source.meta
-        if state.info is not None and (source.finished or source.quiet):
+        started = state.runs[0].info is not None
+        if started and (source.finished or source.quiet):
             return state
-        if state.info is None and waited >= source.quiet_after:
+        if not started and waited >= source.quiet_after:
             raise InputError(f"{source.path}: no recording header after "
                              f"{source.quiet_after:g} s")
         sleep(POLL_SECONDS)

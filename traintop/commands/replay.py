@@ -11,8 +11,9 @@ import argparse
 import json
 import sys
 
-from ..engine.recording.feed import Steps
+from ..engine.recording.feed import Steps, Sweep
 from ..engine.recording.run_state import RunState
+from ..engine.recording.sweep_state import SweepState
 from ..engine.training.history import History
 from ..engine.recording.stream import LineDecoder, read
 
@@ -33,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="open at the first snapshot and play (default: open at the end, "
                              "paused)")
     parser.add_argument("--json", action="store_true",
-                        help="print the run's JSON summary (figures of the last snapshot); "
-                             "no app")
+                        help="print the run's JSON summary (figures of the last snapshot; "
+                             "a sweep's: {\"runs\": [...]}, one per run); no app")
     return parser
 
 
@@ -59,41 +60,54 @@ class _TicksOnly(History):
 
 
 def summary(path: str) -> dict:
-    """The run's report, folded as the file is read (no message is kept).
+    """The run's report (a sweep's: `{"runs": [...]}`), folded as the file is
+    read (no message is kept).
 
     Only the run's last stats snapshot reaches the report (and the health
     findings of a snapshot are replaced by the next one's), so the steps are
     folded without their snapshots and the last one is decoded at the end.
     """
     decoder = LineDecoder(str(path), snapshots=False)
-    state = RunState(history=_TicksOnly())
+    state = SweepState(RunState(history=_TicksOnly()))
     for message in _coalesced(read(path, decoder)):
+        if isinstance(message, Sweep):
+            state.apply(message)
+            state.runs = [RunState(history=_TicksOnly()) for _ in message.labels]
+            continue
         state.apply(message)
     state.meta = decoder.meta
-    snapshot = decoder.snapshot()
-    if snapshot is not None:
-        state.take_snapshot(snapshot)
+    for run, run_state in enumerate(state.runs):
+        snapshot = decoder.snapshot(run)
+        if snapshot is not None:
+            run_state.take_snapshot(snapshot)
     return state.report()
 
 
 def _coalesced(messages, steps: int | None = None):
-    """Runs of consecutive Steps messages as one (up to `steps` results):
-    RunState folds a block in a few numpy passes, so one block of 10,000 steps
-    costs what one line of 70 does, and the state after it is the same."""
+    """Runs of consecutive Steps messages of one run as one (up to `steps`
+    results): RunState folds a block in a few numpy passes, so one block of
+    10,000 steps costs what one line of 70 does, and the state after it is the
+    same. A sweep's runs take turns line by line: each run's steps are held
+    apart, and every held block goes out before any other message."""
     steps = COALESCE_STEPS if steps is None else steps
-    held: list = []
+    held: dict[int, list] = {}
+
+    def blocks():
+        for run, results in held.items():
+            yield Steps(tuple(results), run=run)
+        held.clear()
+
     for message in messages:
         if isinstance(message, Steps):
-            held.extend(message.results)
-            if len(held) < steps:
-                continue
-        if held:
-            yield Steps(tuple(held))
-            held = []
-        if not isinstance(message, Steps):
-            yield message
-    if held:
-        yield Steps(tuple(held))
+            results = held.setdefault(message.run, [])
+            results.extend(message.results)
+            if len(results) >= steps:
+                yield Steps(tuple(results), run=message.run)
+                del held[message.run]
+            continue
+        yield from blocks()
+        yield message
+    yield from blocks()
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,90 @@
+"""What a viewer knows of every run of a source: one RunState per run.
+
+A single run is a SweepState of one RunState and no labels, so a viewer
+holds this whatever its source is. A sweep (feed.Sweep, said before its
+first RunStarted) makes one RunState per run; every later message goes to
+the run it names (`message.run`). The few messages about the source rather
+than a run (a replay's rewind, the live child's death or silence) reach
+every run. Textual-free and torch-free, like RunState.
+"""
+
+from __future__ import annotations
+
+from .feed import Event, Message, Sweep
+from .run_state import RunState
+
+# Events about the source, not one of its runs: every run takes them.
+SOURCE_EVENTS = ("rewind", "trainer")
+
+
+class SweepState:
+    def __init__(self, first: RunState | None = None):
+        self.runs: list[RunState] = [first if first is not None else RunState()]
+        self.labels: tuple[str, ...] = ()
+        self.keys: tuple[str, ...] = ()
+
+    @property
+    def is_sweep(self) -> bool:
+        return bool(self.labels)
+
+    @property
+    def meta(self) -> dict:
+        return self.runs[0].meta
+
+    @meta.setter
+    def meta(self, meta: dict) -> None:
+        for state in self.runs:
+            state.meta = meta
+
+    def apply(self, message: Message) -> set[str]:
+        """Take one message in; the names of the panes it changed (in the run
+        it names, or in any run for the messages every run takes)."""
+        if isinstance(message, Sweep):
+            return self._sweep(message)
+        if isinstance(message, Event) and message.kind in SOURCE_EVENTS:
+            changed: set[str] = set()
+            for state in self.runs:
+                changed |= state.apply(message)
+            return changed
+        run = message.run
+        if not 0 <= run < len(self.runs):
+            # A message for a run the source never announced: a corrupt or foreign feed.
+            raise ValueError(f"message for run {run}, but the source has {len(self.runs)}")
+        return self.runs[run].apply(message)
+
+    def _sweep(self, sweep: Sweep) -> set[str]:
+        # In place (a replay says it again after a rewind): panes built on a
+        # run's state keep showing that run.
+        for state in self.runs:
+            state.reset()
+        meta = self.meta
+        self.runs = self.runs[:len(sweep.labels)] + [
+            RunState(meta=meta) for _ in sweep.labels[len(self.runs):]]
+        self.labels, self.keys = tuple(sweep.labels), tuple(sweep.keys)
+        return {"status", "sweep"}
+
+    def label(self, run: int) -> str:
+        """The swept values of `run` as it is now (a restart may have changed
+        one in a run's detail view): "gain=5/3 batchnorm=off"."""
+        if not self.is_sweep:
+            return ""
+        info = self.runs[run].info
+        if info is None:
+            return self.labels[run]
+        return " ".join(f"{key}={value_text(info.config.get(key))}" for key in self.keys)
+
+    def report(self) -> dict:
+        """The run's report for one run; `{"runs": [...]}` for a sweep, each
+        run's document exactly what RunState.report gives a run of its own."""
+        if not self.is_sweep:
+            return self.runs[0].report()
+        return {"runs": [state.report() for state in self.runs]}
+
+
+def value_text(value) -> str:
+    """A config value as `--sweep` writes it: on/off, 0.1, 5/3."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)

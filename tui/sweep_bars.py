@@ -1,0 +1,102 @@
+"""The sweep overview's saturation bars: grouped per layer, one bar per run.
+
+Text, not plotext: a group of 4-16 bars per layer needs one row per bar and
+its figures beside it (btop's way), and a run's bar keeps its colour from
+the other panes (plotting.RICH_COLORS). The lecture's ~5% guide is a grey
+tick in every bar's track. Layers that do not fit are named at the bottom;
+a run's detail view (v) shows every layer of it.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .plotting import NO_COLOR_MARKERS, RICH_COLORS
+
+GUIDE = 5.0
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(value: float, top: float, width: int) -> str:
+    """`value` of `top` as `width` cells of eighth blocks."""
+    if not value > 0 or not top > 0:
+        return ""
+    eighths = min(width * 8, round(value / top * width * 8))
+    return "█" * (eighths // 8) + (BLOCKS[eighths % 8] if eighths % 8 else "")
+
+
+class SweepSaturation(Static):
+    DEFAULT_CSS = "SweepSaturation { border: round $panel; padding: 0 1; }"
+    can_focus = False
+
+    def __init__(self, sweep, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.state = sweep
+        self.dirty = True
+        self.drawn_at = 0.0
+        self.page = 0
+        self.redraws = 0
+
+    @property
+    def seen(self) -> bool:
+        return self.is_mounted and self.is_on_screen and self.size.area > 0
+
+    def on_show(self) -> None:
+        self.dirty = True
+        self.call_after_refresh(self.replot)
+
+    def on_resize(self) -> None:
+        self.dirty = True
+
+    def replot(self, force: bool = False) -> bool:
+        if not (self.dirty or force) or not self.seen:
+            return False
+        self.dirty = False
+        self.redraws += 1
+        self.update(self.text(), layout=False)
+        return True
+
+    def text(self) -> Text:
+        sweep = self.state
+        no_color = self.app.no_color
+        runs = [s.stats for s in sweep.runs]
+        layers = next((s.layers for s in runs if s is not None), ())
+        self.border_title = "% saturated per layer · a bar per run"
+        if not layers:
+            return Text("waiting for diagnostics")
+        n = len(runs)
+        rows = max(1, (self.size.height or 20) - 3)   # border and the note line
+        fit = max(1, rows // n)
+        width = max(8, (self.size.width or 40) - 4 - 4 - 7)   # label, figure
+        top = max([GUIDE * 2] + [l.saturation_pct for s in runs if s is not None
+                                 for l in s.layers if l.saturation_pct == l.saturation_pct])
+        guide = min(width - 1, round(GUIDE / top * width))
+        text = Text(no_wrap=True, overflow="crop")
+        for j, layer in enumerate(layers[:fit]):
+            for k, s in enumerate(runs):
+                line = Text(no_wrap=True)
+                line.append(f"L{layer.index:<3}" if k == 0 else "    ", style="bold")
+                if s is None or j >= len(s.layers):
+                    line.append("·".ljust(width) + "    n/a")
+                else:
+                    pct = s.layers[j].saturation_pct
+                    cells = bar(pct, top, width).ljust(width)
+                    if no_color:
+                        mark = NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]
+                        cells = cells.replace("█", mark)
+                    track = Text(cells, style="" if no_color else RICH_COLORS[k % len(RICH_COLORS)])
+                    if cells[guide] == " ":     # the 5% guide where the bar does not reach
+                        track = track[:guide] + Text("┊", style="grey50") + track[guide + 1:]
+                    line.append_text(track)
+                    line.append(f" {pct:5.1f}%")
+                text.append_text(line)
+                text.append("\n")
+        hidden = len(layers) - fit
+        note = f"┊ {GUIDE:g}% guide · 0..{top:.0f}%"
+        if hidden > 0:
+            note += f" · {hidden} more layers: v shows a run"
+            if len(note) > width + 11:      # one row, however narrow the pane
+                note = f"┊ {GUIDE:g}% · {hidden} more layers (v)"
+        text.append(note, style="grey50")
+        return text

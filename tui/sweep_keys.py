@@ -1,0 +1,92 @@
+"""A sweep's side of the app (issue 14): the overview and a run in full.
+
+The app holds a SweepState (one RunState per run); its tabs show one run,
+`self.state`: run 0, or the run `v` picked. This mixin owns what only a
+sweep needs: which view is shown, the keys that switch it, the run a
+command goes to, the overview's dirty panes and notices naming the runs.
+"""
+
+from __future__ import annotations
+
+from ..engine.recording.feed import Event
+from ..engine.recording.run_state import ALL_PANES
+from ..engine.recording.sweep_state import SOURCE_EVENTS
+
+# Answers a sweep's runs give to one key together: one notice for all of them.
+GROUPED_EVENTS = ("evaluate", "calibrate", "checkpoint", "lr")
+
+
+class SweepKeys:
+    """Mixed into TraintopApp (it needs the app's panes, state and send)."""
+
+    def answer_events(self, said: list[Event]) -> None:
+        """Notices for what a source said; a sweep's runs answering one key
+        together (lr, evaluate, ...) get one notice naming each run."""
+        if not self.sweep.is_sweep:
+            for event in said:
+                self.answer_event(event)
+            return
+        grouped: dict[str, list[Event]] = {}
+        for event in said:
+            if event.kind in GROUPED_EVENTS:
+                grouped.setdefault(event.kind, []).append(event)
+            elif event.kind in SOURCE_EVENTS or event.kind == "error" and not event.run:
+                self.answer_event(event)
+            else:
+                self.answer_event(event, f"{self.sweep.label(event.run)}: {event.text}")
+        for events_of_kind in grouped.values():
+            self.answer_event(events_of_kind[0], "\n".join(
+                f"{self.sweep.label(e.run)}: {e.text}" for e in events_of_kind))
+
+    def mark_overview(self, changed: set[str]) -> None:
+        for name, pane in (("loss", self.sweep_loss), ("ratio", self.sweep_ratio),
+                           ("saturation", self.sweep_saturation),
+                           ("histograms", self.sweep_gradients)):
+            if name in changed or "sweep" in changed:
+                pane.dirty = True
+        if changed & {"health", "sweep"}:
+            self._text_dirty.add("sweep-findings")
+
+    def run_args(self) -> dict:
+        """A sweep's run shown in full: the command acts on it alone; in the
+        overview (and for a single run) no "run": every run."""
+        return {"run": self.view} if self.sweep.is_sweep and self.view is not None else {}
+
+    def swept_in_overview(self, key: str) -> bool:
+        """A key changing a swept knob in the overview: which run's value? Say so."""
+        if self.sweep.is_sweep and self.view is None and key in self.sweep.keys:
+            self.notify(f"{key} is swept: v shows one run, whose {key} the key then changes",
+                        timeout=3)
+            return True
+        return False
+
+    def sweep_started(self) -> None:
+        """The source said it is a sweep: open on the overview."""
+        self.set_view(None)
+        self.refresh_bindings()
+
+    def action_view_run(self, direction: int) -> None:
+        """The next (or previous) run in full; past the last, the overview."""
+        n = len(self.sweep.runs)
+        at = -1 if self.view is None else self.view
+        at = (at + 1 + int(direction)) % (n + 1) - 1
+        self.set_view(None if at < 0 else at)
+
+    def action_overview(self) -> None:
+        if self.view is not None:
+            self.set_view(None)
+
+    def set_view(self, view: int | None) -> None:
+        self.view = view
+        state = self.sweep.runs[view or 0]
+        if state is not self.state:
+            self.state = state
+            for pane in (self.loss, self.ratio, self.saturation, self.activations,
+                         self.gradients, self.gradients_first, self.weights):
+                pane.state = state
+        self.screen.set_class(view is None, "-overview")
+        self.mark(set(ALL_PANES))
+        self.mark_overview({"sweep"})
+        self._text_dirty |= {"samples", "events", "health"}
+        self.call_after_refresh(self.redraw_all)
+        self.show_status()

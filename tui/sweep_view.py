@@ -1,0 +1,103 @@
+"""Words of the sweep overview: its status line and its findings, by run.
+
+`sweep of 4 runs (gain) · step 1,200 · 812 steps/s · running` in the
+overview; `run 2/4 gain=5/3 · ` before a run's usual status line in its
+detail view. The findings strip gives each run its most severe finding,
+labelled by the run's swept values in the run's colour.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from .health_pane import SEVERITY_STYLE, SEVERITY_WORD
+from .plotting import NO_COLOR_MARKERS, RICH_COLORS
+from .status_line import rate_text, run_state_word, status_text
+
+
+def sweep_status_text(sweep, read_only: bool = False,
+                      position: tuple[str, str | None] | None = None,
+                      view: int | None = None) -> str:
+    n = len(sweep.runs)
+    if view is not None:
+        return (f"run {view + 1}/{n} {sweep.label(view)} · "
+                + status_text(sweep.runs[view], read_only, position))
+    head, tail = position if position is not None else (None, None)
+    first = sweep.runs[0]
+    parts = [head] if head else []
+    parts.append(f"sweep of {n} runs ({', '.join(sweep.keys)})")
+    if first.info is None:
+        return " · ".join(parts + [tail or "waiting for the runs to start…"])
+    steps = [s.step for s in sweep.runs]
+    parts.append(f"step {min(steps):,}" if min(steps) == max(steps)
+                 else f"steps {min(steps):,}-{max(steps):,}")
+    lrs = [s.lr for s in sweep.runs if s.lr is not None]
+    if lrs:
+        parts.append(f"lr {min(lrs):g}" if min(lrs) == max(lrs)
+                     else f"lr {min(lrs):g}-{max(lrs):g}")
+    if tail and not (head == "attach" and first.status is not None and first.status.finished):
+        parts.append(tail)
+    else:
+        rate = first.status.steps_per_sec if first.status is not None else None
+        parts.append(rate_text(rate))
+        # The sweep's word is that of a run still going (a stopped run says so
+        # in its view); how many stopped is said beside it.
+        words = [run_state_word(s) for s in sweep.runs]
+        going = [w for w in words if not w.startswith("stopped")]
+        stopped = n - len(going)
+        word = going[0] if going else "every run stopped"
+        if going and stopped:
+            word += f" · {stopped} of {n} stopped"
+        if first.trainer is not None:
+            parts.insert(0, word)
+        else:
+            parts.append(word)
+    if read_only:
+        parts.append("read-only")
+    return " · ".join(parts)
+
+
+def worst_rank(state) -> int:
+    """0 for a run with an error, 1 a warning, 2 info, 3 nothing found."""
+    ranks = {"error": 0, "warn": 1, "info": 2}
+    return min((ranks.get(f.severity, 2) for f in state.findings()), default=3)
+
+
+class SweepFindings(Static):
+    """One line per run: its most severe health finding."""
+
+    DEFAULT_CSS = "SweepFindings { height: auto; max-height: 8; padding: 0 1; }"
+    MOST = 8   # rows; more runs than this: the most severe first, the rest counted
+
+    def show(self, sweep, no_color: bool = False) -> None:
+        width = max(10, (self.size.width or 80) - 2)
+        lines = []
+        order = list(range(len(sweep.runs)))
+        if len(order) > self.MOST:
+            order.sort(key=lambda k: worst_rank(sweep.runs[k]))
+            order = sorted(order[:self.MOST - 1])
+        for k in order:
+            state = sweep.runs[k]
+            text = Text()
+            lines.append(text)
+            mark = NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)] if no_color else "━"
+            text.append(f"{mark} {sweep.label(k)}: ",
+                        style="" if no_color else RICH_COLORS[k % len(RICH_COLORS)])
+            findings = state.findings()
+            if not findings:
+                text.append("no findings yet" if state.last is None else "no findings")
+                continue
+            f = findings[0]
+            text.append(f"{SEVERITY_WORD.get(f.severity, f.severity)} ",
+                        style=SEVERITY_STYLE.get(f.severity, ""))
+            text.append(f"{f.where}: ", style="bold")
+            text.append(f.message)
+            if len(findings) > 1:
+                text.append(f" (+{len(findings) - 1})", style="grey50")
+        if len(order) < len(sweep.runs):
+            lines.append(Text(f"… {len(sweep.runs) - len(order)} more runs, findings less "
+                              f"severe: v shows each run's health tab", style="grey50"))
+        for text in lines:   # one row per run, whatever the terminal's width
+            text.truncate(width, overflow="ellipsis")
+        self.update(Text("\n").join(lines))

@@ -1,0 +1,68 @@
+"""Runs of one shape trained as one batched step (traintop.engine.steps.batched).
+
+Each run stays a full Trainer: its own generator draws its batch (one randint
+a step, as the solo run draws it), its own learning rate and schedule, its
+history, stop and results (Trainer._finish, Trainer._stop). Only the tensor
+work is shared.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..results import StepResult
+from ..steps.batched import BatchedStep
+from ..training.trainer import Trainer
+
+
+def shape_key(trainer: Trainer) -> tuple:
+    """Runs with equal keys have equal tensor shapes and layer structure, so
+    one batched step can train them (init values, gain, lr may differ)."""
+    c = trainer.config
+    return (c.batchnorm, c.use_bias, c.activation, c.n_embd, c.n_hidden, c.depth,
+            c.block_size, c.batch_size, str(trainer.device))
+
+
+class BatchedGroup:
+    def __init__(self, trainers: list[Trainer]):
+        """Moves every trainer's parameters into one BatchedStep; each trainer's
+        FastStep is replaced by its row's (views of the stacked buffers)."""
+        self.trainers = trainers
+        device = trainers[0].device
+        self.step_engine = BatchedStep([t.fast for t in trainers], device)
+        for t, fast in zip(trainers, self.step_engine.fasts):
+            t.fast = fast
+        train = trainers[0].dataset.train
+        self.X, self.Y = train.X.to(device), train.Y.to(device)
+
+    def step(self) -> list[StepResult]:
+        """One step of every run of the group (none may be finished or stopped)."""
+        engine, trainers = self.step_engine, self.trainers
+        n = len(self.X)
+        steps = [t.steps_done + 1 for t in trainers]
+        lrs = [t.lr for t in trainers]
+        ix = torch.stack([torch.randint(0, n, (t.config.batch_size,), generator=t.generator)
+                          for t in trainers]).to(self.X.device)      # (R, B)
+        Xb = self.X.index_select(0, ix.view(-1)).view(*ix.shape, -1)
+        Yb = self.Y.index_select(0, ix.view(-1)).view(ix.shape)
+        with torch.no_grad():
+            losses = engine.forward(Xb, Yb).tolist()
+            bad = engine.not_finite(losses)
+            engine.backward()
+            engine.update(lrs, bad)
+            moments = engine.moments()
+            ratios = engine.update_ratios(moments, lrs)
+            nan_rows = torch.isnan(ratios).any(1).tolist()
+            results = []
+            for r, t in enumerate(trainers):
+                step, loss, lr = steps[r], losses[r], lrs[r]
+                if r in bad:
+                    # trace the run's batch eagerly to name its first bad layer
+                    t.fast.forward(Xb[r], Yb[r])
+                    results.append(t._stop(StepResult(step, loss, lr, ()),
+                                           t._forward_culprit(step)))
+                    continue
+                want = t.wants_stats(step) and not nan_rows[r]
+                snap = engine.snapshot(r, step, loss, lr, ratios[r], moments) if want else None
+                results.append(t._finish(step, loss, lr, ratios[r], snap))
+        return results

@@ -56,6 +56,7 @@ class _Block:
     beta_flat: torch.Tensor | None = None   # (R*H,) beta, contiguous for the kernel
     running_mean: torch.Tensor | None = None  # (R*H,)
     running_var: torch.Tensor | None = None
+    running_views: list | None = None   # each run's (running_mean, running_var) views
     eps: float = 0.0
     momentum: float = 0.1
 
@@ -121,13 +122,14 @@ class BatchedStep:
     def _bind_running(self, b: _Block, force: bool = False) -> None:
         """Each run's running buffers as views of the block's stacked ones; a
         run whose buffers were replaced (calibrate, a checkpoint) is copied in."""
-        R = self.R
-        means, variances = b.running_mean.view(R, -1), b.running_var.view(R, -1)
-        for r, layer in enumerate(b.bn):
-            if force or layer.running_mean is not means[r] or layer.running_var is not variances[r]:
-                means[r].copy_(layer.running_mean.reshape(-1))
-                variances[r].copy_(layer.running_var.reshape(-1))
-                layer.running_mean, layer.running_var = means[r], variances[r]
+        if force:
+            b.running_views = list(zip(b.running_mean.view(self.R, -1),
+                                       b.running_var.view(self.R, -1)))
+        for layer, (mean, var) in zip(b.bn, b.running_views):
+            if force or layer.running_mean is not mean or layer.running_var is not var:
+                mean.copy_(layer.running_mean.reshape(-1))
+                var.copy_(layer.running_var.reshape(-1))
+                layer.running_mean, layer.running_var = mean, var
 
     def _make_moments(self) -> None:
         f0 = self.fasts[0]
@@ -135,6 +137,12 @@ class BatchedStep:
         self.narrow_start = f0.narrow_start
         self.unlayout = f0.unlayout
         self.numel = f0.numel
+        total = self.flat.shape[1]
+        n_wide = sum(k for _, _, k, _ in self.wide_spans)
+        self.wide_sums = torch.empty((4, self.R, n_wide), dtype=self.flat.dtype,
+                                     device=self.device)
+        self.moment_buf = torch.empty((4, self.R, total - self.narrow_start),
+                                      dtype=torch.float64, device=self.device)
 
     # ----- the step ------------------------------------------------------------
     def forward(self, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:
@@ -155,9 +163,13 @@ class BatchedStep:
                 hf = h.transpose(0, 1).reshape(B, R * H)  # run r's channels at r*H..
                 yf, mean, invstd = torch.native_batch_norm(hf, b.gs, b.beta_flat, b.running_mean,
                                                            b.running_var, True, b.momentum, b.eps)
-                y = yf.view(B, R, H).transpose(0, 1)
-                bn = (hf, mean, invstd)
-            t = torch.tanh(y) if b.act else y
+                # the (B, R*H) layout stays for the elementwise work (contiguous);
+                # the next bmm reads it as (R, B, H) with a row stride of R*H
+                tf = torch.tanh(yf) if b.act else yf
+                t = tf.view(B, R, H).transpose(0, 1)
+                bn = (hf, mean, invstd, tf)
+            else:
+                t = torch.tanh(h) if b.act else h
             saved.append((x, bn, t))
             x = t
         logp = torch.log_softmax(x, 2)
@@ -175,18 +187,20 @@ class BatchedStep:
         out_grads = []
         for b, (x, bn, t) in zip(reversed(self.blocks), reversed(self._saved)):
             out_grads.append(d)
-            if b.act:
-                d = _tanh_backward(d, t)
             if bn is not None:
-                hf, mean, invstd = bn
+                hf, mean, invstd, tf = bn
                 H = d.shape[2]
                 df = d.transpose(0, 1).reshape(B, R * H)
+                if b.act:
+                    df = _tanh_backward(df, tf)
                 dx, dgs, dbeta = _native_bn_backward(df, hf, b.gs, None, None, mean, invstd,
                                                      True, b.eps, [True, True, True])
                 torch.mul(dgs.view(R, H), self.bn_scale, out=dgs.view(R, H))
                 b.ggamma.copy_(dgs.view(R, H))
                 b.gbeta.copy_(dbeta.view(R, H))
                 d = dx.view(B, R, H).transpose(0, 1)
+            elif b.act:
+                d = _tanh_backward(d, t)
             b.gW.copy_(torch.bmm(x.transpose(1, 2), d))
             if b.gb is not None:
                 b.gb.copy_(d.sum(1))
@@ -211,20 +225,26 @@ class BatchedStep:
                 self.flat[r].add_(self.flat_grad[r], alpha=-rate)
 
     def moments(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(grad mean, grad std, data std), each (R, parameters), as
+        """(grad mean, grad std, data std), each (R, parameters), summed as
         FastStep.moments sums them (float32 for wide weights, float64 else)."""
         R, G, Pm = self.R, self.flat_grad, self.flat
         parts = []
-        for a, b, k, n in self.wide_spans:
-            g, p = G[:, a:b].view(R, k, n), Pm[:, a:b].view(R, k, n)
-            sums = torch.stack([g.sum(2), p.sum(2), torch.linalg.vector_norm(g, dim=2),
-                                torch.linalg.vector_norm(p, dim=2)])
-            sums[2:].square_()
-            parts.append(sums.double())
+        if self.wide_spans:
+            out, row = self.wide_sums, 0
+            for a, b, k, n in self.wide_spans:
+                g, p = G[:, a:b].view(R, k, n), Pm[:, a:b].view(R, k, n)
+                torch.sum(g, 2, out=out[0, :, row:row + k])
+                torch.sum(p, 2, out=out[1, :, row:row + k])
+                torch.linalg.vector_norm(g, dim=2, out=out[2, :, row:row + k])
+                torch.linalg.vector_norm(p, dim=2, out=out[3, :, row:row + k])
+                row += k
+            out[2:].square_()
+            parts.append(out.double())
         if self.narrow_spans:
-            start = self.narrow_start
-            buf = torch.stack([G[:, start:], Pm[:, start:]]).double()   # (2, R, n)
-            buf = torch.cat([buf, buf * buf])
+            start, buf = self.narrow_start, self.moment_buf
+            buf[0].copy_(G[:, start:])
+            buf[1].copy_(Pm[:, start:])
+            torch.mul(buf[:2], buf[:2], out=buf[2:])
             for a, b, k, n in self.narrow_spans:
                 parts.append(buf[:, :, a - start:b - start].reshape(4, R, k, n).sum(3))
         sums = torch.cat(parts, dim=2)[:, :, self.unlayout]      # (4, R, P)

@@ -62,7 +62,7 @@ class BatchedGroup:
                     results.append(t._stop(StepResult(step, loss, lr, ()),
                                            t._forward_culprit(step)))
                     continue
-                want = t.wants_stats(step) and not nan_rows[r]
+                want = t.wants_stats(step) and not (nan_rows[r] and t._grads_bad())
                 snap = engine.snapshot(r, step, loss, lr, ratios[r], moments) if want else None
                 results.append(t._finish(step, loss, lr, ratios[r], snap))
         return results

@@ -174,3 +174,16 @@ def test_live_values_and_running_buffers(small_dataset):
             assert torch.allclose(bn.running_var, sbn.running_var, rtol=1e-5)
             assert torch.allclose(bn.running_mean, sbn.running_mean, rtol=1e-5, atol=1e-7)
         assert t.sample(3) == solo.sample(3)
+
+
+def test_the_last_run_of_a_group_steps_alone(small_dataset):
+    """When its partner stops, a run goes on with its own FastStep (still on
+    its row of the stacked buffers) and stays equal to its solo run."""
+    sweep, _ = sweep_and_solos(small_dataset, ["lr=0.1,1e30"])
+    solo = Trainer(sweep.runs[0].config, small_dataset, engine="fast")
+    for _ in range(60):
+        mine, theirs = sweep.step()[0], solo.step()
+    assert sweep.trainers[1].stopped is not None
+    assert [(idx, group) for idx, group in sweep.groups] == [([0], None)]
+    assert close(mine.loss, theirs.loss, 1e-4)
+    assert_ratios_close(mine.update_ratio_log10, theirs.update_ratio_log10, 1e-4)

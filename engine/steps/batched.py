@@ -143,6 +143,11 @@ class BatchedStep:
                                      device=self.device)
         self.moment_buf = torch.empty((4, self.R, total - self.narrow_start),
                                       dtype=torch.float64, device=self.device)
+        # a run's FastStep sums its own moments only once it steps alone (the
+        # last of its group left running): it borrows its row here (the view
+        # keeps it alive) rather than hold a float64 copy of its own
+        for r, fast in enumerate(self.fasts):
+            fast.moment_buf = self.moment_buf[:, r]
 
     # ----- the step ------------------------------------------------------------
     def forward(self, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:

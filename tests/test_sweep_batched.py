@@ -187,3 +187,27 @@ def test_the_last_run_of_a_group_steps_alone(small_dataset):
     assert [(idx, group) for idx, group in sweep.groups] == [([0], None)]
     assert close(mine.loss, theirs.loss, 1e-4)
     assert_ratios_close(mine.update_ratio_log10, theirs.update_ratio_log10, 1e-4)
+
+
+def test_compiled_sweep_equals_fast_sweep(small_dataset):
+    """The compiled batched step (plain steps) computes what the eager one does;
+    a diverging run stops alone there too."""
+    base = TrainConfig(n_hidden=40, steps=120).validated()
+    runs = parse_sweep(["lr=0.1,1e30,0.05"], base)
+    compiled = SweepTrainer(runs, small_dataset, engine="compiled")
+    fast = SweepTrainer(runs, small_dataset, engine="fast")
+    while not fast.finished:
+        a, b = compiled.step(), fast.step()
+    for mine, theirs in zip(a, b):
+        if theirs is None:
+            assert mine is None
+            continue
+        assert close(mine.loss, theirs.loss, 1e-4)
+        assert_ratios_close(mine.update_ratio_log10, theirs.update_ratio_log10, 1e-4)
+        assert_same_snapshot(mine.stats, theirs.stats, 1e-4)
+    assert compiled.trainers[1].stopped.message() == fast.trainers[1].stopped.message()
+    group = BatchedGroup([Trainer(r.config, small_dataset, engine="fast") for r in runs[::2]],
+                         "compiled")
+    group.step()   # step 1 has stats: eager
+    group.step()
+    assert group.compiled.compiled is True and group.engine_now == "compiled"

@@ -150,12 +150,23 @@ class BatchedStep:
             fast.moment_buf = self.moment_buf[:, r]
 
     # ----- the step ------------------------------------------------------------
-    def forward(self, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:
-        """(R,) losses of the runs' batches Xb (R, B, block) and Yb (R, B)."""
-        R, B = Yb.shape
+    def bind_running(self) -> None:
+        """Before a step: runs whose running buffers were replaced are copied in."""
         for b in self.blocks:
             if b.bn is not None:
                 self._bind_running(b)
+
+    def forward(self, Xb: torch.Tensor, Yb: torch.Tensor) -> torch.Tensor:
+        """(R,) losses of the runs' batches Xb (R, B, block) and Yb (R, B);
+        keeps what backward and the snapshots need."""
+        self.bind_running()
+        losses, self._saved, self._parts = self.forward_parts(Xb, Yb)
+        return losses
+
+    def forward_parts(self, Xb: torch.Tensor, Yb: torch.Tensor):
+        """(losses, saved, loss parts), storing nothing on self (what a
+        compiled step traces)."""
+        R, B = Yb.shape
         x = self.C[self._runs.view(R, 1, 1), Xb].view(R, B, -1)  # (R, B, block * n_embd)
         saved = []
         for b in self.blocks:
@@ -178,19 +189,23 @@ class BatchedStep:
             saved.append((x, bn, t))
             x = t
         logp = torch.log_softmax(x, 2)
-        self._saved, self._parts = saved, (logp, Yb, Xb)
-        return -logp.gather(2, Yb.unsqueeze(2)).squeeze(2).mean(1)
+        return -logp.gather(2, Yb.unsqueeze(2)).squeeze(2).mean(1), saved, (logp, Yb, Xb)
 
     def backward(self) -> None:
         """Every run's gradients into the stacked gradient buffer; keeps each
         hidden block's dloss/d(output) for the snapshots."""
-        logp, Yb, Xb = self._parts
+        self._out_grads = self.backward_parts(self._saved, self._parts)
+
+    def backward_parts(self, saved: list, parts: tuple) -> list[torch.Tensor]:
+        """Gradients into the stacked gradient buffer; returns each hidden
+        block's dloss/d(output), (R, B, H)."""
+        logp, Yb, Xb = parts
         R, B = Yb.shape
         d = logp.exp()   # d(mean cross-entropy)/d(logits) = (softmax - onehot) / batch
         d.scatter_add_(2, Yb.unsqueeze(2), self._minus_one[:, :B])
         d.mul_(1.0 / B)
         out_grads = []
-        for b, (x, bn, t) in zip(reversed(self.blocks), reversed(self._saved)):
+        for b, (x, bn, t) in zip(reversed(self.blocks), reversed(saved)):
             out_grads.append(d)
             if bn is not None:
                 hf, mean, invstd, tf = bn
@@ -216,7 +231,7 @@ class BatchedStep:
         gC.index_add_(0, rows, d.reshape(-1, E))
         self.gC.copy_(gC.view(R, self.vocab, E))
         out_grads.reverse()
-        self._out_grads = out_grads[:-1]
+        return out_grads[:-1]
 
     def update(self, lr: list[float], skip: tuple[int, ...] = ()) -> None:
         """SGD with run r's learning rate lr[r]; runs in `skip` (a non-finite

@@ -9,8 +9,11 @@ Engines: "exact" steps the runs one after another on the lecture's autograd
 path (each bit for bit its solo run). "fast", "compiled" and "auto" train
 runs whose shapes agree (traintop.engine.sweep.group.shape_key) as one
 batched step (traintop.engine.steps.batched), each group in turn; a group
-of one steps its own fast engine. The batched step is not compiled: the
-compiled and auto engines run it eagerly (`engine_now` says "fast").
+of one steps its own fast engine. "compiled" runs a group's plain steps
+through one torch.compile'd graph (traintop.engine.steps.batched_compiled;
+the first step compiles; steps with full diagnostics run eagerly). "auto"
+runs the batched step eagerly: its compiled graph measured slower than eager
+on CPU (traintop.engine.sweep.group.AUTO_COMPILED).
 
 The API the live app drives:
 - `step() -> list[StepResult | None]`: one step of every run; None for a
@@ -23,7 +26,8 @@ The API the live app drives:
   A restart keeps the sweep: with run=None each run keeps its swept values
   (a swept key in `changes` is ignored); for a single run `changes` may
   override a swept key, and its label then says so.
-- `engine_now`: the path steps take now ("exact" or "fast").
+- `engine_now`: the path steps take now ("exact", "fast", "compiled",
+  "fast while compiling").
 - `info(run) -> RunInfo`, `labels`, `runs`, `finished`.
 """
 
@@ -61,7 +65,15 @@ class SweepTrainer:
 
     @property
     def engine_now(self) -> str:
-        return "exact" if self.engine == "exact" else "fast"
+        """exact, fast, compiled, or "fast while compiling" (auto, before its
+        compile is ready); the slowest path of any batched group."""
+        if self.engine == "exact":
+            return "exact"
+        paths = {group.engine_now for _, group in self.groups if group is not None}
+        for path in ("fast while compiling", "fast", "compiled"):
+            if path in paths:
+                return path
+        return "fast"
 
     def info(self, run: int) -> RunInfo:
         return self.trainers[run].info()
@@ -75,8 +87,11 @@ class SweepTrainer:
         for i in active:
             key = (i,) if self.engine == "exact" else shape_key(self.trainers[i])
             buckets.setdefault(key, []).append(i)
-        self.groups = [(idx, BatchedGroup([self.trainers[i] for i in idx]) if len(idx) > 1
-                        else None) for idx in buckets.values()]
+        for _, group in getattr(self, "groups", []):
+            if group is not None:
+                group.cancel()   # a compile not begun is of no use to the new groups
+        self.groups = [(idx, BatchedGroup([self.trainers[i] for i in idx], self.engine)
+                        if len(idx) > 1 else None) for idx in buckets.values()]
 
     def step(self) -> list[StepResult | None]:
         """One step of every run not yet finished (None for those that are)."""

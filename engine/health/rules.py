@@ -125,6 +125,13 @@ RULES: tuple[Rule, ...] = (
          f"by more than {T.bn_std_warn_rel:.0%} or a mean by more than {T.bn_mean_warn_abs:g}, "
          f"error beyond {T.bn_std_error_rel:.0%} or {T.bn_mean_error_abs:g}: evaluation and "
          "sampling see a different network than training did."),
+    Rule("no-gradient", "No gradient",
+         "Weights whose gradient is exactly zero on a whole batch. The lecture's exercise 1 "
+         "(--init zeros) does this to every weight: with every parameter zero each hidden "
+         "output is 0 and the zero weights pass no signal back, so nothing learns but the "
+         "output layer's bias (with BatchNorm, the output BatchNorm's beta): the model "
+         "predicts the characters' overall frequencies and the loss settles near their "
+         "entropy. An error when every weight is stuck, a warning for some."),
 )
 RULE_IDS = tuple(r.id for r in RULES)
 
@@ -314,7 +321,39 @@ def snapshot_findings(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
     lecture's stack, so advice may name its options (--gain, BatchNorm)."""
     return (saturation(snap, t, lecture) + dead_neurons(snap, batch_size, t, lecture)
             + activation_trend(snap, t, lecture) + gradient_trend(snap, t, lecture)
-            + grad_data_outliers(snap, t, lecture))
+            + grad_data_outliers(snap, t, lecture) + no_gradient(snap, lecture))
+
+
+def no_gradient(snap: StatsSnapshot, lecture: bool = True) -> list[Finding]:
+    """Weights whose gradient is exactly zero: all of them (the symmetric
+    zero init, nothing but the output bias or beta learns), or some."""
+    stuck = [w for w in snap.weights if w.grad_std == 0 and w.grad_mean == 0]
+    if not stuck:
+        return []
+    names = ", ".join(w.name for w in stuck)
+    # parameters whose update is non-zero: a finite update:data ratio
+    moving = [i for i, r in enumerate(snap.update_ratio_log10) if _ok(r)]
+    if len(stuck) < len(snap.weights):
+        return [Finding("no-gradient", "warn", f"weight {stuck[0].name} {tuple(stuck[0].shape)}"
+                        if len(stuck) == 1 else "weights " + names, 0.0, "a non-zero gradient",
+                        f"{names} got exactly zero gradient on this batch: "
+                        "the units feeding them output nothing (dead or zero), so these "
+                        "weights do not learn.", snap.step)]
+    last = len(snap.update_ratio_log10) - 1
+    if lecture and moving == [last]:
+        learns = ("only the last parameter, the output layer's bias (with BatchNorm the "
+                  "output BatchNorm's beta), gets a gradient")
+    else:
+        learns = (f"{len(moving)} of {len(snap.update_ratio_log10)} parameters still move "
+                  "(the biases and BatchNorm betas of the output side)")
+    fix = " Start from the usual random init (--init default)." if lecture else ""
+    return [Finding(
+        "no-gradient", "error", "all weights", 0.0, "a non-zero gradient",
+        f"every weight ({names}) gets exactly zero gradient and so does every parameter "
+        f"but the output's: all parameters started at zero, so each hidden output is 0 and "
+        f"the zero weights pass no signal back (symmetric zeros never break); {learns}, "
+        "which learns only the characters' overall frequencies: the loss settles near "
+        f"their entropy and no deeper.{fix}", snap.step)]
 
 
 # ----- figures outside a snapshot ------------------------------------------------

@@ -68,8 +68,13 @@ class FastStep:
     tensors this engine updates.
     """
 
-    def __init__(self, stack, batch_size: int, device: torch.device):
+    def __init__(self, stack, batch_size: int, device: torch.device,
+                 storage: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """`storage`: (parameters, gradients), two flat buffers of the stack's
+        size to live in instead of fresh ones (a sweep's batched step hands
+        each run a row of its stacked buffers, traintop.engine.steps.batched)."""
         self.stack = stack
+        self._storage = storage
         self.device = device
         self.batch = batch_size
         n = batch_size
@@ -100,8 +105,13 @@ class FastStep:
             order.setdefault(shapes[i], []).append(i)
         total = sum(p.numel() for p in params)
         kw = dict(dtype=params[0].dtype, device=self.device)
-        self.flat = torch.empty(total, **kw)
-        self.flat_grad = torch.zeros(total, **kw)
+        if self._storage is not None:
+            self.flat, self.flat_grad = self._storage
+            assert self.flat.numel() == total and self.flat_grad.numel() == total
+            self.flat_grad.zero_()
+        else:
+            self.flat = torch.empty(total, **kw)
+            self.flat_grad = torch.zeros(total, **kw)
         views: list = [None] * len(params)
         grads: list = [None] * len(params)
         self.groups: list[tuple[torch.Tensor, torch.Tensor, list[int]]] = []

@@ -163,7 +163,7 @@ class Trainer:
                 p.data += -lr * p.grad
 
         ratios = update_ratios(stack.params, lr)
-        want = want and not _has_nan(ratios)  # NaN gradients: _finish traces them instead
+        want = want and not self._diverged(ratios)  # NaN gradients: _finish traces them instead
         snap = snapshot(stack, step, loss_value, lr, ratios) if want else None
         return self._finish(step, loss_value, lr, ratios, snap)
 
@@ -187,7 +187,7 @@ class Trainer:
             fast.update(lr)
             moments = fast.moments()
             ratios = fast.update_ratios(moments, lr)
-            want = want and not _has_nan(ratios)
+            want = want and not self._diverged(ratios)
             snap = fast.snapshot(step, loss_value, lr, ratios, moments) if want else None
         return self._finish(step, loss_value, lr, ratios, snap)
 
@@ -201,7 +201,7 @@ class Trainer:
                 self.fast.forward(Xb, Yb)
                 return self._stop(StepResult(step, loss_value, lr, ()),
                                   self._forward_culprit(step))
-            want = want and not nan
+            want = want and not (nan and self._grads_bad())
             snap = None
             if want and values is not None:
                 snap = self.fast.snapshot_from(self.fast.snapshot_tensor(*values), step,
@@ -209,6 +209,16 @@ class Trainer:
             elif want:
                 snap = self.fast.snapshot(step, loss_value, lr, ratios, moments)
         return self._finish(step, loss_value, lr, ratios, snap)
+
+    def _diverged(self, ratios: torch.Tensor) -> bool:
+        """Whether a NaN update:data ratio comes from a non-finite gradient (the
+        run is diverging: no snapshot, _finish names it) rather than 0/0, a
+        zero gradient on zero data (--init zeros), which is a figure to show."""
+        return _has_nan(ratios) and self._grads_bad()
+
+    def _grads_bad(self) -> bool:
+        return any(p.grad is not None and not bool(torch.isfinite(p.grad).all())
+                   for p in self.stack.params)
 
     def _finish(self, step: int, loss_value: float, lr: float, ratios: torch.Tensor,
                 snap: StatsSnapshot | None) -> StepResult:

@@ -22,6 +22,7 @@ import torch
 from ..data.dataset import load_dataset
 from ..data.errors import InputError
 from .bench_loops import engine_loop, lecture_loop, plain_nn_loop
+from .bench_sweep import format_sweep, memory, sweep_loops, sweep_rows
 from ..engine.config import TrainConfig
 from .options import check_device
 from ..engine.training.threads import apply_threads, choose_threads
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scaling-steps", type=int, default=120, metavar="N",
                    help="timed steps per loop in the scaling table (default 120)")
     p.add_argument("--no-scaling", action="store_true", help="skip the scaling table")
+    p.add_argument("--sweep-only", action="store_true",
+                   help="only the sweep rows: a 4-run gain sweep against the four solo runs")
+    p.add_argument("--no-sweep", action="store_true", help="skip the sweep rows")
     p.add_argument("--data", metavar="PATH", help="word list (default: the embedded names)")
     return p
 
@@ -153,6 +157,16 @@ def run_bench(args: argparse.Namespace) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     first_step_s: dict[str, float] = {}
+    sweep = None
+    if not args.no_sweep:
+        loops = sweep_loops(base, dataset, device)
+        timed = time_loops(loops, args.steps, args.rounds, args.warmup, device)
+        sweep = {"rows": sweep_rows(timed, loops), "threads": threads,
+                 "memory": memory(threads, args.data) if device.type == "cpu" else {}}
+        del loops
+    if args.sweep_only:
+        return {"device": str(device), "torch": torch.__version__, "threads": threads,
+                "steps": args.steps, "rounds": args.rounds, "sweep": sweep}
     loops = make_loops([k for k, *_ in MAIN_ROWS], base, dataset, device, first_step_s)
     timed = time_loops(loops, args.steps, args.rounds, args.warmup, device)
     plain = timed["plain"]["steps_per_sec"]
@@ -204,10 +218,15 @@ def run_bench(args: argparse.Namespace) -> dict:
         "peak_mb": _peak_mb(device),
         "peak_mb_of": "cuda max_memory_allocated" if device.type == "cuda"
         else "process peak RSS",
+        "sweep": sweep,
     }
 
 
 def format_text(doc: dict) -> str:
+    if "rows" not in doc:   # --sweep-only
+        return "\n".join([f"traintop bench --sweep-only: torch {doc['torch']}, "
+                          f"{doc['threads']} intra-op thread(s), {doc['steps']} steps per loop"]
+                         + format_sweep(doc["sweep"]))
     lines = [f"traintop bench: {doc['device_name']}, torch {doc['torch']}, "
              f"{doc['threads']} intra-op thread(s)"
              + (" (chosen by model size)" if doc["threads_chosen"] else " (--threads)"),
@@ -241,6 +260,8 @@ def format_text(doc: dict) -> str:
             lines.append(f"{s['n_hidden']:8d} {s['depth']:5d} {s['threads']:3d} "
                          f"{cell('fast_stats100'):>29s} {cell('exact_stats100'):>29s} "
                          f"{cell('plain', False):>15s} {s['peak_mb']:8.0f}")
+    if doc.get("sweep"):
+        lines += format_sweep(doc["sweep"])
     lines.append(f"\npeak memory: {doc['peak_mb']:.0f} MB ({doc['peak_mb_of']})")
     return "\n".join(lines)
 

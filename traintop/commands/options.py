@@ -7,6 +7,7 @@ import math
 
 from ..data.errors import InputError
 from ..engine.config import DEFAULT_ENGINE, ENGINES, TrainConfig
+from ..engine.sweep.spec import SweepRun, parse_sweep
 from ..engine.training.checkpoint_header import read_header
 
 # option dest -> TrainConfig field (same name unless listed)
@@ -101,11 +102,20 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
 
 def config_for(args: argparse.Namespace) -> TrainConfig:
     """The run's config: a resumed checkpoint's (read torch-free) or the defaults,
-    overridden by every option the user gave."""
+    overridden by every option the user gave. A bad --sweep fails here too,
+    so every command that takes the training options refuses it in one line."""
     base = None
     if getattr(args, "resume", None):
         base = TrainConfig.from_dict(read_header(args.resume)["config"])
-    return config_from_args(args, base)
+    config = config_from_args(args, base)
+    sweep_for(args, config)
+    return config
+
+
+def sweep_for(args: argparse.Namespace, config: TrainConfig) -> tuple[SweepRun, ...]:
+    """The runs of the --sweep options over `config` (none without them);
+    InputError, one line, for a bad one."""
+    return parse_sweep(getattr(args, "sweep", None) or (), config)
 
 
 def check_device(device: str) -> str:

@@ -23,8 +23,9 @@ from ..engine.training.build import build_trainer
 from ..engine.steps.compiled import exit_now_if_compiling
 from ..engine.training.checkpoint import save_checkpoint
 from ..engine.training.trainer import Trainer
-from .options import add_train_options, check_device, config_for
+from .options import add_train_options, check_device, config_for, sweep_for
 from .progress import Progress
+from .run_sweep import main_sweep, refuse_options
 
 SPLITS = ("train", "val", "test")
 # Each asks the loop to stop after the step in flight, as Ctrl-C does, so the
@@ -79,6 +80,10 @@ def main(argv: list[str]) -> int:
     splits = parse_splits(args.eval)
     if args.samples < 0:
         raise InputError(f"--samples: must be >= 0, got {args.samples}")
+    runs = sweep_for(args, config_for(args))
+    if runs:
+        refuse_options(args)
+        return main_sweep(args, runs, splits)
     # Paths that cannot be written are refused before any training.
     for option, path in (("--record", args.record), ("--checkpoint", args.checkpoint)):
         if path:

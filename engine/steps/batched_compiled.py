@@ -1,0 +1,118 @@
+"""The batched step (traintop.engine.steps.batched) as one torch.compile'd graph.
+
+Like traintop.engine.steps.compiled for one run: the forward, backward,
+update (skipped per run whose loss is not finite) and update:data moments of
+every run are one compiled call, whose only host read is a (R, 2) head of
+losses and NaN flags. Steps with full diagnostics (every stats_every) run the
+batched step eagerly, which computes the same figures. Compiling costs tens
+of seconds on first use (inductor's disk cache keeps it); where it fails the
+step falls back to the eager batched step for good (`compiled` False,
+`error` says why).
+
+With `background` (the "auto" engine) the graph compiles on a thread, on a
+twin BatchedStep of the same shapes, so the runs' own tensors are never
+touched by the compiling call; until it is ready steps run eagerly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import torch
+
+from .batched import BatchedStep
+from .compiled import COMPILE_THREAD
+
+log = logging.getLogger(__name__)
+
+
+def _core(step: BatchedStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
+    """One step of every run without diagnostics; lr is (R, 1) float64."""
+    losses, saved, parts = step.forward_parts(Xb, Yb)
+    step.backward_parts(saved, parts)
+    finite = torch.isfinite(losses).view(-1, 1)
+    flat = step.flat
+    flat.copy_(torch.where(finite, flat - lr.to(flat.dtype) * step.flat_grad, flat))
+    moments = step.moments()
+    ratios = (moments[1] * lr / moments[2]).log10()
+    head = torch.cat([losses.double().view(-1, 1),
+                      torch.isnan(ratios).any(1, keepdim=True).double()], 1)
+    return head, moments, ratios
+
+
+_compiled = None
+
+
+def _get_compiled():
+    global _compiled
+    if _compiled is None:
+        _compiled = torch.compile(_core, fullgraph=True, dynamic=False,
+                                  options={"cpp_wrapper": True})
+    return _compiled
+
+
+class BatchedCompiled:
+    """Steps a BatchedStep through the compiled graph once it is ready."""
+
+    def __init__(self, step: BatchedStep, twin: tuple | None = None):
+        """`twin`: (a BatchedStep of the same shapes, Xb, Yb) to compile on, in
+        the background; without it the first plain step compiles (and waits)."""
+        self.step_engine = step
+        self.compiled: bool | None = None
+        self.error: str | None = None
+        self._lr = torch.zeros((step.R, 1), dtype=torch.float64, device=step.device)
+        self._ready: threading.Event | None = None
+        self._cancelled = False
+        if twin is not None:
+            self._ready = threading.Event()
+            threading.Thread(target=self._compile_on, args=twin, daemon=True,
+                             name=COMPILE_THREAD).start()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready is None or self._ready.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._ready is None or self._ready.wait(timeout)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def _compile_on(self, twin: BatchedStep, Xb: torch.Tensor, Yb: torch.Tensor) -> None:
+        try:
+            if not self._cancelled:
+                lr = torch.zeros((twin.R, 1), dtype=torch.float64, device=twin.device)
+                with torch.no_grad():
+                    _get_compiled()(twin, Xb, Yb, lr)
+        except Exception as exc:  # noqa: BLE001 - any compile failure means eager
+            self._fell_back(exc)
+        finally:
+            self._ready.set()
+
+    def _fell_back(self, exc: Exception) -> None:
+        self.compiled = False
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        self.error = f"{type(exc).__name__}: {first}"
+        log.info("torch.compile unavailable, running the batched step eagerly: %s", self.error)
+
+    def usable(self) -> bool:
+        """Whether the next plain step runs compiled."""
+        return self.compiled is not False and self.ready
+
+    def step(self, Xb: torch.Tensor, Yb: torch.Tensor, lrs: list[float]):
+        """(losses, nan flags, moments, ratios) of a plain step through the
+        graph, or None where compiling failed just now (the caller steps eagerly)."""
+        engine = self.step_engine
+        engine.bind_running()
+        self._lr.copy_(torch.tensor(lrs, dtype=torch.float64).view(-1, 1))
+        try:
+            head, moments, ratios = _get_compiled()(engine, Xb, Yb, self._lr)
+        except Exception as exc:  # noqa: BLE001 - any compile failure means eager
+            if self.compiled:      # it ran before: a real error
+                raise
+            self._fell_back(exc)
+            return None
+        self.compiled = True
+        rows = head.tolist()
+        return [r[0] for r in rows], [r[1] != 0 for r in rows], moments, ratios

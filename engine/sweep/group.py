@@ -1,0 +1,124 @@
+"""Runs of one shape trained as one batched step (traintop.engine.steps.batched).
+
+Each run stays a full Trainer: its own generator draws its batch (one randint
+a step, as the solo run draws it), its own learning rate and schedule, its
+history, stop and results (Trainer._finish, Trainer._stop). Only the tensor
+work is shared.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..results import StepResult
+from ..steps.batched import BatchedStep
+from ..steps.batched_compiled import BatchedCompiled
+from ..training.trainer import AUTO_COMPILE_MIN_STEPS, Trainer
+
+# Whether "auto" compiles the batched step in the background (see BatchedGroup).
+AUTO_COMPILED = False
+
+
+def shape_key(trainer: Trainer) -> tuple:
+    """Runs with equal keys have equal tensor shapes and layer structure, so
+    one batched step can train them (init values, gain, lr may differ)."""
+    c = trainer.config
+    return (c.batchnorm, c.use_bias, c.activation, c.n_embd, c.n_hidden, c.depth,
+            c.block_size, c.batch_size, str(trainer.device))
+
+
+class BatchedGroup:
+    def __init__(self, trainers: list[Trainer], engine: str = "fast"):
+        """Moves every trainer's parameters into one BatchedStep; each trainer's
+        FastStep is replaced by its row's (views of the stacked buffers).
+        `engine` "compiled": plain steps run the batched step compiled (the
+        first compiles); "fast" and "auto": eager. Unlike one run's, the
+        batched step's inductor graph was slower than eager here (4.8-6.1 ms
+        against 3.2-5.0 ms a step of the 4-run gain sweep, 2 shared cores,
+        one thread), so the default engine does not compile it; AUTO_COMPILED
+        turns the background compile on where it pays."""
+        self.trainers = trainers
+        device = trainers[0].device
+        self.step_engine = BatchedStep([t.fast for t in trainers], device)
+        for t, fast in zip(trainers, self.step_engine.fasts):
+            t.fast = fast
+        train = trainers[0].dataset.train
+        self.X, self.Y = train.X.to(device), train.Y.to(device)
+        self.compiled: BatchedCompiled | None = None
+        if engine == "compiled":
+            self.compiled = BatchedCompiled(self.step_engine)
+        elif (engine == "auto" and AUTO_COMPILED
+              and max(t.config.steps for t in trainers) >= AUTO_COMPILE_MIN_STEPS):
+            self.compiled = BatchedCompiled(self.step_engine, self._twin())
+
+    def _twin(self) -> tuple:
+        """A throwaway BatchedStep of the group's shapes and a batch for it:
+        the background compile traces these, never the runs' own tensors."""
+        twins = [t._twin(t.config) for t in self.trainers]
+        step = BatchedStep([fast for fast, _ in twins], self.trainers[0].device)
+        return (step, torch.stack([X for _, (X, _) in twins]),
+                torch.stack([Y for _, (_, Y) in twins]))
+
+    @property
+    def engine_now(self) -> str:
+        c = self.compiled
+        if c is None or c.compiled is False:
+            return "fast"
+        return "compiled" if c.ready else "fast while compiling"
+
+    def cancel(self) -> None:
+        if self.compiled is not None:
+            self.compiled.cancel()
+
+    def step(self) -> list[StepResult]:
+        """One step of every run of the group (none may be finished or stopped)."""
+        engine, trainers = self.step_engine, self.trainers
+        n = len(self.X)
+        steps = [t.steps_done + 1 for t in trainers]
+        lrs = [t.lr for t in trainers]
+        ix = torch.stack([torch.randint(0, n, (t.config.batch_size,), generator=t.generator)
+                          for t in trainers]).to(self.X.device)      # (R, B)
+        Xb = self.X.index_select(0, ix.view(-1)).view(*ix.shape, -1)
+        Yb = self.Y.index_select(0, ix.view(-1)).view(ix.shape)
+        wants = [t.wants_stats(s) for t, s in zip(trainers, steps)]
+        if self.compiled is not None and not any(wants) and self.compiled.usable():
+            with torch.no_grad():
+                out = self.compiled.step(Xb, Yb, lrs)
+            if out is not None:
+                return self._finish_all(steps, lrs, Xb, Yb, *out)
+        with torch.no_grad():
+            losses = engine.forward(Xb, Yb).tolist()
+            bad = engine.not_finite(losses)
+            engine.backward()
+            engine.update(lrs, bad)
+            moments = engine.moments()
+            ratios = engine.update_ratios(moments, lrs)
+            nan_rows = torch.isnan(ratios).any(1).tolist()
+            results = []
+            for r, t in enumerate(trainers):
+                step, loss, lr = steps[r], losses[r], lrs[r]
+                if r in bad:
+                    # trace the run's batch eagerly to name its first bad layer
+                    t.fast.forward(Xb[r], Yb[r])
+                    results.append(t._stop(StepResult(step, loss, lr, ()),
+                                           t._forward_culprit(step)))
+                    continue
+                want = wants[r] and not (nan_rows[r] and t._grads_bad())
+                snap = engine.snapshot(r, step, loss, lr, ratios[r], moments) if want else None
+                results.append(t._finish(step, loss, lr, ratios[r], snap))
+        return results
+
+    def _finish_all(self, steps, lrs, Xb, Yb, losses, nan_rows, moments, ratios):
+        """Each run's result of a compiled plain step (no snapshots)."""
+        results = []
+        for r, t in enumerate(self.trainers):
+            step, loss, lr = steps[r], losses[r], lrs[r]
+            if not math.isfinite(loss):
+                with torch.no_grad():
+                    t.fast.forward(Xb[r], Yb[r])   # the culprit, traced eagerly
+                results.append(t._stop(StepResult(step, loss, lr, ()), t._forward_culprit(step)))
+            else:
+                results.append(t._finish(step, loss, lr, ratios[r], None))
+        return results

@@ -1,0 +1,147 @@
+"""`traintop run --sweep ...`: the runs of a sweep trained together, headless.
+
+`--json` prints {"runs": [...]}: per run, in sweep order, the document
+`traintop run --json` prints for that run's config (its "label" added), then
+the sweep's own "timing". The text report is each run's report under a header
+naming its label, then a comparison table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+from ..data.dataset import load_dataset
+from ..data.errors import InputError
+from ..engine.health.monitor import HealthMonitor
+from ..engine.report import fmt, report_dict, report_text
+from ..engine.sweep.spec import SweepRun
+from ..engine.sweep.trainer import SweepTrainer
+from ..engine.training.threads import apply_threads, choose_threads
+from .options import check_device
+from .progress import Progress
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def refuse_options(args: argparse.Namespace) -> None:
+    """Options of `traintop run` that have no meaning for a sweep, as one line."""
+    if args.resume:
+        raise InputError("--resume: not with --sweep (a checkpoint holds one run; "
+                         "resume it with traintop run --resume alone)")
+    if args.checkpoint:
+        raise InputError("--checkpoint: not with --sweep yet (a checkpoint holds one run; "
+                         "train the run to keep alone with its values)")
+    if args.record:
+        raise InputError("--record: not with --sweep yet (recordings of several runs "
+                         "come with the app's sweep view)")
+
+
+def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
+               splits: tuple[str, ...]) -> int:
+    config = runs[0].config
+    apply_threads(args.threads or choose_threads(config))
+    dataset = load_dataset(args.data, config.block_size, config.split_seed)
+    sweep = SweepTrainer(runs, dataset, device=check_device(args.device), engine=args.engine)
+
+    stop = threading.Event()
+    caught: list[int] = []
+
+    def on_signal(signum, _frame) -> None:
+        caught.append(signum)
+        if signum == signal.SIGHUP:
+            progress.enabled = False
+        stop.set()
+
+    progress = Progress(max(t.config.steps for t in sweep.trainers))
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    monitors = [HealthMonitor(t.info()) for t in sweep.trainers]
+    started = time.monotonic()
+    try:
+        while not sweep.finished and not stop.is_set():
+            results = sweep.step()
+            for monitor, result in zip(monitors, results):
+                if result is not None:
+                    monitor.observe(result)
+            shown = next((r for r in results if r is not None), None)
+            if shown is not None:
+                progress.update(shown.step, shown.loss)
+    finally:
+        try:
+            progress.close()
+        except OSError:
+            pass
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    seconds = time.monotonic() - started
+
+    docs = [run_doc(sweep, i, monitors[i], splits, args.samples, seconds, bool(caught))
+            for i in range(len(runs))]
+    run_steps = sum(t.steps_done for t in sweep.trainers)
+    timing = {"engine": args.engine, "engine_at_end": sweep.engine_now,
+              "runs": len(runs), "groups": len(set(shape_groups(sweep))),
+              "run_steps": run_steps, "wall_s": round(seconds, 3),
+              "run_steps_per_sec": round(run_steps / seconds, 1) if seconds > 0 else 0.0}
+    try:
+        if args.json:
+            doc = {"runs": docs, "timing": timing}
+            if caught:
+                doc["interrupted"] = True
+            sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        else:
+            sys.stdout.write(sweep_text(docs, timing) + "\n")
+        sys.stdout.flush()
+    except OSError:
+        pass
+    stopped = any(t.stopped is not None for t in sweep.trainers)
+    return 128 + caught[0] if caught else (1 if stopped else 0)
+
+
+def shape_groups(sweep: SweepTrainer) -> list[tuple]:
+    from ..engine.sweep.group import shape_key  # the key the groups were formed by
+    return [shape_key(t) for t in sweep.trainers]
+
+
+def run_doc(sweep: SweepTrainer, i: int, monitor: HealthMonitor, splits, samples: int,
+            seconds: float, interrupted: bool) -> dict:
+    """Run i's `traintop run --json` document, its label first."""
+    from .run import timing_dict
+    trainer = sweep.trainers[i]
+    eval_losses = trainer.evaluate(splits) if splits else None
+    words = trainer.sample(samples) if samples else None
+    timing = timing_dict(trainer, trainer.steps_done, seconds)
+    timing["engine"], timing["engine_at_end"] = sweep.engine, sweep.engine_now
+    doc = report_dict(trainer, trainer.last_stats, trainer.last, eval_losses, words,
+                      health=[f.to_dict() for f in monitor.findings()], timing=timing)
+    if interrupted:
+        doc["interrupted"] = True
+    return {"label": sweep.labels[i], **doc}
+
+
+def sweep_text(docs: list[dict], timing: dict) -> str:
+    """Each run's lecture printout under its label, then one line per run."""
+    parts = []
+    for doc in docs:
+        parts.append(f"=== {doc['label']} ===")
+        parts.append(report_text(doc))
+        parts.append("")
+    width = max(len("run"), *(len(d["label"]) for d in docs))
+    has_val = any("val" in d.get("eval", {}) for d in docs)
+    head = f"{'run':<{width}}  {'last loss':>9}" + (f"  {'val loss':>8}" if has_val else "") \
+        + f"  {'steps/s':>7}  stopped"
+    how = "one after another" if timing["engine_at_end"] == "exact" else \
+        f"{timing['groups']} batched group(s)"
+    lines = [f"sweep of {timing['runs']} runs, engine {timing['engine_at_end']} "
+             f"({how}): {timing['run_steps']:,} run-steps in "
+             f"{timing['wall_s']:.1f} s, {timing['run_steps_per_sec']:,.0f} run-steps/s", head]
+    for d in docs:
+        row = f"{d['label']:<{width}}  {fmt(d['last_loss']):>9}"
+        if has_val:
+            row += f"  {fmt(d.get('eval', {}).get('val')):>8}"
+        row += f"  {d['timing']['steps_per_sec']:>7,.0f}  {d['stopped'] or '-'}"
+        lines.append(row)
+    return "\n".join(parts + lines)

@@ -78,7 +78,6 @@ def test_text_report_names_each_run(capsys):
 
 
 @pytest.mark.parametrize("option, fragment", [
-    ("--record", "--record: not with --sweep yet"),
     ("--checkpoint", "--checkpoint: not with --sweep yet"),
 ])
 def test_options_a_sweep_refuses(tmp_path, capsys, option, fragment):
@@ -86,6 +85,34 @@ def test_options_a_sweep_refuses(tmp_path, capsys, option, fragment):
                               capsys)
     assert code == 2 and out == ""
     assert err.startswith(f"traintop: error: {fragment}") and err.count("\n") == 1
+
+
+def test_recorded_sweep_replays_to_the_runs_documents(tmp_path, capsys):
+    """run --sweep --record: replay --json prints each run's document as the
+    run printed it (its timing aside: the replay has the recorded one)."""
+    path = tmp_path / "sweep.jsonl"
+    argv = ["run", "--json", "--eval", "val", "--samples", "2", "--threads", "1",
+            "--engine", "fast", "--sweep", "gain=1,5/3", "--sweep", "batchnorm=on,off"] + SMALL
+    code, out, err = run_main(argv + ["--record", str(path)], capsys)
+    assert code == 0, err
+    ran = json.loads(out)
+    code, out, err = run_main(["replay", str(path), "--json"], capsys)
+    assert code == 0, err
+    replayed = json.loads(out)
+    assert [r["label"] for r in replayed["runs"]] == [r["label"] for r in ran["runs"]] == [
+        "gain=1 batchnorm=on", "gain=1 batchnorm=off", "gain=5/3 batchnorm=on",
+        "gain=5/3 batchnorm=off"]
+    for a, b in zip(ran["runs"], replayed["runs"]):
+        a.pop("timing"), b.pop("timing")
+        assert a == b
+    assert {r["config"]["batchnorm"] for r in replayed["runs"]} == {True, False}
+
+
+def test_sweep_record_to_an_unwritable_path_is_one_line(tmp_path, capsys):
+    code, out, err = run_main(["run", "--sweep", "gain=1,3", "--record",
+                               str(tmp_path / "missing" / "x.jsonl")] + SMALL, capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("traintop: error: --record") and err.count("\n") == 1
 
 
 BAD = [

@@ -74,12 +74,17 @@ class Runner:
         return [(run, self.trainers[run])]
 
     # ----- the sweep's per-run controls ----------------------------------------
-    # One place to switch to SweepTrainer.set_lr/restart(run=...) once the
-    # batched sweep step lands (its stacked parameters must hear of a restart).
+    # Through the SweepTrainer: a restart rebuilds a run's model, and the
+    # batched step must regroup onto the new parameters.
     def _set_lr(self, k: int, lr: float) -> None:
-        self.trainers[k].set_lr(lr)
+        if self.sweep is not None:
+            self.sweep.set_lr(lr, run=k)
+        else:
+            self.trainers[k].set_lr(lr)
 
     def _restart(self, k: int, changes: dict) -> str:
+        if self.sweep is not None:
+            return self.sweep.restart(run=k, **changes)[0]
         return self.trainers[k].restart(**changes)
 
     # ----- output ------------------------------------------------------------

@@ -75,10 +75,12 @@ class SweepState:
 
     def report(self) -> dict:
         """The run's report for one run; `{"runs": [...]}` for a sweep, each
-        run's document exactly what RunState.report gives a run of its own."""
+        run's document what RunState.report gives a run of its own, its label
+        first (as `traintop run --sweep --json` prints it)."""
         if not self.is_sweep:
             return self.runs[0].report()
-        return {"runs": [state.report() for state in self.runs]}
+        return {"runs": [{"label": label, **state.report()}
+                         for label, state in zip(self.labels, self.runs)]}
 
 
 def value_text(value) -> str:

@@ -6,11 +6,10 @@ import argparse
 import sys
 
 from ..engine.atomic import check_writable, check_writable_dir
-from .options import add_train_options, check_device, config_for, positive_float
+from .options import add_train_options, check_device, config_for, positive_float, sweep_for
 from ..data.words import DEFAULT_DATA, read_checked_words
 from ..data.errors import InputError
 from ..engine.recording.session import LiveSession, SessionSpec
-from ..engine.sweep.spec import parse_sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +67,7 @@ def main(argv: list[str]) -> int:
 
 def spec_from_args(args: argparse.Namespace) -> SessionSpec:
     config = config_for(args)   # reads --resume's header: a bad file is one line here
-    sweep = parse_sweep(args.sweep or (), config)   # one line, exit 2, for a bad --sweep
+    sweep = sweep_for(args, config)   # one line, exit 2, for a bad --sweep
     if sweep and args.resume:
         raise InputError("--sweep and --resume: a checkpoint holds one run, a sweep starts "
                          "its runs from step 0")

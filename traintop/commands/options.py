@@ -102,14 +102,11 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
 
 def config_for(args: argparse.Namespace) -> TrainConfig:
     """The run's config: a resumed checkpoint's (read torch-free) or the defaults,
-    overridden by every option the user gave. A bad --sweep fails here too,
-    so every command that takes the training options refuses it in one line."""
+    overridden by every option the user gave."""
     base = None
     if getattr(args, "resume", None):
         base = TrainConfig.from_dict(read_header(args.resume)["config"])
-    config = config_from_args(args, base)
-    sweep_for(args, config)
-    return config
+    return config_from_args(args, base)
 
 
 def sweep_for(args: argparse.Namespace, config: TrainConfig) -> tuple[SweepRun, ...]:

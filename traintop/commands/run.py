@@ -197,6 +197,15 @@ def peak_rss_mb() -> float:
 def finish_recording(recorder: Recorder, trainer: Trainer, checkpoint, eval_losses, samples, health,
                      interrupted: bool, seconds: float, timing: dict | None = None) -> None:
     """The end of the run as events, then a final Status that says where it stopped."""
+    for event in final_events(trainer, checkpoint, eval_losses, samples, health, interrupted,
+                              timing):
+        recorder.consume(event)
+    recorder.close(final_status(trainer, seconds))
+
+
+def final_events(trainer: Trainer, checkpoint, eval_losses, samples, health, interrupted: bool,
+                 timing: dict | None) -> list:
+    """What a recording says after a run's last step (a sweep: of each run)."""
     step = trainer.steps_done
     ends = [events.stopped(trainer.stopped) if trainer.stopped is not None else None,
             events.interrupted(step) if interrupted else None,
@@ -205,9 +214,11 @@ def finish_recording(recorder: Recorder, trainer: Trainer, checkpoint, eval_loss
             events.checkpointed(step, checkpoint) if checkpoint else None,
             events.health(step, health) if health is not None else None,
             events.timed(step, timing) if timing is not None else None]
-    for event in ends:
-        if event is not None:
-            recorder.consume(event)
-    recorder.close(Status(step=step, lr=trainer.lr, running=False, finished=trainer.finished,
-                          steps_per_sec=step / seconds if seconds > 0 else 0.0,
-                          stopped=trainer.stopped.message() if trainer.stopped else None))
+    return [event for event in ends if event is not None]
+
+
+def final_status(trainer: Trainer, seconds: float, run: int = 0) -> Status:
+    step = trainer.steps_done
+    return Status(step=step, lr=trainer.lr, running=False, finished=trainer.finished,
+                  steps_per_sec=step / seconds if seconds > 0 else 0.0,
+                  stopped=trainer.stopped.message() if trainer.stopped else None, run=run)

@@ -9,6 +9,7 @@ naming its label, then a comparison table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -17,7 +18,10 @@ import time
 
 from ..data.dataset import load_dataset
 from ..data.errors import InputError
+from ..engine.atomic import WriteError, check_writable
 from ..engine.health.monitor import HealthMonitor
+from ..engine.recording.feed import RunStarted, Steps, Sweep
+from ..engine.recording.recorder import Recorder
 from ..engine.report import fmt, report_dict, report_text
 from ..engine.sweep.spec import SweepRun
 from ..engine.sweep.trainer import SweepTrainer
@@ -37,8 +41,7 @@ def refuse_options(args: argparse.Namespace) -> None:
         raise InputError("--checkpoint: not with --sweep yet (a checkpoint holds one run; "
                          "train the run to keep alone with its values)")
     if args.record:
-        raise InputError("--record: not with --sweep yet (recordings of several runs "
-                         "come with the app's sweep view)")
+        check_writable(args.record, "--record")
 
 
 def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
@@ -57,6 +60,8 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
             progress.enabled = False
         stop.set()
 
+    recorder = start_recording(args.record, sweep) if args.record else None
+    errors: list[str] = []
     progress = Progress(max(t.config.steps for t in sweep.trainers))
     previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     monitors = [HealthMonitor(t.info()) for t in sweep.trainers]
@@ -64,9 +69,11 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
     try:
         while not sweep.finished and not stop.is_set():
             results = sweep.step()
-            for monitor, result in zip(monitors, results):
+            for run, (monitor, result) in enumerate(zip(monitors, results)):
                 if result is not None:
                     monitor.observe(result)
+            if recorder is not None and not record(recorder, results, errors):
+                stop.set()   # the recording cannot be written: stop after this step
             shown = next((r for r in results if r is not None), None)
             if shown is not None:
                 progress.update(shown.step, shown.loss)
@@ -79,8 +86,18 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
             signal.signal(s, handler)
     seconds = time.monotonic() - started
 
-    docs = [run_doc(sweep, i, monitors[i], splits, args.samples, seconds, bool(caught))
+    ends = [run_doc(sweep, i, monitors[i], splits, args.samples, seconds, bool(caught))
             for i in range(len(runs))]
+    docs = [doc for doc, _ in ends]
+    if recorder is not None and recorder.failed is None:
+        try:
+            for run, (_, end) in enumerate(ends):
+                for event in end:
+                    recorder.consume(dataclasses.replace(event, run=run))
+            from .run import final_status   # run imports this module
+            recorder.close([final_status(t, seconds, run) for run, t in enumerate(sweep.trainers)])
+        except WriteError as exc:
+            errors.append(str(exc))
     run_steps = sum(t.steps_done for t in sweep.trainers)
     timing = {"engine": args.engine, "engine_at_end": sweep.engine_now,
               "runs": len(runs), "groups": len(set(shape_groups(sweep))),
@@ -97,8 +114,33 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
         sys.stdout.flush()
     except OSError:
         pass
+    for text in errors:
+        sys.stderr.write(f"traintop: error: {text}\n")
     stopped = any(t.stopped is not None for t in sweep.trainers)
-    return 128 + caught[0] if caught else (1 if stopped else 0)
+    return 128 + caught[0] if caught else (2 if errors else (1 if stopped else 0))
+
+
+def start_recording(path: str, sweep: SweepTrainer) -> Recorder:
+    """The recording of every run: the Sweep, then each run's start."""
+    keys = tuple(sweep.runs[0].changes)
+    recorder = Recorder(path, meta={"data": sweep.trainers[0].dataset.source,
+                                    "writer": "traintop run"})
+    recorder.consume(Sweep(tuple(sweep.labels), keys))
+    for run, trainer in enumerate(sweep.trainers):
+        recorder.consume(RunStarted(trainer.info(), run=run))
+    return recorder
+
+
+def record(recorder: Recorder, results: list, errors: list[str]) -> bool:
+    """Each run's step of this sweep step; False once the file cannot be written."""
+    try:
+        for run, result in enumerate(results):
+            if result is not None:
+                recorder.consume(Steps((result,), run=run))
+    except WriteError as exc:
+        errors.append(str(exc))
+        return False
+    return True
 
 
 def shape_groups(sweep: SweepTrainer) -> list[tuple]:
@@ -109,7 +151,7 @@ def shape_groups(sweep: SweepTrainer) -> list[tuple]:
 def run_doc(sweep: SweepTrainer, i: int, monitor: HealthMonitor, splits, samples: int,
             seconds: float, interrupted: bool) -> dict:
     """Run i's `traintop run --json` document, its label first."""
-    from .run import timing_dict
+    from .run import final_events, timing_dict
     trainer = sweep.trainers[i]
     eval_losses = trainer.evaluate(splits) if splits else None
     words = trainer.sample(samples) if samples else None
@@ -119,7 +161,8 @@ def run_doc(sweep: SweepTrainer, i: int, monitor: HealthMonitor, splits, samples
                       health=[f.to_dict() for f in monitor.findings()], timing=timing)
     if interrupted:
         doc["interrupted"] = True
-    return {"label": sweep.labels[i], **doc}
+    end = final_events(trainer, None, eval_losses, words, doc.get("health"), interrupted, timing)
+    return {"label": sweep.labels[i], **doc}, end
 
 
 def sweep_text(docs: list[dict], timing: dict) -> str:

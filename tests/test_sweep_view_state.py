@@ -75,7 +75,7 @@ def test_state_dispatches_by_run_and_reports_each_as_a_solo_run(trained):
         for m in messages[1:]:
             if getattr(m, "run", 0) == k:
                 solo.apply(m if k == 0 else _as_run0(m))
-        assert doc["runs"][k] == solo.report()
+        assert doc["runs"][k] == {"label": state.labels[k], **solo.report()}
         assert doc["runs"][k]["config"]["gain"] == ("1", "5/3")[k]
         assert doc["runs"][k]["steps"] == trainer.steps_done == 120
         # The state's figures are the trainer's own.

@@ -211,6 +211,9 @@ class TraintopApp(SweepKeys, App[int]):
             self.notify(f"source did not start: {exc}", severity="error", timeout=10)
         self.set_interval(POLL_SECONDS, self.drain)
         self.set_interval(TICK_SECONDS, self.redraw_tick)
+        # The help screen's Markdown (~0.1 s of imports) loads once the first
+        # frame is up, so `?` opens it at once and the first frame never waits.
+        self.call_after_refresh(self._load_help)
         loop = asyncio.get_running_loop()
         for number in ENDING_SIGNALS:
             try:
@@ -463,8 +466,11 @@ class TraintopApp(SweepKeys, App[int]):
     def action_checkpoint(self) -> None:
         self.send("checkpoint", **self.run_args())
 
+    def _load_help(self) -> None:
+        from . import help_screen  # noqa: F401 - imported for later
+
     def action_help(self) -> None:
-        from .help_screen import HelpScreen  # Markdown costs the first frame ~0.1 s
+        from .help_screen import HelpScreen  # loaded after the first frame (_load_help)
 
         self.push_screen(HelpScreen())
 

@@ -6,12 +6,18 @@ from rich.table import Table
 from textual.widgets import Static
 
 
+TITLE = "BatchNorm: running vs exact"
+PLACEHOLDER = "press c to compare the running mean/std with exact training-set values"
+
+
 class CalibrationPane(Static):
     DEFAULT_CSS = "CalibrationPane { border: round $panel; padding: 0 1; height: auto; }"
 
-    def on_mount(self) -> None:
-        self.border_title = "BatchNorm: running vs exact"
-        self.update("press c to compare the running mean/std with exact training-set values")
+    def __init__(self, *args, **kwargs) -> None:
+        # The placeholder is set here, not on mount: a pane in a lazily mounted
+        # tab may be shown a state before it mounts, and mounting must not undo it.
+        super().__init__(PLACEHOLDER, *args, **kwargs)
+        self.border_title = TITLE
 
     def show(self, state) -> None:
         # Only the lecture's stack calibrates (`c`); a watch()ed model has no such pane.
@@ -19,7 +25,8 @@ class CalibrationPane(Static):
                         or state.calibration is not None)
         event = state.calibration
         if event is None:   # none yet, or forgotten on a rewind
-            self.on_mount()
+            self.border_title = TITLE
+            self.update(PLACEHOLDER)
             return
         self.border_title = f"BatchNorm: running vs exact · step {event.step:,}"
         layers = event.data.get("layers") or []

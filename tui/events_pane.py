@@ -11,9 +11,11 @@ EMPTY = "restarts, lr changes and answers appear here"
 class EventsPane(Static):
     DEFAULT_CSS = "EventsPane { border: round $panel; padding: 0 1; height: 1fr; }"
 
-    def on_mount(self) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        # The placeholder is set here, not on mount: a pane in a lazily mounted
+        # tab may be shown a state before it mounts, and mounting must not undo it.
+        super().__init__(EMPTY, *args, **kwargs)
         self.border_title = "events"
-        self.update(EMPTY)
 
     def show(self, state) -> None:
         if not state.events:   # a replay rewound, a followed writer started over

@@ -17,9 +17,11 @@ class HealthPane(Static):
     DEFAULT_CSS = ("HealthPane { border: round $panel; padding: 0 1; height: 1fr; "
                    "overflow-y: auto; }")
 
-    def on_mount(self) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        # The placeholder is set here, not on mount: a pane in a lazily mounted
+        # tab may be shown a state before it mounts, and mounting must not undo it.
+        super().__init__("waiting for steps", *args, **kwargs)
         self.border_title = "health"
-        self.update("waiting for steps")
 
     def show(self, state) -> None:
         findings = state.findings()

@@ -50,7 +50,8 @@ POLL_SECONDS = 0.05      # drain the source 20 times a second
 # pane (ratio, saturation, histograms, weights): the visible one drawn longest
 # ago, once SLOW_REFRESHES refreshes old. No frame renders two plots, so a key
 # waits for one plot's render at most (at 200x60 one plotext render takes
-# ~40-60 ms). Bytes to the terminal grow with every redraw: see the docstring.
+# ~40-60 ms). Bytes to the terminal grow with every redraw: see the docstring. While
+# nothing streams in (paused, finished, a replay at its end) a changed slow pane is due at once.
 TICK_SECONDS = 0.1
 REFRESH_SECONDS = 0.8    # the default --refresh: the loss plot's period
 STATUS_SHARE = 0.4       # the status line's period, of a refresh: >2/s at the default
@@ -328,8 +329,14 @@ class TraintopApp(SweepKeys, App[int]):
             loss.drawn_at = now
             loss.replot()
             return
-        due = [p for p in self.slow_panes
-               if p.seen and now - p.drawn_at >= period * SLOW_REFRESHES]
+        status = self.state.status
+        if status is not None and not status.running:
+            # Paused, finished, a replay at its end: nothing streams in, so a
+            # changed pane is drawn at once (still one per tick), not seconds on.
+            due = [p for p in self.slow_panes if p.seen and p.dirty]
+        else:
+            due = [p for p in self.slow_panes
+                   if p.seen and now - p.drawn_at >= period * SLOW_REFRESHES]
         if due:
             pane = min(due, key=lambda p: p.drawn_at)
             pane.replot()     # a no-op when nothing changed

@@ -16,15 +16,10 @@ touched by the compiling call; until it is ready steps run eagerly.
 
 from __future__ import annotations
 
-import logging
-import threading
-
 import torch
 
 from .batched import BatchedStep
-from .compiled import COMPILE_THREAD
-
-log = logging.getLogger(__name__)
+from .compiled import BackgroundCompile
 
 
 def _core(step: BatchedStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
@@ -52,32 +47,18 @@ def _get_compiled():
     return _compiled
 
 
-class BatchedCompiled:
+class BatchedCompiled(BackgroundCompile):
     """Steps a BatchedStep through the compiled graph once it is ready."""
+
+    EAGER = "the batched step"
 
     def __init__(self, step: BatchedStep, twin: tuple | None = None):
         """`twin`: (a BatchedStep of the same shapes, Xb, Yb) to compile on, in
         the background; without it the first plain step compiles (and waits)."""
+        super().__init__(twin)
         self.step_engine = step
-        self.compiled: bool | None = None
-        self.error: str | None = None
         self._lr = torch.zeros((step.R, 1), dtype=torch.float64, device=step.device)
-        self._ready: threading.Event | None = None
-        self._cancelled = False
-        if twin is not None:
-            self._ready = threading.Event()
-            threading.Thread(target=self._compile_on, args=twin, daemon=True,
-                             name=COMPILE_THREAD).start()
-
-    @property
-    def ready(self) -> bool:
-        return self._ready is None or self._ready.is_set()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._ready is None or self._ready.wait(timeout)
-
-    def cancel(self) -> None:
-        self._cancelled = True
+        self._start_compiling()   # at once: the eager batched step is the sweep's meanwhile
 
     def _compile_on(self, twin: BatchedStep, Xb: torch.Tensor, Yb: torch.Tensor) -> None:
         try:
@@ -89,12 +70,6 @@ class BatchedCompiled:
             self._fell_back(exc)
         finally:
             self._ready.set()
-
-    def _fell_back(self, exc: Exception) -> None:
-        self.compiled = False
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        self.error = f"{type(exc).__name__}: {first}"
-        log.info("torch.compile unavailable, running the batched step eagerly: %s", self.error)
 
     def usable(self) -> bool:
         """Whether the next plain step runs compiled."""

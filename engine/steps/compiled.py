@@ -120,31 +120,30 @@ def _get_compiled(stats: bool):
     return _compiled[stats]
 
 
-class CompiledStep:
-    """Runs FastStep's step as one compiled call (two graphs: with and without
-    diagnostics); the snapshot is finished by the wrapped FastStep."""
+class BackgroundCompile:
+    """What a compiled step shares: compiling on a thread from a twin of the
+    run's shapes (never the run's own tensors), `ready` once that is over,
+    and falling back to the eager step for good where compiling fails."""
 
-    def __init__(self, fast: FastStep, twin: FastStep | None = None,
-                 batch: tuple[torch.Tensor, torch.Tensor] | None = None):
-        """Without `twin`, the first step compiles (and waits for it); with a
-        twin and a `batch` of its shapes, a thread compiles from the end of
-        the first step on, and steps run eagerly until it is done (`ready`)."""
-        self.fast = fast
+    EAGER = "the fast engine"   # what runs where compiling fails, for the log line
+
+    def __init__(self, pending: tuple | None = None):
+        """`pending`: the arguments of `_compile_on` (a twin and its batch) for
+        a background compile, started by `_start_compiling`; None: the first
+        step compiles (and waits for it)."""
         self.compiled: bool | None = None   # None: not tried yet; False: fell back
         self.error: str | None = None       # why compilation fell back
-        self._ran: set[bool] = set()        # graphs (stats or not) that have run
-        # float64 like the moments, which the ratio divides (the update casts it)
-        self._lr = torch.zeros((), dtype=torch.float64, device=fast.device)
-        self._ready: threading.Event | None = None
+        self._ready: threading.Event | None = threading.Event() if pending else None
         self._cancelled = False
-        self._pending = None   # (twin, Xb, Yb) until the compile thread starts
-        if twin is not None:
-            self._ready = threading.Event()
-            self._pending = (twin, *batch)
+        self._pending = pending   # until the compile thread starts
+
+    def _compile_on(self, *args) -> None:
+        raise NotImplementedError
 
     def _start_compiling(self) -> None:
-        """The thread starts once the first step is out (it takes the GIL for
-        seconds at a time, which would hold the first step on screen back)."""
+        """CompiledStep starts the thread once the first step is out (it takes
+        the GIL for seconds at a time, which would hold the first step on
+        screen back)."""
         if self._pending is not None:
             args, self._pending = self._pending, None
             # daemon: a short run may end before the compile does
@@ -168,6 +167,28 @@ class CompiledStep:
             self._pending = None
             self._ready.set()
 
+    def _fell_back(self, exc: Exception) -> None:
+        self.compiled = False
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        self.error = f"{type(exc).__name__}: {first}"
+        log.info("torch.compile unavailable, running %s eagerly: %s", self.EAGER, self.error)
+
+
+class CompiledStep(BackgroundCompile):
+    """Runs FastStep's step as one compiled call (two graphs: with and without
+    diagnostics); the snapshot is finished by the wrapped FastStep."""
+
+    def __init__(self, fast: FastStep, twin: FastStep | None = None,
+                 batch: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """Without `twin`, the first step compiles (and waits for it); with a
+        twin and a `batch` of its shapes, a thread compiles from the end of
+        the first step on, and steps run eagerly until it is done (`ready`)."""
+        super().__init__((twin, *batch) if twin is not None else None)
+        self.fast = fast
+        self._ran: set[bool] = set()        # graphs (stats or not) that have run
+        # float64 like the moments, which the ratio divides (the update casts it)
+        self._lr = torch.zeros((), dtype=torch.float64, device=fast.device)
+
     def _compile_on(self, twin: FastStep, Xb: torch.Tensor, Yb: torch.Tensor) -> None:
         lr = torch.zeros((), dtype=torch.float64, device=twin.device)
         try:
@@ -181,12 +202,6 @@ class CompiledStep:
             self._fell_back(exc)
         finally:
             self._ready.set()
-
-    def _fell_back(self, exc: Exception) -> None:
-        self.compiled = False
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        self.error = f"{type(exc).__name__}: {first}"
-        log.info("torch.compile unavailable, running the fast engine eagerly: %s", self.error)
 
     def step(self, Xb: torch.Tensor, Yb: torch.Tensor, lr: float, stats: bool):
         """((loss, any NaN ratio), moments, ratios, snapshot parts or None) of

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Progress:
@@ -36,3 +41,29 @@ class Progress:
         if self.enabled:
             self.stream.write("\n")
             self.stream.flush()
+
+
+@contextmanager
+def stopping(progress: Progress):
+    """(stop, caught) for a headless training loop: Ctrl-C, SIGTERM and a
+    hangup set `stop`, so the loop ends after the step in flight and the report
+    describes whole steps, and are noted in `caught`. On leaving, the progress
+    line is closed and the previous handlers are back."""
+    stop, caught = threading.Event(), []
+
+    def on_signal(signum, _frame) -> None:
+        caught.append(signum)
+        if signum == signal.SIGHUP:
+            progress.enabled = False   # the terminal is gone
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    try:
+        yield stop, caught
+    finally:
+        try:
+            progress.close()
+        except OSError:
+            pass
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 import time
 
 import torch
@@ -24,13 +22,10 @@ from ..engine.steps.compiled import exit_now_if_compiling
 from ..engine.training.checkpoint import save_checkpoint
 from ..engine.training.trainer import Trainer
 from .options import add_train_options, check_device, config_for, sweep_for
-from .progress import Progress
+from .progress import Progress, stopping
 from .run_sweep import main_sweep, refuse_options
 
 SPLITS = ("train", "val", "test")
-# Each asks the loop to stop after the step in flight, as Ctrl-C does, so the
-# report and the recording end on a whole step. Exit 128 + the signal.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,43 +86,25 @@ def main(argv: list[str]) -> int:
     trainer = make_trainer(args)
     recorder = start_recording(args.record, trainer) if args.record else None
 
-    # Ctrl-C, SIGTERM and a hangup ask the loop to stop after the step in
-    # flight, so the report below describes a whole step and the checkpoint
-    # is consistent; a recording that cannot be written stops it the same way.
-    stop = threading.Event()
-    caught: list[int] = []
+    # A signal (see progress.stopping) or a recording that cannot be written
+    # stops the loop after the step in flight: the report describes whole
+    # steps and the checkpoint is consistent.
     errors: list[str] = []
-
-    def on_signal(signum, _frame) -> None:
-        caught.append(signum)
-        if signum == signal.SIGHUP:
-            progress.enabled = False   # the terminal is gone
-        stop.set()
-
     progress = Progress(trainer.config.steps)
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     monitor = HealthMonitor(trainer.info())
     started, first_step = time.monotonic(), trainer.steps_done
+    with stopping(progress) as (stop, caught):
+        def on_step(result) -> None:
+            progress.update(result.step, result.loss)
+            monitor.observe(result)
+            if recorder is not None and recorder.failed is None:
+                try:
+                    recorder.step(result)
+                except WriteError as exc:
+                    errors.append(str(exc))
+                    stop.set()
 
-    def on_step(result) -> None:
-        progress.update(result.step, result.loss)
-        monitor.observe(result)
-        if recorder is not None and recorder.failed is None:
-            try:
-                recorder.step(result)
-            except WriteError as exc:
-                errors.append(str(exc))
-                stop.set()
-
-    try:
         trainer.run(stop=stop, on_step=on_step)
-    finally:
-        try:
-            progress.close()
-        except OSError:
-            pass
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
     interrupted = bool(caught)
     eval_losses = trainer.evaluate(splits) if splits else None

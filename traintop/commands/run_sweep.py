@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import signal
 import sys
-import threading
 import time
 
 from ..data.dataset import load_dataset
@@ -27,9 +25,8 @@ from ..engine.sweep.spec import SweepRun
 from ..engine.sweep.trainer import SweepTrainer
 from ..engine.training.threads import apply_threads, choose_threads
 from .options import check_device
-from .progress import Progress
+from .progress import Progress, stopping
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def refuse_options(args: argparse.Namespace) -> None:
@@ -51,25 +48,15 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
     dataset = load_dataset(args.data, config.block_size, config.split_seed)
     sweep = SweepTrainer(runs, dataset, device=check_device(args.device), engine=args.engine)
 
-    stop = threading.Event()
-    caught: list[int] = []
-
-    def on_signal(signum, _frame) -> None:
-        caught.append(signum)
-        if signum == signal.SIGHUP:
-            progress.enabled = False
-        stop.set()
-
     recorder = start_recording(args.record, sweep) if args.record else None
     errors: list[str] = []
     progress = Progress(max(t.config.steps for t in sweep.trainers))
-    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
     monitors = [HealthMonitor(t.info()) for t in sweep.trainers]
     started = time.monotonic()
-    try:
+    with stopping(progress) as (stop, caught):
         while not sweep.finished and not stop.is_set():
             results = sweep.step()
-            for run, (monitor, result) in enumerate(zip(monitors, results)):
+            for monitor, result in zip(monitors, results):
                 if result is not None:
                     monitor.observe(result)
             if recorder is not None and not record(recorder, results, errors):
@@ -77,13 +64,6 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
             shown = next((r for r in results if r is not None), None)
             if shown is not None:
                 progress.update(shown.step, shown.loss)
-    finally:
-        try:
-            progress.close()
-        except OSError:
-            pass
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     seconds = time.monotonic() - started
 
     ends = [run_doc(sweep, i, monitors[i], splits, args.samples, seconds, bool(caught))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from test_tmux import ROOT, Tmux, alive, descendants
+from test_tmux import ROOT, Tmux, descendants, quit_cleanly
 from tui_fakes import write_words
 
 pytestmark = pytest.mark.skipif(__import__("shutil").which("tmux") is None,
@@ -56,17 +56,7 @@ def test_a_sweep_in_tmux(tmp_path, size):
         tmux.keys("o")
         wait_for(tmux, "sweep of 2 runs (gain) · step 300 · lr 0.1-0.2")
 
-        tmux.keys("q")
-        deadline = time.monotonic() + 20
-        while not exit_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert exit_file.read_text().strip() == "0"
-        screen = tmux.screen()
-        assert "Traceback" not in screen and "Error" not in screen, screen
-        deadline = time.monotonic() + 10
-        while any(alive(p) for p in processes) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [p for p in processes if alive(p)], "processes left after quit"
+        quit_cleanly(tmux, exit_file, processes)
     finally:
         subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
 

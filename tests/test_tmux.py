@@ -93,6 +93,21 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def quit_cleanly(tmux: Tmux, exit_file: Path, processes) -> None:
+    """`q`: the app exits 0, no traceback on screen, none of `processes` left."""
+    tmux.keys("q")
+    deadline = time.monotonic() + 20
+    while not exit_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert exit_file.read_text().strip() == "0"
+    screen = tmux.screen()
+    assert "Traceback" not in screen and "Error" not in screen, screen
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in processes if alive(p)], "processes left after quit"
+
+
 def start_app(tmp_path: Path, *options: str) -> tuple[Tmux, Path, int]:
     """`traintop` on small data in a 120x40 tmux pane, training; returns the
     tmux, the file its exit status lands in, and the pane's shell pid."""
@@ -140,17 +155,7 @@ def test_traintop_in_tmux(tmp_path):
         tmux.keys("Space")
         tmux.wait(lambda s: s[4] == "running" and s[0] > 10, "resume")
 
-        tmux.keys("q")
-        deadline = time.monotonic() + 20
-        while not exit_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert exit_file.read_text().strip() == "0"
-        screen = tmux.screen()
-        assert "Traceback" not in screen and "Error" not in screen, screen
-        deadline = time.monotonic() + 10
-        while any(alive(p) for p in processes) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [p for p in processes if alive(p)], "processes left after quit"
+        quit_cleanly(tmux, exit_file, processes)
     finally:
         subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
 

@@ -5,6 +5,7 @@ cut recordings read as far as they are whole."""
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import pickle
@@ -77,6 +78,32 @@ def test_recorder_keeps_whole_lines_and_says_once(small_dataset, tmp_path, monke
     recorder.close(Status(step=0, lr=0.1, running=False, finished=False, steps_per_sec=0.0))
     recording = load(path)
     assert not recording.partial_tail         # cut back to the last whole line
+    assert recorded_steps(path) == list(range(1, kept + 1))
+
+
+def test_a_failed_recording_stays_whole_once_its_writer_is_gone(small_dataset, small_disk):
+    """A write that fails part-way leaves bytes in the file object's buffer;
+    the file is cut back to whole lines, and nothing may write that buffer
+    past the cut later (at exit, when the cut has freed space)."""
+    path = small_disk / "run.jsonl"
+    fill(small_disk, leave=60_000)
+    trainer = Trainer(CONFIG.validated(), small_dataset)
+    clock = Clock()
+    recorder = Recorder(path, clock=clock)
+    recorder.consume(RunStarted(trainer.info()))
+    for _ in range(4000):
+        clock.now += 0.1
+        try:
+            recorder.step(trainer.step())
+        except WriteError:
+            break
+    else:
+        pytest.fail("the disk never filled")
+    kept = recorder.kept_step
+    (small_disk / ".filler").unlink()   # space comes back (another program frees some)
+    del recorder
+    gc.collect()          # what exit does: a buffer still held would be written now
+    assert not load(path).partial_tail
     assert recorded_steps(path) == list(range(1, kept + 1))
 
 

@@ -131,11 +131,14 @@ def rules_text() -> str:
 
 
 class HelpScreen(ModalScreen[None]):
+    # The whole terminal, as htop's help: every line of text a small terminal
+    # has, and no half-hidden plot behind it (what showed there depended on
+    # when the plots last drew, so no two looks were the same).
     # The app's timeline keys stay off under help (its priority bindings reach here too).
     covers_timeline = True
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen VerticalScroll { width: 90%; height: 90%; border: round $primary;
+    HelpScreen VerticalScroll { width: 100%; height: 100%; border: round $primary;
                                 background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape", "close", "close"),

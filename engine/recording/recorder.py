@@ -63,10 +63,7 @@ class Recorder:
     def _fail(self, exc: OSError) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
-            try:
-                writer.close()    # a full disk refuses the rest again: nothing more to keep
-            except (OSError, ValueError):
-                pass
+            writer.abandon()      # a full disk refuses the rest: nothing more to keep
         try:
             os.truncate(self.path, self._good_bytes)   # drop a part-written line
         except OSError:

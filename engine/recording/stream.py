@@ -620,6 +620,15 @@ class StreamWriter:
             self._file.flush(zlib.Z_SYNC_FLUSH)
         self._raw.flush()
 
+    def abandon(self) -> None:
+        """Close without writing what the buffers still hold. After a write
+        error the file is cut back to whole lines; a buffer flushed later (at
+        exit, when the cut has freed space) would write a part-line past it."""
+        try:
+            self._raw.raw.close()   # the OS file: the buffers above it write nothing more
+        except (OSError, ValueError, AttributeError):
+            pass
+
     def close(self) -> None:
         if self._raw.closed:
             return

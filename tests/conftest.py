@@ -31,3 +31,16 @@ def small_dataset(small_words):
     from traintop.data.dataset import build_dataset
 
     return build_dataset(small_words, block_size=3, split_seed=42, source="small")
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread, as traintop picks for the lecture's size: on a
+    shared machine two threads per process oversubscribe the cores (10-50x
+    slower); the previous count comes back after the test."""
+    import torch  # here, not at the top: the viewer's tests run without torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,7 +4,6 @@ or for all, restarts that keep the sweep, info, engine_now."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from traintop.data.errors import InputError
 from traintop.engine.config import TrainConfig
@@ -13,12 +12,7 @@ from traintop.engine.sweep.trainer import SweepTrainer
 from traintop.engine.training.trainer import Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(dataset, items=("gain=1,3",), engine="fast"):

@@ -27,14 +27,7 @@ from traintop.engine.training.trainer import Trainer
 GAINS = ["gain=0.5,1,5/3,3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread, as traintop picks for this size: on a shared
-    machine two threads per process oversubscribe the cores (10-50x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sweep_and_solos(dataset, items, engine="fast", **knobs):

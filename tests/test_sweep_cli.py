@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from traintop.commands.cli import main
 from conftest import ROOT
@@ -17,11 +16,7 @@ from conftest import ROOT
 SMALL = ["--steps", "30", "--n-hidden", "40", "--depth", "3", "--stats-every", "10"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_main(argv, capsys):

@@ -17,12 +17,7 @@ from traintop.engine.sweep.trainer import SweepTrainer
 from traintop.engine.training.trainer import Trainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def entropy(Y: torch.Tensor, vocab: int) -> float:

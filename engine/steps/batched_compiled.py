@@ -16,35 +16,31 @@ touched by the compiling call; until it is ready steps run eagerly.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .batched import BatchedStep
+from .batched_graph import Plan, make_plan, plain_step
 from .compiled import BackgroundCompile
 
 
-def _core(step: BatchedStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: torch.Tensor):
-    """One step of every run without diagnostics; lr is (R, 1) float64."""
-    losses, saved, parts = step.forward_parts(Xb, Yb)
-    step.backward_parts(saved, parts)
-    finite = torch.isfinite(losses).view(-1, 1)
-    flat = step.flat
-    flat.copy_(torch.where(finite, flat - lr.to(flat.dtype) * step.flat_grad, flat))
-    moments = step.moments()
-    ratios = (moments[1] * lr / moments[2]).log10()
-    head = torch.cat([losses.double().view(-1, 1),
-                      torch.isnan(ratios).any(1, keepdim=True).double()], 1)
-    return head, moments, ratios
+_compiled: dict[Plan, object] = {}
 
 
-_compiled = None
+def _get_compiled(plan: Plan):
+    """One compiled function per plan (shapes and offsets): a restart or a new
+    group of the same shapes reuses it; its arguments are tensors only, so a
+    call checks few guards."""
+    if plan not in _compiled:
+        _compiled[plan] = torch.compile(functools.partial(plain_step, plan), fullgraph=True,
+                                        dynamic=False, options={"cpp_wrapper": True})
+    return _compiled[plan]
 
 
-def _get_compiled():
-    global _compiled
-    if _compiled is None:
-        _compiled = torch.compile(_core, fullgraph=True, dynamic=False,
-                                  options={"cpp_wrapper": True})
-    return _compiled
+def _running(step: BatchedStep) -> list[torch.Tensor]:
+    return [buf for b in step.blocks if b.bn is not None
+            for buf in (b.running_mean, b.running_var)]
 
 
 class BatchedCompiled(BackgroundCompile):
@@ -58,6 +54,7 @@ class BatchedCompiled(BackgroundCompile):
         super().__init__(twin)
         self.step_engine = step
         self._lr = torch.zeros((step.R, 1), dtype=torch.float64, device=step.device)
+        self._plan = make_plan(step)
         self._start_compiling()   # at once: the eager batched step is the sweep's meanwhile
 
     def _compile_on(self, twin: BatchedStep, Xb: torch.Tensor, Yb: torch.Tensor) -> None:
@@ -65,7 +62,8 @@ class BatchedCompiled(BackgroundCompile):
             if not self._cancelled:
                 lr = torch.zeros((twin.R, 1), dtype=torch.float64, device=twin.device)
                 with torch.no_grad():
-                    _get_compiled()(twin, Xb, Yb, lr)
+                    _get_compiled(make_plan(twin))(twin.flat, twin.flat_grad, _running(twin),
+                                                   Xb, Yb, lr)
         except Exception as exc:  # noqa: BLE001 - any compile failure means eager
             self._fell_back(exc)
         finally:
@@ -82,7 +80,8 @@ class BatchedCompiled(BackgroundCompile):
         engine.bind_running()
         self._lr.copy_(torch.tensor(lrs, dtype=torch.float64).view(-1, 1))
         try:
-            head, moments, ratios = _get_compiled()(engine, Xb, Yb, self._lr)
+            head, moments, ratios = _get_compiled(self._plan)(
+                engine.flat, engine.flat_grad, _running(engine), Xb, Yb, self._lr)
         except Exception as exc:  # noqa: BLE001 - any compile failure means eager
             if self.compiled:      # it ran before: a real error
                 raise

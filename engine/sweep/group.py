@@ -17,8 +17,6 @@ from ..steps.batched import BatchedStep
 from ..steps.batched_compiled import BatchedCompiled
 from ..training.trainer import AUTO_COMPILE_MIN_STEPS, Trainer
 
-# Whether "auto" compiles the batched step in the background (see BatchedGroup).
-AUTO_COMPILED = False
 
 
 def shape_key(trainer: Trainer) -> tuple:
@@ -34,11 +32,9 @@ class BatchedGroup:
         """Moves every trainer's parameters into one BatchedStep; each trainer's
         FastStep is replaced by its row's (views of the stacked buffers).
         `engine` "compiled": plain steps run the batched step compiled (the
-        first compiles); "fast" and "auto": eager. Unlike one run's, the
-        batched step's inductor graph was slower than eager here (4.8-6.1 ms
-        against 3.2-5.0 ms a step of the 4-run gain sweep, 2 shared cores,
-        one thread), so the default engine does not compile it; AUTO_COMPILED
-        turns the background compile on where it pays."""
+        first compiles); "auto": compiled in the background for runs long
+        enough to pay for it (as one run's auto engine), eager meanwhile;
+        "fast": eager."""
         self.trainers = trainers
         device = trainers[0].device
         self.step_engine = BatchedStep([t.fast for t in trainers], device)
@@ -49,7 +45,7 @@ class BatchedGroup:
         self.compiled: BatchedCompiled | None = None
         if engine == "compiled":
             self.compiled = BatchedCompiled(self.step_engine)
-        elif (engine == "auto" and AUTO_COMPILED
+        elif (engine == "auto"
               and max(t.config.steps for t in trainers) >= AUTO_COMPILE_MIN_STEPS):
             self.compiled = BatchedCompiled(self.step_engine, self._twin())
 

@@ -12,8 +12,8 @@ batched step (traintop.engine.steps.batched), each group in turn; a group
 of one steps its own fast engine. "compiled" runs a group's plain steps
 through one torch.compile'd graph (traintop.engine.steps.batched_compiled;
 the first step compiles; steps with full diagnostics run eagerly). "auto"
-runs the batched step eagerly: its compiled graph measured slower than eager
-on CPU (traintop.engine.sweep.group.AUTO_COMPILED).
+compiles it on a thread while the first steps run eagerly, as one run's
+auto engine does.
 
 The API the live app drives:
 - `step() -> list[StepResult | None]`: one step of every run; None for a

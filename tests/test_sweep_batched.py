@@ -204,3 +204,25 @@ def test_compiled_sweep_equals_fast_sweep(small_dataset):
     group.step()   # step 1 has stats: eager
     group.step()
     assert group.compiled.compiled is True and group.engine_now == "compiled"
+
+
+def test_auto_sweep_compiles_in_the_background(small_dataset):
+    """The default engine steps a long sweep eagerly while its batched graph
+    compiles on a thread, then through the graph, computing what the fast
+    sweep computes."""
+    base = TrainConfig(n_hidden=40, steps=20_000).validated()
+    runs = parse_sweep(["gain=1,5/3"], base)
+    auto = SweepTrainer(runs, small_dataset, engine="auto")
+    fast = SweepTrainer(runs, small_dataset, engine="fast")
+    (_, group), = auto.groups
+    # a graph compiled on a thread (already done where this process compiled
+    # these shapes before), never by the first step
+    assert group.compiled is not None and group.compiled._ready is not None
+    a, b = auto.step(), fast.step()
+    assert group.compiled.wait(600)
+    for _ in range(150):
+        a, b = auto.step(), fast.step()
+    assert auto.engine_now == "compiled" and group.compiled.compiled is True
+    for mine, theirs in zip(a, b):
+        assert close(mine.loss, theirs.loss, 1e-4)
+        assert_ratios_close(mine.update_ratio_log10, theirs.update_ratio_log10, 1e-4)

@@ -48,6 +48,12 @@ def test_bench_json_has_every_row_and_the_scaling_table():
         for key in ("fast_stats100", "exact_stats100", "plain"):
             assert s[key]["steps_per_sec"] > 0
     assert doc["peak_mb"] > 0
+    sweep = doc["sweep"]["rows"]
+    assert [r["label"] for r in sweep] == ["engine fast", "engine auto (default)"]
+    for r in sweep:
+        assert r["sweep_threads"] >= 1 and r["solo_threads"] == 1   # the lecture's size
+        assert math.isclose(r["speedup"], r["sweep_run_steps_per_sec"]
+                            / r["solos_run_steps_per_sec"])
 
 
 def test_bench_text_with_threads_override():

@@ -27,6 +27,25 @@ def test_wide_layers_get_more_threads_when_cores_are_idle():
     assert choose_threads(TrainConfig(n_hidden=4000), cores=64, load=0.0) == 8  # capped
 
 
+def test_a_batched_sweep_gets_a_thread_per_run_on_idle_cores():
+    small = TrainConfig()
+    assert choose_threads(small, cores=2, load=0.0, runs=4) == 2
+    assert choose_threads(small, cores=16, load=0.0, runs=4) == 4
+    assert choose_threads(small, cores=16, load=0.0, runs=1) == 1
+    assert choose_threads(small, cores=2, load=1.8, runs=4) == 1     # the other core is busy
+
+
+def test_widest_group_counts_runs_of_one_shape():
+    from traintop.engine.sweep.group import widest_group
+    from traintop.engine.sweep.spec import parse_sweep
+    base = TrainConfig().validated()
+    runs = [r.config for r in parse_sweep(["gain=1,3", "batchnorm=on,off"], base)]
+    assert widest_group(runs, "auto") == 2      # two shapes, two runs each
+    assert widest_group(runs, "exact") == 1     # every run steps alone
+    gains = [r.config for r in parse_sweep(["gain=0.5,1,5/3,3"], base)]
+    assert widest_group(gains, "fast") == 4
+
+
 def test_busy_cores_are_left_alone():
     big = TrainConfig(n_hidden=800)
     assert choose_threads(big, cores=2, load=3.5) == 1

@@ -314,11 +314,13 @@ def _build(spec: SessionSpec):
 
 def _build_sweep(spec: SessionSpec):
     from ...data.dataset import load_dataset
+    from ..sweep.group import widest_group
     from ..sweep.trainer import SweepTrainer
     from ..training.threads import apply_threads, choose_threads
 
     config = spec.config
-    apply_threads(spec.threads or choose_threads(config))
+    width = widest_group([run.config for run in spec.sweep], spec.engine)
+    apply_threads(spec.threads or choose_threads(config, runs=width))
     dataset = load_dataset(spec.data, config.block_size, config.split_seed)
     return SweepTrainer(spec.sweep, dataset, device=spec.device, engine=spec.engine)
 

@@ -9,9 +9,11 @@ work is shared.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import torch
 
+from ..config import TrainConfig
 from ..results import StepResult
 from ..steps.batched import BatchedStep
 from ..steps.batched_compiled import BatchedCompiled
@@ -22,9 +24,20 @@ from ..training.trainer import AUTO_COMPILE_MIN_STEPS, Trainer
 def shape_key(trainer: Trainer) -> tuple:
     """Runs with equal keys have equal tensor shapes and layer structure, so
     one batched step can train them (init values, gain, lr may differ)."""
-    c = trainer.config
+    return config_shape_key(trainer.config) + (str(trainer.device),)
+
+
+def config_shape_key(c: TrainConfig) -> tuple:
     return (c.batchnorm, c.use_bias, c.activation, c.n_embd, c.n_hidden, c.depth,
-            c.block_size, c.batch_size, str(trainer.device))
+            c.block_size, c.batch_size)
+
+
+def widest_group(configs, engine: str) -> int:
+    """Runs in the largest batched group these configs form (1 on "exact",
+    which steps every run alone)."""
+    if engine == "exact" or not configs:
+        return 1
+    return max(Counter(config_shape_key(c) for c in configs).values())
 
 
 class BatchedGroup:

@@ -68,20 +68,27 @@ def busy_cores(cores: int, sample_s: float = SAMPLE_S, read=_cpu_jiffies) -> flo
 
 
 def choose_threads(config: TrainConfig, vocab_size: int = 27, cores: int | None = None,
-                   load: float | None = None) -> int:
+                   load: float | None = None, runs: int = 1) -> int:
     """One thread below PARALLEL_MACS; above, one more per PARALLEL_MACS, up to
     the cores nobody else is using. Measured on a shared 2-core machine (load
     ~3.5): two threads ran 3-10x slower than one at every size from n_hidden
     100 to 800, because an intra-op thread that waits for a busy core stalls
     every operation; so a thread is added only where a core is idle. The
     machine is watched (busy_cores) only for models big enough to want more
-    than one thread."""
+    than one thread.
+
+    `runs`: the runs a sweep trains as one batched step (its widest group).
+    Their work splits by run (each thread multiplies whole runs' matrices),
+    so even the lecture's size gains from a thread per run where cores are
+    idle: the 4-run gain sweep stepped 1.8x faster on two threads than on
+    one (traintop bench --sweep-only, same minute), where one run gains
+    nothing."""
     cores = available_cores() if cores is None else cores
     macs = step_macs(config, vocab_size)
-    if macs < PARALLEL_MACS:
+    if macs < PARALLEL_MACS and runs < 2:
         return 1
     load = busy_cores(cores) if load is None else load
-    wanted = min(cores, MAX_THREADS, macs // PARALLEL_MACS + 1)
+    wanted = min(cores, MAX_THREADS, max(macs // PARALLEL_MACS + 1, runs))
     idle = int(cores - load + 0.5)
     return max(1, min(wanted, idle))
 

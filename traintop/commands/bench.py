@@ -92,10 +92,19 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _threads_of(step) -> None:
+    threads = getattr(step, "threads", None)
+    if threads is not None and threads != torch.get_num_threads():
+        apply_threads(threads)
+
+
 def time_loops(loops: dict, steps: int, rounds: int, warmup: int,
                device: torch.device) -> dict[str, dict]:
     """steps/s of each loop: median of `rounds` interleaved rounds."""
+    # a loop may carry its own intra-op thread count (the sweep rows: a
+    # batched sweep and solo runs each at theirs), set before each of its rounds
     for step in loops.values():
+        _threads_of(step)
         for _ in range(warmup):
             step()
     _sync(device)
@@ -104,6 +113,7 @@ def time_loops(loops: dict, steps: int, rounds: int, warmup: int,
     cpu: dict[str, list[float]] = {k: [] for k in loops}
     for _ in range(rounds):
         for key, step in loops.items():
+            _threads_of(step)
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(per_round):
                 step()
@@ -159,8 +169,9 @@ def run_bench(args: argparse.Namespace) -> dict:
     first_step_s: dict[str, float] = {}
     sweep = None
     if not args.no_sweep:
-        loops = sweep_loops(base, dataset, device)
+        loops = sweep_loops(base, dataset, device, args.threads)
         timed = time_loops(loops, args.steps, args.rounds, args.warmup, device)
+        apply_threads(threads)
         sweep = {"rows": sweep_rows(timed, loops), "threads": threads,
                  "memory": memory(threads, args.data) if device.type == "cpu" else {}}
         del loops

@@ -4,7 +4,10 @@ The issue's target workload: gain 0.5, 1, 5/3, 3 on the BatchNorm stack,
 full stats every 100 steps. Each loop call is one step of all four runs (the
 sweep's batched step, or the four solo Trainers one after another), timed in
 the same interleaved rounds as the other rows; throughput is in run-steps per
-second. Memory is measured in a fresh child process per variant (so neither
+second. Each side runs with the intra-op threads `traintop run` gives it
+(sweep_threads): the batched sweep a thread per run where cores are idle,
+a solo run of the lecture's size one (a second thread gains it nothing);
+--threads sets both. Memory is measured in a fresh child process per variant (so neither
 sees the other's allocations): its peak RSS, and the bytes of every tensor
 storage alive after the steps (parameters, gradients, buffers, the last
 step's kept tensors), each above a child that loads torch and the data and
@@ -24,6 +27,7 @@ import torch
 from ..engine.config import TrainConfig
 from ..engine.sweep.spec import parse_sweep
 from ..engine.sweep.trainer import SweepTrainer
+from ..engine.training.threads import apply_threads, choose_threads
 from ..engine.training.trainer import Trainer
 
 GAINS = "gain=0.5,1,5/3,3"
@@ -36,16 +40,30 @@ def sweep_runs(base: TrainConfig):
     return parse_sweep([GAINS], base.with_changes(stats_every=100, steps=10**12))
 
 
-def sweep_loops(base: TrainConfig, dataset, device: torch.device) -> dict:
-    """{key: step()} for each PAIRS row: the batched sweep and the solo runs."""
+def sweep_threads(base: TrainConfig, threads: int | None) -> tuple[int, int]:
+    """(the sweep's, a solo run's) intra-op threads: --threads for both, else
+    what `traintop run` chooses for each (a thread per batched run where
+    cores are idle; one for a solo run of the lecture's size)."""
+    if threads:
+        return threads, threads
+    return choose_threads(base, runs=len(sweep_runs(base))), choose_threads(base)
+
+
+def sweep_loops(base: TrainConfig, dataset, device: torch.device,
+                threads: int | None = None) -> dict:
+    """{key: step()} for each PAIRS row: the batched sweep and the solo runs,
+    each carrying the thread count it runs (and compiled) with."""
     runs = sweep_runs(base)
+    sweep_t, solo_t = sweep_threads(base, threads)
     loops = {}
     for sweep_engine, solo_engine, _ in PAIRS:
+        apply_threads(sweep_t)   # inductor writes its loops for the threads at compile time
         sweep = SweepTrainer(runs, dataset, device=str(device), engine=sweep_engine)
         for _, group in sweep.groups:
             if group is not None and group.compiled is not None:
                 sweep.step()
                 group.compiled.wait()   # the default engine's steady state: compiled
+        apply_threads(solo_t)
         solos = [Trainer(run.config, dataset, device=str(device), engine=solo_engine)
                  for run in runs]
         for t in solos:
@@ -62,6 +80,7 @@ def sweep_loops(base: TrainConfig, dataset, device: torch.device) -> dict:
 
         step_sweep.engine_now = lambda sweep=sweep: sweep.engine_now
         step_solos.engine_now = lambda solos=solos: solos[0].engine_now
+        step_sweep.threads, step_solos.threads = sweep_t, solo_t
         loops[f"sweep_{sweep_engine}"] = step_sweep
         loops[f"solos_{solo_engine}"] = step_solos
     return loops
@@ -74,6 +93,8 @@ def sweep_rows(timed: dict, loops: dict, runs: int = 4) -> list[dict]:
         rows.append({"label": label,
                      "sweep_path": loops[f"sweep_{sweep_engine}"].engine_now(),
                      "solo_path": loops[f"solos_{solo_engine}"].engine_now(),
+                     "sweep_threads": loops[f"sweep_{sweep_engine}"].threads,
+                     "solo_threads": loops[f"solos_{solo_engine}"].threads,
                      "sweep_run_steps_per_sec": runs * s["steps_per_sec"],
                      "solos_run_steps_per_sec": runs * o["steps_per_sec"],
                      "speedup": s["steps_per_sec"] / o["steps_per_sec"],
@@ -147,8 +168,8 @@ def format_sweep(sweep: dict) -> list[str]:
     for r in sweep["rows"]:
         lines.append(f"{r['label']:24s} {r['sweep_run_steps_per_sec']:9.0f} "
                      f"{r['solos_run_steps_per_sec']:12.0f} {r['speedup']:5.2f}x "
-                     f"{r['cpu_speedup']:5.2f}x  sweep {r['sweep_path']} batched, "
-                     f"solo {r['solo_path']}")
+                     f"{r['cpu_speedup']:5.2f}x  sweep {r['sweep_path']} batched "
+                     f"({r['sweep_threads']} thr), solo {r['solo_path']} ({r['solo_threads']} thr)")
     m = sweep.get("memory", {})
     if "error" in m:
         lines.append(f"memory: not measured ({m['error']})")

@@ -23,6 +23,7 @@ from ..engine.recording.recorder import Recorder
 from ..engine.report import fmt, report_dict, report_text
 from ..engine.sweep.spec import SweepRun
 from ..engine.sweep.trainer import SweepTrainer
+from ..engine.sweep.group import widest_group
 from ..engine.training.threads import apply_threads, choose_threads
 from .options import check_device
 from .progress import Progress, stopping
@@ -44,7 +45,8 @@ def refuse_options(args: argparse.Namespace) -> None:
 def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
                splits: tuple[str, ...]) -> int:
     config = runs[0].config
-    apply_threads(args.threads or choose_threads(config))
+    width = widest_group([run.config for run in runs], args.engine)
+    apply_threads(args.threads or choose_threads(config, runs=width))
     dataset = load_dataset(args.data, config.block_size, config.split_seed)
     sweep = SweepTrainer(runs, dataset, device=check_device(args.device), engine=args.engine)
 

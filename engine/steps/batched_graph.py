@@ -49,7 +49,7 @@ class Plan(NamedTuple):
     n_embd: int
     bn_scale: float
     blocks: tuple[BlockPlan, ...]
-    params: tuple[tuple[int, int, bool], ...]   # (offset, numel, wide), parameter order
+    params: tuple[tuple[int, int, int], ...]   # (offset, numel, row length if wide, else 0)
 
 
 def make_plan(step) -> Plan:
@@ -65,7 +65,7 @@ def make_plan(step) -> Plan:
                              blk.act_pos is not None, off(blk.gamma), off(blk.beta), eps,
                              b.momentum)
                    for blk, b, eps in zip(f0.blocks, step.blocks, f0.eps))
-    params = tuple((off(p), p.numel(), p.dim() == 2 and p.numel() >= WIDE)
+    params = tuple((off(p), p.numel(), p.shape[1] if p.dim() == 2 and p.numel() >= WIDE else 0)
                    for p in f0.stack.params)
     return Plan(step.R, row.numel(), off(f0.stack.C), step.vocab, step.C.shape[2],
                 step.bn_scale, blocks, params)
@@ -145,11 +145,17 @@ def plain_step(plan: Plan, flat: torch.Tensor, flat_grad: torch.Tensor,
     new = torch.where(finite, flat - lr.to(flat.dtype) * new_grad, flat)
     flat.copy_(new)
     sums = []
-    for o, n, wide in plan.params:
+    for o, n, row in plan.params:
         g, p = grads[o], _rows(new, o, n)
-        if not wide:
-            g, p = g.double(), p.double()
-        sums.append(torch.stack([g.sum(1), p.sum(1), (g * g).sum(1), (p * p).sum(1)]).double())
+        if row:
+            # float32 by rows, then the rows' sums: inductor sums a float32
+            # reduction over more than 4,096 values through a slower cascade
+            g, p = g.view(R, -1, row), p.view(R, -1, row)
+            sums.append(torch.stack([g.sum(2).sum(1), p.sum(2).sum(1), (g * g).sum(2).sum(1),
+                                     (p * p).sum(2).sum(1)]).double())
+            continue
+        g, p = g.double(), p.double()
+        sums.append(torch.stack([g.sum(1), p.sum(1), (g * g).sum(1), (p * p).sum(1)]))
     sums = torch.stack(sums, 2)                                   # (4, R, P)
     numel = torch.tensor([n for _, n, _ in plan.params], dtype=torch.float64,
                          device=flat.device)

@@ -27,10 +27,10 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 
 from ...data.errors import InputError
+from ..step_block import StepBlock
 from .feed import Command, Event, Message, RunStarted, Status, Steps
 from .stream import (Inflater, LineDecoder, decode, decode_snapshot, decode_snapshot2, is_gzip,
                      step_rows)
@@ -259,7 +259,7 @@ class ReplaySource:
         else:
             snapshots = {i: (1, r[4]) for i, r in enumerate(doc["results"]) if r[4] is not None}
             doc = {**doc, "results": [[*r[:4], None, *r[5:]] for r in doc["results"]]}
-        cached = (decode(doc).results, snapshots)
+        cached = (StepBlock.of(decode(doc).results), snapshots)
         self._cache[line] = cached
         if len(self._cache) > LINES_CACHED:
             self._cache.popitem(last=False)
@@ -399,13 +399,13 @@ class ReplaySource:
                     found.add(chunk[3].run)
         out: list[Message] = []
         # The steps of neighbouring chunks, per run (a sweep's runs take turns):
-        # one Steps per run, folded at once.
-        rows_of: dict[int, list] = {}
+        # one Steps per run, its lines' columns joined (a StepBlock), folded at once.
+        parts_of: dict[int, list] = {}
 
         def steps_so_far() -> None:
-            for run, rows in sorted(rows_of.items()):
-                out.append(Steps(tuple(rows), run=run))
-            rows_of.clear()
+            for run, parts in sorted(parts_of.items()):
+                out.append(Steps(StepBlock.concat(parts), run=run))
+            parts_of.clear()
 
         for k, chunk in enumerate(chunks):
             if not isinstance(chunk, list):
@@ -416,16 +416,14 @@ class ReplaySource:
                 continue
             line, lo, hi, last = chunk
             run = last.run
-            rows = rows_of.setdefault(run, [])
             results, snapshots = self._results(line)
             part = results[lo:hi]
             if k in shown:
                 row = shown[k]
                 version, payload = snapshots[row]
                 stats = decode_snapshot2(payload) if version == 2 else decode_snapshot(payload)
-                part = (*part[:row - lo], replace(part[row - lo], stats=stats),
-                        *part[row - lo + 1:])
-            rows += part
+                part = part.with_stats(row - lo, stats)
+            parts_of.setdefault(run, []).append(part)
             self._delivered[run] = (last.last, last.lr)
         steps_so_far()
         return out

@@ -48,6 +48,7 @@ from .packing import (density_of, histogram_counts, pack_counts, pack_floats, un
                       unpack_floats)
 from ..results import (Histogram, LayerStats, NonFinite, RunInfo, StatsSnapshot,
                             StepResult, WeightStats)
+from ..step_block import StepBlock
 
 FORMAT = "traintop-stream"
 VERSION = 2
@@ -316,26 +317,37 @@ def _unruns(runs: list, n: int) -> list[float]:
 
 
 def _decode_steps2(doc: dict) -> Steps:
+    """A line of steps as columns (a StepBlock): no StepResult is built here."""
+    import numpy as np
     n = int(doc["n"])
-    steps = doc["steps"] if "steps" in doc else range(int(doc["step"]), int(doc["step"]) + n)
-    loss = unpack_floats(doc["loss"]).ravel().tolist()
-    lr = _unruns(doc["lr"], n)
+    if "steps" in doc:
+        steps = np.array([int(x) for x in doc["steps"]], dtype=np.int64)
+    else:
+        steps = np.arange(int(doc["step"]), int(doc["step"]) + n, dtype=np.int64)
+    loss = unpack_floats(doc["loss"]).ravel()
+    lr = np.array(_unruns(doc["lr"], n), dtype=np.float64)
     if "ur" in doc:
         ratios = [tuple(unpack_floats(x).ravel().tolist()) for x in doc["ur"]]
     elif doc["p"]:
-        ratios = list(map(tuple, unpack_floats(doc["u"], int(doc["p"])).tolist()))
+        width = int(doc["p"])
+        ratios = unpack_floats(doc["u"], width)
         for i, packed in doc.get("ue", {}).items():
-            ratios[int(i)] = tuple(unpack_floats(packed).ravel().tolist())
+            ratios[_row(i, n)] = unpack_floats(packed).ravel()   # a row of another width: ValueError
     else:
-        ratios = [()] * n
+        ratios = np.zeros((n, 0))
     if not len(steps) == len(loss) == len(ratios) == n:
         raise ValueError("step columns differ in length")
-    results = list(map(StepResult, map(int, steps), loss, lr, ratios))  # the quick way
-    for i, d in doc.get("x", {}).items():
-        results[int(i)] = replace(results[int(i)], stats=decode_snapshot2(d))
-    for i, d in doc.get("nf", {}).items():
-        results[int(i)] = replace(results[int(i)], nonfinite=_nonfinite(d))
-    return Steps(tuple(results))
+    stats = {_row(i, n): decode_snapshot2(d) for i, d in doc.get("x", {}).items()}
+    nonfinite = {_row(i, n): _nonfinite(d) for i, d in doc.get("nf", {}).items()}
+    return Steps(StepBlock(steps, loss, lr, ratios, stats, nonfinite))
+
+
+def _row(key: str, n: int) -> int:
+    """A row named in a steps line ("x", "nf", "ue"): one of its n rows."""
+    i = int(key)
+    if not 0 <= i < n:
+        raise ValueError(f"row {key!r} of a line of {n} steps")
+    return i
 
 
 def _nonfinite(d: dict) -> NonFinite:

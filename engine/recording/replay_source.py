@@ -343,6 +343,19 @@ class ReplaySource:
     def start(self) -> None:
         pass   # the worker started with the source: the head is already read
 
+    def head(self) -> list[Message]:
+        """The messages before the first step (the header, a sweep's runs,
+        early events), read before the viewer opened: its first frame shows
+        the run at once, without decoding a step. poll() goes on from there."""
+        with self._lock:
+            if self.pos or self._rewind:
+                return []
+            end, upto = 0, min(self.target, len(self.items))
+            while end < upto and not isinstance(self.items[end], _Steps):
+                end += 1
+            self.pos = end
+            return self._deliver(self.items[:end])
+
     def poll(self, limit: int = 1000) -> list[Message]:
         with self._lock:
             if self._follow_end:

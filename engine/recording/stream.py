@@ -31,6 +31,7 @@ dataclasses that were written, so figures round-trip bit for bit.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -38,7 +39,6 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, fields, replace
-from importlib import metadata
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -56,14 +56,17 @@ SWEEP_VERSION = 3   # a sweep's recording: runs tagged "r", labels in the header
 READS = (1, 2, 3)   # versions this traintop reads
 
 
-def _traintop_version() -> str:
+@functools.cache
+def traintop_version() -> str:
+    """Asked when a header is written, not at import: importlib.metadata costs
+    a viewer's start-up ~30 ms."""
+    from importlib import metadata
     try:
         return metadata.version("traintop")
     except metadata.PackageNotFoundError:   # run from a checkout, not installed
         return "unknown"
 
 
-TRAINTOP_VERSION = _traintop_version()
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -94,7 +97,7 @@ def header(info: RunInfo, meta: dict | None = None, sweep: Sweep | None = None) 
     # `created` makes every recording's first line unique, so a follower can
     # tell a rewritten file from the one it was reading.
     doc = {"format": FORMAT, "version": SWEEP_VERSION if sweep else VERSION,
-           "traintop": TRAINTOP_VERSION, "created": time.time(), "info": _plain(info),
+           "traintop": traintop_version(), "created": time.time(), "info": _plain(info),
            "meta": _plain(meta or {})}
     if sweep:
         doc["sweep"] = {"labels": list(sweep.labels), "keys": list(sweep.keys)}

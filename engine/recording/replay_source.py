@@ -76,6 +76,9 @@ class ReplaySource:
         self.size = os.fstat(self._file.fileno()).st_size
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # The worker reads on once the viewer first polls: its first frame
+        # (the head) is drawn without a thread parsing JSON beside it.
+        self._wanted = threading.Event()
         self.items: list = []          # RunStarted/Event messages and _Steps entries
         self.marks: list[int] = []     # marks[k]: how many items bring a viewer to snapshot k
         self.snapshot_steps: list[int] = []
@@ -122,6 +125,7 @@ class ReplaySource:
             raise InputError(f"{self.path}: empty recording (no complete header line)")
 
     def _read_rest(self) -> None:
+        self._wanted.wait()
         try:
             while not self.loaded and not self._stop.is_set():
                 self._read_chunk()
@@ -236,6 +240,7 @@ class ReplaySource:
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Block until the worker has read the whole file (tests, benchmarks)."""
+        self._wanted.set()
         self._thread.join(timeout)
         return self.loaded
 
@@ -341,7 +346,7 @@ class ReplaySource:
 
     # ----- Source --------------------------------------------------------------------
     def start(self) -> None:
-        pass   # the worker started with the source: the head is already read
+        pass   # the head is already read; the worker reads on from the first poll()
 
     def head(self) -> list[Message]:
         """The messages before the first step (the header, a sweep's runs,
@@ -357,6 +362,7 @@ class ReplaySource:
             return self._deliver(self.items[:end])
 
     def poll(self, limit: int = 1000) -> list[Message]:
+        self._wanted.set()
         with self._lock:
             if self._follow_end:
                 self.target = len(self.items)
@@ -480,6 +486,7 @@ class ReplaySource:
     def close(self) -> None:
         self.pause()
         self._stop.set()
+        self._wanted.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5.0)
         self._file.close()

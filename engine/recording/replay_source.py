@@ -3,13 +3,14 @@
 The head of the file (the header and the lines up to the first stats
 snapshot, at least HEAD_BYTES) is read before the source is handed to a
 viewer: a missing file, a foreign one or a corrupt start is one error line
-before the screen opens, and the first frame has what it needs. A worker
-thread reads the rest. It keeps an index, not the decoded run: for each
+before the screen opens, and the first frame has what it needs (head()).
+A worker thread reads the rest, from the viewer's first poll() on. It keeps an index, not the decoded run: for each
 line where it lies (its offset in a plain file; the line itself, zlib'd, in
 a gzip one, which cannot be read from the middle) and, per delivery item of
 up to PLAY_GRAIN steps, its steps, last lr and whether a snapshot ends it.
-A line is decoded again when it is delivered (the last few are cached), so
-memory grows by a few bytes per ten steps, not by the run's figures.
+A line is decoded again when it is delivered (the last few are cached), as
+columns (a StepBlock), so memory grows by a few bytes per ten steps, not by
+the run's figures.
 
 The cursor moves through the snapshots read so far (next/previous,
 home/end, play at a speed in steps per second) and never waits for the
@@ -40,7 +41,7 @@ PLAY_GRAIN = 10       # steps per delivery item: how finely play advances
 HEAD_BYTES = 1 << 20  # read before the viewer opens: small files are checked whole
 HEAD_MAX = 8 << 20    # ... and on to the first snapshot, up to this much
 CHUNK = 1 << 20
-CATCH_UP_ITEMS = 5000  # items a poll delivers when not playing (~50,000 steps, ~0.3 s to fold)
+CATCH_UP_ITEMS = 5000  # items a poll delivers when not playing (~50,000 steps, ~0.1 s to fold)
 LINES_CACHED = 4
 
 

@@ -17,9 +17,11 @@ version 2, byte for byte as before.
 Version 2 writes step results as columnar blocks: losses and update:data
 ratios as packed float arrays, the lr as runs of equal values, the stats
 snapshots of the block keyed by row, their figures packed and their
-histograms as integer counts (traintop.engine.recording.packing). Version 1
-wrote every step as a row of JSON numbers (`{"t": "steps", "results": [...]}`)
-and every histogram as densities; both are read.
+histograms as integer counts (traintop.engine.recording.packing), and such a
+line decodes to columns too: a Steps whose results are a StepBlock
+(traintop.engine.step_block), which builds each StepResult only when asked.
+Version 1 wrote every step as a row of JSON numbers (`{"t": "steps",
+"results": [...]}`) and every histogram as densities; both are read.
 
 The header is the first run's RunStarted. Every line is a whole JSON value
 ending in a newline; a line without its newline is still being written (or

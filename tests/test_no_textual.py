@@ -28,7 +28,8 @@ print(",".join(loaded))
 VIEWER_MODULES = [
     "traintop", "traintop.commands.cli", "traintop.commands.app", "traintop.commands.replay",
     "traintop.commands.attach", "traintop.commands.export", "traintop.commands.options",
-    "traintop.engine.results", "traintop.engine.config", "traintop.engine.report",
+    "traintop.engine.results", "traintop.engine.step_block", "traintop.engine.config",
+    "traintop.engine.report",
     "traintop.engine.training.history", "traintop.engine.training.checkpoint_header",
     "traintop.data.words", "traintop.data.errors",
     "traintop.engine.sweep.spec",   # --sweep is parsed in the app's UI process
@@ -85,6 +86,31 @@ def test_headless_run_never_loads_textual():
              "code = main(['run', '--steps', '2', '--n-hidden', '8', '--json'])\n"
              "assert code == 0\n"
              "assert 'textual' not in sys.modules, 'textual was imported'\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_replays_first_frame_waits_for_no_numpy(tmp_path):
+    """Everything the replay app imports and reads before its first frame (the
+    command, the app, the source and the file's head) loads no numpy: it is
+    imported when the first steps are decoded, after that frame."""
+    rec = tmp_path / "run.jsonl"
+    made = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "30",
+                           "--n-hidden", "8", "--record", str(rec)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    probe = ("import sys\n"
+             "import traintop.commands.replay, traintop.tui.app\n"
+             "from traintop.engine.recording.file_source import ReplaySource\n"
+             "from traintop.engine.recording.run_state import RunState\n"
+             f"source = ReplaySource({str(rec)!r})\n"
+             "state = RunState()\n"
+             "for m in source.head(): state.apply(m)\n"
+             "assert state.info is not None\n"
+             "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
+             "source.poll()\n"
+             "assert 'numpy' in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

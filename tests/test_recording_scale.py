@@ -98,6 +98,32 @@ def test_replay_shows_its_head_before_the_file_is_read(tmp_path, monkeypatch):
     source.close()
 
 
+def test_replay_head_is_the_run_before_its_steps(tmp_path, monkeypatch):
+    """head(): the header and the events before the first step, for a
+    viewer's first frame; the worker reads past the head only once the viewer
+    polls, and poll() goes on after the head."""
+    path = _long_recording(tmp_path / "long.jsonl", 3_000)
+    monkeypatch.setattr(replay_source, "HEAD_BYTES", 1)      # the head: the first snapshot-free
+    monkeypatch.setattr(replay_source, "HEAD_MAX", 1)        # chunk only
+    monkeypatch.setattr(replay_source, "CHUNK", 4096)
+    source = ReplaySource(path)
+    read = source.read_bytes
+    head = source.head()
+    assert [type(m) for m in head] == [RunStarted] and head[0].info == INFO
+    assert source.head() == []                               # given once
+    assert source.read_bytes == read and not source.loaded   # the worker waits for a poll
+    assert source.wait_loaded(30)
+    state = RunState()
+    for m in head:
+        state.apply(m)
+    while batch := source.poll():
+        assert not any(isinstance(m, RunStarted) for m in batch)
+        for m in batch:
+            state.apply(m)
+    assert state.step == 3_000 and state.runs == 1
+    source.close()
+
+
 def test_attach_joins_a_long_file_near_its_end(tmp_path, monkeypatch):
     from traintop.engine.recording.stream import StreamWriter, decode_info  # noqa: F401
     from traintop.engine.results import Histogram, LayerStats, StatsSnapshot

@@ -208,12 +208,17 @@ class TraintopApp(SweepKeys, App[int]):
     def on_mount(self) -> None:
         cols, rows = self.size
         self.screen.set_class(cols >= GRID_MIN[0] and rows >= GRID_MIN[1], "-grid")
+        head = getattr(self.source, "head", None)
+        if head is not None:   # a replay's header, read before the app opened
+            self.take(head())
         self.show_status()
         try:
             self.source.start()
         except Exception as exc:  # noqa: BLE001 - a source that cannot start is shown, not fatal
             self.notify(f"source did not start: {exc}", severity="error", timeout=10)
-        self.set_interval(POLL_SECONDS, self.drain)
+        # The source is drained once the first frame is up: a replay's
+        # catch-up (tenths of a second a poll) would hold that frame back.
+        self.call_after_refresh(self.set_interval, POLL_SECONDS, self.drain)
         self.set_interval(TICK_SECONDS, self.redraw_tick)
         # The help screen's Markdown (~0.1 s of imports) loads once the first
         # frame is up, so `?` opens it at once and the first frame never waits.
@@ -235,6 +240,10 @@ class TraintopApp(SweepKeys, App[int]):
         except Exception as exc:  # noqa: BLE001 - keep the app alive
             self.report_error(f"source: {exc}")
             return
+        self.take(messages)
+
+    def take(self, messages: list) -> None:
+        """Fold a poll's messages in and mark what they changed."""
         if not messages:
             return
         changed: set[str] = set()     # in the run the tabs show

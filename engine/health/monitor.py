@@ -21,6 +21,7 @@ from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
                                  initial_loss, loss_diverging, non_finite, snapshot_findings,
                                  sort_key, update_burst, update_level)
 from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
+from ..step_block import StepBlock
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 BIG_BLOCK = 1000   # steps from which observe_many's numpy passes beat a Python loop
@@ -107,12 +108,12 @@ class HealthMonitor:
             self._loss_best = min(self._loss_best, self._loss_level)
             self._loss_step = step
 
-    def _observe_losses(self, losses: list[float], steps: list[int]) -> None:
-        """_observe_loss of each (loss, step) of increasing steps, at once: the
-        medians fall at the same steps over the same windows (a recording's
-        200,000 steps would take a Python median every 10 of them)."""
+    def _observe_losses(self, losses, steps) -> None:
+        """_observe_loss of each (loss, step) of increasing steps (arrays), at
+        once: the medians fall at the same steps over the same windows (a
+        recording's 200,000 steps would take a Python median every 10 of them)."""
         if len(losses) < BIG_BLOCK:   # numpy's set-up would cost more than it saves
-            for loss, step in zip(losses, steps):
+            for loss, step in zip(losses.tolist(), steps.tolist()):
                 self._observe_loss(loss, step)
             return
         import numpy as np
@@ -144,36 +145,30 @@ class HealthMonitor:
         return loss_diverging(self._loss_level, self._loss_best, self.info.expected_initial_loss,
                               len(self._losses), self._loss_step, self.thresholds, self.lecture)
 
-    def observe_many(self, results, ratios=None) -> None:
+    def observe_many(self, results) -> None:
         """observe() of each result, in one pass where that is the same: a
         block of increasing steps (a recording's) keeps the last snapshot's
         findings and the last window of ratios, and finds the first far too
-        large step with one comparison over the block."""
+        large step with one comparison over the block. `results`: any
+        sequence of them; a StepBlock's columns are read as they are."""
         import numpy as np
-        if results and results[0].step == 1 and len(results) > 1:
+        block = StepBlock.of(results)
+        if len(block) > 1 and block.steps[0] == 1:
             # A run's first step judges the initial loss: that one alone, the rest at once.
-            self.observe(results[0])
-            return self.observe_many(results[1:], None if ratios is None else ratios[1:])
-        steps = [r.step for r in results]
-        if (not results or steps[0] <= self._last_step or steps[0] == 1
-                or not (all(b > a for a, b in zip(steps, steps[1:])) if len(steps) < BIG_BLOCK
-                        else (np.diff(steps) > 0).all())
-                or any(r.nonfinite is not None or not r.update_ratio_log10 for r in results)):
-            for r in results:
+            self.observe(block[0])
+            return self.observe_many(block[1:])
+        steps = block.steps
+        if (not len(block) or steps[0] <= self._last_step or steps[0] == 1
+                or not (np.diff(steps) > 0).all() or block.nonfinite or not block.width):
+            for r in block:
                 self.observe(r)
             return
         t = self.thresholds
-        self._last_step = steps[-1]
-        self._observe_losses([r.loss for r in results], steps)
-        snapshots = [r.stats for r in results if r.stats is not None]
-        if snapshots:
-            self.observe_snapshot(snapshots[-1])
-        width = (ratios.shape[1] if ratios is not None and ratios.ndim == 2
-                 else min(len(r.update_ratio_log10) for r in results))
-        cols = [i for i in self._weights if i < width]
-        if ratios is None:   # (n, P) of the results' ratios, where the caller has it
-            ratios = np.array([r.update_ratio_log10[:width] for r in results])
-        rows = ratios[:, :width][:, cols]
+        self._last_step = int(steps[-1])
+        self._observe_losses(block.loss, steps)
+        if block.stats:
+            self.observe_snapshot(block.stats[max(block.stats)])
+        rows = block.ratios[:, [i for i in self._weights if i < block.width]]
         if not self._burst and rows.size:
             finite = np.isfinite(rows)
             # The upper middle of a row's finite values is over the line
@@ -183,7 +178,8 @@ class HealthMonitor:
             if over.size:
                 k = int(over[0])
                 values = [v for v in rows[k].tolist() if math.isfinite(v)]
-                self._burst = update_burst(statistics.median(values), steps[k], t, self.lecture)
+                self._burst = update_burst(statistics.median(values), int(steps[k]), t,
+                                           self.lecture)
         for row in rows[-self._window.maxlen:].tolist():
             self._window.append(tuple(row))
         self._update = None

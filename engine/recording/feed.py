@@ -9,6 +9,7 @@ across processes and serialise to JSON lines (see traintop.engine.recording.stre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,9 +27,11 @@ class RunStarted:
 
 @dataclass(frozen=True)
 class Steps:
-    """Consecutive step results, batched to keep the message rate low."""
+    """Consecutive step results, batched to keep the message rate low: a
+    tuple from a live run, a StepBlock (the same results, as columns) from a
+    recording (traintop.engine.step_block)."""
 
-    results: tuple[StepResult, ...]
+    results: Sequence[StepResult]
     run: int = 0
 
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 import base64
 import binascii
 
-import numpy as np
+# numpy is imported where used: a viewer reads a recording's head (and
+# shows its first frame) before any packed payload needs it.
 
-_FLOAT_KINDS = {"f": (np.float32, np.uint32), "d": (np.float64, np.uint64)}
+_FLOAT_KINDS = {"f": ("<f4", "<u4"), "d": ("<f8", "<u8")}   # kind: (float, bits) dtypes
 
 
 def pack_floats(values, columns: int = 1, round32: bool = False) -> str:
     """Rows of `columns` floats (a flat sequence, row by row) as one string;
     `round32`: float32 even where a value needs float64 (see stream's steps)."""
+    import numpy as np
     a = np.asarray(values, dtype=np.float64).reshape(-1, columns)
     with np.errstate(over="ignore"):
         f = a.astype(np.float32)
@@ -42,6 +44,7 @@ def pack_floats(values, columns: int = 1, round32: bool = False) -> str:
 
 def unpack_floats(text: str, columns: int = 1) -> np.ndarray:
     """pack_floats' rows back, as a (rows, columns) float64 array."""
+    import numpy as np
     try:
         dtype, utype = _FLOAT_KINDS[text[:1]]
         raw = np.frombuffer(base64.b64decode(text[1:], validate=True), np.uint8)
@@ -52,7 +55,7 @@ def unpack_floats(text: str, columns: int = 1) -> np.ndarray:
         raise ValueError("bad packed floats (length)")
     rows = raw.size // (size * columns)
     bits = raw.reshape(size, columns, rows).transpose(2, 1, 0).copy()
-    return bits.view(np.dtype(dtype).newbyteorder("<")).reshape(rows, columns).astype(np.float64)
+    return bits.view(dtype).reshape(rows, columns).astype(np.float64)
 
 
 def histogram_counts(lo: float, hi: float, density, hint: int | None = None):
@@ -62,6 +65,7 @@ def histogram_counts(lo: float, hi: float, density, hint: int | None = None):
     the totals that make every bin's share of the smallest nonzero bin a
     whole number, the smallest bin holding 1 to 256 items.
     """
+    import numpy as np
     d = np.asarray(density, dtype=np.float64)
     width = (hi - lo) / len(d) if len(d) else 0.0
     if not len(d) or not np.isfinite(d).all() or not (width > 0 and np.isfinite(width)):
@@ -91,6 +95,7 @@ def histogram_counts(lo: float, hi: float, density, hint: int | None = None):
 
 def _whole(d: np.ndarray, width: float, total: int):
     """(total, counts) if `total` items give back density `d` exactly, else None."""
+    import numpy as np
     if not 0 < total < 2 ** 53:
         return None
     norm = total * width
@@ -102,6 +107,7 @@ def _whole(d: np.ndarray, width: float, total: int):
 
 def density_of(lo: float, hi: float, total: int, counts: np.ndarray) -> list[float]:
     """The engines' own division: count / (total * width), in float64."""
+    import numpy as np
     width = (hi - lo) / len(counts)
     return (counts.astype(np.float64) / (total * width)).tolist()
 
@@ -111,6 +117,7 @@ def pack_counts(counts: np.ndarray) -> str:
     16,384, ...; a histogram's tails hold small counts, its middle large ones.
     A plain loop: for a histogram's ~50 counts it is ~20x faster than numpy's
     per-call overhead, and watch(every=1) packs dozens a step."""
+    import numpy as np
     out = bytearray()
     for value in np.asarray(counts, dtype=np.uint64).tolist():
         while value >= 0x80:
@@ -121,6 +128,7 @@ def pack_counts(counts: np.ndarray) -> str:
 
 
 def unpack_counts(text: str) -> np.ndarray:
+    import numpy as np
     try:
         raw = np.frombuffer(base64.b64decode(text[1:], validate=True), np.uint8)
     except (binascii.Error, TypeError) as exc:

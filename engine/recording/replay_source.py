@@ -3,13 +3,14 @@
 The head of the file (the header and the lines up to the first stats
 snapshot, at least HEAD_BYTES) is read before the source is handed to a
 viewer: a missing file, a foreign one or a corrupt start is one error line
-before the screen opens, and the first frame has what it needs. A worker
-thread reads the rest. It keeps an index, not the decoded run: for each
+before the screen opens, and the first frame has what it needs (head()).
+A worker thread reads the rest, from the viewer's first poll() on. It keeps an index, not the decoded run: for each
 line where it lies (its offset in a plain file; the line itself, zlib'd, in
 a gzip one, which cannot be read from the middle) and, per delivery item of
 up to PLAY_GRAIN steps, its steps, last lr and whether a snapshot ends it.
-A line is decoded again when it is delivered (the last few are cached), so
-memory grows by a few bytes per ten steps, not by the run's figures.
+A line is decoded again when it is delivered (the last few are cached), as
+columns (a StepBlock), so memory grows by a few bytes per ten steps, not by
+the run's figures.
 
 The cursor moves through the snapshots read so far (next/previous,
 home/end, play at a speed in steps per second) and never waits for the
@@ -27,10 +28,10 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
 
 from ...data.errors import InputError
+from ..step_block import StepBlock
 from .feed import Command, Event, Message, RunStarted, Status, Steps
 from .stream import (Inflater, LineDecoder, decode, decode_snapshot, decode_snapshot2, is_gzip,
                      step_rows)
@@ -40,7 +41,7 @@ PLAY_GRAIN = 10       # steps per delivery item: how finely play advances
 HEAD_BYTES = 1 << 20  # read before the viewer opens: small files are checked whole
 HEAD_MAX = 8 << 20    # ... and on to the first snapshot, up to this much
 CHUNK = 1 << 20
-CATCH_UP_ITEMS = 5000  # items a poll delivers when not playing (~50,000 steps, ~0.3 s to fold)
+CATCH_UP_ITEMS = 5000  # items a poll delivers when not playing (~50,000 steps, ~0.1 s to fold)
 LINES_CACHED = 4
 
 
@@ -76,6 +77,9 @@ class ReplaySource:
         self.size = os.fstat(self._file.fileno()).st_size
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # The worker reads on once the viewer first polls: its first frame
+        # (the head) is drawn without a thread parsing JSON beside it.
+        self._wanted = threading.Event()
         self.items: list = []          # RunStarted/Event messages and _Steps entries
         self.marks: list[int] = []     # marks[k]: how many items bring a viewer to snapshot k
         self.snapshot_steps: list[int] = []
@@ -122,6 +126,7 @@ class ReplaySource:
             raise InputError(f"{self.path}: empty recording (no complete header line)")
 
     def _read_rest(self) -> None:
+        self._wanted.wait()
         try:
             while not self.loaded and not self._stop.is_set():
                 self._read_chunk()
@@ -236,6 +241,7 @@ class ReplaySource:
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         """Block until the worker has read the whole file (tests, benchmarks)."""
+        self._wanted.set()
         self._thread.join(timeout)
         return self.loaded
 
@@ -259,7 +265,7 @@ class ReplaySource:
         else:
             snapshots = {i: (1, r[4]) for i, r in enumerate(doc["results"]) if r[4] is not None}
             doc = {**doc, "results": [[*r[:4], None, *r[5:]] for r in doc["results"]]}
-        cached = (decode(doc).results, snapshots)
+        cached = (StepBlock.of(decode(doc).results), snapshots)
         self._cache[line] = cached
         if len(self._cache) > LINES_CACHED:
             self._cache.popitem(last=False)
@@ -341,9 +347,23 @@ class ReplaySource:
 
     # ----- Source --------------------------------------------------------------------
     def start(self) -> None:
-        pass   # the worker started with the source: the head is already read
+        pass   # the head is already read; the worker reads on from the first poll()
+
+    def head(self) -> list[Message]:
+        """The messages before the first step (the header, a sweep's runs,
+        early events), read before the viewer opened: its first frame shows
+        the run at once, without decoding a step. poll() goes on from there."""
+        with self._lock:
+            if self.pos or self._rewind:
+                return []
+            end, upto = 0, min(self.target, len(self.items))
+            while end < upto and not isinstance(self.items[end], _Steps):
+                end += 1
+            self.pos = end
+            return self._deliver(self.items[:end])
 
     def poll(self, limit: int = 1000) -> list[Message]:
+        self._wanted.set()
         with self._lock:
             if self._follow_end:
                 self.target = len(self.items)
@@ -399,13 +419,13 @@ class ReplaySource:
                     found.add(chunk[3].run)
         out: list[Message] = []
         # The steps of neighbouring chunks, per run (a sweep's runs take turns):
-        # one Steps per run, folded at once.
-        rows_of: dict[int, list] = {}
+        # one Steps per run, its lines' columns joined (a StepBlock), folded at once.
+        parts_of: dict[int, list] = {}
 
         def steps_so_far() -> None:
-            for run, rows in sorted(rows_of.items()):
-                out.append(Steps(tuple(rows), run=run))
-            rows_of.clear()
+            for run, parts in sorted(parts_of.items()):
+                out.append(Steps(StepBlock.concat(parts), run=run))
+            parts_of.clear()
 
         for k, chunk in enumerate(chunks):
             if not isinstance(chunk, list):
@@ -416,16 +436,14 @@ class ReplaySource:
                 continue
             line, lo, hi, last = chunk
             run = last.run
-            rows = rows_of.setdefault(run, [])
             results, snapshots = self._results(line)
             part = results[lo:hi]
             if k in shown:
                 row = shown[k]
                 version, payload = snapshots[row]
                 stats = decode_snapshot2(payload) if version == 2 else decode_snapshot(payload)
-                part = (*part[:row - lo], replace(part[row - lo], stats=stats),
-                        *part[row - lo + 1:])
-            rows += part
+                part = part.with_stats(row - lo, stats)
+            parts_of.setdefault(run, []).append(part)
             self._delivered[run] = (last.last, last.lr)
         steps_so_far()
         return out
@@ -469,6 +487,7 @@ class ReplaySource:
     def close(self) -> None:
         self.pause()
         self._stop.set()
+        self._wanted.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(5.0)
         self._file.close()

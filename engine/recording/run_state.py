@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # numpy is imported where used: the app's first frame does not wait for it.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from ..health.monitor import HealthMonitor
 from ..report import build_report
 from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
+from ..step_block import StepBlock
 from ..training.history import History
 from .feed import Event, Message, RunStarted, Status, Steps
 
@@ -131,10 +133,11 @@ class RunState:
         self.monitor = HealthMonitor(message.info)
         return set(ALL_PANES)
 
-    def _steps(self, results: tuple[StepResult, ...]) -> set[str]:
-        if len(results) >= BLOCK and all(r.nonfinite is None for r in results) and \
-                len({len(r.update_ratio_log10) for r in results}) == 1:
-            return self._block(results)
+    def _steps(self, results: Sequence[StepResult]) -> set[str]:
+        if len(results) >= BLOCK:
+            block = StepBlock.of(results)    # a recording's lines are blocks already
+            if not block.nonfinite and block.width is not None:
+                return self._block(block)
         history, monitor = self.history, self.monitor
         changed = {"status", "loss", "ratio"}
         for r in results:
@@ -176,26 +179,23 @@ class RunState:
         """"died", "hung" or "starting" (a fresh child after a death); None otherwise."""
         return self.trainer.data.get("state") if self.trainer is not None else None
 
-    def _block(self, results: tuple[StepResult, ...]) -> set[str]:
-        """_steps of many plain steps at once (a recording read at speed)."""
+    def _block(self, block: StepBlock) -> set[str]:
+        """_steps of many plain steps at once, from their columns (a recording read at speed)."""
         import numpy as np
         changed = {"status", "loss", "ratio"}
         if self.first_loss is None:
-            self.first_loss = results[0].loss
-        ratios = np.array([r.update_ratio_log10 for r in results], dtype=np.float64)
-        loss = np.array([r.loss for r in results], dtype=np.float64)
+            self.first_loss = float(block.loss[0])
+        loss = block.loss
         with np.errstate(divide="ignore", invalid="ignore"):   # StepResult.log10_loss, at once
             log10 = np.where((loss > 0) & np.isfinite(loss), np.log10(loss), np.nan)
-        self.history.add_many(log10, [r.lr for r in results], ratios)
+        self.history.add_many(log10, block.lr, block.ratios)
         if self.monitor is not None:
-            self.monitor.observe_many(results, ratios)
+            self.monitor.observe_many(block)
             changed.add("health")
-        for r in reversed(results):
-            if r.stats is not None:
-                self.stats = r.stats
-                changed |= {"saturation", "histograms", "weights"}
-                break
-        self.last = results[-1]
+        if block.stats:
+            self.stats = block.stats[max(block.stats)]
+            changed |= {"saturation", "histograms", "weights"}
+        self.last = block[-1]
         self._status_is_newer = False
         return changed
 

@@ -17,9 +17,11 @@ version 2, byte for byte as before.
 Version 2 writes step results as columnar blocks: losses and update:data
 ratios as packed float arrays, the lr as runs of equal values, the stats
 snapshots of the block keyed by row, their figures packed and their
-histograms as integer counts (traintop.engine.recording.packing). Version 1
-wrote every step as a row of JSON numbers (`{"t": "steps", "results": [...]}`)
-and every histogram as densities; both are read.
+histograms as integer counts (traintop.engine.recording.packing), and such a
+line decodes to columns too: a Steps whose results are a StepBlock
+(traintop.engine.step_block), which builds each StepResult only when asked.
+Version 1 wrote every step as a row of JSON numbers (`{"t": "steps",
+"results": [...]}`) and every histogram as densities; both are read.
 
 The header is the first run's RunStarted. Every line is a whole JSON value
 ending in a newline; a line without its newline is still being written (or
@@ -31,6 +33,7 @@ dataclasses that were written, so figures round-trip bit for bit.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
@@ -38,7 +41,6 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, fields, replace
-from importlib import metadata
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -48,6 +50,7 @@ from .packing import (density_of, histogram_counts, pack_counts, pack_floats, un
                       unpack_floats)
 from ..results import (Histogram, LayerStats, NonFinite, RunInfo, StatsSnapshot,
                             StepResult, WeightStats)
+from ..step_block import StepBlock
 
 FORMAT = "traintop-stream"
 VERSION = 2
@@ -55,14 +58,17 @@ SWEEP_VERSION = 3   # a sweep's recording: runs tagged "r", labels in the header
 READS = (1, 2, 3)   # versions this traintop reads
 
 
-def _traintop_version() -> str:
+@functools.cache
+def traintop_version() -> str:
+    """Asked when a header is written, not at import: importlib.metadata costs
+    a viewer's start-up ~30 ms."""
+    from importlib import metadata
     try:
         return metadata.version("traintop")
     except metadata.PackageNotFoundError:   # run from a checkout, not installed
         return "unknown"
 
 
-TRAINTOP_VERSION = _traintop_version()
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -93,7 +99,7 @@ def header(info: RunInfo, meta: dict | None = None, sweep: Sweep | None = None) 
     # `created` makes every recording's first line unique, so a follower can
     # tell a rewritten file from the one it was reading.
     doc = {"format": FORMAT, "version": SWEEP_VERSION if sweep else VERSION,
-           "traintop": TRAINTOP_VERSION, "created": time.time(), "info": _plain(info),
+           "traintop": traintop_version(), "created": time.time(), "info": _plain(info),
            "meta": _plain(meta or {})}
     if sweep:
         doc["sweep"] = {"labels": list(sweep.labels), "keys": list(sweep.keys)}
@@ -316,26 +322,37 @@ def _unruns(runs: list, n: int) -> list[float]:
 
 
 def _decode_steps2(doc: dict) -> Steps:
+    """A line of steps as columns (a StepBlock): no StepResult is built here."""
+    import numpy as np
     n = int(doc["n"])
-    steps = doc["steps"] if "steps" in doc else range(int(doc["step"]), int(doc["step"]) + n)
-    loss = unpack_floats(doc["loss"]).ravel().tolist()
-    lr = _unruns(doc["lr"], n)
+    if "steps" in doc:
+        steps = np.array([int(x) for x in doc["steps"]], dtype=np.int64)
+    else:
+        steps = np.arange(int(doc["step"]), int(doc["step"]) + n, dtype=np.int64)
+    loss = unpack_floats(doc["loss"]).ravel()
+    lr = np.array(_unruns(doc["lr"], n), dtype=np.float64)
     if "ur" in doc:
         ratios = [tuple(unpack_floats(x).ravel().tolist()) for x in doc["ur"]]
     elif doc["p"]:
-        ratios = list(map(tuple, unpack_floats(doc["u"], int(doc["p"])).tolist()))
+        width = int(doc["p"])
+        ratios = unpack_floats(doc["u"], width)
         for i, packed in doc.get("ue", {}).items():
-            ratios[int(i)] = tuple(unpack_floats(packed).ravel().tolist())
+            ratios[_row(i, n)] = unpack_floats(packed).ravel()   # a row of another width: ValueError
     else:
-        ratios = [()] * n
+        ratios = np.zeros((n, 0))
     if not len(steps) == len(loss) == len(ratios) == n:
         raise ValueError("step columns differ in length")
-    results = list(map(StepResult, map(int, steps), loss, lr, ratios))  # the quick way
-    for i, d in doc.get("x", {}).items():
-        results[int(i)] = replace(results[int(i)], stats=decode_snapshot2(d))
-    for i, d in doc.get("nf", {}).items():
-        results[int(i)] = replace(results[int(i)], nonfinite=_nonfinite(d))
-    return Steps(tuple(results))
+    stats = {_row(i, n): decode_snapshot2(d) for i, d in doc.get("x", {}).items()}
+    nonfinite = {_row(i, n): _nonfinite(d) for i, d in doc.get("nf", {}).items()}
+    return Steps(StepBlock(steps, loss, lr, ratios, stats, nonfinite))
+
+
+def _row(key: str, n: int) -> int:
+    """A row named in a steps line ("x", "nf", "ue"): one of its n rows."""
+    i = int(key)
+    if not 0 <= i < n:
+        raise ValueError(f"row {key!r} of a line of {n} steps")
+    return i
 
 
 def _nonfinite(d: dict) -> NonFinite:

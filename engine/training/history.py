@@ -247,10 +247,11 @@ def _extend_together(group: list[Series], tick: int, v: np.ndarray) -> None:
         ok = np.isfinite(block)
         sums, counts = np.where(ok, block, 0.0).sum(axis=1), ok.sum(axis=1)
         means = np.divide(sums, counts, out=np.full(sums.shape, math.nan), where=counts > 0)
-        ticks = range(tick + i, tick + i + m * stride, stride)
-        for s, column in zip(group, means.T.tolist()):
-            s.ticks.extend(ticks)
-            s.values.extend(column)
+        # As bytes: array.extend would take each value as a Python object.
+        ticks = np.arange(tick + i, tick + i + m * stride, stride, dtype=np.int64).tobytes()
+        for s, column in zip(group, np.ascontiguousarray(means.T)):
+            s.ticks.frombytes(ticks)
+            s.values.frombytes(column.tobytes())
         i += m * stride
         if len(lead.values) >= lead.capacity:
             for s in group:

@@ -16,6 +16,7 @@ from ..engine.recording.run_state import RunState
 from ..engine.recording.sweep_state import SweepState
 from ..engine.training.history import History
 from ..engine.recording.stream import LineDecoder, read
+from ..engine.step_block import StepBlock
 
 # Steps folded together by --json (see _coalesced).
 COALESCE_STEPS = 10_000
@@ -90,19 +91,19 @@ def _coalesced(messages, steps: int | None = None):
     same. A sweep's runs take turns line by line: each run's steps are held
     apart, and every held block goes out before any other message."""
     steps = COALESCE_STEPS if steps is None else steps
-    held: dict[int, list] = {}
+    held: dict[int, list] = {}   # run -> its blocks held, joined when they go out
 
     def blocks():
-        for run, results in held.items():
-            yield Steps(tuple(results), run=run)
+        for run, parts in held.items():
+            yield Steps(StepBlock.concat(parts), run=run)
         held.clear()
 
     for message in messages:
         if isinstance(message, Steps):
-            results = held.setdefault(message.run, [])
-            results.extend(message.results)
-            if len(results) >= steps:
-                yield Steps(tuple(results), run=message.run)
+            parts = held.setdefault(message.run, [])
+            parts.append(message.results)
+            if sum(map(len, parts)) >= steps:
+                yield Steps(StepBlock.concat(parts), run=message.run)
                 del held[message.run]
             continue
         yield from blocks()

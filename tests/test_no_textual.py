@@ -91,26 +91,28 @@ def test_headless_run_never_loads_textual():
     assert proc.returncode == 0, proc.stderr
 
 
-def test_a_replays_first_frame_waits_for_no_numpy(tmp_path):
-    """Everything the replay app imports and reads before its first frame (the
-    command, the app, the source and the file's head) loads no numpy: it is
-    imported when the first steps are decoded, after that frame."""
+def test_a_replays_first_frame_is_its_head_and_first_snapshot(tmp_path):
+    """The replay app's imports and its reading of the file's head load no
+    numpy; the first frame (head()) is the run up to its first stats
+    snapshot, decoded, and the rest comes with the polls after it."""
     rec = tmp_path / "run.jsonl"
-    made = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "30",
-                           "--n-hidden", "8", "--record", str(rec)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    made = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "300",
+                           "--n-hidden", "8", "--stats-every", "100", "--record", str(rec)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, made.stderr
     probe = ("import sys\n"
              "import traintop.commands.replay, traintop.tui.app\n"
              "from traintop.engine.recording.file_source import ReplaySource\n"
              "from traintop.engine.recording.run_state import RunState\n"
              f"source = ReplaySource({str(rec)!r})\n"
+             "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
              "state = RunState()\n"
              "for m in source.head(): state.apply(m)\n"
-             "assert state.info is not None\n"
-             "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
-             "source.poll()\n"
-             "assert 'numpy' in sys.modules\n")
+             "assert state.info is not None and state.stats is not None\n"
+             "assert state.step == state.stats.step == 1, (state.step, state.stats.step)\n"
+             "while batch := source.poll():\n"
+             "    for m in batch: state.apply(m)\n"
+             "assert state.step == 300 and state.stats.step == 300\n")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

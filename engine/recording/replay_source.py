@@ -350,15 +350,18 @@ class ReplaySource:
         pass   # the head is already read; the worker reads on from the first poll()
 
     def head(self) -> list[Message]:
-        """The messages before the first step (the header, a sweep's runs,
-        early events), read before the viewer opened: its first frame shows
-        the run at once, without decoding a step. poll() goes on from there."""
+        """What a viewer's first frame shows, read before it opened: the
+        header, a sweep's runs, early events and the steps up to the first
+        stats snapshot (the issue's "first frame from the head and the first
+        snapshot"; the constructor reads on to it). poll() goes on from there."""
         with self._lock:
             if self.pos or self._rewind:
                 return []
-            end, upto = 0, min(self.target, len(self.items))
-            while end < upto and not isinstance(self.items[end], _Steps):
-                end += 1
+            upto = min(self.target, len(self.items))
+            end = min(upto, self.marks[0]) if self.marks else 0
+            if not self.marks:      # no snapshot near the head: the run before its steps
+                while end < upto and not isinstance(self.items[end], _Steps):
+                    end += 1
             self.pos = end
             return self._deliver(self.items[:end])
 
@@ -456,6 +459,13 @@ class ReplaySource:
             tail = "stopped reading: " + self.failed
         elif self.playing:
             tail = f"playing {self.speed:,.4g} steps/s"
+        elif self.pos < self.target:
+            # a catch-up (opening at the end, a seek): not there yet, whatever the file holds
+            k = min(self.target, len(self.items)) - 1
+            while k >= 0 and not isinstance(self.items[k], _Steps):
+                k -= 1
+            to = f" to step {self.items[k].last:,}" if k >= 0 else ""
+            tail = f"catching up{to} · plays at {self.speed:,.4g} steps/s"
         elif self.target >= len(self.items) and self.loaded:
             tail = f"end of recording · plays at {self.speed:,.4g} steps/s"
         else:

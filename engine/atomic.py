@@ -21,7 +21,7 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-        _fsync_dir(directory)   # the rename itself survives a crash
+        fsync_dir(directory)   # the rename itself survives a crash
     except BaseException:
         try:
             os.unlink(tmp)
@@ -30,7 +30,8 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make the renames in `directory` survive a crash, where the file system can."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -7,7 +7,6 @@ import sys
 
 from ..data.errors import InputError
 from ..engine.recording.export import write_csv, write_tensorboard
-from ..engine.recording.stream import load
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +26,13 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if not args.csv and not args.tensorboard:
         raise InputError("export: give --csv DIR and/or --tensorboard DIR")
-    recording = load(args.path)
+    # Each export reads the recording line by line as it writes (bounded
+    # memory however long the run): both read it once each.
     written = []
     if args.csv:
-        written += write_csv(recording, args.csv)
+        written += write_csv(args.path, args.csv)
     if args.tensorboard:
-        written += write_tensorboard(recording, args.tensorboard)
+        written += write_tensorboard(args.path, args.tensorboard)
     for path in written:
         sys.stdout.write(f"{path}\n")
     return 0

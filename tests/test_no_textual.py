@@ -94,7 +94,8 @@ def test_headless_run_never_loads_textual():
 def test_a_replays_first_frame_is_its_head_and_first_snapshot(tmp_path):
     """The replay app's imports and its reading of the file's head load no
     numpy; the first frame (head()) is the run up to its first stats
-    snapshot, decoded, and the rest comes with the polls after it."""
+    snapshot, decoded, and the rest comes with the polls after it; the status
+    line names the snapshot shown, and says it is catching up till the end."""
     rec = tmp_path / "run.jsonl"
     made = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "300",
                            "--n-hidden", "8", "--stats-every", "100", "--record", str(rec)],
@@ -110,9 +111,14 @@ def test_a_replays_first_frame_is_its_head_and_first_snapshot(tmp_path):
              "for m in source.head(): state.apply(m)\n"
              "assert state.info is not None and state.stats is not None\n"
              "assert state.step == state.stats.step == 1, (state.step, state.stats.step)\n"
+             "n = len(source.marks)\n"
+             "assert n == 4 and source.position()[0] == 'replay · snapshot 1/4', source.position()\n"
+             "assert source.position()[1].startswith('catching up to step 300'), source.position()\n"
              "while batch := source.poll():\n"
              "    for m in batch: state.apply(m)\n"
-             "assert state.step == 300 and state.stats.step == 300\n")
+             "assert state.step == 300 and state.stats.step == 300\n"
+             "assert source.position()[0] == 'replay · snapshot 4/4', source.position()\n"
+             "assert source.position()[1].startswith('end of recording'), source.position()\n")
     proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -22,6 +22,7 @@ a status line shows that step's lr while the viewer catches up.
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import threading
@@ -453,7 +454,10 @@ class ReplaySource:
 
     def position(self) -> tuple[str, str]:
         """Where the timeline stands, for a viewer's status line: (head, tail)."""
-        head = (f"replay · snapshot {self.cursor + 1}/{len(self.marks)}" if self.marks
+        # the snapshot shown (the cursor's once a catch-up has got there), so
+        # that it agrees with the step and lr the status line shows beside it
+        shown = bisect.bisect_right(self.marks, min(self.pos, self.target))
+        head = (f"replay · snapshot {shown}/{len(self.marks)}" if self.marks
                 else "replay · no stats snapshots")
         if self.failed is not None:
             tail = "stopped reading: " + self.failed

@@ -80,6 +80,9 @@ async def test_keys_move_the_timeline_and_the_panes_follow(recording):
         # Past step 200 the lr change is marked, in both plots.
         assert [m.tick for m in app.loss.markers] == [200]
         assert [m.tick for m in app.ratio.markers] == [200]
+        # Recorded events (the lr change, the evaluation) show in place, as
+        # markers and in the events pane: no toast over the status line.
+        assert notes == []
 
         await pilot.press("left")       # back: rewind, replay up to step 200, no marker yet
         await until(pilot, lambda: app.state.step == 200, what="left")

@@ -287,6 +287,11 @@ class TraintopApp(SweepKeys, App[int]):
 
     def answer_event(self, event, text: str | None = None) -> None:
         text = event.text if text is None else text
+        if self.has_timeline and event.kind != "error":
+            # A replay's recorded events: a seek or a catch-up passes dozens at
+            # once, and toasts would cover the status line; the events pane and
+            # the loss pane's markers show them in place.
+            return
         if event.kind == "error":
             self.report_error(text)
         elif event.kind == "trainer" and event.data.get("state") == "died":

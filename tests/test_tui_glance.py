@@ -14,6 +14,7 @@ import pytest
 
 from conftest import ROOT
 from traintop.commands.app import build_parser
+from traintop.engine.recording.feed import Status
 from traintop.tui.app import GRID_MIN, REFRESH_SECONDS, TraintopApp
 from traintop.tui.plotting import axis_end, downsample, steady_range
 from tui_fakes import FakeSource, async_test, until
@@ -119,7 +120,10 @@ def test_refresh_option():
 
 @async_test
 async def test_refresh_sets_the_redraw_clock():
-    app = TraintopApp(FakeSource(fixed_run()), refresh=3.0)
+    # a running run: while steps stream in, the loss waits for its refresh
+    # (paused, finished or a replay at its cursor, a change is drawn at once)
+    running = Status(step=400, lr=0.02, running=True, finished=False, steps_per_sec=812.0)
+    app = TraintopApp(FakeSource(fixed_run()[:-1] + [running]), refresh=3.0)
     assert app.refresh_s == 3.0
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: not app.source.queue, what="the run to load")
@@ -130,3 +134,25 @@ async def test_refresh_sets_the_redraw_clock():
         await pilot.pause(1.0)       # under one refresh: the loss waits
         assert app.loss.redraws == drawn
         await until(pilot, lambda: app.loss.redraws > drawn, what="the next refresh")
+
+
+@async_test
+async def test_a_catch_up_keeps_the_frame_then_draws_every_pane_at_once():
+    """A replay on its way to its cursor keeps the panes it shows (no two panes
+    at different steps); once there, one tick draws every changed pane."""
+    app = TraintopApp(FakeSource(fixed_run()))          # ends paused
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: not app.source.queue, what="the run to load")
+        await pilot.pause(0.3)
+        panes = [p for p in (app.loss, *app.slow_panes) if p.seen]
+        assert len(panes) >= 4
+        app.source.catching_up = True
+        for p in panes:
+            p.dirty = True
+        drawn = [p.redraws for p in panes]
+        app.redraw_tick()
+        assert [p.redraws for p in panes] == drawn          # kept while catching up
+        app.source.catching_up = False
+        app.redraw_tick()
+        assert [p.redraws for p in panes] == [d + 1 for d in drawn]   # all in one tick
+        assert not any(p.dirty for p in panes)

@@ -8,7 +8,8 @@
 2. `traintop replay RUN --json`: wall seconds (a fresh process, start-up
    included) and its peak RSS;
 3. `traintop replay RUN` in a real terminal (tmux, --size): seconds until
-   the first frame (the status line shows the replay) and until the end of
+   the first frame (the status line shows the replay and the panes their
+   first snapshot) and until the end of
    the recording is on screen (the status line shows the last step and
    "end of recording"), and the app's peak RSS (VmHWM) once there;
 4. --gpt: watch(every=1) on a 6-block GPT of the nanoGPT kind, bytes per
@@ -36,7 +37,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STEP = re.compile(r"step ([\d,]+) ·")
+STEP = re.compile(r"replay · [^\n]*?· step ([\d,]+) ·")   # the status line's step
+# the steps the panes name: the gradient histogram's title, the saturation bars' caption
+PANE_STEP = re.compile(r"activations · step ([\d,]+)|step ([\d,]+) · dN")
 
 
 def sizes(path: Path) -> dict:
@@ -83,11 +86,17 @@ def replay_app(path: Path, last_step: int, size: str, timeout: float = 60.0) -> 
         while time.perf_counter() - start < timeout:
             screen = _tmux("capture-pane", "-p", "-t", "r", server=server)
             now = time.perf_counter() - start
-            if first is None and "replay · " in screen and STEP.search(screen):
+            # the first frame: the status line and the panes' first snapshot
+            # drawn (the gradient histogram's title names its step)
+            drawn = [a or b for a, b in PANE_STEP.findall(screen)]
+            if first is None and "replay · " in screen and STEP.search(screen) and drawn:
                 first = now
             m = STEP.search(screen)
+            # the end: the status line at the last step, and every pane that
+            # names a step (the histograms, the saturation bars) there too
             if (m and int(m.group(1).replace(",", "")) == last_step
-                    and "end of recording" in screen):
+                    and "end of recording" in screen and drawn
+                    and all(int(x.replace(",", "")) == last_step for x in drawn)):
                 end = now
                 break
             time.sleep(0.02)

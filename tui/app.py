@@ -51,7 +51,8 @@ POLL_SECONDS = 0.05      # drain the source 20 times a second
 # ago, once SLOW_REFRESHES refreshes old. No frame renders two plots, so a key
 # waits for one plot's render at most (at 200x60 one plotext render takes
 # ~40-60 ms). Bytes to the terminal grow with every redraw: see the docstring. While
-# nothing streams in (paused, finished, a replay at its end) a changed slow pane is due at once.
+# nothing streams in (paused, finished, a replay at its cursor) every changed pane is drawn
+# at once, in one frame; while a replay catches up to its cursor, none is.
 TICK_SECONDS = 0.1
 REFRESH_SECONDS = 0.8    # the default --refresh: the loss plot's period
 STATUS_SHARE = 0.4       # the status line's period, of a refresh: >2/s at the default
@@ -216,9 +217,10 @@ class TraintopApp(SweepKeys, App[int]):
             self.source.start()
         except Exception as exc:  # noqa: BLE001 - a source that cannot start is shown, not fatal
             self.notify(f"source did not start: {exc}", severity="error", timeout=10)
-        # The source is drained once the first frame is up: a replay's
-        # catch-up (tenths of a second a poll) would hold that frame back.
-        self.call_after_refresh(self.set_interval, POLL_SECONDS, self.drain)
+        # The panes draw what the head gave them as soon as they have a size
+        # (right after the first layout); then the source is drained: a
+        # replay's catch-up (tenths of a second a poll) would hold them back.
+        self.call_after_refresh(self._draw_first_frame)
         self.set_interval(TICK_SECONDS, self.redraw_tick)
         # The help screen's Markdown (~0.1 s of imports) loads once the first
         # frame is up, so `?` opens it at once and the first frame never waits.
@@ -338,19 +340,24 @@ class TraintopApp(SweepKeys, App[int]):
         if now - self._status_at >= period * STATUS_SHARE:
             self._status_at = now
             self.show_status()
+        if getattr(self.source, "catching_up", False):
+            # A replay on its way to the cursor: the panes keep the frame they
+            # show (the status line says it is catching up) and are all drawn
+            # together once it is there, so no two panes show different steps.
+            return
+        status = self.state.status
+        if status is not None and not status.running:
+            # Paused, finished, a replay at its cursor: nothing streams in, so
+            # every changed pane is drawn at once, in one frame.
+            self.draw_changed()
+            return
         loss = self.sweep_loss if self.sweep_loss.seen else self.loss
         if now - loss.drawn_at >= period and loss.seen:
             loss.drawn_at = now
             loss.replot()
             return
-        status = self.state.status
-        if status is not None and not status.running:
-            # Paused, finished, a replay at its end: nothing streams in, so a
-            # changed pane is drawn at once (still one per tick), not seconds on.
-            due = [p for p in self.slow_panes if p.seen and p.dirty]
-        else:
-            due = [p for p in self.slow_panes
-                   if p.seen and now - p.drawn_at >= period * SLOW_REFRESHES]
+        due = [p for p in self.slow_panes
+               if p.seen and now - p.drawn_at >= period * SLOW_REFRESHES]
         if due:
             pane = min(due, key=lambda p: p.drawn_at)
             pane.replot()     # a no-op when nothing changed
@@ -367,7 +374,9 @@ class TraintopApp(SweepKeys, App[int]):
             if monitor is None:
                 continue
             errors = [f for f in monitor.new_findings() if f.severity == "error"]
-            if errors:
+            if errors and not self.has_timeline:
+                # (a replay's findings are the recorded run's, passed by a seek
+                # or a catch-up at other steps: the health tab shows them in place)
                 self.status_line.flash()
                 who = f"{self.sweep.label(run)}: " if self.sweep.is_sweep else ""
                 self.notify(f"{who}{errors[0].rule} at {errors[0].where}: {errors[0].message}",
@@ -383,6 +392,23 @@ class TraintopApp(SweepKeys, App[int]):
         if "sweep-findings" in which and self.sweep.is_sweep:
             self.sweep_findings.show(self.sweep, self.no_color)
         self._text_dirty -= which
+
+    def _draw_first_frame(self) -> None:
+        """The panes' first drawing, then (once that frame is out) the drain."""
+        self.draw_changed()
+        self.call_after_refresh(self.set_interval, POLL_SECONDS, self.drain)
+
+    def draw_changed(self) -> None:
+        """Every pane on screen whose figures changed, now."""
+        now = time.monotonic()
+        for pane in (self.loss, self.sweep_loss, *self.slow_panes):
+            if pane.seen and pane.dirty:
+                pane.replot()
+                pane.drawn_at = now
+        if now - self._text_at >= self.refresh_s:
+            self._text_at = now
+            self.redraw_text(self._text_dirty)
+            self.alert_new_errors()
 
     def redraw_all(self) -> None:
         """Every visible pane at once (tests and snapshots use it)."""

@@ -279,6 +279,12 @@ class ReplaySource:
         return sum(1 for m in self.marks if m <= self.target) - 1
 
     @property
+    def catching_up(self) -> bool:
+        """Delivering its way to the cursor (opening at the end, a seek), not playing:
+        a viewer draws its panes once it is there, not on the way."""
+        return not self.playing and self.pos < self.target
+
+    @property
     def step(self) -> int:
         """Step of the last item the target includes."""
         for item in reversed(self.items[:self.target]):

@@ -190,3 +190,31 @@ def test_replay_json_folds_coalesced_blocks_to_the_same_report(tmp_path, monkeyp
     assert reports[1] == reports[7] == reports[10_000]
     doc = json.loads(reports[1])
     assert doc["steps"] == 1500 and doc["config"]["gain"] == "3"
+
+
+def test_a_replay_that_meets_a_corrupt_line_exits_2(tmp_path, monkeypatch, capsys):
+    """The viewer shows what it read before a corrupt line in mid-file; on
+    quitting, `traintop replay` says what was wrong in one line and exits 2."""
+    import traintop.tui.app as app_module
+    from traintop.commands import replay
+
+    path = _long_recording(tmp_path / "long.jsonl", 3_000)
+    lines = path.read_bytes().split(b"\n")
+    lines.insert(len(lines) // 2, b"GARBAGE{{{")
+    path.write_bytes(b"\n".join(lines))
+    monkeypatch.setattr(replay_source, "HEAD_BYTES", 1)       # the corrupt line: past the head
+    monkeypatch.setattr(replay_source, "HEAD_MAX", 1)
+    monkeypatch.setattr(replay_source, "CHUNK", 4096)
+    seen = {}
+
+    def viewer(source, title):                                # the app: read on, then quit
+        source.wait_loaded(30)
+        seen["failed"] = source.failed
+        return 0
+
+    monkeypatch.setattr(app_module, "run_app", viewer)
+    assert replay.main([str(path)]) == 2
+    assert "corrupt line" in seen["failed"]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("traintop: error: ")
+    assert f"{path}:{len(lines) // 2 + 1}: corrupt line" in err

@@ -308,7 +308,9 @@ class TraintopApp(SweepKeys, App[int]):
 
     def report_error(self, text: str) -> None:
         self.errors += 1
-        self.notify(text, title="engine error", severity="error", timeout=8)
+        # a recording's fault is the file's, not an engine's (replay, attach)
+        title = "recording" if self.read_only or self.has_timeline else "engine error"
+        self.notify(text, title=title, severity="error", timeout=8)
 
     def mark(self, changed: set[str]) -> None:
         for name, panes in (("loss", (self.loss,)), ("ratio", (self.ratio,)),

@@ -183,7 +183,7 @@ class FollowSource:
     def position(self) -> tuple[str, str | None]:
         """(head, tail) for a viewer's status line; tail None while all is well."""
         if self.failed is not None:
-            return "attach", "stopped reading: " + self.failed
+            return "attach", "stopped reading: " + self.failed.replace(str(self.path), self.path.name)
         if self._file is None:
             return "attach", f"waiting for {self.path.name} to appear"
         if self.quiet:

@@ -466,7 +466,7 @@ class ReplaySource:
         head = (f"replay · snapshot {shown}/{len(self.marks)}" if self.marks
                 else "replay · no stats snapshots")
         if self.failed is not None:
-            tail = "stopped reading: " + self.failed
+            tail = "stopped reading: " + self.failed.replace(str(self.path), self.path.name)
         elif self.playing:
             tail = f"playing {self.speed:,.4g} steps/s"
         elif self.pos < self.target:

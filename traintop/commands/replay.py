@@ -124,4 +124,9 @@ def main(argv: list[str]) -> int:
     source = ReplaySource(args.path, speed=args.speed, at_end=not args.play)
     if args.play:
         source.play()
-    return run_app(source, title=f"replay {args.path}")
+    code = run_app(source, title=f"replay {args.path}")
+    if source.failed is not None:
+        # the viewer showed what it could; the recording is still bad input
+        sys.stderr.write(f"traintop: error: {source.failed}\n")
+        return code or 2
+    return code

@@ -184,3 +184,22 @@ def test_attach_json_prints_what_the_run_printed(tmp_path):
     out, err = attach.communicate(timeout=60)
     assert attach.returncode == 0, err
     assert json.loads(out) == json.loads(run.stdout)
+
+
+def test_joining_a_file_its_writer_left_long_ago_is_quiet_at_once(tmp_path, clock):
+    """The writer was last heard when it last wrote the file: a recording
+    whose writer died ten minutes ago is not shown as live for quiet_after."""
+    path = tmp_path / "old.jsonl"
+    write = Writer(path)
+    try:
+        write("start 5/3")
+        write("steps 1 150")
+    finally:
+        write.close()
+    os.utime(path, (os.path.getatime(path), os.path.getmtime(path) - 600))
+    source = FollowSource(path, quiet_after=10.0, clock=lambda: clock[0])
+    source.start()
+    assert steps_of(source.poll()) == list(range(1, 151))
+    said = [m for m in source.poll() if isinstance(m, Event)]   # at once: no clock moved
+    assert [m.data for m in said] == [{"quiet": True}] and source.quiet
+    assert said[0].text.startswith("writer quiet for 6")        # ~600 s, its real age

@@ -150,7 +150,13 @@ class FollowSource:
         if len(self._prefix) < self.PREFIX:
             self._prefix += data[:self.PREFIX - len(self._prefix)]
         self._offset += len(data)
-        self._last_data = now
+        # The writer was last heard when it last wrote the file, not when we
+        # read it: joining a file whose writer died long ago is quiet at once.
+        try:
+            age = max(0.0, time.time() - os.fstat(self._file.fileno()).st_mtime)
+        except OSError:
+            age = 0.0
+        self._last_data = now - age
         if self.quiet:
             self.quiet = False
             self._queue.append(Event("note", self.step, "writer active again", {"quiet": False}))

@@ -100,6 +100,8 @@ def main(argv: list[str]) -> int:
             if recorder is not None and recorder.failed is None:
                 try:
                     recorder.step(result)
+                    if result.step % LIVE_STATUS_STEPS == 0:
+                        recorder.consume(live_status(result, first_step, started))
                 except WriteError as exc:
                     errors.append(str(exc))
                     stop.set()
@@ -177,7 +179,7 @@ def finish_recording(recorder: Recorder, trainer: Trainer, checkpoint, eval_loss
     for event in final_events(trainer, checkpoint, eval_losses, samples, health, interrupted,
                               timing):
         recorder.consume(event)
-    recorder.close(final_status(trainer, seconds))
+    recorder.close(final_status(trainer, seconds, interrupted=interrupted))
 
 
 def final_events(trainer: Trainer, checkpoint, eval_losses, samples, health, interrupted: bool,
@@ -194,8 +196,22 @@ def final_events(trainer: Trainer, checkpoint, eval_losses, samples, health, int
     return [event for event in ends if event is not None]
 
 
-def final_status(trainer: Trainer, seconds: float, run: int = 0) -> Status:
+def final_status(trainer: Trainer, seconds: float, run: int = 0,
+                 interrupted: bool = False) -> Status:
     step = trainer.steps_done
+    stopped = trainer.stopped.message() if trainer.stopped else None
     return Status(step=step, lr=trainer.lr, running=False, finished=trainer.finished,
                   steps_per_sec=step / seconds if seconds > 0 else 0.0,
-                  stopped=trainer.stopped.message() if trainer.stopped else None, run=run)
+                  stopped=stopped or ("interrupted" if interrupted else None), run=run)
+
+
+# A headless run's recording says it is running this often (the recorder keeps
+# one Status every few seconds), so `traintop attach` shows it live, with a rate.
+LIVE_STATUS_STEPS = 100
+
+
+def live_status(result, first_step: int, started: float, run: int = 0) -> Status:
+    seconds = time.monotonic() - started
+    rate = (result.step - first_step) / seconds if seconds > 0 else 0.0
+    return Status(step=result.step, lr=result.lr, running=True, finished=False,
+                  steps_per_sec=rate, run=run)

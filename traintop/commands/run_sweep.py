@@ -61,7 +61,7 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
             for monitor, result in zip(monitors, results):
                 if result is not None:
                     monitor.observe(result)
-            if recorder is not None and not record(recorder, results, errors):
+            if recorder is not None and not record(recorder, results, errors, started):
                 stop.set()   # the recording cannot be written: stop after this step
             shown = next((r for r in results if r is not None), None)
             if shown is not None:
@@ -77,7 +77,8 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
                 for event in end:
                     recorder.consume(dataclasses.replace(event, run=run))
             from .run import final_status   # run imports this module
-            recorder.close([final_status(t, seconds, run) for run, t in enumerate(sweep.trainers)])
+            recorder.close([final_status(t, seconds, run, interrupted=bool(caught))
+                            for run, t in enumerate(sweep.trainers)])
         except WriteError as exc:
             errors.append(str(exc))
     run_steps = sum(t.steps_done for t in sweep.trainers)
@@ -113,12 +114,16 @@ def start_recording(path: str, sweep: SweepTrainer) -> Recorder:
     return recorder
 
 
-def record(recorder: Recorder, results: list, errors: list[str]) -> bool:
-    """Each run's step of this sweep step; False once the file cannot be written."""
+def record(recorder: Recorder, results: list, errors: list[str], started: float) -> bool:
+    """Each run's step of this sweep step (and now and then that it runs);
+    False once the file cannot be written."""
+    from .run import LIVE_STATUS_STEPS, live_status   # run imports this module
     try:
         for run, result in enumerate(results):
             if result is not None:
                 recorder.consume(Steps((result,), run=run))
+                if result.step % LIVE_STATUS_STEPS == 0:
+                    recorder.consume(live_status(result, 0, started, run))
     except WriteError as exc:
         errors.append(str(exc))
         return False

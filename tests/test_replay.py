@@ -88,3 +88,9 @@ def test_play_advances_with_the_clock(recording):
     assert not source.playing and got[-1].finished and not got[-1].running
     with pytest.raises(Exception, match="speed"):
         source.play(speed=0)
+
+
+def test_the_speed_reads_as_steps_never_in_exponent_form():
+    from traintop.engine.recording.replay_source import _speed
+    assert _speed(13_107.2) == "13,107" and _speed(104_857.6) == "104,858"
+    assert _speed(6_666.7) == "6,667" and _speed(83.333) == "83.33" and _speed(1.0) == "1"

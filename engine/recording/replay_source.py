@@ -57,6 +57,11 @@ class _Steps:
         self.run = run
 
 
+def _speed(speed: float) -> str:
+    """`6,667`, `83.33`: whole steps with separators from 1,000 up (never `1.3e+04`)."""
+    return f"{speed:,.0f}" if speed >= 1000 else f"{speed:,.4g}"
+
+
 class ReplaySource:
     """A finished recording, delivered up to a cursor on its timeline."""
 
@@ -468,18 +473,18 @@ class ReplaySource:
         if self.failed is not None:
             tail = "stopped reading: " + self.failed.replace(str(self.path), self.path.name)
         elif self.playing:
-            tail = f"playing {self.speed:,.4g} steps/s"
+            tail = f"playing {_speed(self.speed)} steps/s"
         elif self.pos < self.target:
             # a catch-up (opening at the end, a seek): not there yet, whatever the file holds
             k = min(self.target, len(self.items)) - 1
             while k >= 0 and not isinstance(self.items[k], _Steps):
                 k -= 1
             to = f" to step {self.items[k].last:,}" if k >= 0 else ""
-            tail = f"catching up{to} · plays at {self.speed:,.4g} steps/s"
+            tail = f"catching up{to} · plays at {_speed(self.speed)} steps/s"
         elif self.target >= len(self.items) and self.loaded:
-            tail = f"end of recording · plays at {self.speed:,.4g} steps/s"
+            tail = f"end of recording · plays at {_speed(self.speed)} steps/s"
         else:
-            tail = f"paused · plays at {self.speed:,.4g} steps/s"
+            tail = f"paused · plays at {_speed(self.speed)} steps/s"
         if not self.loaded and self.failed is None:
             share = self.read_bytes / self.size if self.size else 1.0
             tail = f"reading {share:.0%} of {self.size / 1e6:,.1f} MB · " + tail

@@ -10,11 +10,29 @@ from typing import Callable, IO
 from ..data.errors import InputError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def temp_beside(directory: Path, name: str) -> tuple[int, str]:
+    """(fd, path) of a new temp file in `directory` for `name`, with the
+    permissions a plain open() would give the file (mkstemp makes it 0600,
+    which the rename would keep)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+    except OSError:
+        pass    # a file system without modes: what it gives
+    return fd, tmp
+
+
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call write(f) on a temp file beside `path`, fsync it, then rename it over `path`."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp = temp_beside(directory, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -233,3 +233,24 @@ def test_a_missing_recording_makes_no_folder(tmp_path, capsys):
     assert cli.main(["export", str(tmp_path / "none.jsonl"), "--csv", str(out)]) == 2
     assert "none.jsonl: no such file" in _one_line_error(capsys)
     assert not out.exists()
+
+
+def test_tables_get_the_umask_and_a_failed_export_leaves_no_folder(tmp_path, capsys):
+    """The tables have the permissions a plain file would (not mkstemp's 0600);
+    an export that fails leaves no folder it made for itself."""
+    import stat
+    path = record(one_run_with_restart(), tmp_path / "run.jsonl")
+    out = tmp_path / "csv"
+    old = os.umask(0o022)
+    try:
+        assert cli.main(["export", str(path), "--csv", str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()} == {0o644}
+    bad = tmp_path / "bad.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    bad.write_bytes(b"\n".join(lines[:3] + [b"GARBAGE{{{"] + lines[3:]))
+    target = tmp_path / "new" / "deeper"
+    assert cli.main(["export", str(bad), "--csv", str(target)]) == 2
+    assert "corrupt line" in _one_line_error(capsys)
+    assert not (tmp_path / "new").exists()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Union
 
 from ...data.errors import InputError
-from ..atomic import WriteError, fsync_dir
+from ..atomic import WriteError, temp_beside, fsync_dir
 from ..step_block import StepBlock
 from .feed import Event, Message, RunStarted, Steps, Sweep
 from .stream import Recording, read
@@ -164,15 +164,26 @@ def _snapshot_text(s, head: tuple, csv_text: _CsvText) -> Iterator[tuple[str, st
          w.grad_data_ratio) for w in s.weights)
 
 
-def _target_dir(directory: str | Path, option: str) -> Path:
+def _target_dir(directory: str | Path, option: str) -> tuple[Path, list[Path]]:
+    """The folder, and the folders made for it (removed again if the export fails)."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise InputError(f"{option} {directory}: exists and is not a directory")
+    made = [p for p in (directory, *directory.parents) if not p.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{option} {directory}: cannot create: {exc.strerror or exc}") from None
-    return directory
+    return directory, made
+
+
+def _unmake(made: list[Path]) -> None:
+    """A failed export leaves no folder it made (innermost first; never a non-empty one)."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def write_csv(source: Source, directory: str | Path) -> list[Path]:
@@ -185,15 +196,20 @@ def write_csv(source: Source, directory: str | Path) -> list[Path]:
     leaves no table half-written and the folder's previous tables as they were.
     """
     sweep, messages = _first(source)
-    directory = _target_dir(directory, "--csv")
+    directory, made = _target_dir(directory, "--csv")
     tables = _TempTables(directory)
+    done = False
     try:
         tables.open((("sweep",) if sweep is not None else ()))
         for name, text in table_text(messages, sweep):
             tables.write(name, text)
-        return tables.commit()
+        written = tables.commit()
+        done = True
+        return written
     finally:
         tables.discard()
+        if not done:
+            _unmake(made)
 
 
 class _TempTables:
@@ -210,7 +226,7 @@ class _TempTables:
     def open(self, first_columns: tuple) -> None:
         for name, columns in TABLES.items():
             try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.directory)
+                fd, tmp = temp_beside(self.directory, name)
             except OSError as exc:
                 raise self._error(name, exc) from None
             self.files[name] = (tmp, self._file(fd, name))
@@ -280,13 +296,19 @@ def write_tensorboard(source: Source, directory: str | Path) -> list[Path]:
         raise InputError("--tensorboard: the tensorboard package is not installed "
                          "(pip install 'traintop[tensorboard]'); --csv needs nothing") from None
     sweep, messages = _first(source)
-    directory = _target_dir(directory, "--tensorboard")
+    directory, made = _target_dir(directory, "--tensorboard")
+    done = False
     try:
         with _quiet_writer_threads():
-            return _tensorboard_into(messages, sweep, directory, SummaryWriter)
+            written = _tensorboard_into(messages, sweep, directory, SummaryWriter)
+        done = True
+        return written
     except OSError as exc:   # a full disk, raised again from the event writer's thread
         raise WriteError(f"--tensorboard {directory}: cannot write: "
                          f"{exc.strerror or exc}") from None
+    finally:
+        if not done:
+            _unmake(made)
 
 
 @contextlib.contextmanager

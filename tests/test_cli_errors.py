@@ -74,3 +74,20 @@ def test_batch_size_one_is_fine_without_batchnorm(capsys, small_words, tmp_path)
     code, out, _ = run_main(["run", "--data", str(path), "--steps", "2", "--no-batchnorm",
                              "--batch-size", "1", "--n-hidden", "8"], capsys)
     assert code == 0 and "steps 2" in out
+
+
+@pytest.mark.parametrize("argv, prog, fragment", [
+    (["run", "--bogus"], "traintop run", "unrecognized arguments: --bogus"),
+    (["run", "--steps", "-5"], "traintop run", "argument --steps: must be >= 0, got -5"),
+    (["--bogus"], "traintop", "unrecognized arguments: --bogus"),
+    (["replay", "x.jsonl", "--speed", "0"], "traintop replay", "argument --speed"),
+    (["export"], "traintop export", "required: RUN.jsonl"),
+    (["bench", "--rounds", "x"], "traintop bench", "argument --rounds"),
+])
+def test_a_bad_option_is_one_line_not_the_usage_block(argv, prog, fragment):
+    done = subprocess.run([sys.executable, "-m", "traintop", *argv], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"{prog}: error: ") and fragment in done.stderr
+    assert done.stderr.endswith(f"(see {prog} --help)\n")

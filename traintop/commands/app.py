@@ -6,14 +6,14 @@ import argparse
 import sys
 
 from ..engine.atomic import check_writable, check_writable_dir
-from .options import add_train_options, check_device, config_for, positive_float, sweep_for
+from .options import Parser, add_train_options, check_device, config_for, positive_float, sweep_for
 from ..data.words import DEFAULT_DATA, read_checked_words
 from ..data.errors import InputError
 from ..engine.recording.session import LiveSession, SessionSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="traintop",
         description="Watch the lecture's deep Linear/BatchNorm/Tanh stack train, live, "
                     "and steer it from the keyboard (press ? in the app for help).")

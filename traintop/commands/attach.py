@@ -18,12 +18,13 @@ from ..engine.recording.feed import Event
 from ..engine.recording.file_source import FollowSource
 from ..engine.recording.sweep_state import SweepState
 from ..engine.recording.stream import Inflater, LineDecoder, is_gzip
+from .options import Parser
 
 POLL_SECONDS = 0.2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="traintop attach",
         description="Follow a recording that another process is still writing "
                     "(traintop run --record, the app's record, or traintop.engine.watch), like tail -F.")

@@ -24,7 +24,7 @@ from ..data.errors import InputError
 from .bench_loops import engine_loop, lecture_loop, plain_nn_loop
 from .bench_sweep import format_sweep, memory, sweep_loops, sweep_rows
 from ..engine.config import TrainConfig
-from .options import check_device
+from .options import Parser, check_device
 from ..engine.training.threads import apply_threads, choose_threads
 
 # (key, label, engine path, stats_every); None: a baseline loop
@@ -46,7 +46,7 @@ SCALING_ROWS = ("fast_stats100", "exact_stats100", "plain")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="traintop bench",
         description="Measure steps/s of traintop's engine (fast and exact paths) against a "
                     "plain torch.nn loop and the lecture's loop, in one process.")

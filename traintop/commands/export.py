@@ -7,10 +7,11 @@ import sys
 
 from ..data.errors import InputError
 from ..engine.recording.export import write_csv, write_tensorboard
+from .options import Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="traintop export",
         description="Write a recording as tidy CSV tables and/or TensorBoard event files.")
     parser.add_argument("path", metavar="RUN.jsonl", help="recording (.jsonl or .jsonl.gz)")

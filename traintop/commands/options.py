@@ -17,6 +17,14 @@ CONFIG_OPTIONS = ("n_embd", "n_hidden", "depth", "block_size", "batchnorm", "act
                   "batch_size", "seed", "split_seed", "stats_every")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line (the usage block is what
+    --help prints), as every other bad input is."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def positive_float(option: str):
     def parse(text: str) -> float:
         try:

@@ -17,13 +17,14 @@ from ..engine.recording.sweep_state import SweepState
 from ..engine.training.history import History
 from ..engine.recording.stream import LineDecoder, read
 from ..engine.step_block import StepBlock
+from .options import Parser
 
 # Steps folded together by --json (see _coalesced).
 COALESCE_STEPS = 10_000
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="traintop replay",
         description="Open a recorded run (traintop run --record, the app's record, or "
                     "traintop.engine.watch) in the app, with a timeline of its snapshots.")

@@ -21,7 +21,7 @@ from ..engine.training.build import build_trainer
 from ..engine.steps.compiled import exit_now_if_compiling
 from ..engine.training.checkpoint import save_checkpoint
 from ..engine.training.trainer import Trainer
-from .options import add_train_options, check_device, config_for, sweep_for
+from .options import Parser, add_train_options, check_device, config_for, sweep_for
 from .progress import Progress, stopping
 from .run_sweep import main_sweep, refuse_options
 
@@ -29,7 +29,7 @@ SPLITS = ("train", "val", "test")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="traintop run",
         description="Train the lecture's deep Linear/BatchNorm/Tanh stack headless and "
                     "print its health report.")

@@ -44,7 +44,12 @@ def parse_sweep(items: list[str] | tuple[str, ...], base: TrainConfig) -> tuple[
         texts = [v.strip() for v in values.split(",")]
         if not values.strip() or any(not t for t in texts):
             raise InputError(f"--sweep {item!r}: empty value in the list")
-        axes.append((key, [(t, _value(key, t, item)) for t in texts]))
+        parsed = [(t, _value(key, t, item)) for t in texts]
+        for i, (text, value) in enumerate(parsed):
+            if any(value == other for _, other in parsed[:i]):
+                raise InputError(f"--sweep {item!r}: {text} is given twice "
+                                 "(two runs of the same values)")
+        axes.append((key, parsed))
     if not axes:
         return ()
     count = 1

@@ -156,3 +156,17 @@ async def test_a_catch_up_keeps_the_frame_then_draws_every_pane_at_once():
         app.redraw_tick()
         assert [p.redraws for p in panes] == [d + 1 for d in drawn]   # all in one tick
         assert not any(p.dirty for p in panes)
+
+
+def test_a_narrow_status_line_keeps_the_runs_state():
+    from traintop.tui.status_line import fit_status
+    line = ("replay · snapshot 23/301 · step 2,250 · lr 0.1 · gain 5/3 · BatchNorm on · "
+            "paused · plays at 500 steps/s")
+    assert fit_status(line, 200) == line
+    assert fit_status(line, 78) == ("replay · snapshot 23/301 · step 2,250 · lr 0.1 · "
+                                    "BatchNorm on · paused")
+    assert fit_status(line, 60) == "replay · snapshot 23/301 · step 2,250 · lr 0.1 · paused"
+    assert fit_status(line, 50) == "replay · step 2,250 · lr 0.1 · paused"
+    live = "step 3,000 · lr 0.1 · gain 5/3 · BatchNorm on · 812 steps/s · running · read-only"
+    assert fit_status(live, 50) == "step 3,000 · lr 0.1 · 812 steps/s · running"
+    assert fit_status(live, 30) == "step 3,000 · lr 0.1 · running"

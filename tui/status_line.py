@@ -82,6 +82,31 @@ def _run_word(state: RunState) -> str:
     return "running" if status.running else "paused"
 
 
+# What a narrow terminal drops first from a status line that does not fit,
+# so that the run's state (running, paused, catching up, end of recording,
+# stopped) stays on screen: segments starting with these, in this order.
+DROPPABLE = ("plays at ", "gain ", "BatchNorm ", "snapshot ", "read-only")
+
+
+def fit_status(text: str, width: int) -> str:
+    """`text` with its least telling segments dropped until it fits `width`
+    (segments are joined by " · "); unchanged where it fits or none is left."""
+    if width <= 0 or len(text) <= width:
+        return text
+    parts = text.split(" · ")
+    for prefix in DROPPABLE:
+        for i in range(len(parts) - 1, -1, -1):
+            if parts[i].startswith(prefix):
+                del parts[i]
+                if len(" · ".join(parts)) <= width:
+                    return " · ".join(parts)
+    # a rate next to the state word goes last of all
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i].endswith(" steps/s") and len(" · ".join(parts)) > width:
+            del parts[i]
+    return " · ".join(parts)
+
+
 class StatusLine(Static):
     DEFAULT_CSS = """
     StatusLine { height: 1; padding: 0 1; background: $primary-background; }
@@ -93,13 +118,12 @@ class StatusLine(Static):
 
     def show(self, state: RunState, read_only: bool = False,
              position: tuple[str, str | None] | None = None) -> None:
-        text = status_text(state, read_only, position)
-        if text != self._shown:
-            self._shown = text
-            self.update(text, layout=False)   # one fixed row: no layout pass
+        self.show_text(status_text(state, read_only, position))
 
     def show_text(self, text: str) -> None:
-        """A line built elsewhere (a sweep's: tui/sweep_view.py)."""
+        """A line built elsewhere (a sweep's: tui/sweep_view.py), fitted to the
+        terminal's width (one fixed row: no layout pass)."""
+        text = fit_status(text, self.size.width - 2)   # less the padding
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)

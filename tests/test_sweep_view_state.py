@@ -193,3 +193,12 @@ def test_replay_json_of_a_sweep_whatever_the_block(tmp_path, trained, monkeypatc
         assert per_run == [1, 1]        # a run's 120 steps fold as one block
     else:
         assert min(per_run) > 1
+
+
+def test_a_small_plots_title_fits_it():
+    """plotext draws no title wider than its plot: a long label gives way to
+    its values, then is cut, so every small multiple says which run it is."""
+    from traintop.tui.sweep_plots import subplot_title
+    assert subplot_title("gain=1 batchnorm=on", 3000, 40) == "gain=1 batchnorm=on · step 3,000"
+    assert subplot_title("gain=1 batchnorm=on", 3000, 26) == "1 on · step 3,000"
+    assert subplot_title("gain=5/3 batchnorm=off", None, 14) == "5/3 off · wai…"

@@ -158,9 +158,10 @@ class SweepHistogramPane(PlotPane):
                                 if len(drawn) < len(self.plots) else "")
         rows, cols = self.grid(len(drawn))
         plt.subplots(rows, cols)
+        room = max(8, (self.size.width or 120) // cols - 4)
         for k, (label, step, lines) in enumerate(drawn):
             sub = plt.subplot(k // cols + 1, k % cols + 1)
-            sub.title(f"{label} · step {step:,}" if step is not None else f"{label} · waiting")
+            sub.title(subplot_title(label, step, room))
             for j, (x, y) in enumerate(lines):
                 sub.plot(x, y, **({"marker": NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]}
                                   if no_color else {"marker": "braille",
@@ -168,3 +169,16 @@ class SweepHistogramPane(PlotPane):
             # Shared axes: the same limits in every run's plot.
             sub.xlim(lo, hi)
             sub.ylim(0, top * 1.05)
+
+
+def subplot_title(label: str, step: int | None, room: int) -> str:
+    """A small plot's title in `room` columns: plotext draws none at all for a
+    title wider than its plot, so a long label gives way to its values
+    ("1 on" for "gain=1 batchnorm=on"), then is cut."""
+    when = f"step {step:,}" if step is not None else "waiting"
+    title = f"{label} · {when}"
+    if len(title) > room:
+        values = " ".join(part.partition("=")[2] for part in label.split())
+        title = f"{values} · {when}"
+    return title if len(title) <= room else title[:room - 1] + "…"
+

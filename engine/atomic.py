@@ -11,6 +11,16 @@ from ..data.errors import InputError
 
 
 def _umask() -> int:
+    """The process's umask, read where Linux shows it: setting it to read it
+    back would, for a moment, give files made by other threads (inductor's
+    cache) no mask at all."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -26,6 +26,9 @@ from .stream import StreamWriter
 BATCH = 100            # steps per line
 FLUSH_SECONDS = 0.5    # most a line waits before it reaches the file
 STATUS_SECONDS = 5.0   # a Status is kept at most this often unless its state changes
+# A headless run hands the recorder a Status this often (it keeps one every
+# STATUS_SECONDS), so `traintop attach` shows the run live, with a rate.
+LIVE_STATUS_STEPS = 100
 
 
 class Recorder:

@@ -21,6 +21,7 @@ from ..engine.training.build import build_trainer
 from ..engine.steps.compiled import exit_now_if_compiling
 from ..engine.training.checkpoint import save_checkpoint
 from ..engine.training.trainer import Trainer
+from ..engine.recording.recorder import LIVE_STATUS_STEPS
 from .options import Parser, add_train_options, check_device, config_for, sweep_for
 from .progress import Progress, stopping
 from .run_sweep import main_sweep, refuse_options
@@ -203,11 +204,6 @@ def final_status(trainer: Trainer, seconds: float, run: int = 0,
     return Status(step=step, lr=trainer.lr, running=False, finished=trainer.finished,
                   steps_per_sec=step / seconds if seconds > 0 else 0.0,
                   stopped=stopped or ("interrupted" if interrupted else None), run=run)
-
-
-# A headless run's recording says it is running this often (the recorder keeps
-# one Status every few seconds), so `traintop attach` shows it live, with a rate.
-LIVE_STATUS_STEPS = 100
 
 
 def live_status(result, first_step: int, started: float, run: int = 0) -> Status:

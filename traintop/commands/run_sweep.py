@@ -23,6 +23,7 @@ from ..engine.recording.recorder import Recorder
 from ..engine.report import fmt, report_dict, report_text
 from ..engine.sweep.spec import SweepRun
 from ..engine.sweep.trainer import SweepTrainer
+from ..engine.recording.recorder import LIVE_STATUS_STEPS
 from ..engine.sweep.group import widest_group
 from ..engine.training.threads import apply_threads, choose_threads
 from .options import check_device
@@ -117,12 +118,12 @@ def start_recording(path: str, sweep: SweepTrainer) -> Recorder:
 def record(recorder: Recorder, results: list, errors: list[str], started: float) -> bool:
     """Each run's step of this sweep step (and now and then that it runs);
     False once the file cannot be written."""
-    from .run import LIVE_STATUS_STEPS, live_status   # run imports this module
     try:
         for run, result in enumerate(results):
             if result is not None:
                 recorder.consume(Steps((result,), run=run))
                 if result.step % LIVE_STATUS_STEPS == 0:
+                    from .run import live_status   # run imports this module
                     recorder.consume(live_status(result, 0, started, run))
     except WriteError as exc:
         errors.append(str(exc))

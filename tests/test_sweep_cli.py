@@ -141,3 +141,12 @@ def test_bad_sweep_app(argv, fragment):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("traintop: error: --sweep") and proc.stderr.count("\n") == 1
     assert fragment in proc.stderr
+
+
+def test_resume_is_refused_with_a_sweep_before_its_file_is_read(tmp_path, capsys):
+    junk = tmp_path / "not-a-checkpoint"
+    junk.write_text("x\n")
+    code, out, err = run_main(["run", "--sweep", "gain=1,2", "--resume", str(junk)] + SMALL,
+                              capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("traintop: error: --resume: not with --sweep")

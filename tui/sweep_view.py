@@ -26,7 +26,7 @@ def sweep_status_text(sweep, read_only: bool = False,
     head, tail = position if position is not None else (None, None)
     first = sweep.runs[0]
     parts = [head] if head else []
-    parts.append(f"sweep of {n} runs ({', '.join(sweep.keys)})")
+    parts.append(f"sweep of {n} run{'s' if n != 1 else ''} ({', '.join(sweep.keys)})")
     if first.info is None:
         return " · ".join(parts + [tail or "waiting for the runs to start…"])
     steps = [s.step for s in sweep.runs]

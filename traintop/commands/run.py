@@ -76,9 +76,10 @@ def main(argv: list[str]) -> int:
     splits = parse_splits(args.eval)
     if args.samples < 0:
         raise InputError(f"--samples: must be >= 0, got {args.samples}")
+    if args.sweep:
+        refuse_options(args)   # before --resume's checkpoint is read for a config
     runs = sweep_for(args, config_for(args))
     if runs:
-        refuse_options(args)
         return main_sweep(args, runs, splits)
     # Paths that cannot be written are refused before any training.
     for option, path in (("--record", args.record), ("--checkpoint", args.checkpoint)):

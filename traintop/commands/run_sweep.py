@@ -166,7 +166,8 @@ def sweep_text(docs: list[dict], timing: dict) -> str:
         + f"  {'steps/s':>7}  stopped"
     how = "one after another" if timing["engine_at_end"] == "exact" else \
         f"{timing['groups']} batched group(s)"
-    lines = [f"sweep of {timing['runs']} runs, engine {timing['engine_at_end']} "
+    runs = timing['runs']
+    lines = [f"sweep of {runs} run{'s' if runs != 1 else ''}, engine {timing['engine_at_end']} "
              f"({how}): {timing['run_steps']:,} run-steps in "
              f"{timing['wall_s']:.1f} s, {timing['run_steps_per_sec']:,.0f} run-steps/s", head]
     for d in docs:

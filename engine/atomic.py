@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, IO
 
-from ..data.errors import InputError
+from traintop.data.errors import InputError
 
 
 def _umask() -> int:

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from fractions import Fraction
 
-from ..data.errors import InputError
+from traintop.data.errors import InputError
 
 # The init gains the lecture tries, in the order the app steps through them.
 GAIN_STEPS = ("0.5", "1", "5/3", "2", "3")

@@ -25,7 +25,7 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
                  lr: float, last_stats: StatsSnapshot | None, last: StepResult | None,
                  eval_losses: dict | None = None, samples: tuple | None = None,
                  health: list | None = None, timing: dict | None = None) -> dict:
-    """The report from plain figures: a live trainer's or a recording's (traintop.engine.recording.run_state)."""
+    """The report from plain figures: a live trainer's or a recording's (traintop.engine.viewer.run_state)."""
     doc = {
         "config": info.config,
         "data": data,

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .recording.feed import Event, RunStarted, Status, Steps
+from .feed.messages import Event, RunStarted, Status, Steps
 from .recording.recorder import Recorder
 from .results import (DEAD_INPUT_BELOW, LayerStats, RunInfo, StatsSnapshot, StepResult,
                       WeightStats)
@@ -44,7 +44,7 @@ TANH_LIKE = (nn.Tanh, nn.Hardtanh, nn.Softsign)              # |t| > 0.97: flat 
 SIGMOID_LIKE = (nn.Sigmoid, nn.Hardsigmoid)                   # t < 0.015 or t > 0.985
 RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU)   # t <= 0: off
 GELU_LIKE = (nn.GELU, nn.SiLU, nn.Mish, nn.ELU, nn.CELU, nn.SELU)   # t < 0: negative regime
-STATUS_SECONDS = 0.5     # a Status with the step rate at least this often (no host sync)
+WATCH_STATUS_SECONDS = 0.5     # a Status with the step rate at least this often (no host sync)
 # Above this many values a histogram's shape comes from this many values drawn
 # at random (fixed per tensor size): torch.histc costs ~17 ms on 0.5M CPU values
 # (1.3 ms on 65k), the sample ~0.3 ms. Its range (min, max) and every other figure stay exact.
@@ -319,7 +319,7 @@ class Watcher:
         self.armed = (step + 1) % self.every == 0
         self._acts, self._grads = {}, {}
         now = time.monotonic()
-        if self.recorder is not None and now - self._status_at >= STATUS_SECONDS:
+        if self.recorder is not None and now - self._status_at >= WATCH_STATUS_SECONDS:
             rate = (step - self._status_steps) / (now - self._status_at)
             self._status_at, self._status_steps = now, step
             self.recorder.consume(Status(step, lr, True, False, rate))

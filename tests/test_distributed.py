@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from traintop.engine.recording.feed import Steps
+from traintop.engine.feed.messages import Steps
 from traintop.engine.recording.stream import load
 
 WORKER = r"""

@@ -15,9 +15,9 @@ import os
 import pytest
 
 from traintop.commands import cli
-from traintop.engine.recording import export
-from traintop.engine.recording.export import TABLES, write_csv
-from traintop.engine.recording.feed import Event, RunStarted, Steps, Sweep
+from traintop.engine.export import tables as export
+from traintop.engine.export.tables import TABLES, write_csv
+from traintop.engine.feed.messages import Event, RunStarted, Steps, Sweep
 from traintop.engine.recording.stream import load
 from traintop.engine.results import StepResult
 from tui_fixed_run import fixed_run, result_at, run_info

@@ -12,7 +12,8 @@ import pytest
 
 from traintop.engine.config import TrainConfig
 from traintop.engine.recording.recording_source import RecordingSource
-from traintop.engine.recording.session import LiveSession, SessionSpec
+from traintop.engine.live.session import LiveSession
+from traintop.engine.live.spec import SessionSpec
 from traintop.engine.recording.stream import load
 from traintop.tui.app import TraintopApp
 from full_disk import small_disk  # noqa: F401 - a fixture

@@ -21,7 +21,7 @@ from traintop.data.errors import InputError
 from traintop.engine.atomic import WriteError
 from traintop.engine.config import TrainConfig
 from traintop.engine.recording import stream
-from traintop.engine.recording.feed import RunStarted, Status, Steps
+from traintop.engine.feed.messages import RunStarted, Status, Steps
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.recording.stream import load
 from traintop.engine.training.checkpoint import load_checkpoint, save_checkpoint
@@ -216,7 +216,7 @@ def _zip(path, name: str, data: bytes) -> None:
 @pytest.mark.parametrize("option", ["--csv", "--tensorboard"])
 def test_export_on_a_full_disk_is_one_line_and_no_half_file(tmp_path, small_disk, option):
     from traintop.data.dataset import load_dataset
-    from traintop.engine.recording.export import tensorboard_available
+    from traintop.engine.export.tables import tensorboard_available
 
     if option == "--tensorboard" and not tensorboard_available():
         pytest.skip("tensorboard is not installed")

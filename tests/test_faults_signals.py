@@ -18,7 +18,7 @@ import pytest
 
 from conftest import ROOT
 from test_tmux import Tmux, alive, descendants, start_app
-from traintop.engine.recording.feed import Status, Steps
+from traintop.engine.feed.messages import Status, Steps
 from traintop.engine.recording.stream import load
 from tui_fakes import write_words
 

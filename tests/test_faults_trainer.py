@@ -14,10 +14,10 @@ import time
 import pytest
 
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording.feed import Command, Event, RunStarted, Status, Steps
-from traintop.engine.recording.run_state import RunState
-from traintop.engine.recording.session import (ChildWatch, LiveSession, Runner, SessionSpec,
-                                               death_text)
+from traintop.engine.feed.messages import Command, Event, RunStarted, Status, Steps
+from traintop.engine.viewer.run_state import RunState
+from traintop.engine.live.runner import Runner
+from traintop.engine.live.session import ChildWatch, LiveSession, SessionSpec, death_text
 from traintop.tui.status_line import run_state_word, status_text
 from tui_fakes import write_words
 from tui_fixed_run import result_at, run_info

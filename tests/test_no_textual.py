@@ -103,8 +103,8 @@ def test_a_replays_first_frame_is_its_head_and_first_snapshot(tmp_path):
     assert made.returncode == 0, made.stderr
     probe = ("import sys\n"
              "import traintop.commands.replay, traintop.tui.app\n"
-             "from traintop.engine.recording.file_source import ReplaySource\n"
-             "from traintop.engine.recording.run_state import RunState\n"
+             "from traintop.engine.recording.replay_source import ReplaySource\n"
+             "from traintop.engine.viewer.run_state import RunState\n"
              f"source = ReplaySource({str(rec)!r})\n"
              "assert 'numpy' not in sys.modules, 'numpy was imported'\n"
              "state = RunState()\n"

@@ -14,6 +14,9 @@ import pytest
 
 from conftest import ROOT
 
+sys.path.insert(0, str(ROOT))
+from setup import packages  # noqa: E402 - the wheel's own mapping of names to folders
+
 USER_FILES = {"data.py": "raise SystemExit('the user data.py was imported')\n",
               "engine.py": "raise SystemExit('the user engine.py was imported')\n",
               "tui.py": "raise SystemExit('the user tui.py was imported')\n"}
@@ -51,9 +54,11 @@ def test_the_wheel_holds_one_top_level_package(wheel):
     assert top == {"traintop", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     # The embedded data and the app's stylesheet travel with it.
     assert "traintop/data/names.txt" in names and "traintop/tui/app.tcss" in names
-    for sub in ("engine/model", "engine/training", "engine/steps", "engine/health",
-                "engine/recording", "commands", "tui", "data"):
-        assert f"traintop/{sub}/__init__.py" in names
+    # Every package of the tree, derived from its folders (setup.py's mapping),
+    # is in the wheel: a new subfolder cannot go missing.
+    expected = {name.replace(".", "/") + "/__init__.py" for name in packages(ROOT)}
+    assert len(expected) >= 15 and "traintop/engine/live/__init__.py" in expected
+    assert expected <= set(names), sorted(expected - set(names))
 
 
 def _user_folder(tmp_path: Path) -> Path:

@@ -8,11 +8,11 @@ import json
 import numpy as np
 
 from traintop.engine.recording import replay_source
-from traintop.engine.recording.feed import Event, RunStarted, Status, Steps
-from traintop.engine.recording.file_source import FollowSource
+from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
+from traintop.engine.recording.follow_source import FollowSource
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.recording.replay_source import ReplaySource
-from traintop.engine.recording.run_state import RunState
+from traintop.engine.viewer.run_state import RunState
 from traintop.engine.recording.stream import load
 from traintop.engine.results import RunInfo, StepResult
 from traintop.engine.training.history import History
@@ -163,7 +163,7 @@ def test_replay_json_folds_coalesced_blocks_to_the_same_report(tmp_path, monkeyp
     one a line-by-line fold gives, across an lr change, NaN-free and with a restart."""
     from traintop.commands import replay
     from traintop.engine.config import TrainConfig
-    from traintop.engine.recording import events
+    from traintop.engine.feed import events
     from traintop.engine.training.build import build_trainer
 
     path = tmp_path / "run.jsonl"

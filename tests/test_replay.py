@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from traintop.commands import cli
-from traintop.engine.recording.feed import Command, Event, RunStarted, Status, Steps
-from traintop.engine.recording.file_source import ReplaySource
-from traintop.engine.recording.run_state import RunState
+from traintop.engine.feed.messages import Command, Event, RunStarted, Status, Steps
+from traintop.engine.recording.replay_source import ReplaySource
+from traintop.engine.viewer.run_state import RunState
 from traintop.commands.replay import summary
 
 

@@ -1,4 +1,4 @@
-"""LiveSession: the trainer in a spawned child, driven through traintop.engine.recording.feed."""
+"""LiveSession: the trainer in a spawned child, driven through traintop.engine.feed.messages."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 from traintop.data.dataset import load_dataset
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording.feed import Command, Event, RunStarted, Status, Steps
-from traintop.engine.recording.session import LiveSession, SessionSpec
+from traintop.engine.feed.messages import Command, Event, RunStarted, Status, Steps
+from traintop.engine.live.session import LiveSession
+from traintop.engine.live.spec import SessionSpec
 from traintop.engine.training.trainer import Trainer
 from tui_fakes import write_words
 
@@ -202,7 +203,7 @@ def test_the_child_stops_when_its_viewer_dies(words, tmp_path):
     script = (
         "import sys, time\n"
         "from traintop.engine.config import TrainConfig\n"
-        "from traintop.engine.recording.session import LiveSession, SessionSpec\n"
+        "from traintop.engine.live.session import LiveSession, SessionSpec\n"
         "if __name__ == '__main__':\n"
         f"    s = LiveSession(SessionSpec(TrainConfig(n_hidden=16), data={str(words)!r}))\n"
         "    s.start()\n"

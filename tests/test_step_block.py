@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording import events
-from traintop.engine.recording.feed import RunStarted, Status, Steps
+from traintop.engine.feed import events
+from traintop.engine.feed.messages import RunStarted, Status, Steps
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.recording.replay_source import ReplaySource
-from traintop.engine.recording.run_state import BLOCK, RunState
+from traintop.engine.viewer.run_state import BLOCK, RunState
 from traintop.engine.recording.stream import load
 from traintop.engine.step_block import StepBlock
 from traintop.engine.training.build import build_trainer

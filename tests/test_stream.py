@@ -11,7 +11,7 @@ import pytest
 
 from traintop.data.errors import InputError
 from traintop.commands import cli
-from traintop.engine.recording.feed import Event, RunStarted, Status, Steps
+from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.results import NonFinite, StepResult
 from traintop.engine.recording.stream import LineDecoder, dumps, header, load
@@ -111,7 +111,7 @@ def test_partial_last_line_is_ignored_until_complete(tmp_path):
 
 WRITER = """
 import os, sys
-from traintop.engine.recording.feed import RunStarted
+from traintop.engine.feed.messages import RunStarted
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.results import RunInfo, StepResult
 info = RunInfo({"lr": 0.1}, "ab", ("w",), ((2, 2),), ("Linear",), 1.0)

@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from traintop.engine.recording.feed import Event, RunStarted, Status, Steps
-from traintop.engine.recording.file_source import FollowSource
+from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
+from traintop.engine.recording.follow_source import FollowSource
 
 # The writer: a child process that does what the test tells it on stdin and
 # answers "ok" once the file holds it.
 CHILD = r"""
 import os, sys
-from traintop.engine.recording.feed import Event, RunStarted, Status
+from traintop.engine.feed.messages import Event, RunStarted, Status
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.results import RunInfo, StepResult
 from traintop.engine.recording.stream import dumps, encode

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from traintop.commands import cli
-from traintop.engine.recording.feed import RunStarted, Steps
+from traintop.engine.feed.messages import RunStarted, Steps
 from traintop.engine.recording.packing import (density_of, histogram_counts, pack_counts,
                                                pack_floats, unpack_counts, unpack_floats)
 from traintop.engine.recording.stream import load

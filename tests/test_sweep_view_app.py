@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 
-from traintop.engine.recording.feed import Command, Status
+from traintop.engine.feed.messages import Command, Status
 from traintop.engine.recording.replay_source import ReplaySource
 from traintop.tui.app import TraintopApp
 from tui_fakes import FakeSource, async_test, until
@@ -204,7 +204,7 @@ async def test_many_runs_say_what_they_leave_out():
 
 @async_test
 async def test_the_overview_marks_every_runs_lr_changes(trained):
-    from traintop.engine.recording import events
+    from traintop.engine.feed import events
 
     source = FakeSource(trained)
     app = TraintopApp(source)
@@ -224,7 +224,7 @@ async def test_the_overview_marks_every_runs_lr_changes(trained):
 
 
 def test_sweep_status_says_how_many_runs_stopped():
-    from traintop.engine.recording.sweep_state import SweepState
+    from traintop.engine.viewer.sweep_state import SweepState
     from traintop.tui.sweep_view import sweep_status_text
 
     messages = formula_sweep(100, ("1", "3", "5"))

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import time
 
-from traintop.engine.recording.feed import Command, Event, RunStarted, Status, Steps, Sweep
-from traintop.engine.recording.session import LiveSession, SessionSpec
-from traintop.engine.recording.sweep_state import SweepState
+from traintop.engine.feed.messages import Command, Event, RunStarted, Status, Steps, Sweep
+from traintop.engine.live.session import LiveSession
+from traintop.engine.live.spec import SessionSpec
+from traintop.engine.viewer.sweep_state import SweepState
 from traintop.engine.sweep.spec import parse_sweep
 from tui_fakes import SMALL_CONFIG, write_words
 

@@ -12,11 +12,11 @@ import pytest
 from traintop.commands import replay
 from traintop.data.errors import InputError
 from traintop.engine.recording import stream
-from traintop.engine.recording.export import write_csv
-from traintop.engine.recording.feed import RunStarted, Status, Steps, Sweep
+from traintop.engine.export.tables import write_csv
+from traintop.engine.feed.messages import RunStarted, Status, Steps, Sweep
 from traintop.engine.recording.replay_source import ReplaySource
-from traintop.engine.recording.run_state import RunState
-from traintop.engine.recording.sweep_state import SweepState
+from traintop.engine.viewer.run_state import RunState
+from traintop.engine.viewer.sweep_state import SweepState
 from tui_recordings import record
 from tui_sweep_runs import formula_sweep, trained_sweep
 
@@ -140,7 +140,7 @@ def test_a_message_for_an_unknown_run_is_refused():
 
 def test_attach_json_folds_every_run(tmp_path, trained):
     from traintop.commands.attach import follow_to_end
-    from traintop.engine.recording.file_source import FollowSource
+    from traintop.engine.recording.follow_source import FollowSource
 
     path = record(trained[1], tmp_path / "sweep.jsonl")
     source = FollowSource(path, quiet_after=1.0, jump=False)
@@ -156,7 +156,7 @@ def test_attach_json_folds_every_run(tmp_path, trained):
 
 def test_export_tensorboard_one_log_per_run(tmp_path, trained):
     from traintop.commands import cli
-    from traintop.engine.recording.export import tensorboard_available
+    from traintop.engine.export.tables import tensorboard_available
 
     if not tensorboard_available():
         pytest.skip("tensorboard is not installed")

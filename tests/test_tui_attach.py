@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 
 from traintop.commands import cli
-from traintop.engine.recording.feed import RunStarted, Status, Steps
-from traintop.engine.recording.file_source import FollowSource
+from traintop.engine.feed.messages import RunStarted, Status, Steps
+from traintop.engine.recording.follow_source import FollowSource
 from traintop.engine.recording.recorder import Recorder
 from traintop.tui.app import TraintopApp
 from tui_fakes import until

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT
 from traintop.commands.app import build_parser
-from traintop.engine.recording.feed import Status
+from traintop.engine.feed.messages import Status
 from traintop.tui.app import GRID_MIN, REFRESH_SECONDS, TraintopApp
 from traintop.tui.plotting import axis_end, downsample, steady_range
 from tui_fakes import FakeSource, async_test, until

@@ -9,9 +9,9 @@ import io
 import pytest
 from rich.console import Console
 
-from traintop.engine.recording.feed import Command, Event, RunStarted, Status
+from traintop.engine.feed.messages import Command, Event, RunStarted, Status
 from traintop.tui import app as app_module
-from traintop.engine.recording import run_state as run_state_module
+from traintop.engine.viewer import run_state as run_state_module
 from traintop.tui.app import TraintopApp, next_gain
 from traintop.tui.help_screen import HelpScreen
 from traintop.tui.status_line import status_text
@@ -189,7 +189,7 @@ def test_gain_steps_through_the_lecture_gains():
 
 
 def test_status_text_before_the_run_starts():
-    from traintop.engine.recording.run_state import RunState
+    from traintop.engine.viewer.run_state import RunState
 
     assert status_text(RunState()) == "waiting for the run to start…"
 

@@ -7,7 +7,8 @@ import os
 import pytest
 
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording.session import LiveSession, SessionSpec
+from traintop.engine.live.session import LiveSession
+from traintop.engine.live.spec import SessionSpec
 from traintop.tui.app import TraintopApp
 from tui_fakes import async_test, write_words, until
 

@@ -13,10 +13,11 @@ import pytest
 
 from traintop.commands import cli
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording.feed import Event, RunStarted, Steps
-from traintop.engine.recording.file_source import ReplaySource
+from traintop.engine.feed.messages import Event, RunStarted, Steps
+from traintop.engine.recording.replay_source import ReplaySource
 from traintop.engine.recording.recording_source import RecordingSource
-from traintop.engine.recording.session import LiveSession, SessionSpec
+from traintop.engine.live.session import LiveSession
+from traintop.engine.live.spec import SessionSpec
 from traintop.engine.recording.stream import load
 from traintop.tui.app import TraintopApp
 from traintop.commands.app import build_parser, spec_from_args
@@ -104,7 +105,7 @@ def test_unwritable_record_path_is_one_line(tmp_path):
 
 
 def test_the_session_builds_the_chosen_engine(tmp_path):
-    from traintop.engine.recording.session import _build
+    from traintop.engine.live.child import build as _build
 
     words = write_words(tmp_path / "words.txt")
     config = TrainConfig(n_hidden=8, depth=1, steps=10)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from traintop.engine.recording.feed import Steps
-from traintop.engine.recording.file_source import ReplaySource
+from traintop.engine.feed.messages import Steps
+from traintop.engine.recording.replay_source import ReplaySource
 from traintop.engine.recording.stream import load
 from traintop.tui.app import TraintopApp
 from tui_fakes import async_test, recorded_run, until
@@ -119,7 +119,7 @@ async def test_keys_move_the_timeline_and_the_panes_follow(recording):
 async def test_live_app_keeps_arrows_for_the_tabs():
     """Without a timeline the replay keys are not bound: ← and → still move
     between tabs, and the footer shows none of them."""
-    from traintop.engine.recording.feed import RunStarted
+    from traintop.engine.feed.messages import RunStarted
     from tui_fakes import FakeSource
 
     messages = recorded_run(steps=100)

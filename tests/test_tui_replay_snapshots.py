@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from traintop.engine.recording.file_source import ReplaySource
+from traintop.engine.recording.replay_source import ReplaySource
 from traintop.tui.app import TraintopApp
 from tui_fakes import FakeSource
 from tui_fixed_run import fixed_run

@@ -13,7 +13,7 @@ from torch import nn
 from traintop.commands import cli
 
 from traintop import watch
-from traintop.engine.recording.feed import Event, Status, Steps
+from traintop.engine.feed.messages import Event, Status, Steps
 from traintop.engine.recording.stream import load
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from traintop.data.dataset import load_dataset
 from traintop import watch
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording.feed import Steps
+from traintop.engine.feed.messages import Steps
 from traintop.engine.model.layers import BatchNorm1d, Linear
 from traintop.engine.recording.stream import load
 from traintop.engine.training.trainer import Trainer

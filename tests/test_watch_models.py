@@ -16,8 +16,8 @@ from torch import nn
 from real_models import GPT, GPTConfig, gpt_batch, record, small_cnn
 from traintop import watch
 from traintop.commands import cli
-from traintop.engine.recording.feed import Status, Steps
-from traintop.engine.recording.file_source import ReplaySource
+from traintop.engine.feed.messages import Status, Steps
+from traintop.engine.recording.replay_source import ReplaySource
 from traintop.engine.recording.stream import load
 from traintop.engine.watch import HIST_SAMPLE
 from traintop.tui.app import TraintopApp
@@ -188,7 +188,7 @@ async def test_the_weights_table_scrolls_from_the_keyboard(recordings):
 
 
 def test_report_text_of_a_watched_model_reads_na(recordings):
-    from traintop.engine.recording.run_state import RunState
+    from traintop.engine.viewer.run_state import RunState
     from traintop.engine.report import report_text
     state = RunState()
     for m in load(recordings["gpt6"]).messages:

@@ -9,8 +9,8 @@ from pathlib import Path
 from traintop.data.dataset import DEFAULT_DATA, build_dataset
 from traintop.data.words import read_words
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording import events
-from traintop.engine.recording.feed import Command, Event, RunStarted, Status, Steps
+from traintop.engine.feed import events
+from traintop.engine.feed.messages import Command, Event, RunStarted, Status, Steps
 from traintop.engine.training.threads import apply_threads
 from traintop.engine.training.trainer import Trainer
 

@@ -8,8 +8,8 @@ import math
 
 from traintop.data.dataset import build_dataset
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording import events
-from traintop.engine.recording.feed import Event, RunStarted, Status, Steps
+from traintop.engine.feed import events
+from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
 from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, StepResult, WeightStats
 from traintop.engine.training.trainer import Trainer
 from tui_fakes import small_words

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from traintop.data.dataset import build_dataset
-from traintop.engine.recording.feed import RunStarted, Status, Steps, Sweep
+from traintop.engine.feed.messages import RunStarted, Status, Steps, Sweep
 from traintop.engine.results import StatsSnapshot, StepResult
 from traintop.engine.sweep.spec import parse_sweep
 from traintop.engine.sweep.trainer import SweepTrainer

@@ -112,7 +112,7 @@ def replay_app(path: Path, last_step: int, size: str, timeout: float = 60.0) -> 
 
 
 def last_step_of(path: Path) -> int:
-    from traintop.engine.recording.feed import Steps
+    from traintop.engine.feed.messages import Steps
     from traintop.engine.recording.stream import read
 
     last = 0
@@ -128,7 +128,7 @@ def gpt_snapshot_bytes(steps: int = 20) -> dict:
     from torch import nn
     from torch.nn import functional as F
 
-    from traintop.engine.recording.feed import Steps
+    from traintop.engine.feed.messages import Steps
     from traintop.engine.recording.stream import _plain, read
     from traintop.engine.watch import watch
 

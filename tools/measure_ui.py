@@ -69,7 +69,7 @@ def cmdline(pid: int) -> str:
 def inner(out: str) -> int:
     """The app as `traintop` runs it, writing its counters at exit."""
     from traintop.engine.config import TrainConfig
-    from traintop.engine.recording.session import LiveSession, SessionSpec
+    from traintop.engine.live.session import LiveSession, SessionSpec
     from traintop.tui.app import TraintopApp
 
     session = LiveSession(SessionSpec(config=TrainConfig()))

@@ -25,16 +25,16 @@ from textual.containers import Horizontal, Vertical
 from textual.lazy import Lazy
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from ..engine.config import GAIN_STEPS, parse_gain
-from ..engine.recording.feed import Command, Event, Source, Steps
+from traintop.engine.config import GAIN_STEPS, parse_gain
+from traintop.engine.feed.messages import Command, Event, Source, Steps
 from .calibration_pane import CalibrationPane
 from .events_pane import EventsPane
 from .health_pane import HealthPane
 from .histogram_pane import HistogramPane
 from .loss_pane import LossPane
 from .ratio_pane import RatioPane
-from ..engine.recording.run_state import RunState
-from ..engine.recording.sweep_state import SOURCE_EVENTS, SweepState
+from traintop.engine.viewer.run_state import RunState
+from traintop.engine.viewer.sweep_state import SOURCE_EVENTS, SweepState
 from .samples_pane import SamplesPane
 from .saturation_pane import SaturationPane
 from .status_line import StatusLine

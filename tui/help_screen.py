@@ -8,7 +8,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
-from ..engine.health.rules import RULES
+from traintop.engine.health.rules import RULES
 
 PLOTS = """\
 # traintop help

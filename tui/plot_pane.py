@@ -19,7 +19,7 @@ from textual.geometry import Region
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
 
-from ..engine.recording.run_state import RunState
+from traintop.engine.viewer.run_state import RunState
 
 
 class PlotPane(PlotextPlot):

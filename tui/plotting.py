@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..engine.training.history import Marker
+from traintop.engine.training.history import Marker
 
 # Without colour, lines are told apart by their marker.
 NO_COLOR_MARKERS = ("dot", "x", "+", "o", "*", "#", "@", "%")

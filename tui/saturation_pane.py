@@ -9,7 +9,7 @@ the rows, the picked set (tui/pick.py, `p`) is drawn and the rest summed up.
 
 from __future__ import annotations
 
-from ..engine.results import FAMILY_MEANING
+from traintop.engine.results import FAMILY_MEANING
 from .health_marks import badge, layer_marks
 from .pick import pick, short_labels
 from .plot_pane import PlotPane

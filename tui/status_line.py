@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
-from ..engine.recording.run_state import RunState
+from traintop.engine.viewer.run_state import RunState
 
 
 def status_text(state: RunState, read_only: bool = False,

@@ -8,9 +8,9 @@ command goes to, the overview's dirty panes and notices naming the runs.
 
 from __future__ import annotations
 
-from ..engine.recording.feed import Event
-from ..engine.recording.run_state import ALL_PANES
-from ..engine.recording.sweep_state import SOURCE_EVENTS
+from traintop.engine.feed.messages import Event
+from traintop.engine.viewer.run_state import ALL_PANES
+from traintop.engine.viewer.sweep_state import SOURCE_EVENTS
 
 # Answers a sweep's runs give to one key together: one notice for all of them.
 GROUPED_EVENTS = ("evaluate", "calibrate", "checkpoint", "lr")

@@ -20,8 +20,8 @@ from collections import deque
 from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
                                  initial_loss, loss_diverging, non_finite, snapshot_findings,
                                  sort_key, update_burst, update_level)
-from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
-from ..step_block import StepBlock
+from traintop.engine.results import Calibration, RunInfo, StatsSnapshot, StepResult
+from traintop.engine.step_block import StepBlock
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 BIG_BLOCK = 1000   # steps from which observe_many's numpy passes beat a Python loop

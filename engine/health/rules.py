@@ -16,7 +16,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from ..results import Calibration, NonFinite, RunInfo, StatsSnapshot
+from traintop.engine.results import Calibration, NonFinite, RunInfo, StatsSnapshot
 from .thresholds import DEFAULT_THRESHOLDS as T, Thresholds
 
 SEVERITIES = ("info", "warn", "error")  # in rank order

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .layers import BatchNorm1d, Linear, Tanh
 from .stack import Stack
-from ..results import Calibration, FoldCheck
+from traintop.engine.results import Calibration, FoldCheck
 
 CHUNK = 32768        # examples per forward: bounds memory on big splits
 MAX_SAMPLE_LEN = 100  # an untrained model may never pick the end token

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import TrainConfig
+from traintop.engine.config import TrainConfig
 from .layers import BatchNorm1d, Linear, Tanh
 
 

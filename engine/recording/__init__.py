@@ -1,2 +1,2 @@
-"""Runs as messages: the feed, the recording format, the recorder, file and live sources, the
-viewer's state and export. Torch-free but for session.py's child process."""
+"""The recording: its line format (stream, packing), the writer (recorder,
+recording_source) and the readers (replay_source, follow_source). Torch-free."""

@@ -1,8 +1,8 @@
-"""A viewer of traintop.engine.recording.feed messages that writes them to a recording.
+"""A viewer of traintop.engine.feed.messages messages that writes them to a recording.
 
-Steps are batched (one line per BATCH steps or per FLUSH_SECONDS), every
+Steps are batched (one line per BATCH steps or per FILE_FLUSH_SECONDS), every
 other message is a line of its own, and the file is flushed at least every
-FLUSH_SECONDS while messages arrive, so a reader following it lags by about
+FILE_FLUSH_SECONDS while messages arrive, so a reader following it lags by about
 that much and a crash loses at most that much.
 
 A write error (disk full, permission, a removed folder, an I/O error) stops
@@ -18,16 +18,16 @@ import os
 import time
 from pathlib import Path
 
-from ..atomic import WriteError, write_error
-from .feed import Event, Message, RunStarted, Status, Steps, Sweep
-from ..results import StepResult
-from .stream import StreamWriter
+from traintop.engine.atomic import WriteError, write_error
+from traintop.engine.feed.messages import Event, Message, RunStarted, Status, Steps, Sweep
+from traintop.engine.results import StepResult
+from traintop.engine.recording.stream import StreamWriter
 
 BATCH = 100            # steps per line
-FLUSH_SECONDS = 0.5    # most a line waits before it reaches the file
-STATUS_SECONDS = 5.0   # a Status is kept at most this often unless its state changes
+FILE_FLUSH_SECONDS = 0.5    # most a line waits before it reaches the file
+KEPT_STATUS_SECONDS = 5.0   # a Status is kept at most this often unless its state changes
 # A headless run hands the recorder a Status this often (it keeps one every
-# STATUS_SECONDS), so `traintop attach` shows the run live, with a rate.
+# KEPT_STATUS_SECONDS), so `traintop attach` shows the run live, with a rate.
 LIVE_STATUS_STEPS = 100
 
 
@@ -41,7 +41,7 @@ class Recorder:
     """
 
     def __init__(self, path: str | Path, meta: dict | None = None, clock=time.monotonic,
-                 status_seconds: float = STATUS_SECONDS):
+                 status_seconds: float = KEPT_STATUS_SECONDS):
         self.path = Path(path)
         self.status_seconds = status_seconds   # watch() keeps one a second for attach
         self.meta = dict(meta or {})
@@ -151,7 +151,7 @@ class Recorder:
             return self._good_bytes
 
     def _maybe_flush(self) -> None:
-        if self._clock() - self._last_flush >= FLUSH_SECONDS:
+        if self._clock() - self._last_flush >= FILE_FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:

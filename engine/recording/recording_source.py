@@ -4,7 +4,7 @@ It stands between a source and its viewer: every polled message goes to an
 traintop.engine.recording.recorder.Recorder on its way through, so the recording holds what the
 viewer saw, interventions included. The recorder flushes as messages come;
 while the source is quiet (paused) the viewer's regular polls flush it, so a
-follower of the file is never more than about FLUSH_SECONDS behind.
+follower of the file is never more than about FILE_FLUSH_SECONDS behind.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ..atomic import WriteError
-from .feed import Command, Event, Message, RunStarted, Source, Status, Steps, Sweep
-from .recorder import FLUSH_SECONDS, Recorder
+from traintop.engine.atomic import WriteError
+from traintop.engine.feed.messages import Command, Event, Message, RunStarted, Source, Status, Steps, Sweep
+from traintop.engine.recording.recorder import FILE_FLUSH_SECONDS, Recorder
 
 
 class RecordingSource:
@@ -66,7 +66,7 @@ class RecordingSource:
         now = self._clock()
         if messages:
             self._last_flush = now
-        elif now - self._last_flush >= FLUSH_SECONDS:
+        elif now - self._last_flush >= FILE_FLUSH_SECONDS:
             self.recorder.flush()      # quiet (paused): make what is pending visible
             self._last_flush = now
 

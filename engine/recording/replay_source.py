@@ -31,10 +31,10 @@ import zlib
 from collections import OrderedDict
 from pathlib import Path
 
-from ...data.errors import InputError
-from ..step_block import StepBlock
-from .feed import Command, Event, Message, RunStarted, Status, Steps
-from .stream import (Inflater, LineDecoder, decode, decode_snapshot, decode_snapshot2, is_gzip,
+from traintop.data.errors import InputError
+from traintop.engine.step_block import StepBlock
+from traintop.engine.feed.messages import Command, Event, Message, RunStarted, Status, Steps
+from traintop.engine.recording.stream import (Inflater, LineDecoder, decode, decode_snapshot, decode_snapshot2, is_gzip,
                      step_rows)
 
 PLAY_SECONDS = 30.0   # default play speed runs the whole recording in about this long

@@ -2,10 +2,10 @@
 
     {"format": "traintop-stream", "version": 2, "traintop": "0.1.0", "info": {...}, "meta": {...}}
     {"t": "s", "n": 100, "step": 1, "loss": "f...", "lr": [[0.1, 100]], "p": 19, "u": "f...",
-     "x": {"99": {...}}}                    # traintop.engine.recording.feed.Steps, columnar
-    {"t": "event", "kind": "lr", ...}       # traintop.engine.recording.feed.Event
-    {"t": "run", "info": {...}, "why": ...} # traintop.engine.recording.feed.RunStarted (a restart)
-    {"t": "status", ...}                    # traintop.engine.recording.feed.Status
+     "x": {"99": {...}}}                    # traintop.engine.feed.messages.Steps, columnar
+    {"t": "event", "kind": "lr", ...}       # traintop.engine.feed.messages.Event
+    {"t": "run", "info": {...}, "why": ...} # traintop.engine.feed.messages.RunStarted (a restart)
+    {"t": "status", ...}                    # traintop.engine.feed.messages.Status
 
 A sweep (several runs side by side, feed.Sweep) is version 3: the header adds
 `"sweep": {"labels": [...], "keys": [...]}` (its info is run 0's) and every
@@ -44,13 +44,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import IO, Iterator
 
-from ...data.errors import InputError
-from .feed import Event, Message, RunStarted, Status, Steps, Sweep
-from .packing import (density_of, histogram_counts, pack_counts, pack_floats, unpack_counts,
+from traintop.data.errors import InputError
+from traintop.engine.feed.messages import Event, Message, RunStarted, Status, Steps, Sweep
+from traintop.engine.recording.packing import (density_of, histogram_counts, pack_counts, pack_floats, unpack_counts,
                       unpack_floats)
-from ..results import (Histogram, LayerStats, NonFinite, RunInfo, StatsSnapshot,
+from traintop.engine.results import (Histogram, LayerStats, NonFinite, RunInfo, StatsSnapshot,
                             StepResult, WeightStats)
-from ..step_block import StepBlock
+from traintop.engine.step_block import StepBlock
 
 FORMAT = "traintop-stream"
 VERSION = 2

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..results import StatsSnapshot
+from traintop.engine.results import StatsSnapshot
 from .fast import FastStep
 
 _aten = torch.ops.aten

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model.layers import BatchNorm1d, Linear
-from ..results import Histogram, LayerStats, StatsSnapshot, WeightStats
+from traintop.engine.model.layers import BatchNorm1d, Linear
+from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, WeightStats
 from .stats import BINS, SATURATION, FlatReader
 
 _aten = torch.ops.aten

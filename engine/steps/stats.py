@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..results import Histogram, LayerStats, StatsSnapshot, WeightStats
+from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, WeightStats
 
 SATURATION = 0.97   # |t| above this counts as saturated (the lecture's threshold)
 BINS = 100          # torch.histogram's default, as the lecture plots

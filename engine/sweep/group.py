@@ -13,11 +13,11 @@ from collections import Counter
 
 import torch
 
-from ..config import TrainConfig
-from ..results import StepResult
-from ..steps.batched import BatchedStep
-from ..steps.batched_compiled import BatchedCompiled
-from ..training.trainer import AUTO_COMPILE_MIN_STEPS, Trainer
+from traintop.engine.config import TrainConfig
+from traintop.engine.results import StepResult
+from traintop.engine.steps.batched import BatchedStep
+from traintop.engine.steps.batched_compiled import BatchedCompiled
+from traintop.engine.training.trainer import AUTO_COMPILE_MIN_STEPS, Trainer
 
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from ...data.errors import InputError
-from ..config import TrainConfig
+from traintop.data.errors import InputError
+from traintop.engine.config import TrainConfig
 
 MAX_RUNS = 16
 # The knobs a sweep may vary: the init-time choices and the training ones.

@@ -33,11 +33,11 @@ The API the live app drives:
 
 from __future__ import annotations
 
-from ...data.dataset import Dataset
-from ...data.errors import InputError
-from ..config import ENGINES
-from ..results import RunInfo, StepResult
-from ..training.trainer import Trainer, describe
+from traintop.data.dataset import Dataset
+from traintop.data.errors import InputError
+from traintop.engine.config import ENGINES
+from traintop.engine.results import RunInfo, StepResult
+from traintop.engine.training.trainer import Trainer, describe
 from .group import BatchedGroup, shape_key
 from .spec import SweepRun
 

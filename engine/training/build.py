@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...data.dataset import load_dataset
-from ..config import TrainConfig
+from traintop.data.dataset import load_dataset
+from traintop.engine.config import TrainConfig
 from .checkpoint import load_checkpoint
 from .threads import apply_threads, choose_threads
 from .trainer import Trainer

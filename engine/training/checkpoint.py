@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from ...data.errors import InputError
-from ..atomic import write_atomic
-from ..config import TrainConfig
-from ..model.layers import BatchNorm1d
+from traintop.data.errors import InputError
+from traintop.engine.atomic import write_atomic
+from traintop.engine.config import TrainConfig
+from traintop.engine.model.layers import BatchNorm1d
 from .checkpoint_header import FORMAT, VERSION, read_header
 
 

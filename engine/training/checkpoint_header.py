@@ -15,7 +15,7 @@ import zipfile
 from collections import OrderedDict
 from pathlib import Path
 
-from ...data.errors import InputError
+from traintop.data.errors import InputError
 
 FORMAT = "traintop-checkpoint"
 VERSION = 1

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from ..config import TrainConfig
+from traintop.engine.config import TrainConfig
 
 # Above this many multiply-adds per step, extra threads pay for themselves.
 # Measured on the project's 2-core machine, quiet (interleaved rounds, 1 vs 2

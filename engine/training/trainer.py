@@ -15,17 +15,17 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ...data.dataset import Dataset
-from ...data.errors import InputError
-from ..model import inference
-from ..config import ENGINES, TrainConfig, gain_label, parse_gain
-from ..steps.compiled import CompiledStep
-from ..steps.fast import FastStep
+from traintop.data.dataset import Dataset
+from traintop.data.errors import InputError
+from traintop.engine.model import inference
+from traintop.engine.config import ENGINES, TrainConfig, gain_label, parse_gain
+from traintop.engine.steps.compiled import CompiledStep
+from traintop.engine.steps.fast import FastStep
 from .history import History
-from ..model.stack import Stack, build_stack
-from ..results import (Calibration, FoldCheck, NonFinite, RunInfo, StatsSnapshot,
+from traintop.engine.model.stack import Stack, build_stack
+from traintop.engine.results import (Calibration, FoldCheck, NonFinite, RunInfo, StatsSnapshot,
                             StepResult)
-from ..steps.stats import snapshot, update_ratios
+from traintop.engine.steps.stats import snapshot, update_ratios
 
 # Init-time choices: changing one restarts the run.
 

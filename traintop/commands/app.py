@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..engine.atomic import check_writable, check_writable_dir
+from traintop.engine.atomic import check_writable, check_writable_dir
 from .options import Parser, add_train_options, check_device, config_for, positive_float, sweep_for
-from ..data.words import DEFAULT_DATA, read_checked_words
-from ..data.errors import InputError
-from ..engine.recording.session import LiveSession, SessionSpec
+from traintop.data.words import DEFAULT_DATA, read_checked_words
+from traintop.data.errors import InputError
+from traintop.engine.live.session import LiveSession
+from traintop.engine.live.spec import SessionSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +52,11 @@ def main(argv: list[str]) -> int:
     source.start()
     recording = None
     if args.record:
-        from ..engine.recording.recording_source import RecordingSource
+        from traintop.engine.recording.recording_source import RecordingSource
 
         source = recording = RecordingSource(source, args.record,
                                              meta={"data": source_name, "writer": "traintop app"})
-    from ..tui.app import run_app  # Textual loads only once the options are good
+    from traintop.tui.app import run_app  # Textual loads only once the options are good
 
     code = run_app(source, title="traintop", refresh=args.refresh)
     if recording is not None and recording.failed:

@@ -1,6 +1,6 @@
 """`traintop attach RUN.jsonl`: follow a run another process is writing.
 
-Without --json it opens the app on an traintop.engine.recording.file_source.FollowSource.
+Without --json it opens the app on an traintop.engine.recording.follow_source.FollowSource.
 With --json it imports no Textual: it follows the file until the writer
 finishes (or stops, or stays quiet for --quiet seconds) and prints the
 run's JSON summary, the same document `traintop run --json` prints.
@@ -13,11 +13,11 @@ import json
 import sys
 import time
 
-from ..data.errors import InputError
-from ..engine.recording.feed import Event
-from ..engine.recording.file_source import FollowSource
-from ..engine.recording.sweep_state import SweepState
-from ..engine.recording.stream import Inflater, LineDecoder, is_gzip
+from traintop.data.errors import InputError
+from traintop.engine.feed.messages import Event
+from traintop.engine.recording.follow_source import FollowSource
+from traintop.engine.viewer.sweep_state import SweepState
+from traintop.engine.recording.stream import Inflater, LineDecoder, is_gzip
 from .options import Parser
 
 POLL_SECONDS = 0.2
@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(json.dumps(state.report(), indent=2, allow_nan=False) + "\n")
         return 0
     check_written_so_far(source.path)
-    from ..tui.app import run_app  # the app needs Textual: load it only here
+    from traintop.tui.app import run_app  # the app needs Textual: load it only here
 
     return run_app(source, title=f"attach {args.path}")
 

@@ -19,13 +19,13 @@ import time
 
 import torch
 
-from ..data.dataset import load_dataset
-from ..data.errors import InputError
+from traintop.data.dataset import load_dataset
+from traintop.data.errors import InputError
 from .bench_loops import engine_loop, lecture_loop, plain_nn_loop
 from .bench_sweep import format_sweep, memory, sweep_loops, sweep_rows
-from ..engine.config import TrainConfig
+from traintop.engine.config import TrainConfig
 from .options import Parser, check_device
-from ..engine.training.threads import apply_threads, choose_threads
+from traintop.engine.training.threads import apply_threads, choose_threads
 
 # (key, label, engine path, stats_every); None: a baseline loop
 MAIN_ROWS = (

@@ -13,10 +13,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..data.dataset import Dataset
-from ..engine.config import TrainConfig
-from ..engine.model.stack import build_stack
-from ..engine.training.trainer import Trainer
+from traintop.data.dataset import Dataset
+from traintop.engine.config import TrainConfig
+from traintop.engine.model.stack import build_stack
+from traintop.engine.training.trainer import Trainer
 
 Step = Callable[[], None]
 

@@ -24,11 +24,11 @@ import sys
 
 import torch
 
-from ..engine.config import TrainConfig
-from ..engine.sweep.spec import parse_sweep
-from ..engine.sweep.trainer import SweepTrainer
-from ..engine.training.threads import apply_threads, choose_threads
-from ..engine.training.trainer import Trainer
+from traintop.engine.config import TrainConfig
+from traintop.engine.sweep.spec import parse_sweep
+from traintop.engine.sweep.trainer import SweepTrainer
+from traintop.engine.training.threads import apply_threads, choose_threads
+from traintop.engine.training.trainer import Trainer
 
 GAINS = "gain=0.5,1,5/3,3"
 # engine of the sweep, engine of the solo runs, label
@@ -128,8 +128,8 @@ def memory(threads: int, data: str | None) -> dict:
 def memory_child(what: str, threads: int, data: str | None) -> None:
     """Train `what` (none, solo: the first run, sweep: all four) MEMORY_STEPS steps
     on the fast engine; print the process's peak RSS as JSON."""
-    from ..data.dataset import load_dataset
-    from .run import peak_rss_mb
+    from traintop.data.dataset import load_dataset
+    from traintop.commands.run_end import peak_rss_mb
 
     torch.set_num_threads(threads)
     base = TrainConfig().validated()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ..data.errors import InputError
+from traintop.data.errors import InputError
 
 import importlib
 

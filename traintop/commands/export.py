@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..data.errors import InputError
-from ..engine.recording.export import write_csv, write_tensorboard
+from traintop.data.errors import InputError
+from traintop.engine.export.tables import write_csv, write_tensorboard
 from .options import Parser
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..data.errors import InputError
-from ..engine.config import DEFAULT_ENGINE, ENGINES, TrainConfig
-from ..engine.sweep.spec import SweepRun, parse_sweep
-from ..engine.training.checkpoint_header import read_header
+from traintop.data.errors import InputError
+from traintop.engine.config import DEFAULT_ENGINE, ENGINES, TrainConfig
+from traintop.engine.sweep.spec import SweepRun, parse_sweep
+from traintop.engine.training.checkpoint_header import read_header
 
 # option dest -> TrainConfig field (same name unless listed)
 CONFIG_OPTIONS = ("n_embd", "n_hidden", "depth", "block_size", "batchnorm", "activation",

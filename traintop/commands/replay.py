@@ -1,7 +1,7 @@
 """`traintop replay RUN.jsonl`: the app on a recorded run; --json prints its summary.
 
 The --json path imports no Textual: it folds the recording into the run's
-report (traintop.engine.recording.run_state) and prints the document `traintop run --json`
+report (traintop.engine.viewer.run_state) and prints the document `traintop run --json`
 printed for the same run.
 """
 
@@ -11,12 +11,12 @@ import argparse
 import json
 import sys
 
-from ..engine.recording.feed import Steps, Sweep
-from ..engine.recording.run_state import RunState
-from ..engine.recording.sweep_state import SweepState
-from ..engine.training.history import History
-from ..engine.recording.stream import LineDecoder, read
-from ..engine.step_block import StepBlock
+from traintop.engine.feed.messages import Steps, Sweep
+from traintop.engine.viewer.run_state import RunState
+from traintop.engine.viewer.sweep_state import SweepState
+from traintop.engine.training.history import History
+from traintop.engine.recording.stream import LineDecoder, read
+from traintop.engine.step_block import StepBlock
 from .options import Parser
 
 # Steps folded together by --json (see _coalesced).
@@ -117,8 +117,8 @@ def main(argv: list[str]) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary(args.path), indent=2, allow_nan=False) + "\n")
         return 0
-    from ..engine.recording.file_source import ReplaySource
-    from ..tui.app import run_app  # the app needs Textual: load it only here
+    from traintop.engine.recording.replay_source import ReplaySource
+    from traintop.tui.app import run_app  # the app needs Textual: load it only here
 
     # Reads and checks the whole file: a missing or corrupt recording is one
     # error line here, before the screen opens.

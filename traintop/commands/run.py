@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
-import torch
-
-from ..data.errors import InputError
-from ..engine.atomic import WriteError, check_writable
-from ..engine.health.monitor import HealthMonitor
-from ..engine.config import DEFAULT_ENGINE
-from ..engine.recording import events
-from ..engine.recording.feed import RunStarted, Status
-from ..engine.recording.recorder import Recorder
-from ..engine.report import report_dict, report_text
-from ..engine.training.build import build_trainer
-from ..engine.steps.compiled import exit_now_if_compiling
-from ..engine.training.checkpoint import save_checkpoint
-from ..engine.training.trainer import Trainer
-from ..engine.recording.recorder import LIVE_STATUS_STEPS
-from .options import Parser, add_train_options, check_device, config_for, sweep_for
-from .progress import Progress, stopping
-from .run_sweep import main_sweep, refuse_options
+from traintop.data.errors import InputError
+from traintop.engine.atomic import WriteError, check_writable
+from traintop.engine.health.monitor import HealthMonitor
+from traintop.engine.config import DEFAULT_ENGINE
+from traintop.engine.feed import events
+from traintop.engine.feed.messages import RunStarted, Status
+from traintop.engine.recording.recorder import Recorder
+from traintop.engine.report import report_dict, report_text
+from traintop.engine.training.build import build_trainer
+from traintop.engine.steps.compiled import exit_now_if_compiling
+from traintop.engine.training.checkpoint import save_checkpoint
+from traintop.engine.training.trainer import Trainer
+from traintop.engine.recording.recorder import LIVE_STATUS_STEPS
+from traintop.commands.run_end import (exit_code, final_events, final_status, live_status,
+                                       say_report, timing_dict)
+from traintop.commands.options import Parser, add_train_options, check_device, config_for, sweep_for
+from traintop.commands.progress import Progress, stopping
+from traintop.commands.run_sweep import main_sweep, refuse_options
 
 SPLITS = ("train", "val", "test")
 
@@ -134,17 +133,8 @@ def main(argv: list[str]) -> int:
             errors.append(str(exc))
     if errors:
         doc["errors"] = list(errors)
-    try:
-        if args.json:
-            sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-        else:
-            sys.stdout.write(report_text(doc) + "\n")
-        sys.stdout.flush()
-    except OSError:
-        pass    # stdout is gone (a hangup closed the terminal): the recording has it all
-    for text in errors:
-        sys.stderr.write(f"traintop: error: {text}\n")
-    code = 128 + caught[0] if caught else (2 if errors else (1 if trainer.stopped else 0))
+    say_report(doc, report_text, args.json, errors)
+    code = exit_code(caught, errors, trainer.stopped is not None)
     exit_now_if_compiling(code)   # a run that ends mid-compile must not abort at exit
     return code
 
@@ -157,24 +147,6 @@ def start_recording(path: str, trainer: Trainer) -> Recorder:
     return recorder
 
 
-def timing_dict(trainer: Trainer, steps: int, seconds: float) -> dict:
-    """How this process ran: the path, threads, wall time (eval and samples
-    excluded, a compiled path's compiling included), the memory the history
-    holds and the process's peak RSS."""
-    return {"engine": trainer.engine, "engine_at_end": trainer.engine_now,
-            "threads": torch.get_num_threads(),
-            "steps": steps, "wall_s": round(seconds, 3),
-            "steps_per_sec": round(steps / seconds, 1) if seconds > 0 else 0.0,
-            "history_mb": round(trainer.history.nbytes() / 1e6, 3),
-            "peak_rss_mb": round(peak_rss_mb(), 1)}
-
-
-def peak_rss_mb() -> float:
-    import resource  # Unix only; elsewhere the figure is 0
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 1e6
-
-
 def finish_recording(recorder: Recorder, trainer: Trainer, checkpoint, eval_losses, samples, health,
                      interrupted: bool, seconds: float, timing: dict | None = None) -> None:
     """The end of the run as events, then a final Status that says where it stopped."""
@@ -182,33 +154,3 @@ def finish_recording(recorder: Recorder, trainer: Trainer, checkpoint, eval_loss
                               timing):
         recorder.consume(event)
     recorder.close(final_status(trainer, seconds, interrupted=interrupted))
-
-
-def final_events(trainer: Trainer, checkpoint, eval_losses, samples, health, interrupted: bool,
-                 timing: dict | None) -> list:
-    """What a recording says after a run's last step (a sweep: of each run)."""
-    step = trainer.steps_done
-    ends = [events.stopped(trainer.stopped) if trainer.stopped is not None else None,
-            events.interrupted(step) if interrupted else None,
-            events.evaluated(step, eval_losses) if eval_losses is not None else None,
-            events.sampled(step, samples) if samples is not None else None,
-            events.checkpointed(step, checkpoint) if checkpoint else None,
-            events.health(step, health) if health is not None else None,
-            events.timed(step, timing) if timing is not None else None]
-    return [event for event in ends if event is not None]
-
-
-def final_status(trainer: Trainer, seconds: float, run: int = 0,
-                 interrupted: bool = False) -> Status:
-    step = trainer.steps_done
-    stopped = trainer.stopped.message() if trainer.stopped else None
-    return Status(step=step, lr=trainer.lr, running=False, finished=trainer.finished,
-                  steps_per_sec=step / seconds if seconds > 0 else 0.0,
-                  stopped=stopped or ("interrupted" if interrupted else None), run=run)
-
-
-def live_status(result, first_step: int, started: float, run: int = 0) -> Status:
-    seconds = time.monotonic() - started
-    rate = (result.step - first_step) / seconds if seconds > 0 else 0.0
-    return Status(step=result.step, lr=result.lr, running=True, finished=False,
-                  steps_per_sec=rate, run=run)

@@ -10,24 +10,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import sys
 import time
 
-from ..data.dataset import load_dataset
-from ..data.errors import InputError
-from ..engine.atomic import WriteError, check_writable
-from ..engine.health.monitor import HealthMonitor
-from ..engine.recording.feed import RunStarted, Steps, Sweep
-from ..engine.recording.recorder import Recorder
-from ..engine.report import fmt, report_dict, report_text
-from ..engine.sweep.spec import SweepRun
-from ..engine.sweep.trainer import SweepTrainer
-from ..engine.recording.recorder import LIVE_STATUS_STEPS
-from ..engine.sweep.group import widest_group
-from ..engine.training.threads import apply_threads, choose_threads
-from .options import check_device
-from .progress import Progress, stopping
+from traintop.data.errors import InputError
+from traintop.engine.atomic import WriteError, check_writable
+from traintop.engine.health.monitor import HealthMonitor
+from traintop.engine.feed.messages import RunStarted, Steps, Sweep
+from traintop.engine.recording.recorder import Recorder
+from traintop.engine.report import fmt, report_dict, report_text
+from traintop.engine.sweep.spec import SweepRun
+from traintop.engine.sweep.trainer import SweepTrainer
+from traintop.engine.recording.recorder import LIVE_STATUS_STEPS
+from traintop.engine.sweep.build import build_sweep_trainer
+from traintop.commands.options import check_device
+from traintop.commands.progress import Progress, stopping
+from traintop.commands.run_end import (exit_code, final_events, final_status, live_status,
+                                       say_report, timing_dict)
 
 
 
@@ -45,11 +43,8 @@ def refuse_options(args: argparse.Namespace) -> None:
 
 def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
                splits: tuple[str, ...]) -> int:
-    config = runs[0].config
-    width = widest_group([run.config for run in runs], args.engine)
-    apply_threads(args.threads or choose_threads(config, runs=width))
-    dataset = load_dataset(args.data, config.block_size, config.split_seed)
-    sweep = SweepTrainer(runs, dataset, device=check_device(args.device), engine=args.engine)
+    sweep = build_sweep_trainer(runs, args.data, check_device(args.device), args.engine,
+                                args.threads)
 
     recorder = start_recording(args.record, sweep) if args.record else None
     errors: list[str] = []
@@ -77,7 +72,6 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
             for run, (_, end) in enumerate(ends):
                 for event in end:
                     recorder.consume(dataclasses.replace(event, run=run))
-            from .run import final_status   # run imports this module
             recorder.close([final_status(t, seconds, run, interrupted=bool(caught))
                             for run, t in enumerate(sweep.trainers)])
         except WriteError as exc:
@@ -87,21 +81,11 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
               "runs": len(runs), "groups": len(set(shape_groups(sweep))),
               "run_steps": run_steps, "wall_s": round(seconds, 3),
               "run_steps_per_sec": round(run_steps / seconds, 1) if seconds > 0 else 0.0}
-    try:
-        if args.json:
-            doc = {"runs": docs, "timing": timing}
-            if caught:
-                doc["interrupted"] = True
-            sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-        else:
-            sys.stdout.write(sweep_text(docs, timing) + "\n")
-        sys.stdout.flush()
-    except OSError:
-        pass
-    for text in errors:
-        sys.stderr.write(f"traintop: error: {text}\n")
-    stopped = any(t.stopped is not None for t in sweep.trainers)
-    return 128 + caught[0] if caught else (2 if errors else (1 if stopped else 0))
+    doc = {"runs": docs, "timing": timing}
+    if caught:
+        doc["interrupted"] = True
+    say_report(doc, lambda d: sweep_text(d["runs"], d["timing"]), args.json, errors)
+    return exit_code(caught, errors, any(t.stopped is not None for t in sweep.trainers))
 
 
 def start_recording(path: str, sweep: SweepTrainer) -> Recorder:
@@ -123,7 +107,6 @@ def record(recorder: Recorder, results: list, errors: list[str], started: float)
             if result is not None:
                 recorder.consume(Steps((result,), run=run))
                 if result.step % LIVE_STATUS_STEPS == 0:
-                    from .run import live_status   # run imports this module
                     recorder.consume(live_status(result, 0, started, run))
     except WriteError as exc:
         errors.append(str(exc))
@@ -132,14 +115,13 @@ def record(recorder: Recorder, results: list, errors: list[str], started: float)
 
 
 def shape_groups(sweep: SweepTrainer) -> list[tuple]:
-    from ..engine.sweep.group import shape_key  # the key the groups were formed by
+    from traintop.engine.sweep.group import shape_key  # the key the groups were formed by
     return [shape_key(t) for t in sweep.trainers]
 
 
 def run_doc(sweep: SweepTrainer, i: int, monitor: HealthMonitor, splits, samples: int,
             seconds: float, interrupted: bool) -> dict:
     """Run i's `traintop run --json` document, its label first."""
-    from .run import final_events, timing_dict
     trainer = sweep.trainers[i]
     eval_losses = trainer.evaluate(splits) if splits else None
     words = trainer.sample(samples) if samples else None

@@ -30,11 +30,11 @@ import threading
 from pathlib import Path
 from typing import Iterable, Iterator, Union
 
-from ...data.errors import InputError
-from ..atomic import WriteError, temp_beside, fsync_dir
-from ..step_block import StepBlock
-from .feed import Event, Message, RunStarted, Steps, Sweep
-from .stream import Recording, read
+from traintop.data.errors import InputError
+from traintop.engine.atomic import WriteError, temp_beside, fsync_dir
+from traintop.engine.step_block import StepBlock
+from traintop.engine.feed.messages import Event, Message, RunStarted, Steps, Sweep
+from traintop.engine.recording.stream import Recording, read
 
 TABLES = {
     "steps.csv": ("run", "step", "loss", "log10_loss", "lr"),

@@ -1,4 +1,4 @@
-"""Sources (traintop.engine.recording.feed) that read a recording: replay a finished one, follow a live one.
+"""Sources (traintop.engine.feed.messages) that read a recording: replay a finished one, follow a live one.
 
 ReplaySource (traintop.engine.recording.replay_source) delivers a recorded
 run up to a cursor on its snapshots, opened at once and read in the
@@ -17,10 +17,9 @@ import time
 from collections import deque
 from pathlib import Path
 
-from ...data.errors import InputError
-from .feed import Command, Event, Message, RunStarted, Status, Steps, Sweep
-from .replay_source import ReplaySource  # noqa: F401 - where viewers have always found it
-from .stream import Inflater, LineDecoder, is_gzip
+from traintop.data.errors import InputError
+from traintop.engine.feed.messages import Command, Event, Message, RunStarted, Status, Steps, Sweep
+from traintop.engine.recording.stream import Inflater, LineDecoder, is_gzip
 
 class FollowSource:
     """A recording another process is writing, read as it grows."""

@@ -4,8 +4,8 @@
 
 from __future__ import annotations
 
-from ..report import timing_text
-from .feed import Event
+from traintop.engine.report import timing_text
+from traintop.engine.feed.messages import Event
 
 
 def lr_changed(step: int, old: float, new: float) -> Event:

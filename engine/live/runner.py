@@ -1,6 +1,6 @@
-"""The trainer child's loop (traintop.engine.recording.session runs it in the
+"""The trainer child's loop (traintop.engine.live.child runs it in the
 spawned process): step while running, batch results into Steps about every
-FLUSH_SECONDS, answer Commands between steps. Nothing here imports Textual;
+STEPS_MESSAGE_SECONDS, answer Commands between steps. Nothing here imports Textual;
 torch comes only with the trainer it is given.
 """
 
@@ -12,17 +12,15 @@ import queue
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ...data.errors import InputError
-from . import events
-from .feed import Command, Event, Message, RunStarted, Status, Steps, Sweep
+from traintop.data.errors import InputError
+from traintop.engine.feed import events
+from traintop.engine.feed.messages import Command, Event, Message, RunStarted, Status, Steps, Sweep
 
-if TYPE_CHECKING:
-    from .session import SessionSpec
+from traintop.engine.live.spec import SessionSpec
 
-FLUSH_SECONDS = 0.05     # Steps batches: about 20 messages a second
-STATUS_SECONDS = 1.0     # a Status at least this often
+STEPS_MESSAGE_SECONDS = 0.05     # Steps batches: about 20 messages a second
+CHILD_STATUS_SECONDS = 1.0     # a Status at least this often
 COMMAND_SECONDS = 0.01   # look for commands at least this often while stepping
 RATE_WINDOW = 1.0        # steps/s over the last second
 
@@ -125,7 +123,7 @@ class Runner:
 
     def status(self, force: bool = False) -> None:
         now = time.monotonic()
-        if not (force or now - self.last_status >= STATUS_SECONDS):
+        if not (force or now - self.last_status >= CHILD_STATUS_SECONDS):
             return
         rate = self.rate(now)
         for run, t in enumerate(self.trainers):
@@ -155,7 +153,7 @@ class Runner:
                 self.one_step()
                 if self.finished:
                     self.status(force=True)
-                elif time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+                elif time.monotonic() - self.last_flush >= STEPS_MESSAGE_SECONDS:
                     self.flush()
                     self.status()
             else:
@@ -278,7 +276,7 @@ class Runner:
             self.put_run(k, events.calibrated(t.steps_done, t.calibrate(bool(apply))))
 
     def do_checkpoint(self, path: str | None = None, run: int | None = None) -> None:
-        from ..training.checkpoint import save_checkpoint
+        from traintop.engine.training.checkpoint import save_checkpoint
 
         for k, t in self.targets(run):
             # A sweep's runs each get a file: `-run2` names which.

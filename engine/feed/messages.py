@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ..results import RunInfo, StepResult
+from traintop.engine.results import RunInfo, StepResult
 
 
 @dataclass(frozen=True)

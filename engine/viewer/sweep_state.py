@@ -10,8 +10,8 @@ every run. Textual-free and torch-free, like RunState.
 
 from __future__ import annotations
 
-from .feed import Event, Message, Sweep
-from .run_state import RunState
+from traintop.engine.feed.messages import Event, Message, Sweep
+from traintop.engine.viewer.run_state import RunState
 
 # Events about the source, not one of its runs: every run takes them.
 SOURCE_EVENTS = ("rewind", "trainer")

@@ -1,4 +1,4 @@
-"""A live run in a spawned child process, seen through traintop.engine.recording.feed.
+"""A live run in a spawned child process, seen through traintop.engine.feed.messages.
 
 The training step and a terminal UI are both pure-Python work, so a trainer
 in a thread of the UI's process loses much of its speed to the GIL. The
@@ -28,36 +28,18 @@ import multiprocessing.resource_tracker
 import queue
 import signal
 import time
-from dataclasses import dataclass
 
-from ..config import DEFAULT_ENGINE, TrainConfig
-from .feed import Command, Event, Message, RunStarted, Status, Steps
-from .runner import STATUS_SECONDS, Runner, describe_error
+from traintop.engine.config import TrainConfig
+from traintop.engine.feed.messages import Command, Event, Message, RunStarted, Status, Steps
+from traintop.engine.live.child import child_main
+from traintop.engine.live.spec import SessionSpec
 
-# The child sends a Status at least every STATUS_SECONDS whatever it does
+# The child sends a Status at least every CHILD_STATUS_SECONDS (live.runner) whatever it does
 # (running, paused, finished), so this much silence from a live child means
 # it is stuck: in a long command (evaluate on a big file) or hung for good.
 # Said as a fact ("not responding for 8 s"), taken back when it speaks again.
 HANG_SECONDS = 8.0
 START_SECONDS = 60.0     # the same before its first message (imports, data, compile)
-
-
-@dataclass(frozen=True)
-class SessionSpec:
-    """Everything the child needs to build its trainer (it pickles)."""
-
-    config: TrainConfig
-    data: str | None = None          # word file; None = embedded names
-    device: str = "cpu"
-    resume: str | None = None        # checkpoint to continue
-    threads: int | None = None       # None: traintop.engine.training.threads.choose_threads
-    checkpoint_dir: str = "."        # where `checkpoint` without a path writes
-    start_paused: bool = False
-    engine: str = DEFAULT_ENGINE     # Trainer engine (traintop.engine.config.ENGINES)
-    why: str | None = None           # the first RunStarted's why (a fresh trainer's reason)
-    # The runs of a sweep (traintop.engine.sweep.spec.SweepRun, from --sweep);
-    # empty for a single run. `config` is then the sweep's base config.
-    sweep: tuple = ()
 
 
 class LiveSession:
@@ -266,71 +248,3 @@ class ChildWatch:
     @property
     def hang_limit(self) -> float:
         return self.hang_seconds if self.spoke else self.start_seconds
-
-
-# ----- the child --------------------------------------------------------------
-
-def child_main(spec: SessionSpec, commands, messages, parent: int | None = None) -> None:
-    """Entry point of the spawned process: build, then serve until quit.
-
-    `parent` is the viewer's pid, taken before the spawn: if the viewer dies
-    while the child is still starting, getppid() already names init."""
-    # A hangup or Ctrl-C reaches the whole process group: the viewer decides
-    # when this child ends (it asks, or it dies and orphaned() notices).
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        trainer = _build(spec)
-    except Exception as exc:  # noqa: BLE001 - every failure goes to the viewer
-        messages.put(Event("error", 0, describe_error(exc)))
-        _wait_for_quit(commands, os.getppid() if parent is None else parent)
-        messages.cancel_join_thread()   # the viewer may be gone: do not wait to flush
-        return
-    runner = Runner(trainer, spec, commands, messages, parent)
-    code = 0
-    try:
-        runner.serve()
-    except Exception as exc:  # noqa: BLE001 - said to the viewer, not as a traceback on its screen
-        runner.fatal(exc)
-        code = 1
-    from ..steps.compiled import compiling, exit_now_if_compiling
-
-    if compiling():   # the "auto" engine's compile would abort a normal exit
-        messages.close()
-        messages.join_thread()   # the viewer gets every last message first
-        exit_now_if_compiling(code)
-    if code:
-        raise SystemExit(code) from None
-
-
-def _build(spec: SessionSpec):
-    from ..training.build import build_trainer   # torch: only in the child
-
-    if spec.sweep:
-        return _build_sweep(spec)
-    return build_trainer(spec.config, spec.data, spec.device, spec.engine, spec.threads,
-                         spec.resume)
-
-
-def _build_sweep(spec: SessionSpec):
-    from ...data.dataset import load_dataset
-    from ..sweep.group import widest_group
-    from ..sweep.trainer import SweepTrainer
-    from ..training.threads import apply_threads, choose_threads
-
-    config = spec.config
-    width = widest_group([run.config for run in spec.sweep], spec.engine)
-    apply_threads(spec.threads or choose_threads(config, runs=width))
-    dataset = load_dataset(spec.data, config.block_size, config.split_seed)
-    return SweepTrainer(spec.sweep, dataset, device=spec.device, engine=spec.engine)
-
-
-def _wait_for_quit(commands, parent: int) -> None:
-    while os.getppid() == parent:
-        try:
-            if commands.get(timeout=0.5).name == "quit":
-                return
-        except queue.Empty:
-            continue
-        except (EOFError, OSError):
-            return

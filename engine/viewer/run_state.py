@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 # numpy is imported where used: the app's first frame does not wait for it.
 
-from ..health.monitor import HealthMonitor
-from ..report import build_report
-from ..results import Calibration, RunInfo, StatsSnapshot, StepResult
-from ..step_block import StepBlock
-from ..training.history import History
-from .feed import Event, Message, RunStarted, Status, Steps
+from traintop.engine.health.monitor import HealthMonitor
+from traintop.engine.report import build_report
+from traintop.engine.results import Calibration, RunInfo, StatsSnapshot, StepResult
+from traintop.engine.step_block import StepBlock
+from traintop.engine.training.history import History
+from traintop.engine.feed.messages import Event, Message, RunStarted, Status, Steps
 
 EVENTS_KEPT = 200
 BLOCK = 32     # steps in one message from which they are folded as a block

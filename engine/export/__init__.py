@@ -1,0 +1,1 @@
+"""A recording as CSV tables or TensorBoard event files."""

@@ -1,0 +1,1 @@
+"""What a viewer knows of a run (or a sweep) after some messages. Torch-free."""

@@ -51,6 +51,21 @@ def family_of(kind: str) -> str:
     return FAMILY_OF_KIND.get(kind, "")
 
 
+# The figures of a layer and of a weight, declared once, by name, with their
+# type (float: kept exactly, float32 where the value is one; int: a count).
+# The recording packs and reads them by these names
+# (traintop.engine.recording.snapshot_codec), the CSV export writes them as
+# columns in this order and TensorBoard the floats as scalars. Adding a figure
+# is its entry here, its field below (defaulting to NaN, which is what a
+# recording written before it reads back), the code that computes it and a test.
+LAYER_FIGURES: dict[str, type] = {
+    "mean": float, "std": float, "saturation_pct": float, "dead": int, "units": int,
+    "grad_mean": float, "grad_std": float,
+}
+WEIGHT_FIGURES: dict[str, type] = {"grad_mean": float, "grad_std": float,
+                                   "grad_data_ratio": float}
+
+
 @dataclass(frozen=True)
 class LayerStats:
     """One activation layer: its output t and dloss/dt, over the step's batch."""

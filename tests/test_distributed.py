@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from traintop.engine.feed.messages import Steps
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 
 WORKER = r"""
 import sys

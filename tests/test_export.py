@@ -9,10 +9,10 @@ import pytest
 from traintop.data.dataset import load_dataset
 from traintop.commands import cli
 from traintop.engine.config import TrainConfig
-from traintop.engine.export.tables import tensorboard_available
+from traintop.engine.export.tensorboard import tensorboard_available
 from traintop.engine.feed.messages import RunStarted, Steps
 from traintop.engine.recording.recorder import Recorder
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.engine.training.trainer import Trainer
 
 

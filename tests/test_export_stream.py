@@ -11,6 +11,7 @@ import gzip
 import io
 import math
 import os
+import tempfile
 
 import pytest
 
@@ -18,7 +19,7 @@ from traintop.commands import cli
 from traintop.engine.export import tables as export
 from traintop.engine.export.tables import TABLES, write_csv
 from traintop.engine.feed.messages import Event, RunStarted, Steps, Sweep
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.engine.results import StepResult
 from tui_fixed_run import fixed_run, result_at, run_info
 from tui_recordings import record
@@ -199,7 +200,7 @@ def test_a_table_that_cannot_be_made_leaves_none(tmp_path, capsys, monkeypatch):
     path = record(one_run_with_restart(), tmp_path / "run.jsonl")
     out = tmp_path / "csv"
     _previous_export(out)
-    real = export.tempfile.mkstemp
+    real = tempfile.mkstemp
     made = []
 
     def mkstemp(*args, **kwargs):
@@ -207,7 +208,7 @@ def test_a_table_that_cannot_be_made_leaves_none(tmp_path, capsys, monkeypatch):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         made.append(real(*args, **kwargs))
         return made[-1]
-    monkeypatch.setattr(export.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     assert cli.main(["export", str(path), "--csv", str(out)]) == 2
     assert _one_line_error(capsys) == (f"traintop: error: --csv {out / 'layers.csv'}: "
                                        f"cannot write: Permission denied\n")

@@ -14,7 +14,7 @@ from traintop.engine.config import TrainConfig
 from traintop.engine.recording.recording_source import RecordingSource
 from traintop.engine.live.session import LiveSession
 from traintop.engine.live.spec import SessionSpec
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.tui.app import TraintopApp
 from full_disk import small_disk  # noqa: F401 - a fixture
 from tui_fakes import async_test, until, write_words

@@ -20,10 +20,10 @@ from full_disk import failing_file, fill, small_disk  # noqa: F401 - small_disk:
 from traintop.data.errors import InputError
 from traintop.engine.atomic import WriteError
 from traintop.engine.config import TrainConfig
-from traintop.engine.recording import stream
+from traintop.engine.recording import writer as stream_writer
 from traintop.engine.feed.messages import RunStarted, Status, Steps
 from traintop.engine.recording.recorder import Recorder
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.engine.training.checkpoint import load_checkpoint, save_checkpoint
 from traintop.engine.training.checkpoint_header import read_header
 from traintop.engine.training.trainer import Trainer
@@ -56,7 +56,7 @@ def test_recorder_keeps_whole_lines_and_says_once(small_dataset, tmp_path, monke
                                                   error, words):
     path = tmp_path / "run.jsonl"
     real_open = open
-    monkeypatch.setattr(stream, "open", lambda p, mode: failing_file(p, 60_000, error)
+    monkeypatch.setattr(stream_writer, "open", lambda p, mode: failing_file(p, 60_000, error)
                         if "w" in mode else real_open(p, mode), raising=False)
     trainer = Trainer(CONFIG.validated(), small_dataset)
     clock = Clock()
@@ -216,7 +216,7 @@ def _zip(path, name: str, data: bytes) -> None:
 @pytest.mark.parametrize("option", ["--csv", "--tensorboard"])
 def test_export_on_a_full_disk_is_one_line_and_no_half_file(tmp_path, small_disk, option):
     from traintop.data.dataset import load_dataset
-    from traintop.engine.export.tables import tensorboard_available
+    from traintop.engine.export.tensorboard import tensorboard_available
 
     if option == "--tensorboard" and not tensorboard_available():
         pytest.skip("tensorboard is not installed")

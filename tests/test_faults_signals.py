@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT
 from test_tmux import Tmux, alive, descendants, start_app
 from traintop.engine.feed.messages import Status, Steps
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from tui_fakes import write_words
 
 ENDING = [signal.SIGTERM, signal.SIGHUP]

@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 
-from traintop.engine.recording import replay_source
+from traintop.engine.recording import opener, replay_index
 from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
 from traintop.engine.recording.follow_source import FollowSource
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.recording.replay_source import ReplaySource
 from traintop.engine.viewer.run_state import RunState
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.engine.results import RunInfo, StepResult
 from traintop.engine.training.history import History
 
@@ -45,7 +45,7 @@ def test_history_block_adds_equal_step_adds():
 
 def _long_recording(path, steps: int, every: int = 50, lr_change: int | None = None):
     """A synthetic run: a snapshot-free StepResult per step, plus an lr event."""
-    from traintop.engine.recording.stream import StreamWriter
+    from traintop.engine.recording.writer import StreamWriter
 
     writer = StreamWriter(path, INFO)
     lr = 0.1
@@ -64,18 +64,18 @@ def _long_recording(path, steps: int, every: int = 50, lr_change: int | None = N
 
 def test_replay_shows_its_head_before_the_file_is_read(tmp_path, monkeypatch):
     path = _long_recording(tmp_path / "long.jsonl", 20_000, lr_change=12_345)
-    monkeypatch.setattr(replay_source, "HEAD_BYTES", 1)      # the head: the header only
-    monkeypatch.setattr(replay_source, "HEAD_MAX", 1)
-    monkeypatch.setattr(replay_source, "CHUNK", 4096)         # the rest in many reads
+    monkeypatch.setattr(opener, "HEAD_BYTES", 1)      # the head: the header only
+    monkeypatch.setattr(replay_index, "HEAD_MAX", 1)
+    monkeypatch.setattr(replay_index, "CHUNK", 4096)         # the rest in many reads
     gate = __import__("threading").Event()
-    read_chunk = ReplaySource._read_chunk
+    read_chunk = replay_index.ReplayIndex.read_chunk
 
     def held(self):                                           # the worker waits for the test
-        if self._decoder.header is not None:
+        if self.decoder.header is not None:
             gate.wait(10)
         read_chunk(self)
 
-    monkeypatch.setattr(ReplaySource, "_read_chunk", held)
+    monkeypatch.setattr(replay_index.ReplayIndex, "read_chunk", held)
     source = ReplaySource(path)
     first = source.poll()
     assert isinstance(first[0], RunStarted) and not source.loaded
@@ -103,9 +103,9 @@ def test_replay_head_is_the_run_before_its_steps(tmp_path, monkeypatch):
     viewer's first frame; the worker reads past the head only once the viewer
     polls, and poll() goes on after the head."""
     path = _long_recording(tmp_path / "long.jsonl", 3_000)
-    monkeypatch.setattr(replay_source, "HEAD_BYTES", 1)      # the head: the first snapshot-free
-    monkeypatch.setattr(replay_source, "HEAD_MAX", 1)        # chunk only
-    monkeypatch.setattr(replay_source, "CHUNK", 4096)
+    monkeypatch.setattr(opener, "HEAD_BYTES", 1)      # the head: the first snapshot-free
+    monkeypatch.setattr(replay_index, "HEAD_MAX", 1)        # chunk only
+    monkeypatch.setattr(replay_index, "CHUNK", 4096)
     source = ReplaySource(path)
     read = source.read_bytes
     head = source.head()
@@ -125,7 +125,7 @@ def test_replay_head_is_the_run_before_its_steps(tmp_path, monkeypatch):
 
 
 def test_attach_joins_a_long_file_near_its_end(tmp_path, monkeypatch):
-    from traintop.engine.recording.stream import StreamWriter, decode_info  # noqa: F401
+    from traintop.engine.recording.writer import StreamWriter  # noqa: F401
     from traintop.engine.results import Histogram, LayerStats, StatsSnapshot
 
     path = tmp_path / "live.jsonl"
@@ -202,9 +202,9 @@ def test_a_replay_that_meets_a_corrupt_line_exits_2(tmp_path, monkeypatch, capsy
     lines = path.read_bytes().split(b"\n")
     lines.insert(len(lines) // 2, b"GARBAGE{{{")
     path.write_bytes(b"\n".join(lines))
-    monkeypatch.setattr(replay_source, "HEAD_BYTES", 1)       # the corrupt line: past the head
-    monkeypatch.setattr(replay_source, "HEAD_MAX", 1)
-    monkeypatch.setattr(replay_source, "CHUNK", 4096)
+    monkeypatch.setattr(opener, "HEAD_BYTES", 1)       # the corrupt line: past the head
+    monkeypatch.setattr(replay_index, "HEAD_MAX", 1)
+    monkeypatch.setattr(replay_index, "CHUNK", 4096)
     seen = {}
 
     def viewer(source, title):                                # the app: read on, then quit

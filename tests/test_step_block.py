@@ -17,7 +17,7 @@ from traintop.engine.feed.messages import RunStarted, Status, Steps
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.recording.replay_source import ReplaySource
 from traintop.engine.viewer.run_state import BLOCK, RunState
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.engine.step_block import StepBlock
 from traintop.engine.training.build import build_trainer
 

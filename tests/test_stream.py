@@ -14,7 +14,9 @@ from traintop.commands import cli
 from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.results import NonFinite, StepResult
-from traintop.engine.recording.stream import LineDecoder, dumps, header, load
+from traintop.engine.recording.encode import dumps, header
+from traintop.engine.recording.lines import LineDecoder
+from traintop.engine.recording.opener import load
 from traintop.commands import replay as replay_command
 
 RUN = ["--steps", "230", "--stats-every", "100", "--n-hidden", "16", "--depth", "3"]

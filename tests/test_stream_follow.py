@@ -19,7 +19,7 @@ import os, sys
 from traintop.engine.feed.messages import Event, RunStarted, Status
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.results import RunInfo, StepResult
-from traintop.engine.recording.stream import dumps, encode
+from traintop.engine.recording.encode import dumps, encode
 
 path = sys.argv[1]
 

@@ -15,7 +15,7 @@ from traintop.commands import cli
 from traintop.engine.feed.messages import RunStarted, Steps
 from traintop.engine.recording.packing import (density_of, histogram_counts, pack_counts,
                                                pack_floats, unpack_counts, unpack_floats)
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -98,7 +98,7 @@ def contains(new, old) -> bool:
 def test_version_2_holds_version_1s_results(tmp_path):
     """The v1 fixture rewritten as v2 reads back the same messages; the
     lecture engine measures in float32, so nothing is rounded."""
-    from traintop.engine.recording.stream import StreamWriter
+    from traintop.engine.recording.writer import StreamWriter
 
     old = load(FIXTURES / "v1_small.jsonl")
     first, *rest = old.messages
@@ -146,7 +146,7 @@ def test_fast_engine_snapshot_rows_are_exact(tmp_path):
 
 
 def test_export_reads_both_versions(tmp_path, capsys):
-    from traintop.engine.recording.stream import StreamWriter
+    from traintop.engine.recording.writer import StreamWriter
 
     old_path = FIXTURES / "v1_small.jsonl"
     old = load(old_path)

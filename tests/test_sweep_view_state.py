@@ -11,7 +11,7 @@ import pytest
 
 from traintop.commands import replay
 from traintop.data.errors import InputError
-from traintop.engine.recording import stream
+from traintop.engine.recording import format as stream_format, opener
 from traintop.engine.export.tables import write_csv
 from traintop.engine.feed.messages import RunStarted, Status, Steps, Sweep
 from traintop.engine.recording.replay_source import ReplaySource
@@ -30,9 +30,9 @@ def test_sweep_recording_round_trips_every_run(tmp_path, trained):
     _, messages = trained
     path = record(messages, tmp_path / "sweep.jsonl")
     first = json.loads(path.read_text().splitlines()[0])
-    assert first["version"] == stream.SWEEP_VERSION == 3
+    assert first["version"] == stream_format.SWEEP_VERSION == 3
     assert first["sweep"] == {"labels": ["gain=1", "gain=5/3"], "keys": ["gain"]}
-    back = stream.load(path).messages
+    back = opener.load(path).messages
     assert back[0] == messages[0]                        # the Sweep, from the header
     assert isinstance(back[1], RunStarted) and back[1].run == 0
     # Every run's steps come back whole, tagged, bit for bit.
@@ -48,9 +48,9 @@ def test_sweep_recording_round_trips_every_run(tmp_path, trained):
 
 def test_an_older_reader_refuses_a_sweep(tmp_path, trained, monkeypatch):
     path = record(trained[1], tmp_path / "sweep.jsonl")
-    monkeypatch.setattr(stream, "READS", (1, 2))   # what traintop before sweeps reads
+    monkeypatch.setattr(stream_format, "READS", (1, 2))   # what traintop before sweeps reads
     with pytest.raises(InputError, match=r"sweep.jsonl:1: stream format version 3 is newer"):
-        stream.load(path)
+        opener.load(path)
 
 
 def test_one_run_is_still_version_2(tmp_path, trained):
@@ -122,7 +122,7 @@ def test_replay_source_moves_every_run_along_one_timeline(tmp_path):
 
 def test_export_csv_has_a_sweep_column(tmp_path, trained):
     path = record(trained[1], tmp_path / "sweep.jsonl")
-    write_csv(stream.load(path), tmp_path / "csv")
+    write_csv(opener.load(path), tmp_path / "csv")
     lines = (tmp_path / "csv" / "steps.csv").read_text().splitlines()
     assert lines[0] == "sweep,run,step,loss,log10_loss,lr"
     rows = [line.split(",") for line in lines[1:]]
@@ -156,7 +156,7 @@ def test_attach_json_folds_every_run(tmp_path, trained):
 
 def test_export_tensorboard_one_log_per_run(tmp_path, trained):
     from traintop.commands import cli
-    from traintop.engine.export.tables import tensorboard_available
+    from traintop.engine.export.tensorboard import tensorboard_available
 
     if not tensorboard_available():
         pytest.skip("tensorboard is not installed")
@@ -182,7 +182,7 @@ def test_replay_json_of_a_sweep_whatever_the_block(tmp_path, trained, monkeypatc
     whole = replay.summary(str(path))
     monkeypatch.setattr(replay, "COALESCE_STEPS", block)
     assert replay.summary(str(path)) == whole
-    blocks = list(replay._coalesced(stream.read(path)))
+    blocks = list(replay._coalesced(opener.read(path)))
     # Each block holds one run's steps, in order, never two runs mixed.
     for run in (0, 1):
         steps = [r.step for m in blocks if isinstance(m, Steps) and m.run == run

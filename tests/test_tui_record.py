@@ -18,7 +18,7 @@ from traintop.engine.recording.replay_source import ReplaySource
 from traintop.engine.recording.recording_source import RecordingSource
 from traintop.engine.live.session import LiveSession
 from traintop.engine.live.spec import SessionSpec
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.tui.app import TraintopApp
 from traintop.commands.app import build_parser, spec_from_args
 from tui_fakes import async_test, write_words, until

@@ -8,7 +8,7 @@ import pytest
 
 from traintop.engine.feed.messages import Steps
 from traintop.engine.recording.replay_source import ReplaySource
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.tui.app import TraintopApp
 from tui_fakes import async_test, recorded_run, until
 from tui_recordings import record

@@ -14,7 +14,7 @@ from traintop.commands import cli
 
 from traintop import watch
 from traintop.engine.feed.messages import Event, Status, Steps
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 
 
 def make_model():

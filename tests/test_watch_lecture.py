@@ -14,7 +14,7 @@ from traintop import watch
 from traintop.engine.config import TrainConfig
 from traintop.engine.feed.messages import Steps
 from traintop.engine.model.layers import BatchNorm1d, Linear
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.engine.training.trainer import Trainer
 
 

@@ -18,7 +18,7 @@ from traintop import watch
 from traintop.commands import cli
 from traintop.engine.feed.messages import Status, Steps
 from traintop.engine.recording.replay_source import ReplaySource
-from traintop.engine.recording.stream import load
+from traintop.engine.recording.opener import load
 from traintop.engine.watch import HIST_SAMPLE
 from traintop.tui.app import TraintopApp
 from tui_fakes import async_test, until

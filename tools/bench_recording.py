@@ -113,7 +113,7 @@ def replay_app(path: Path, last_step: int, size: str, timeout: float = 60.0) -> 
 
 def last_step_of(path: Path) -> int:
     from traintop.engine.feed.messages import Steps
-    from traintop.engine.recording.stream import read
+    from traintop.engine.recording.opener import read
 
     last = 0
     for m in read(path):
@@ -129,7 +129,8 @@ def gpt_snapshot_bytes(steps: int = 20) -> dict:
     from torch.nn import functional as F
 
     from traintop.engine.feed.messages import Steps
-    from traintop.engine.recording.stream import _plain, read
+    from traintop.engine.recording.encode import plain as _plain
+    from traintop.engine.recording.opener import read
     from traintop.engine.watch import watch
 
     vocab, block, n_embd, n_head, n_layer, batch = 65, 32, 64, 4, 6, 16

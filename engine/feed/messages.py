@@ -4,7 +4,7 @@ A source (a live trainer in a child process, a recorded file, a file still
 being written) emits these messages; a viewer (the app, a recorder, the
 headless summary) consumes them and sends Commands back where the source
 accepts them. All messages are frozen plain-Python values: they pickle
-across processes and serialise to JSON lines (see traintop.engine.recording.stream).
+across processes and serialise to JSON lines (see traintop.engine.recording.format).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from traintop.data.errors import InputError
 from traintop.engine.feed.messages import Command, Event, Message, RunStarted, Status, Steps, Sweep
-from traintop.engine.recording.stream import Inflater, LineDecoder, is_gzip
+from traintop.engine.recording.lines import LineDecoder
+from traintop.engine.recording.opener import open_recording
 
 class FollowSource:
     """A recording another process is writing, read as it grows."""
@@ -53,23 +54,19 @@ class FollowSource:
         self._open()
 
     def _open(self) -> bool:
-        try:
-            f = open(self.path, "rb")
-        except FileNotFoundError:
+        recording = open_recording(self.path, missing_ok=True)
+        if recording is None:
             if not self._waiting_said:
                 self._waiting_said = True
                 self._queue.append(Event("note", 0, f"waiting for {self.path} to appear",
                                          {"waiting": True}))
             return False
-        except OSError as exc:
-            raise InputError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
-        self._file = f
+        self._file = recording
         self._offset = 0
         self._prefix = b""
         self._decoder = LineDecoder(str(self.path))
-        self._inflater = Inflater(is_gzip(self.path))
         self._last_data = self._clock()
-        if self.jump and not is_gzip(self.path):
+        if self.jump and not recording.gzip:
             self._jump_near_end()
         return True
 
@@ -96,7 +93,7 @@ class FollowSource:
                 self._queue.append(m)
         decoder.line = _count_lines(fd, start)
         self._prefix = os.pread(fd, self.PREFIX, 0)
-        self._file.seek(start)
+        self._file.file.seek(start)
         self._offset = start
         self._queue.append(Event("note", 0, f"attached near the end: the first "
                                  f"{start / 1e6:,.1f} MB (earlier steps) not read",
@@ -138,7 +135,7 @@ class FollowSource:
         return out
 
     def _read(self) -> None:
-        data = self._file.read(self.CHUNK)
+        data = self._file.read_raw(self.CHUNK)
         now = self._clock()
         if not data:
             if not self.quiet and not self.finished and now - self._last_data >= self.quiet_after:
@@ -160,9 +157,9 @@ class FollowSource:
             self.quiet = False
             self._queue.append(Event("note", self.step, "writer active again", {"quiet": False}))
         try:
-            messages = self._decoder.feed(self._inflater.feed(data))
-        except (InputError, ValueError) as exc:
-            self.failed = str(exc) if isinstance(exc, InputError) else f"{self.path}: {exc}"
+            messages = self._decoder.feed(self._file.inflate(data))
+        except InputError as exc:
+            self.failed = str(exc)
             self._queue.append(Event("error", self.step, self.failed))
             return
         for m in messages:

@@ -1,4 +1,4 @@
-"""Compact, exact payloads of recording format 2 (see traintop.engine.recording.stream).
+"""Compact, exact payloads of recording format 2 (see traintop.engine.recording.format).
 
 Float arrays travel as one base64 string: float32 when every value is one
 (what the engines measure in float32), float64 otherwise, so every value

@@ -21,7 +21,7 @@ from pathlib import Path
 from traintop.engine.atomic import WriteError, write_error
 from traintop.engine.feed.messages import Event, Message, RunStarted, Status, Steps, Sweep
 from traintop.engine.results import StepResult
-from traintop.engine.recording.stream import StreamWriter
+from traintop.engine.recording.writer import StreamWriter
 
 BATCH = 100            # steps per line
 FILE_FLUSH_SECONDS = 0.5    # most a line waits before it reaches the file

@@ -17,7 +17,7 @@ from traintop.data.errors import InputError
 from traintop.engine.feed.messages import Event
 from traintop.engine.recording.follow_source import FollowSource
 from traintop.engine.viewer.sweep_state import SweepState
-from traintop.engine.recording.stream import Inflater, LineDecoder, is_gzip
+from traintop.engine.recording.opener import check_head
 from .options import Parser
 
 POLL_SECONDS = 0.2
@@ -73,28 +73,11 @@ def main(argv: list[str]) -> int:
             source.close()
         sys.stdout.write(json.dumps(state.report(), indent=2, allow_nan=False) + "\n")
         return 0
-    check_written_so_far(source.path)
+    # A corrupt line or an unknown version at the start of the file: one
+    # error line before the screen opens. A missing or empty file is fine:
+    # the writer may not have started yet, and the app says it is waiting.
+    check_head(source.path)
     from traintop.tui.app import run_app  # the app needs Textual: load it only here
 
     return run_app(source, title=f"attach {args.path}")
 
-
-HEAD_BYTES = 1 << 20
-
-
-def check_written_so_far(path) -> None:
-    """A corrupt line or an unknown version at the start of the file (its
-    first HEAD_BYTES: a long file is not read whole): one error line before
-    the screen opens. A missing or empty file is fine: the writer may not
-    have started yet, and the app says it is waiting."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(HEAD_BYTES)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        LineDecoder(str(path)).feed(Inflater(is_gzip(path)).feed(data))
-    except ValueError as exc:   # a broken gzip stream
-        raise InputError(f"{path}: {exc}") from None

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from traintop.data.errors import InputError
-from traintop.engine.export.tables import write_csv, write_tensorboard
+from traintop.engine.export.tables import write_csv
+from traintop.engine.export.tensorboard import write_tensorboard
 from .options import Parser
 
 

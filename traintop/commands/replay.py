@@ -15,7 +15,8 @@ from traintop.engine.feed.messages import Steps, Sweep
 from traintop.engine.viewer.run_state import RunState
 from traintop.engine.viewer.sweep_state import SweepState
 from traintop.engine.training.history import History
-from traintop.engine.recording.stream import LineDecoder, read
+from traintop.engine.recording.lines import LineDecoder
+from traintop.engine.recording.opener import read
 from traintop.engine.step_block import StepBlock
 from .options import Parser
 

@@ -1,0 +1,126 @@
+"""A stats snapshot in format 2, both ways, by the figures
+traintop.engine.results declares (LAYER_FIGURES, WEIGHT_FIGURES).
+
+    {"step": 100, "loss": 2.3, "lr": 0.1,
+     "layers": [[index, kind, units, dead(, name, family, per_unit)], ...],
+     "lf": packed floats, V2_LAYER_FLOATS wide, one row per layer,
+     "lx": packed floats, one column per name of "lxn" (figures declared since),
+     "weights": [[name, shape], ...], "wf": V2_WEIGHT_FLOATS wide, "wx"/"wxn" likewise,
+     "u": update ratios, "range": (lo, hi) of every histogram, "hists": their counts}
+
+The columns of "lf", "wf" and the row are the layout format 2 was first
+written with, fixed so that every recording (and every traintop) reads them
+alike. A figure declared since travels by name in "lx"/"wx": a reader that
+does not know it skips it, and a recording written before it reads back
+without it (the field's default, NaN).
+"""
+
+from __future__ import annotations
+
+from traintop.engine.recording.json_numbers import num, number
+from traintop.engine.recording.packing import (density_of, histogram_counts, pack_counts,
+                                               pack_floats, unpack_counts, unpack_floats)
+from traintop.engine.results import (LAYER_FIGURES, WEIGHT_FIGURES, Histogram, LayerStats,
+                                     StatsSnapshot, WeightStats)
+
+V2_LAYER_FLOATS = ("mean", "std", "saturation_pct", "grad_mean", "grad_std")
+V2_LAYER_ROW = ("units", "dead")        # after index and kind in a layer's row
+V2_WEIGHT_FLOATS = ("grad_mean", "grad_std", "grad_data_ratio")
+# watch()'s layers add these to the row (module path, family, observations per unit)
+_ROW_TAIL = ("name", "family", "per_unit")
+
+LAYER_EXTRA = tuple(f for f in LAYER_FIGURES if f not in V2_LAYER_FLOATS + V2_LAYER_ROW)
+WEIGHT_EXTRA = tuple(f for f in WEIGHT_FIGURES if f not in V2_WEIGHT_FLOATS)
+
+
+def _hists(snapshot: StatsSnapshot) -> list[tuple[tuple, Histogram]]:
+    """Every histogram of a snapshot with a key naming its slot, in file order."""
+    return ([(("a", x.index), x.hist) for x in snapshot.layers]
+            + [(("g", x.index), x.grad_hist) for x in snapshot.layers]
+            + [(("w", x.name), x.hist) for x in snapshot.weights])
+
+
+def _columns(items, names: tuple[str, ...]) -> str:
+    """The named figures of every item, one row each, packed."""
+    return pack_floats([getattr(x, f) for x in items for f in names], len(names))
+
+
+def pack_snapshot(s: StatsSnapshot, totals: dict) -> dict:
+    """`totals`: each histogram's item count last time, which finds its counts at once."""
+    hists = []
+    for key, h in _hists(s):
+        found = histogram_counts(h.lo, h.hi, h.density, totals.get(key))
+        if found is None:   # densities no counts reproduce: kept as they are
+            hists.append([pack_floats(h.density)])
+        else:
+            totals[key] = found[0]
+            hists.append([found[0], pack_counts(found[1])])
+    layers, weights = s.layers, s.weights
+    doc = {"step": s.step, "loss": num(s.loss), "lr": num(s.lr),
+           "layers": [[x.index, x.kind, *(getattr(x, f) for f in V2_LAYER_ROW)]
+                      + ([getattr(x, f) for f in _ROW_TAIL] if x.name or x.family or x.per_unit
+                         else []) for x in layers],
+           "lf": _columns(layers, V2_LAYER_FLOATS)}
+    if LAYER_EXTRA:
+        doc["lx"], doc["lxn"] = _columns(layers, LAYER_EXTRA), list(LAYER_EXTRA)
+    doc["weights"] = [[x.name, list(x.shape)] for x in weights]
+    doc["wf"] = _columns(weights, V2_WEIGHT_FLOATS)
+    if WEIGHT_EXTRA:
+        doc["wx"], doc["wxn"] = _columns(weights, WEIGHT_EXTRA), list(WEIGHT_EXTRA)
+    doc.update({"u": pack_floats(s.update_ratio_log10),
+                "range": pack_floats([v for _, h in _hists(s) for v in (h.lo, h.hi)], 2),
+                "hists": hists})
+    return doc
+
+
+def _figures(d: dict, fixed: tuple[str, ...], packed: str, extra: str, declared: dict,
+             rows: int) -> list[dict]:
+    """Per row, {figure: value} of every declared figure the file holds."""
+    columns = dict(zip(fixed, unpack_floats(d[packed], len(fixed)).T.tolist()))
+    names = d.get(extra + "n")
+    if names is not None:
+        names = [str(x) for x in names]
+        columns.update(zip(names, unpack_floats(d[extra], len(names)).T.tolist()))
+    for name, values in columns.items():
+        if len(values) != rows:
+            raise ValueError("snapshot figures and names differ in length")
+    known = [(name, kind) for name, kind in declared.items() if name in columns]
+    return [{name: kind(columns[name][k]) for name, kind in known} for k in range(rows)]
+
+
+def unpack_snapshot(d: dict) -> StatsSnapshot:
+    layers, weights = d["layers"], d["weights"]
+    ranges = unpack_floats(d["range"], 2).tolist()
+    packed = d["hists"]
+    if not len(ranges) == len(packed) == 2 * len(layers) + len(weights):
+        raise ValueError("snapshot figures and names differ in length")
+    hists = []
+    for (lo, hi), entry in zip(ranges, packed):
+        if len(entry) == 2:
+            density = density_of(lo, hi, int(entry[0]), unpack_counts(entry[1]))
+        else:
+            density = unpack_floats(entry[0]).ravel().tolist()
+        hists.append(Histogram(lo, hi, tuple(density)))
+    n = len(layers)
+    lf = _figures(d, V2_LAYER_FLOATS, "lf", "lx", LAYER_FIGURES, n)
+    wf = _figures(d, V2_WEIGHT_FLOATS, "wf", "wx", WEIGHT_FIGURES, len(weights))
+    return StatsSnapshot(
+        step=int(d["step"]), loss=number(d["loss"]), lr=number(d["lr"]),
+        layers=tuple(_layer(row, f, hists[k], hists[n + k])
+                     for k, (row, f) in enumerate(zip(layers, lf))),
+        weights=tuple(WeightStats(name=str(name), shape=tuple(int(x) for x in shape),
+                                  hist=hists[2 * n + j], **f)
+                      for j, ((name, shape), f) in enumerate(zip(weights, wf))),
+        update_ratio_log10=tuple(unpack_floats(d["u"]).ravel().tolist()))
+
+
+def _layer(row: list, figures: dict, hist: Histogram, grad_hist: Histogram) -> LayerStats:
+    index, kind, *rest = row
+    row_figures = {f: LAYER_FIGURES[f](v) for f, v in zip(V2_LAYER_ROW, rest)}
+    if len(rest) < len(V2_LAYER_ROW):
+        raise ValueError(f"a layer's row of {len(row)} fields")
+    tail = rest[len(V2_LAYER_ROW):len(V2_LAYER_ROW) + len(_ROW_TAIL)]
+    name, family, per_unit = tail if len(tail) == len(_ROW_TAIL) else ("", "", 0)
+    return LayerStats(index=int(index), kind=str(kind), hist=hist, grad_hist=grad_hist,
+                      name=str(name), family=str(family), per_unit=int(per_unit),
+                      **row_figures, **figures)

@@ -20,29 +20,18 @@ from pathlib import Path
 
 from textual import events
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.lazy import Lazy
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from traintop.engine.config import GAIN_STEPS, parse_gain
 from traintop.engine.feed.messages import Command, Event, Source, Steps
-from .calibration_pane import CalibrationPane
-from .events_pane import EventsPane
-from .health_pane import HealthPane
-from .histogram_pane import HistogramPane
-from .loss_pane import LossPane
-from .ratio_pane import RatioPane
 from traintop.engine.viewer.run_state import RunState
 from traintop.engine.viewer.sweep_state import SOURCE_EVENTS, SweepState
-from .samples_pane import SamplesPane
-from .saturation_pane import SaturationPane
+from .keys import BINDINGS, KeyActions, next_gain  # noqa: F401 - next_gain: tests import it here
+from .panes import AT_ONCE, EVERY_REFRESH, RUN, SLOW, TABS, Pane, panes
 from .status_line import StatusLine
-from .sweep_bars import SweepSaturation
 from .sweep_keys import SweepKeys
-from .sweep_plots import SweepHistogramPane, SweepLossPane, SweepRatioPane
-from .sweep_view import SweepFindings, sweep_status_text
-from .weights_pane import WeightsPane
+from .sweep_view import sweep_status_text
 
 POLL_SECONDS = 0.05      # drain the source 20 times a second
 # One redraw clock ticking every TICK_SECONDS: the status line when
@@ -59,16 +48,6 @@ STATUS_SHARE = 0.4       # the status line's period, of a refresh: >2/s at the d
 SLOW_REFRESHES = 4
 ANSWER_POLLS = (0.015, 0.03)   # extra polls right after a command
 ANSWER_WAIT_SECONDS = 0.3      # longest a command's answer holds the plots back
-TABS = ("training", "activations", "weights", "health")
-TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
-# Keys that steer a live run: a source that takes no such commands (a
-# replay, a followed file) hides them from the footer and answers "read-only".
-STEERING_ACTIONS = frozenset({"toggle_pause", "step", "scale_lr", "gain", "toggle", "restart",
-                              "evaluate", "sample", "calibrate", "checkpoint"})
-# A sweep's keys: a run in full, the overview again; unbound for one run.
-SWEEP_ACTIONS = frozenset({"view_run", "overview"})
-
-MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
 # A kill or a closed terminal ends the app as `q` does: the trainer child is
 # asked to quit, the recording is closed, the terminal restored. Exit 128 + the signal.
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -78,50 +57,10 @@ ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 GRID_MIN = (100, 32)
 
 
-class TraintopApp(SweepKeys, App[int]):
+class TraintopApp(KeyActions, SweepKeys, App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")   # absolute: subclasses live elsewhere
     ENABLE_COMMAND_PALETTE = False
-    # help and quit first: an 80-column footer cuts off the end of the list.
-    BINDINGS = [
-        Binding("question_mark", "help", "help", key_display="?"),
-        Binding("q", "quit", "quit"),
-        # issue 14: a sweep's overview and its runs in full (unbound for one run),
-        # early in the footer, which a narrow terminal cuts off at its end.
-        Binding("v", "view_run(1)", "run"),
-        Binding("V", "view_run(-1)", "run back", show=False),
-        Binding("o", "overview", "all runs"),
-        Binding("escape", "overview", "all runs", show=False),
-        # A source with a timeline (a replay) moves it; elsewhere these keys
-        # are not bound at all (check_action), so the live app is unchanged.
-        # Priority: the focused tab bar would take ← and → for itself.
-        Binding("left", "timeline(-1)", "prev", key_display="←", priority=True),
-        Binding("right", "timeline(1)", "next", key_display="→", priority=True),
-        Binding("home", "seek('home')", "first", priority=True),
-        Binding("end", "seek('end')", "last", priority=True),
-        Binding("minus", "speed(0.5)", "slower", key_display="-", priority=True),
-        Binding("plus", "speed(2.0)", "faster", key_display="+", priority=True),
-        Binding("space", "play", "play", priority=True),   # the same toggle, named for a replay
-        Binding("space", "toggle_pause", "pause"),
-        Binding("n", "step", "step"),
-        Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
-        Binding("left_square_bracket", "scale_lr(0.5)", "lr÷2", key_display="["),
-        Binding("G", "gain(1)", "gain+", key_display="G"),
-        Binding("g", "gain(-1)", "gain-"),
-        Binding("b", "toggle('batchnorm')", "BN"),
-        Binding("f", "toggle('fan_in')", "fan-in"),
-        Binding("r", "restart", "restart"),
-        Binding("e", "evaluate", "eval"),
-        Binding("s", "sample", "sample"),
-        Binding("c", "calibrate", "calib"),
-        Binding("w", "checkpoint", "save"),
-        *(Binding(str(k + 1), f"tab('{name}')", name, show=False) for k, name in enumerate(TABS)),
-        # issue 11: many layers and parameters (tui/pick.py), tables that scroll.
-        Binding("p", "pick(1)", "pick"),
-        Binding("P", "pick(-1)", "pick back", show=False),
-        *(Binding(key, f"scroll_table({dy})", "scroll", show=False)
-          for key, dy in (("j", 1), ("down", 1), ("k", -1), ("up", -1),
-                          ("pagedown", 10), ("pageup", -10))),
-    ]
+    BINDINGS = BINDINGS   # tui/keys.py, with their actions (KeyActions)
 
     def __init__(self, source: Source, title: str = "traintop",
                  refresh: float = REFRESH_SECONDS):
@@ -138,69 +77,56 @@ class TraintopApp(SweepKeys, App[int]):
         self.has_timeline = self.accepts is not None and "seek" in self.accepts
         self.position = getattr(source, "position", None)
         self.errors = 0
-        s = self.state
-        self.loss = LossPane(s, id="loss")
-        self.ratio = RatioPane(s, id="ratio")
-        self.saturation = SaturationPane(s, id="saturation")
-        self.activations = HistogramPane(s, "activation", id="act-hist")
-        self.gradients = HistogramPane(s, "gradient", id="grad-hist")
-        # The first screen's copy of the gradient histograms: the design's
-        # four panes side by side where the terminal holds them (GRID_MIN);
-        # tab 2 keeps its own, beside the activations.
-        self.gradients_first = HistogramPane(s, "gradient", id="grad-hist-first")
-        self.weights = WeightsPane(s, id="weights")
         self.status_line = StatusLine(id="status")
-        self.samples = SamplesPane(id="samples")
-        self.events = EventsPane(id="events")
-        self.calibration = CalibrationPane(id="calibration")
-        self.health = HealthPane(id="health")
-        sw = self.sweep
-        self.sweep_loss = SweepLossPane(sw, id="sweep-loss")
-        self.sweep_saturation = SweepSaturation(sw, id="sweep-saturation")
-        self.sweep_gradients = SweepHistogramPane(sw, id="sweep-grad-hist")
-        self.sweep_ratio = SweepRatioPane(sw, id="sweep-ratio")
-        self.sweep_findings = SweepFindings(id="sweep-findings")
-        self._text_dirty: set[str] = set()
+        # The registry's panes (tui/panes.py), each also the app's attribute of its name.
+        self.registered: tuple[Pane, ...] = panes()
+        self.panes = {p.name: p.make(self.state if p.view == RUN else self.sweep)
+                      for p in self.registered}
+        for name, pane in self.panes.items():
+            setattr(self, name, pane)
+        self._text_dirty: set[str] = set()   # text panes' names, due on the text clock
         self._status_at = 0.0   # when the status line was last redrawn
         self._text_at = 0.0     # when the text panes were last redrawn
         self._awaiting_until = 0.0  # no plots until then: a command's answer is due
 
     # ----- layout --------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        # The containers; the registry says which panes each holds (Pane.place).
         # A sweep's overview (screen class -overview); a single run never shows it.
         with Vertical(id="overview"):
             with Horizontal(id="overview-top"):
-                yield self.sweep_loss
-                yield self.sweep_saturation
+                yield from self.placed("overview-top")
             with Horizontal(id="overview-bottom"):
-                yield self.sweep_gradients
-                yield self.sweep_ratio
-            yield self.sweep_findings
+                yield from self.placed("overview-bottom")
+            yield from self.placed("overview")
         with TabbedContent(id="tabs", initial="training"):
-            with TabPane("1 training", id="training"):
+            with tab_pane("training"):
                 with Horizontal(id="training-top"):
-                    yield self.loss
-                    yield self.saturation
+                    yield from self.placed("training-top")
                 with Horizontal(id="training-bottom"):
-                    yield self.gradients_first
-                    yield self.ratio
+                    yield from self.placed("training-bottom")
             # The hidden tabs mount after the first frame (Lazy): it comes ~0.1 s sooner.
-            with TabPane("2 activations", id="activations"):
+            with tab_pane("activations"):
                 with Lazy(Vertical()):
-                    yield self.activations
-                    yield self.gradients
-            with TabPane("3 weights", id="weights-tab"):
-                yield Lazy(self.weights)
-            with TabPane("4 health", id="health-tab"):
+                    yield from self.placed("activations")
+            with tab_pane("weights"):
+                for pane in self.placed("weights-tab"):
+                    yield Lazy(pane)
+            with tab_pane("health"):
                 with Lazy(Horizontal()):
                     with Vertical(id="health-left"):
-                        yield self.health
-                        yield self.calibration
+                        yield from self.placed("health-left")
                     with Vertical(id="health-right"):
-                        yield self.samples
-                        yield self.events
+                        yield from self.placed("health-right")
         yield self.status_line
         yield Footer(compact=True)
+
+    def placed(self, place: str) -> list:
+        return [self.panes[p.name] for p in self.registered if p.place == place]
+
+    def panes_where(self, which) -> list:
+        """The panes whose registry entry `which` accepts, in registry order."""
+        return [self.panes[p.name] for p in self.registered if which(p)]
 
     def on_resize(self, event: events.Resize) -> None:
         cols, rows = event.size
@@ -312,27 +238,31 @@ class TraintopApp(SweepKeys, App[int]):
         title = "recording" if self.read_only or self.has_timeline else "engine error"
         self.notify(text, title=title, severity="error", timeout=8)
 
-    def mark(self, changed: set[str]) -> None:
-        for name, panes in (("loss", (self.loss,)), ("ratio", (self.ratio,)),
-                            ("saturation", (self.saturation,)),
-                            ("histograms", (self.activations, self.gradients,
-                                            self.gradients_first)),
-                            ("weights", (self.weights,))):
-            if name in changed:
-                for pane in panes:
-                    pane.dirty = True
-        self._text_dirty |= changed & {"samples", "events", "health"}
-        if changed & {"samples", "events"}:
-            self.redraw_text({"samples", "events"} & changed)
-        if "calibration" in changed or ("events" in changed and self.state.calibration is not None):
-            self.calibration.show(self.state)
+    def mark(self, changed: set[str], view: str = RUN) -> None:
+        """Mark the panes of `view` that follow a changed part: a plot for its
+        clock, a text pane for the text clock; one that answers a key is shown now."""
+        now: set[str] = set()
+        for p in self.registered:
+            if p.view != view or not p.follows & changed:
+                continue
+            if p.plot:
+                self.panes[p.name].dirty = True
+            elif p.redraw == AT_ONCE:
+                now.add(p.name)
+            else:
+                self._text_dirty.add(p.name)
+        if now:
+            self.redraw_text(now)
 
     # ----- redraws ---------------------------------------------------------------
     @property
     def slow_panes(self) -> tuple:
-        return (self.ratio, self.saturation, self.gradients_first, self.activations,
-                self.gradients, self.weights, self.sweep_ratio, self.sweep_saturation,
-                self.sweep_gradients)
+        return tuple(self.panes_where(lambda p: p.redraw == SLOW))
+
+    @property
+    def plot_panes(self) -> tuple:
+        """The loss clock's panes first, then the slow ones."""
+        return (*self.panes_where(lambda p: p.redraw == EVERY_REFRESH), *self.slow_panes)
 
     def redraw_tick(self) -> None:
         now = time.monotonic()
@@ -353,10 +283,13 @@ class TraintopApp(SweepKeys, App[int]):
             # every changed pane is drawn at once, in one frame.
             self.draw_changed()
             return
-        loss = self.sweep_loss if self.sweep_loss.seen else self.loss
-        if now - loss.drawn_at >= period and loss.seen:
-            loss.drawn_at = now
-            loss.replot()
+        # The loss (of the overview or of the tabs: one is on screen) on its own clock.
+        due = [p for p in self.panes_where(lambda p: p.redraw == EVERY_REFRESH)
+               if p.seen and now - p.drawn_at >= period]
+        if due:
+            pane = min(due, key=lambda p: p.drawn_at)
+            pane.drawn_at = now
+            pane.replot()
             return
         due = [p for p in self.slow_panes
                if p.seen and now - p.drawn_at >= period * SLOW_REFRESHES]
@@ -385,14 +318,13 @@ class TraintopApp(SweepKeys, App[int]):
                             title="health", severity="error", timeout=6)
 
     def redraw_text(self, which: set[str]) -> None:
-        if "samples" in which:
-            self.samples.show(self.state)
-        if "events" in which:
-            self.events.show(self.state)
-        if "health" in which:
-            self.health.show(self.state)
-        if "sweep-findings" in which and self.sweep.is_sweep:
-            self.sweep_findings.show(self.sweep, self.no_color)
+        """Show the text panes named in `which` what they follow (a sweep's only in a sweep)."""
+        for p in self.registered:
+            if p.name in which and not p.plot:
+                if p.view == RUN:
+                    self.panes[p.name].show(self.state)
+                elif self.sweep.is_sweep:
+                    self.panes[p.name].show(self.sweep)
         self._text_dirty -= which
 
     def _draw_first_frame(self) -> None:
@@ -403,7 +335,7 @@ class TraintopApp(SweepKeys, App[int]):
     def draw_changed(self) -> None:
         """Every pane on screen whose figures changed, now."""
         now = time.monotonic()
-        for pane in (self.loss, self.sweep_loss, *self.slow_panes):
+        for pane in self.plot_panes:
             if pane.seen and pane.dirty:
                 pane.replot()
                 pane.drawn_at = now
@@ -414,10 +346,9 @@ class TraintopApp(SweepKeys, App[int]):
 
     def redraw_all(self) -> None:
         """Every visible pane at once (tests and snapshots use it)."""
-        for pane in (self.loss, self.sweep_loss, *self.slow_panes):
+        for pane in self.plot_panes:
             pane.replot(force=True)
-        self.redraw_text({"samples", "events", "health", "sweep-findings"})
-        self.calibration.show(self.state)
+        self.redraw_text({p.name for p in self.registered if not p.plot})
         self.show_status()
 
     # ----- keys -> commands --------------------------------------------------------
@@ -444,123 +375,17 @@ class TraintopApp(SweepKeys, App[int]):
         self._awaiting_until = time.monotonic() + ANSWER_WAIT_SECONDS
         return True
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in TIMELINE_ACTIONS:
-            # Not under the help screen: priority keys reach the app from there too.
-            return self.has_timeline and not getattr(self.screen, "covers_timeline", False)
-        if action in STEERING_ACTIONS:
-            return self.accepts is None
-        if action in SWEEP_ACTIONS:
-            return self.sweep.is_sweep and not getattr(self.screen, "covers_timeline", False)
-        return True
-
-    def on_key(self, event: events.Key) -> None:
-        """A steering key where the source takes no commands: its binding is
-        hidden (check_action), so say why nothing happens."""
-        if self.accepts is not None and event.key in STEERING_KEYS:
-            self.send("steer")   # refused with the source's own read-only notice
-            event.stop()
-
-    def action_timeline(self, direction: int) -> None:
-        self.send("step", n=int(direction))
-
-    def action_seek(self, where: str) -> None:
-        self.send("seek", index=where)
-
-    def action_speed(self, factor: float) -> None:
-        status = self.state.status
-        if status is None or not status.steps_per_sec > 0:
-            return
-        speed = min(MAX_SPEED, max(MIN_SPEED, status.steps_per_sec * float(factor)))
-        self.send("speed", steps_per_sec=speed)
-
-    def action_play(self) -> None:
-        self.action_toggle_pause()
-
-    def action_toggle_pause(self) -> None:
-        status = self.state.status
-        running = status is not None and status.running
-        self.send("pause" if running else "resume")
-
-    def action_step(self) -> None:
-        self.send("step")
-
-    def action_scale_lr(self, factor: float) -> None:
-        self.send("scale_lr", factor=float(factor), **self.run_args())
-
-    def action_gain(self, direction: int) -> None:
-        if self.state.info is None or self.swept_in_overview("gain"):
-            return
-        gain = next_gain(self.state.info.config["gain"], int(direction))
-        if gain is None:
-            self.notify(f"gain is already at the {'top' if direction > 0 else 'bottom'} "
-                        f"of {', '.join(GAIN_STEPS)}", timeout=2)
-            return
-        self.send("restart", gain=gain, **self.run_args())
-
-    def action_toggle(self, key: str) -> None:
-        if self.state.info is None or self.swept_in_overview(key):
-            return
-        self.send("restart", **{key: not self.state.info.config[key]}, **self.run_args())
-
-    def action_restart(self) -> None:
-        self.send("restart", **self.run_args())
-
-    def action_evaluate(self) -> None:
-        self.send("evaluate", splits=["train", "val"], **self.run_args())
-
-    def action_sample(self) -> None:
-        self.send("sample", n=10, **self.run_args())
-
-    def action_calibrate(self) -> None:
-        self.send("calibrate", apply=False, **self.run_args())
-
-    def action_checkpoint(self) -> None:
-        self.send("checkpoint", **self.run_args())
-
     def _load_help(self) -> None:
         from . import help_screen  # noqa: F401 - imported for later
-
-    def action_help(self) -> None:
-        from .help_screen import HelpScreen  # loaded after the first frame (_load_help)
-
-        self.push_screen(HelpScreen())
-
-    # ----- issue 11: picking layers, scrolling tables ------------------------------
-    def action_pick(self, direction: int) -> None:
-        """The next (or previous) set of layers/parameters in every plot that picks."""
-        if self.sweep.is_sweep and self.view is None:
-            self.notify("p picks layers in a run's plots: v shows one run", timeout=2)
-            return
-        for pane in (self.saturation, self.activations, self.gradients, self.ratio,
-                     self.weights):
-            pane.page += int(direction)
-            pane.dirty = True
-        self.redraw_all()
-
-    def action_scroll_table(self, rows: int) -> None:
-        active = self.query_one(TabbedContent).active
-        target = {"weights-tab": self.weights.scroller, "health-tab": self.health}.get(active)
-        if target is not None:
-            target.scroll_relative(y=int(rows), animate=False)
-
-    def action_tab(self, name: str) -> None:
-        pane_id = {"weights": "weights-tab", "health": "health-tab"}.get(name, name)
-        self.query_one(TabbedContent).active = pane_id
 
     def on_tabbed_content_tab_activated(self) -> None:
         self.call_after_refresh(self.redraw_all)
 
 
-def next_gain(current: str, direction: int) -> str | None:
-    """The next gain of GAIN_STEPS above (direction 1) or below (-1) `current`."""
-    value = parse_gain(current)
-    steps = [(parse_gain(g), g) for g in GAIN_STEPS]
-    if direction > 0:
-        higher = [g for v, g in steps if v > value + 1e-9]
-        return higher[0] if higher else None
-    lower = [g for v, g in steps if v < value - 1e-9]
-    return lower[-1] if lower else None
+def tab_pane(name: str) -> TabPane:
+    """The tab called `name`, labelled with its key (tui/keys.py binds 1..)."""
+    k, tab = next((k, t) for k, t in enumerate(TABS) if t.name == name)
+    return TabPane(f"{k + 1} {tab.name}", id=tab.id)
 
 
 def run_app(source: Source, title: str = "traintop",
@@ -573,6 +398,3 @@ def run_app(source: Source, title: str = "traintop",
         source.close()
     return app.return_code or 0
 
-
-STEERING_KEYS = frozenset(b.key for b in TraintopApp.BINDINGS
-                          if b.action.split("(")[0] in STEERING_ACTIONS)

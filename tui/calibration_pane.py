@@ -10,6 +10,10 @@ TITLE = "BatchNorm: running vs exact"
 PLACEHOLDER = "press c to compare the running mean/std with exact training-set values"
 
 
+# Its part of the help's line on its tab (tui/panes.py registers it).
+HELP = "BatchNorm running vs exact (`c`)"
+
+
 class CalibrationPane(Static):
     DEFAULT_CSS = "CalibrationPane { border: round $panel; padding: 0 1; height: auto; }"
 
@@ -18,12 +22,19 @@ class CalibrationPane(Static):
         # tab may be shown a state before it mounts, and mounting must not undo it.
         super().__init__(PLACEHOLDER, *args, **kwargs)
         self.border_title = TITLE
+        self._shown: tuple | None = None   # (display, event) last shown
 
     def show(self, state) -> None:
         # Only the lecture's stack calibrates (`c`); a watch()ed model has no such pane.
-        self.display = (state.info is None or "batchnorm" in state.info.config
-                        or state.calibration is not None)
+        display = (state.info is None or "batchnorm" in state.info.config
+                   or state.calibration is not None)
         event = state.calibration
+        # Shown on every event (a calibration answers with one): the same figures
+        # again are skipped, so a replay's stream of events costs no redraws.
+        if self._shown is not None and self._shown[0] == display and self._shown[1] is event:
+            return
+        self._shown = (display, event)
+        self.display = display
         if event is None:   # none yet, or forgotten on a rewind
             self.border_title = TITLE
             self.update(PLACEHOLDER)

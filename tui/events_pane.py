@@ -8,6 +8,10 @@ SHOWN = 50
 EMPTY = "restarts, lr changes and answers appear here"
 
 
+# Its part of the help's line on its tab (tui/panes.py registers it).
+HELP = "events, newest last"
+
+
 class EventsPane(Static):
     DEFAULT_CSS = "EventsPane { border: round $panel; padding: 0 1; height: 1fr; }"
 

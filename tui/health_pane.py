@@ -13,6 +13,10 @@ SEVERITY_STYLE = {"error": "bold red", "warn": "yellow", "info": ""}
 SEVERITY_WORD = {"error": "ERROR", "warn": "warn", "info": "info"}
 
 
+# Its part of the help's line on its tab (tui/panes.py registers it).
+HELP = "findings (`j` / `k` scroll)"
+
+
 class HealthPane(Static):
     DEFAULT_CSS = ("HealthPane { border: round $panel; padding: 0 1; height: 1fr; "
                    "overflow-y: auto; }")

@@ -9,48 +9,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
 from traintop.engine.health.rules import RULES
+from .panes import OVERVIEW, TABS, Pane, panes
 
-PLOTS = """\
-# traintop help
+HEAD = "# traintop help\n"
 
-**Loss** — log10 of the training loss per step, the mean over each 1,000 steps
-(as the lecture averages) and val loss points after `e`. Healthy: it starts near
-log10 of the expected initial loss (-log(1/27) = 3.30, so about 0.52) and falls
-smoothly; a hockey stick at the start means the output layer was too confident.
-Vertical lines mark restarts and learning-rate changes.
-
-**Activation share** — per activation layer (labelled by its module path, e.g.
-`h.3.mlp.gelu`, cut from the left to fit), the share of its outputs in the
-family's regime; the title says which. A unit is a feature (the last dim of a
-Linear-style output) or a channel (of a convolution), counted over every example
-and position; `dN` is the count of dead units.
-- *tanh/sigmoid-like*: % in the flat tails (tanh |t| > 0.97), with the lecture's
-  ~5% guide line. Many saturated units stop gradients; dead = saturated on every
-  example.
-- *ReLU-like*: % of zeros (t <= 0). About half is normal; dead = a channel zero on
-  every example and position of the batch.
-- *GELU/SiLU-like*: % in the negative regime (x < 0). About half is normal and no
-  saturation; a unit is called dead only when its input stays below the flat-tail
-  threshold everywhere (GELU -3, SiLU/Mish -6, ELU-like -5).
-
-**Activation distribution** — histogram of each drawn layer's output. Healthy:
-similar spread in every layer of a family; for tanh std ~0.6-0.7 and no pile-up
-at -1 and +1.
-
-**Gradient distribution** — histogram of the gradient at each activation output.
-Healthy: every layer about the same width; layers shrinking or growing with depth
-mean vanishing or exploding gradients.
-
-**Weight gradients** — histogram of the drawn 2-D parameters' gradients and a
-table of every one: shape, mean, std and grad:data ratio (grad std / weight std).
-Healthy: similar ratios; one far above the rest (flagged `<- outlier`, often the
-last layer early on) is being trained much faster than the others.
-
-**Update:data ratio** — log10 of (update std / weight std) per 2-D parameter,
-the real change of the optimizer step, with the guide at -3 (updates about
-1/1000 of the values). Healthy: lines settle near -3; far below means the lr is
-too low, far above means too high.
-
+# After the panes' own paragraphs (tui/panes.py): what every plot shares.
+SHARED = """\
 **Many layers** — a plot draws a few layers or parameters (the worst by health,
 the first and the last) and sums up the rest in its border; `p` / `P` page
 through all of them in order and back to that default.
@@ -62,6 +26,7 @@ recording lacks reads `n/a`. The lecture's expected initial loss, samples and
 BatchNorm calibration appear only for the lecture's run.
 """
 
+# Formatted by help_text (str.format): the tabs and the overview's panes are the registry's.
 KEYS = """\
 ## Keys
 
@@ -78,7 +43,7 @@ KEYS = """\
 | s | sample 10 names into the samples pane |
 | c | calibrate BatchNorm: running vs exact statistics |
 | w | write a checkpoint |
-| 1-4 | switch tab: training, activations, weights, health |
+| 1-{last_tab} | switch tab: {tabs} |
 | p / P | next / previous set of layers and parameters drawn (default: worst, first, last) |
 | j / k, ↓ / ↑, PgDn / PgUp | scroll the weights table and the health findings |
 | ? | this help (escape or ? closes it) |
@@ -86,10 +51,7 @@ KEYS = """\
 
 ## A sweep (`--sweep gain=0.5,1,5/3,3`)
 
-The app opens on the overview of every run: loss curves overlaid, saturation
-bars grouped per layer (one bar per run), the gradient histograms as one small
-plot per run on shared axes, each run's mean update:data ratio, and each run's
-most severe health finding. Run k has the same colour in every pane; the
+The app opens on the overview of every run: {overview}. Run k has the same colour in every pane; the
 legend (the run's swept values) sits in the border.
 
 | key | action |
@@ -123,6 +85,29 @@ sample, calibrate, save) answer `read-only`: a recorded run cannot be changed.
 """
 
 
+def help_text(registered: tuple[Pane, ...] | None = None) -> str:
+    """The whole help: the tabs' plots (one paragraph each, a shared one once),
+    what every plot shares, a line per tab on its text panes, the keys with the
+    overview's panes in one sentence, the health rules."""
+    registered = panes() if registered is None else registered
+    plots = dict.fromkeys(p.help for p in registered if p.tab != OVERVIEW and p.plot)
+    texts = []   # a tab's text panes: one line, so the help stays about as long
+    for tab in TABS:
+        words = [p.help for p in registered if p.tab == tab.name and not p.plot]
+        if words:
+            texts.append(f"**{tab.name} tab** — {listed(words)}.\n")
+    keys = KEYS.format(last_tab=len(TABS), tabs=", ".join(t.name for t in TABS),
+                       overview=listed(p.help for p in registered if p.tab == OVERVIEW))
+    return "\n".join([HEAD, *plots, SHARED, *texts, keys, rules_text()])
+
+
+def listed(clauses) -> str:
+    """`a, b, and c`."""
+    clauses = list(clauses)
+    return ", ".join(clauses[:-1]) + ", and " + clauses[-1] if len(clauses) > 1 else \
+        "".join(clauses)
+
+
 def rules_text() -> str:
     lines = ["## Health rules", ""]
     for rule in RULES:
@@ -147,7 +132,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Markdown(PLOTS + "\n" + KEYS + "\n" + rules_text())
+            yield Markdown(help_text())
 
     def action_close(self) -> None:
         self.dismiss()

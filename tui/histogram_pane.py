@@ -15,6 +15,20 @@ from .plot_pane import PlotPane
 from .plotting import border_legend, style
 
 
+# The help screen's paragraph on this pane (tui/panes.py registers it).
+ACTIVATION_HELP = """\
+**Activation distribution** — histogram of each drawn layer's output. Healthy:
+similar spread in every layer of a family; for tanh std ~0.6-0.7 and no pile-up
+at -1 and +1.
+"""
+
+GRADIENT_HELP = """\
+**Gradient distribution** — histogram of the gradient at each activation output.
+Healthy: every layer about the same width; layers shrinking or growing with depth
+mean vanishing or exploding gradients.
+"""
+
+
 def draw_lines(pane, plt, lines, no_color: bool, names: list[str] | None = None) -> None:
     """Density lines from 0 up, with a legend that covers no data: in rows kept
     free above them where the pane is tall enough, else in the top border

@@ -9,6 +9,16 @@ from .plotting import (axis_end, downsample, draw_markers, finite_points, plot_w
                        steady_range, style)
 
 
+# The help screen's paragraph on this pane (tui/panes.py registers it).
+HELP = """\
+**Loss** — log10 of the training loss per step, the mean over each 1,000 steps
+(as the lecture averages) and val loss points after `e`. Healthy: it starts near
+log10 of the expected initial loss (-log(1/27) = 3.30, so about 0.52) and falls
+smoothly; a hockey stick at the start means the output layer was too confident.
+Vertical lines mark restarts and learning-rate changes.
+"""
+
+
 class LossPane(PlotPane):
     def take(self, state) -> None:
         h = state.history

@@ -19,6 +19,15 @@ GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
 RATIO_LINES = 8
 
 
+# The help screen's paragraph on this pane (tui/panes.py registers it).
+HELP = """\
+**Update:data ratio** — log10 of (update std / weight std) per 2-D parameter,
+the real change of the optimizer step, with the guide at -3 (updates about
+1/1000 of the values). Healthy: lines settle near -3; far below means the lr is
+too low, far above means too high.
+"""
+
+
 def median_line(series: list[tuple[list, list]]) -> tuple[list, list]:
     """Pointwise median over series that share their x positions."""
     by_x: dict = {}

@@ -9,6 +9,10 @@ TITLE = "samples"
 PLACEHOLDER = "press s to sample 10 names"
 
 
+# Its part of the help's line on its tab (tui/panes.py registers it).
+HELP = "samples (`s`)"
+
+
 class SamplesPane(Static):
     DEFAULT_CSS = "SamplesPane { border: round $panel; padding: 0 1; height: 1fr; }"
 

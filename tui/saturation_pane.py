@@ -18,6 +18,24 @@ GUIDE = 5.0   # the lecture aims for about 5% saturated (tanh/sigmoid only)
 ROWS_PER_BAR = 1
 
 
+# The help screen's paragraph on this pane (tui/panes.py registers it).
+HELP = """\
+**Activation share** — per activation layer (labelled by its module path, e.g.
+`h.3.mlp.gelu`, cut from the left to fit), the share of its outputs in the
+family's regime; the title says which. A unit is a feature (the last dim of a
+Linear-style output) or a channel (of a convolution), counted over every example
+and position; `dN` is the count of dead units.
+- *tanh/sigmoid-like*: % in the flat tails (tanh |t| > 0.97), with the lecture's
+  ~5% guide line. Many saturated units stop gradients; dead = saturated on every
+  example.
+- *ReLU-like*: % of zeros (t <= 0). About half is normal; dead = a channel zero on
+  every example and position of the batch.
+- *GELU/SiLU-like*: % in the negative regime (x < 0). About half is normal and no
+  saturation; a unit is called dead only when its input stays below the flat-tail
+  threshold everywhere (GELU -3, SiLU/Mish -6, ELU-like -5).
+"""
+
+
 class SaturationPane(PlotPane):
     def take(self, state) -> None:
         stats = state.stats

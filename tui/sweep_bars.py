@@ -26,6 +26,10 @@ def bar(value: float, top: float, width: int) -> str:
     return "█" * (eighths // 8) + (BLOCKS[eighths % 8] if eighths % 8 else "")
 
 
+# Its part of the help's sentence on the sweep overview (tui/panes.py registers it).
+HELP = "saturation bars grouped per layer (one bar per run)"
+
+
 class SweepSaturation(Static):
     DEFAULT_CSS = "SweepSaturation { border: round $panel; padding: 0 1; }"
     can_focus = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 from traintop.engine.feed.messages import Event
 from traintop.engine.viewer.run_state import ALL_PANES
 from traintop.engine.viewer.sweep_state import SOURCE_EVENTS
+from .panes import RUN, SWEEP
 
 # Answers a sweep's runs give to one key together: one notice for all of them.
 GROUPED_EVENTS = ("evaluate", "calibrate", "checkpoint", "lr")
@@ -39,13 +40,7 @@ class SweepKeys:
                 f"{self.sweep.label(e.run)}: {e.text}" for e in events_of_kind))
 
     def mark_overview(self, changed: set[str]) -> None:
-        for name, pane in (("loss", self.sweep_loss), ("ratio", self.sweep_ratio),
-                           ("saturation", self.sweep_saturation),
-                           ("histograms", self.sweep_gradients)):
-            if name in changed or "sweep" in changed:
-                pane.dirty = True
-        if changed & {"health", "sweep"}:
-            self._text_dirty.add("sweep-findings")
+        self.mark(changed, SWEEP)
 
     def run_args(self) -> dict:
         """A sweep's run shown in full: the command acts on it alone; in the
@@ -81,12 +76,12 @@ class SweepKeys:
         state = self.sweep.runs[view or 0]
         if state is not self.state:
             self.state = state
-            for pane in (self.loss, self.ratio, self.saturation, self.activations,
-                         self.gradients, self.gradients_first, self.weights):
+            # The plots hold the state they draw; text panes are handed it.
+            for pane in self.panes_where(lambda p: p.view == RUN and p.plot):
                 pane.state = state
         self.screen.set_class(view is None, "-overview")
         self.mark(set(ALL_PANES))
         self.mark_overview({"sweep"})
-        self._text_dirty |= {"samples", "events", "health"}
+        self._text_dirty |= {p.name for p in self.registered if p.view == RUN and not p.plot}
         self.call_after_refresh(self.redraw_all)
         self.show_status()

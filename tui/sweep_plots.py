@@ -44,6 +44,10 @@ def legend(pane, sweep, no_color: bool) -> str:
     return border_legend(labels, no_color)
 
 
+# Its part of the help's sentence on the sweep overview (tui/panes.py registers it).
+LOSS_HELP = "loss curves overlaid"
+
+
 class SweepLossPane(PlotPane):
     """log10 loss per run, overlaid: each series averaged to the pane's width."""
 
@@ -70,6 +74,9 @@ class SweepLossPane(PlotPane):
         plt.xlim(0, axis_end(self.tick))
         draw_markers(plt, self.markers, 0, axis_end(self.tick), None)
         plt.xlabel("step · grey: restarts, lr changes")
+
+
+RATIO_HELP = "each run's mean update:data ratio"
 
 
 class SweepRatioPane(PlotPane):
@@ -114,6 +121,9 @@ def mean_line(series: list[tuple[list, list]]) -> tuple[list, list]:
                 by_x.setdefault(x, []).append(y)
     xs = sorted(by_x)
     return xs, [sum(by_x[x]) / len(by_x[x]) for x in xs]
+
+
+HISTOGRAM_HELP = "the gradient histograms as one small plot per run on shared axes"
 
 
 class SweepHistogramPane(PlotPane):

@@ -64,13 +64,19 @@ def worst_rank(state) -> int:
     return min((ranks.get(f.severity, 2) for f in state.findings()), default=3)
 
 
+# Its part of the help's sentence on the sweep overview (tui/panes.py registers it).
+HELP = "each run's most severe health finding"
+
+
 class SweepFindings(Static):
     """One line per run: its most severe health finding."""
 
     DEFAULT_CSS = "SweepFindings { height: auto; max-height: 8; padding: 0 1; }"
     MOST = 8   # rows; more runs than this: the most severe first, the rest counted
 
-    def show(self, sweep, no_color: bool = False) -> None:
+    def show(self, sweep, no_color: bool | None = None) -> None:
+        if no_color is None:
+            no_color = self.app.no_color
         width = max(10, (self.size.width or 80) - 2)
         lines = []
         order = list(range(len(sweep.runs)))

@@ -26,6 +26,15 @@ from .plot_pane import PlotPane
 OUTLIER_FACTOR = 3.0   # ratio this many times the median of all: flagged
 
 
+# The help screen's paragraph on this pane (tui/panes.py registers it).
+HELP = """\
+**Weight gradients** — histogram of the drawn 2-D parameters' gradients and a
+table of every one: shape, mean, std and grad:data ratio (grad std / weight std).
+Healthy: similar ratios; one far above the rest (flagged `<- outlier`, often the
+last layer early on) is being trained much faster than the others.
+"""
+
+
 def outliers(ratios: list[float]) -> set[int]:
     if len(ratios) < 3:
         return set()

@@ -463,9 +463,12 @@ class FastStep:
         # lo and hi are the widened range already (snapshot_values)
         hists = [Histogram(a, b, tuple(d)) for a, b, d in zip(lo, hi, density)]
         layers = tuple(
-            LayerStats(pos, kind, t_mean[k], t_std[k], sat[k], int(dead[k]), units,
-                       d_mean[k], d_std[k], hists[k], hists[L + k])
+            LayerStats(index=pos, kind=kind, mean=t_mean[k], std=t_std[k], saturation_pct=sat[k],
+                       dead=int(dead[k]), units=units, grad_mean=d_mean[k], grad_std=d_std[k],
+                       hist=hists[k], grad_hist=hists[L + k])
             for k, (pos, kind, units) in enumerate(self._layer_plan))
-        weights = tuple(WeightStats(name, shape, w_mean[j], w_std[j], w_ratio[j], hists[2 * L + j])
+        weights = tuple(WeightStats(name=name, shape=shape, grad_mean=w_mean[j],
+                                    grad_std=w_std[j], grad_data_ratio=w_ratio[j],
+                                    hist=hists[2 * L + j])
                         for j, name, shape in self._weight_plan)
         return StatsSnapshot(step, loss, lr, layers, weights, update)

@@ -23,6 +23,7 @@ across ranks before rank 0 writes them.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import weakref
@@ -37,6 +38,9 @@ from .results import (DEAD_INPUT_BELOW, LayerStats, RunInfo, StatsSnapshot, Step
                       WeightStats)
 from .steps.by_shape import ShapeGroups, stds
 from .steps.stats import BINS, SATURATION, FlatReader, _hist_parts, _histogram
+from traintop.engine.health.rules import module_label, nonfinite_text
+
+log = logging.getLogger("traintop")
 
 # How each activation family saturates or dies: what `saturation_pct` and
 # `dead` count (results.FAMILY_MEANING says it in words).
@@ -56,10 +60,17 @@ PENDING_SECONDS = 0.5    # ... or this long (single process only: ranks must sta
 # update ratio per parameter. A block is (length, averaged across ranks?):
 # scalar figures average under reduce=True; a histogram covers its own
 # rank's range, so histograms stay the writer's.
+# A histogram counts the finite values only; each tensor's non-finite values are
+# counted apart (a rank's own count: never averaged).
 _HIST = 2 + BINS                                 # lo, hi, counts
-ACT_BLOCKS = ((4, True), (_HIST, False))         # mean, std, saturated %, dead; histogram
-GRAD_BLOCKS = ((2, True), (_HIST, False))        # mean, std; histogram
-WEIGHT_BLOCKS = ((3, True), (_HIST, False))      # grad mean, grad std, grad:data; histogram
+ACT_BLOCKS = ((4, True), (_HIST, False), (1, False))   # mean, std, saturated %, dead;
+#                                                        histogram; non-finite
+GRAD_BLOCKS = ((2, True), (_HIST, False), (1, False))  # mean, std; histogram; non-finite
+WEIGHT_BLOCKS = ((3, True), (_HIST, False), (2, False))  # grad mean, std, grad:data; histogram;
+#                                                          non-finite in the grad, in the data
+# Parameters of at most this many values are candidates for the cheap per-step
+# check of a gradient (see Watcher._canary).
+CANARY_MAX = 65_536
 
 
 def _width(blocks) -> int:
@@ -120,25 +131,102 @@ def _sample_index(n: int, device) -> torch.Tensor:
     return _SAMPLES[key]
 
 
-def _hist(t: torch.Tensor) -> list[torch.Tensor]:
-    """min, max and BINS counts over [min, max], as stats._hist_parts; large
-    tensors count a fixed random sample, scaled to the whole."""
+def _hist(t: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """min, max and BINS counts over [min, max] of the FINITE values, as
+    stats._hist_parts (torch.histc refuses a NaN or inf range), and the count
+    of non-finite values; large tensors count a fixed random sample, scaled to
+    the whole. No host sync: a tensor of no finite value gives 0, 0 and no counts."""
     flat = t.reshape(-1)
     n = flat.numel()
+    finite = torch.isfinite(flat)
+    bad = n - finite.sum()
     if n <= HIST_SAMPLE:
-        return _hist_parts(flat)
-    lo, hi = torch.aminmax(flat)
+        lo = flat.masked_fill(~finite, math.inf).amin()
+        fill = torch.where(torch.isfinite(lo), lo, 0.0)
+        # Non-finite values take the finite minimum's place: the range is the
+        # finite values', and they all fall in the lowest occupied bin, where
+        # they are taken off again (histc of the finite values, bit for bit).
+        lo, hi, counts = _hist_parts(torch.where(finite, flat, fill))
+        first = (counts > 0).to(torch.uint8).argmax().reshape(1)
+        counts = counts.index_add(0, first, -bad.to(counts.dtype).reshape(1))
+        return [lo, hi, counts], bad
+    lo = flat.masked_fill(~finite, math.inf).amin()
+    hi = flat.masked_fill(~finite, -math.inf).amax()
+    some = torch.isfinite(lo)
+    lo, hi = torch.where(some, lo, 0.0), torch.where(some, hi, 0.0)
     sample = flat.index_select(0, _sample_index(n, flat.device))   # 4x faster than flat[idx]
+    kept = torch.isfinite(sample)
     width = hi - lo
-    bins = ((sample - lo) * (BINS / torch.where(width > 0, width, 1.0))).long().clamp_(0, BINS - 1)
+    bins = ((sample - lo) * (BINS / torch.where(width > 0, width, 1.0)))
+    bins = torch.where(kept, bins, 0.0).long().clamp_(0, BINS - 1)
     bins = torch.where(width > 0, bins, BINS // 2)   # torch's histc of one value: the middle
-    counts = torch.bincount(bins, minlength=BINS).float() * (n / HIST_SAMPLE)
-    return [lo.reshape(1), hi.reshape(1), counts]
+    counts = torch.bincount(bins, weights=kept.float(), minlength=BINS).float() * (n / HIST_SAMPLE)
+    return [lo.reshape(1), hi.reshape(1), counts], bad
+
+
+def _nonfinite(x) -> tuple[int, int]:
+    """(non-finite values, values) over the floating tensors in x (a tensor, or
+    tuples, lists and dicts of them, as modules return). Syncs: trace steps only."""
+    bad = total = 0
+    for t in _tensors(x):
+        if t.is_floating_point() or t.is_complex():
+            bad += int((~torch.isfinite(t.detach())).sum())
+            total += t.numel()
+    return bad, total
+
+
+def _tensors(x, depth: int = 0):
+    if isinstance(x, torch.Tensor):
+        yield x
+    elif depth < 4 and isinstance(x, (list, tuple)):
+        for v in x:
+            yield from _tensors(v, depth + 1)
+    elif depth < 4 and isinstance(x, dict):
+        for v in x.values():
+            yield from _tensors(v, depth + 1)
+
+
+def _finite_total(numel: int, bad: float) -> int:
+    """The values a histogram counts (its finite ones); at least 1, so a
+    histogram of no finite value reads as all zeros."""
+    return max(numel - _count(bad), 1)
+
+
+def _count(x: float) -> int:
+    return int(round(x)) if math.isfinite(x) else 0
+
+
+def _float(v) -> float:
+    try:
+        return float(v)
+    except Exception:
+        return math.nan
 
 
 def _dist():
     d = torch.distributed
     return d if d.is_available() and d.is_initialized() else None
+
+
+class _Trace:
+    """Where a non-finite value started: armed when the loss, a gradient or a
+    figure first turns non-finite, it looks at the next forward of the model
+    (every module's output, in the order they finish) and at the parameters."""
+
+    def __init__(self, step: int, seen: str, before: dict[str, int] | None,
+                 saved: dict | None, total: int):
+        self.step = step              # the first step known non-finite
+        self.seen = seen              # "gradient", "loss" or "figures"
+        self.before = before          # parameter -> non-finite values before its update
+        self.saved = saved            # parameter -> its value before that update (a copy)
+        self.total = total            # parameters in the model
+        self.phase: str | None = None   # "live" (the user's forward), "rerun" or None
+        self.first: dict[str, dict] = {}  # phase -> the first module with a non-finite output
+        self.args = self.kwargs = None  # the traced forward's inputs, for the rerun
+        self.reran = False
+        self.handles: list = []
+        self.traced_step: int | None = None
+        self.now: dict[str, int] = {}   # parameter -> non-finite values after the forward
 
 
 class Watcher:
@@ -173,6 +261,13 @@ class Watcher:
         self._sizes: dict[int, tuple[int, int]] = {}   # layer -> (units, numel), last seen
         self._status_at = self._started = time.monotonic()
         self._status_steps = 0
+        # Never break the run: a failing statistic is logged once and recorded
+        # as a monitor-error event; non-finite values are traced once per run.
+        self._faults_seen: set = set()
+        self._events: list[Event] = []          # written after the pending steps
+        self._trace: _Trace | None = None       # the non-finite trace, once caught
+        self.nonfinite_counts: dict[str, tuple[int, int]] = {}   # the last snapshot's
+        self.nonfinite: dict | None = None      # what the trace found (the event's data)
 
         leaves = [(n, m) for n, m in module.named_modules() if not any(True for _ in m.children())]
         self.layers = [(i, m, family(m)) for i, (_, m) in enumerate(leaves) if family(m)]
@@ -181,6 +276,14 @@ class Watcher:
         self.device = named[0][1].device if named else torch.device("cpu")
         self.param_names = [n for n, _ in named]
         self.params = [p for _, p in named]
+        self.module = module
+        # The gradient checked before every update where that costs no device
+        # sync (parameters on the CPU) and on every measured step: a small one
+        # late in the model, so a non-finite loss has made it non-finite.
+        small = [p for p in self.params if p.requires_grad and p.numel() <= CANARY_MAX]
+        self._canary = small[-1] if small else min(
+            (p for p in self.params if p.requires_grad), key=torch.numel, default=None)
+        self._canary_always = self.device.type == "cpu"
         self.weights = [(n, p) for n, p in named if p.ndim >= 2]
         self._weight_positions = torch.tensor(
             [i for i, (_, p) in enumerate(named) if p.ndim >= 2], dtype=torch.long,
@@ -223,34 +326,65 @@ class Watcher:
             if not self.armed or index in self._acts or not torch.is_grad_enabled() \
                     or not isinstance(output, torch.Tensor):
                 return
-            t = _units(output.detach().float())                 # (observations, units)
-            x = inputs[0] if gelu_dead and inputs and isinstance(inputs[0], torch.Tensor) \
-                and inputs[0].shape == output.shape else None
-            x = _units(x.detach()) if x is not None else None
-            if t.shape[0] == 0:
-                return
-            share, dead = _share_and_dead(t, x, kind, layer)
-            self._sizes[index] = (t.shape[1], t.numel())
-            # (torch.std_mean's one pass loses digits on a mean near zero.)
-            self._acts[index] = torch.cat([torch.stack([
-                t.mean(), t.std(), share * (100.0 / t.numel()), dead.sum().float(),
-            ]), *_hist(t)])
-            if output.requires_grad:
-                output.register_hook(self._grad_hook(index))
+            try:
+                t = _units(output.detach().float())                 # (observations, units)
+                x = inputs[0] if gelu_dead and inputs and isinstance(inputs[0], torch.Tensor) \
+                    and inputs[0].shape == output.shape else None
+                x = _units(x.detach()) if x is not None else None
+                if t.shape[0] == 0:
+                    return
+                share, dead = _share_and_dead(t, x, kind, layer)
+                self._sizes[index] = (t.shape[1], t.numel())
+                parts, bad = _hist(t)
+                # (torch.std_mean's one pass loses digits on a mean near zero.)
+                self._acts[index] = torch.cat([torch.stack([
+                    t.mean(), t.std(), share * (100.0 / t.numel()), dead.sum().float(),
+                ]), *parts, bad.float().reshape(1)])
+                if output.requires_grad:
+                    output.register_hook(self._grad_hook(index))
+            except Exception as exc:
+                self._acts.pop(index, None)
+                self._fault(f"activation statistics of {self._layer_label(index)}", exc)
         return hook
 
     def _grad_hook(self, index: int):
         def hook(grad):
             if self.armed and index not in self._grads:
-                g = grad.detach().float()
-                # Separate passes: std_mean's mean loses digits on a mean near zero.
-                self._grads[index] = torch.cat([torch.stack([g.mean(), g.std()]), *_hist(g)])
+                try:
+                    g = grad.detach().float()
+                    parts, bad = _hist(g)
+                    # Separate passes: std_mean's mean loses digits on a mean near zero.
+                    self._grads[index] = torch.cat([torch.stack([g.mean(), g.std()]), *parts,
+                                                    bad.float().reshape(1)])
+                except Exception as exc:
+                    self._grads.pop(index, None)
+                    self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
         return hook
 
+    def _layer_label(self, index: int) -> str:
+        return f"{self.layer_names.get(index) or '(model)'} ({self.info.layer_kinds[index]})"
+
     def _pre_step(self, optimizer, args, kwargs) -> None:
+        try:
+            # Before the update spreads a non-finite gradient into every parameter:
+            # where a look costs no device sync, or on a measured step (it syncs anyway).
+            if self._trace is None and (self.armed or self._canary_always) \
+                    and self._canary_bad():
+                self._catch(self.steps + 1, "gradient", before_update=True)
+        except Exception as exc:
+            self._fault("the check for non-finite gradients", exc)
         if self.armed:
-            groups = self._groups("params", self.params)
-            self._before = (groups, groups.stack(self.params))   # the stacks are copies
+            try:
+                groups = self._groups("params", self.params)
+                self._before = (groups, groups.stack(self.params))   # the stacks are copies
+            except Exception as exc:
+                self._before = None
+                self._fault("the parameters' copy before the update (update:data)", exc)
+
+    def _canary_bad(self) -> bool:
+        g = self._canary.grad if self._canary is not None else None
+        # A sum overflowing to inf only arms a trace that then finds nothing.
+        return g is not None and not math.isfinite(float(g.detach().sum()))
 
     def _groups(self, what: str, tensors: list) -> ShapeGroups:
         """ShapeGroups of the tensors that are there (a parameter without a
@@ -265,8 +399,12 @@ class Watcher:
 
     def _post_step(self, optimizer, args, kwargs) -> None:
         if self.armed and self._before is not None:
-            self._updates = self._update_ratios(*self._before)
-            self._weights = self._weight_figures()
+            try:
+                self._updates = self._update_ratios(*self._before)
+            except Exception as exc:
+                self._updates = torch.full((len(self.params),), math.nan, device=self.device)
+                self._fault("update:data ratios", exc)
+            self._weights = self._weight_figures_or_nan()
             self._before, self._data_std = None, None
 
     def _update_ratios(self, groups: ShapeGroups, before: list[torch.Tensor]) -> torch.Tensor:
@@ -277,6 +415,14 @@ class Watcher:
             self._data_std = groups.spread(data).to(self.device)
             changes = stds([n - b for n, b in zip(now, before)])
             return groups.spread([(c / d).log10() for c, d in zip(changes, data)]).to(self.device)
+
+    def _weight_figures_or_nan(self) -> torch.Tensor:
+        try:
+            return self._weight_figures()
+        except Exception as exc:
+            self._fault("weight statistics", exc)
+            return torch.full((len(self.weights) * _width(WEIGHT_BLOCKS),), math.nan,
+                              device=self.device)
 
     def _weight_figures(self) -> torch.Tensor:
         if not self.weights:
@@ -293,31 +439,56 @@ class Watcher:
                 data = [p for _, p in self.weights]
                 dgroups = self._groups("data", data)
                 dstd = dgroups.spread(stds(dgroups.stack(data, copy=False))).to(self.device)
-            nan_hist = torch.full((_HIST,), math.nan, device=self.device)
-            hists = torch.stack([torch.cat(_hist(g.detach().float())).to(self.device)
-                                 if g is not None else nan_hist for g in grads])
-            return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists],
-                             dim=1).reshape(-1)
+            nan_hist = torch.full((_HIST + 1,), math.nan, device=self.device)
+            hists = torch.stack([self._hist_and_count(g) if g is not None else nan_hist
+                                 for g in grads])
+            data_bad = torch.stack([(~torch.isfinite(p.detach())).sum().to(self.device)
+                                    for _, p in self.weights]).float()
+            return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists,
+                              data_bad.reshape(-1, 1)], dim=1).reshape(-1)
+
+    def _hist_and_count(self, g: torch.Tensor) -> torch.Tensor:
+        parts, bad = _hist(g.detach().float())
+        return torch.cat([*parts, bad.float().reshape(1)]).to(self.device)
 
     # ----- stepping ------------------------------------------------------------
     def step(self, loss=None) -> None:
-        """Call once after each optimizer.step(), with the step's loss (tensor or float)."""
+        """Call once after each optimizer.step(), with the step's loss (tensor or float).
+        Never raises: a failure of traintop's own is logged and recorded, the run goes on."""
         self.steps += 1
-        step = self.steps
         if not self.active:
             return
-        lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None \
-            else math.nan
-        value = loss.detach().float().reshape(()) if isinstance(loss, torch.Tensor) else (
-            math.nan if loss is None else float(loss))
+        try:
+            self._step(self.steps, loss)
+        except Exception as exc:
+            self._pending = []     # written already, or unwritable: never again
+            self._fault("recording the step", exc)
+        finally:
+            self.armed = (self.steps + 1) % self.every == 0
+            self._acts, self._grads = {}, {}
+        try:
+            self._write_events()
+        except Exception as exc:
+            self._fault("writing traintop's events", exc, write=False)
+
+    def _step(self, step: int, loss) -> None:
+        try:
+            lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None \
+                else math.nan
+        except Exception:
+            lr = math.nan
+        if isinstance(loss, torch.Tensor):
+            value = loss.detach().float().reshape(())
+        else:
+            value = math.nan if loss is None else float(loss)
+            if not math.isfinite(value) and loss is not None and self._trace is None:
+                self._catch(step, "loss", before_update=False)   # on the host already
         self._pending.append((step, value, lr))
         if self.armed:
             self._flush_losses(snapshot=True)
         elif len(self._pending) >= PENDING_STEPS or (
                 not self.reduce and time.monotonic() - self._pending_since >= PENDING_SECONDS):
             self._flush_losses(snapshot=False)
-        self.armed = (step + 1) % self.every == 0
-        self._acts, self._grads = {}, {}
         now = time.monotonic()
         if self.recorder is not None and now - self._status_at >= WATCH_STATUS_SECONDS:
             rate = (step - self._status_steps) / (now - self._status_at)
@@ -328,18 +499,31 @@ class Watcher:
         """Losses of the pending steps to the host in one transfer (reduced
         across ranks on request), then written, the last with its snapshot."""
         vals = [v for _, v, _ in self._pending]
-        if all(isinstance(v, torch.Tensor) for v in vals):
-            losses = torch.stack(vals).to(self.device)
-        else:   # floats (or a mix): the tensors among them sync one by one
-            losses = torch.tensor([float(v) for v in vals], device=self.device)
-        if self.reduce:
-            losses = self._all_mean(losses)
-        values = losses.tolist()
+        try:
+            if all(isinstance(v, torch.Tensor) for v in vals):
+                losses = torch.stack(vals).to(self.device)
+            else:   # floats (or a mix): the tensors among them sync one by one
+                losses = torch.tensor([float(v) for v in vals], device=self.device)
+            if self.reduce:
+                losses = self._all_mean(losses)
+            values = losses.tolist()
+        except Exception as exc:     # one by one: a loss traintop cannot read is NaN
+            self._fault("reading the losses", exc)
+            values = [_float(v) for v in vals]
         results = [StepResult(s, loss, lr, ()) for (s, _, lr), loss in zip(self._pending, values)]
+        if self._trace is None:
+            bad = next((r.step for r in results if not math.isfinite(r.loss)), None)
+            if bad is not None:
+                self._catch(bad, "loss", before_update=False)
         if snapshot:
             last = results[-1]
-            snap = self._snapshot(last.step, last.loss, last.lr)
-            results[-1] = StepResult(last.step, last.loss, last.lr, snap.update_ratio_log10, snap)
+            try:
+                snap = self._snapshot(last.step, last.loss, last.lr)
+                results[-1] = StepResult(last.step, last.loss, last.lr, snap.update_ratio_log10,
+                                         snap)
+            except Exception as exc:   # the step is written all the same, without figures
+                self._updates = self._weights = None
+                self._fault("the step's statistics (snapshot)", exc)
         self._pending = []
         self._pending_since = time.monotonic()
         if self.recorder is not None:
@@ -352,7 +536,7 @@ class Watcher:
     def _snapshot(self, step: int, loss: float, lr: float) -> StatsSnapshot:
         if self._updates is None:         # no optimizer hooks fired: measure grads now
             self._updates = torch.full((len(self.params),), math.nan, device=self.device)
-            self._weights = self._weight_figures()
+            self._weights = self._weight_figures_or_nan()
         nan_layer = torch.full((_width(ACT_BLOCKS),), math.nan, device=self.device)
         nan_grad = torch.full((_width(GRAD_BLOCKS),), math.nan, device=self.device)
         layer_parts = [torch.cat([self._acts.get(i, nan_layer).to(self.device),
@@ -377,21 +561,25 @@ class Watcher:
 
     def _build(self, step: int, loss: float, lr: float, values: list[float]) -> StatsSnapshot:
         take = FlatReader(values).take
+        nonfinite: dict[str, tuple[float, float]] = {}
         layers = []
         for index, module, kind in self.layers:
             mean, std, sat, dead = take(4)
             lo, hi = take(2)
             counts = take(BINS)
+            (bad,) = take(1)
             gmean, gstd = take(2)
             glo, ghi = take(2)
             gcounts = take(BINS)
+            (gbad,) = take(1)
             units, numel = self._sizes.get(index, (0, 1))
+            nonfinite[self._layer_label(index)] = (bad, gbad)
             layers.append(LayerStats(
                 index=index, kind=type(module).__name__, mean=mean, std=std,
                 saturation_pct=sat, dead=int(round(dead)) if math.isfinite(dead) else 0,
                 units=units, grad_mean=gmean, grad_std=gstd,
-                hist=_histogram(lo, hi, counts, numel),
-                grad_hist=_histogram(glo, ghi, gcounts, numel),
+                hist=_histogram(lo, hi, counts, _finite_total(numel, bad)),
+                grad_hist=_histogram(glo, ghi, gcounts, _finite_total(numel, gbad)),
                 name=self.layer_names[index], family=kind,
                 per_unit=numel // units if units else 0))
         weights = []
@@ -399,19 +587,191 @@ class Watcher:
             gmean, gstd, ratio = take(3)
             lo, hi = take(2)
             counts = take(BINS)
+            gbad, bad = take(2)
+            nonfinite[name] = (bad, gbad)
             weights.append(WeightStats(name=name, shape=tuple(p.shape), grad_mean=gmean,
                                        grad_std=gstd, grad_data_ratio=ratio,
-                                       hist=_histogram(lo, hi, counts, p.numel())))
+                                       hist=_histogram(lo, hi, counts,
+                                                       _finite_total(p.numel(), gbad))))
+        # Non-finite values per tensor (its own, its gradient's): NaN = not measured.
+        self.nonfinite_counts = {k: (_count(a), _count(g)) for k, (a, g) in nonfinite.items()}
+        if self._trace is None and any(a or g for a, g in self.nonfinite_counts.values()):
+            self._catch(step, "figures", before_update=False)
         return StatsSnapshot(step=step, loss=loss, lr=lr, layers=tuple(layers),
                              weights=tuple(weights),
                              update_ratio_log10=tuple(take(len(self.params))))
+
+    # ----- never break the run ------------------------------------------------------
+    def _fault(self, what: str, exc: BaseException, write: bool = True) -> None:
+        """A failure of traintop's own: one log line and one monitor-error event
+        per statistic and kind of error; the run goes on without that figure."""
+        try:
+            key = (what, type(exc).__name__)
+            if key in self._faults_seen:
+                return
+            self._faults_seen.add(key)
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("traintop: %s failed at step %d (%s); the run goes on without it",
+                        what, self.steps, error, exc_info=log.isEnabledFor(logging.DEBUG))
+            if write:
+                self._events.append(Event(
+                    "monitor-error", self.steps, f"traintop: {what} failed: {error}",
+                    {"where": what, "error": error}))
+        except Exception:   # not even a log line may break the run
+            pass
+
+    def _write_events(self) -> None:
+        """Events of the hooks, after the steps they belong to."""
+        if not self._events:
+            return
+        if self.recorder is None:
+            self._events = []
+            return
+        self._flush_pending()
+        events, self._events = self._events, []
+        for e in events:
+            self.recorder.consume(e)
+
+    # ----- where a non-finite value started ---------------------------------------------
+    def _catch(self, step: int, seen: str, before_update: bool) -> None:
+        """The first non-finite value of the run: count the parameters' (before
+        the update spreads a non-finite gradient into all of them, where that is
+        still to come), keep a copy of them and trace the next forward."""
+        before = saved = None
+        if before_update:
+            before = self._param_counts()
+            try:
+                saved = {n: p.detach().clone() for n, p in zip(self.param_names, self.params)}
+            except Exception as exc:    # out of memory: no rerun, the rest still works
+                self._fault("copying the parameters for the non-finite trace", exc)
+        self._trace = _Trace(step, seen, before, saved, len(self.params))
+        try:
+            self._arm_trace()
+        except Exception as exc:
+            self._fault("arming the non-finite trace", exc)
+            self._finish_trace(traced=False)
+
+    def _param_counts(self) -> dict[str, int]:
+        """Non-finite values per parameter that has any (one sync)."""
+        with torch.no_grad():
+            counts = torch.stack([(~torch.isfinite(p.detach())).sum().to(self.device)
+                                  for p in self.params]).tolist() if self.params else []
+        return {n: int(c) for n, c in zip(self.param_names, counts) if c}
+
+    def _arm_trace(self) -> None:
+        tr = self._trace
+        tr.phase = "live"
+        tr.handles.append(self.module.register_forward_pre_hook(self._trace_inputs,
+                                                                with_kwargs=True))
+        for name, m in self.module.named_modules():
+            tr.handles.append(m.register_forward_hook(self._trace_hook(name, m)))
+
+    def _trace_inputs(self, module, args, kwargs):
+        tr = self._trace
+        if tr is not None and tr.phase == "live" and tr.args is None:
+            tr.args, tr.kwargs = args, dict(kwargs)
+        return None
+
+    def _trace_hook(self, name: str, module: nn.Module):
+        def hook(mod, inputs, output):
+            tr = self._trace
+            if tr is None or tr.phase is None:
+                return
+            try:
+                if tr.phase not in tr.first:
+                    bad, total = _nonfinite(output)
+                    if bad:
+                        tr.first[tr.phase] = {
+                            "module": name, "kind": type(mod).__name__, "count": bad,
+                            "numel": total, "input_count": _nonfinite(inputs)[0]}
+                if mod is self.module and tr.phase == "live":
+                    self._finish_trace()
+            except Exception as exc:
+                self._fault("the non-finite trace", exc)
+                if mod is self.module and tr.phase == "live":
+                    self._finish_trace()
+        return hook
+
+    def _finish_trace(self, traced: bool = True) -> None:
+        """The traced forward is done (traced=False: none came): the parameters now,
+        the same forward again with the parameters from before the update (where
+        kept), the report."""
+        tr = self._trace
+        tr.phase = None
+        tr.traced_step = self.steps + 1 if traced else None
+        try:
+            tr.now = self._param_counts()
+        except Exception as exc:
+            self._fault("counting non-finite parameters", exc)
+        if tr.saved is not None and tr.args is not None:
+            tr.phase, tr.reran = "rerun", True
+            try:
+                self._rerun(tr)
+            except Exception as exc:
+                tr.reran = False
+                self._fault("re-running the forward with the parameters before the update", exc)
+            tr.phase = None
+        for handle in tr.handles:
+            handle.remove()
+        tr.handles, tr.saved, tr.args, tr.kwargs = [], None, None, None
+        self._report(tr)
+
+    def _rerun(self, tr: _Trace) -> None:
+        """The traced forward once more, under no_grad, with the parameters as
+        they were before the update that spread the non-finite gradient; the
+        model's buffers (BatchNorm's running figures) and the random number
+        generators are left as they were."""
+        from torch.func import functional_call
+        state = dict(tr.saved)
+        state.update((n, b.detach().clone()) for n, b in self.module.named_buffers())
+        cuda = sorted({p.device.index or 0 for p in self.params if p.device.type == "cuda"})
+        with torch.no_grad(), torch.random.fork_rng(devices=cuda):
+            functional_call(self.module, state, tuple(tr.args), tr.kwargs, strict=False)
+
+    def _report(self, tr: _Trace) -> None:
+        """The trace's findings as an event (written after the pending steps) and a log line."""
+        live, rerun = tr.first.get("live"), tr.first.get("rerun")
+        origin = rerun if tr.reran else live
+        params = tr.before if tr.before is not None else tr.now
+        spread = sorted(set(tr.now) - set(params))
+        if origin is None:
+            cause = "batch" if tr.reran else "unknown"
+            where = f"the batch of step {tr.step:,}" if tr.reran else "the loss"
+        elif origin["input_count"] and origin["count"]:
+            cause = "input"
+            where = f"the input of {module_label(origin)}"
+        else:
+            cause, where = "module", module_label(origin)
+        data = {
+            "step": tr.step, "seen": tr.seen, "where": where, "cause": cause,
+            "module": origin["module"] if origin else None,
+            "kind": origin["kind"] if origin else None,
+            "count": origin["count"] if origin else None,
+            "numel": origin["numel"] if origin else None,
+            "input_count": origin["input_count"] if origin else None,
+            "params": params, "params_before_update": tr.before is not None,
+            "spread": spread, "parameters": tr.total,
+            "traced_step": tr.traced_step,
+            "reran": tr.reran,
+            "nonfinite_counts": {k: list(v) for k, v in self.nonfinite_counts.items()
+                                 if v[0] or v[1]},
+        }
+        if live is not None and tr.reran:
+            data["live"] = {"module": live["module"], "kind": live["kind"]}
+        self.nonfinite = data
+        text = nonfinite_text(data)
+        log.warning("traintop: %s", text)
+        self._events.append(Event("non-finite", tr.step, text, data))
 
     # ----- the rest --------------------------------------------------------------
     def event(self, kind: str, text: str, data: dict | None = None) -> None:
         """Mark an intervention (lr change, evaluation, checkpoint) at the current step."""
         if self.recorder is not None:
-            self._flush_pending()
-            self.recorder.consume(Event(kind, self.steps, text, dict(data or {})))
+            try:
+                self._flush_pending()
+                self.recorder.consume(Event(kind, self.steps, text, dict(data or {})))
+            except Exception as exc:
+                self._fault(f"writing the {kind!r} event", exc, write=False)
 
     def _flush_pending(self) -> None:
         if self._pending and not self.reduce:
@@ -419,22 +779,34 @@ class Watcher:
 
     def flush(self) -> None:
         """Make everything so far visible to readers (e.g. before a long evaluation)."""
-        self._flush_pending()
-        if self.recorder is not None:
-            self.recorder.flush()
+        try:
+            self._flush_pending()
+            if self.recorder is not None:
+                self.recorder.flush()
+        except Exception as exc:
+            self._fault("flushing the recording", exc, write=False)
 
     def close(self) -> None:
         """Write what is pending, end the recording and remove every hook."""
-        if self._pending:
-            self._flush_losses(snapshot=False)
+        try:
+            if self._trace is not None and self._trace.phase == "live":
+                self._finish_trace(traced=False)    # no forward came after it
+            if self._pending:
+                self._flush_losses(snapshot=False)
+            self._write_events()
+        except Exception as exc:
+            self._fault("writing the last steps", exc, write=False)
         # The final rate is the whole run's: the last interval may hold no steps.
         rate = self.steps / max(time.monotonic() - self._started, 1e-9)
         for handle in self._handles:
             handle.remove()
         self._handles = []
         if self.recorder is not None:
-            lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else math.nan
-            self.recorder.close(Status(self.steps, lr, False, True, rate))
+            try:
+                lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else math.nan
+                self.recorder.close(Status(self.steps, lr, False, True, rate))
+            except Exception as exc:
+                self._fault("closing the recording", exc, write=False)
             self._finalizer.detach()
             self.recorder = None
 

@@ -18,8 +18,9 @@ from collections import deque
 # numpy is imported where used: the app's first frame does not wait for it.
 
 from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
-                                 initial_loss, loss_diverging, non_finite, snapshot_findings,
-                                 sort_key, update_burst, update_level)
+                                 initial_loss, loss_diverging, monitor_error, non_finite,
+                                 non_finite_traced, snapshot_findings, sort_key, update_burst,
+                                 update_level)
 from traintop.engine.results import Calibration, RunInfo, StatsSnapshot, StepResult
 from traintop.engine.step_block import StepBlock
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -63,6 +64,7 @@ class HealthMonitor:
         self._update: list[Finding] | None = []  # sustained update:data; None: to judge
         self._burst: list[Finding] = []      # first far too large step: stays for the run
         self._stop: list[Finding] = []       # non-finite
+        self._faults: dict[str, Finding] = {}   # monitor-error, by the figure that failed
         self._calibration: list[Finding] = []
         self._losses: deque[float] = deque(maxlen=self.thresholds.loss_window)
         self._loss_level = math.nan          # median of the window, every loss_every steps
@@ -184,6 +186,16 @@ class HealthMonitor:
             self._window.append(tuple(row))
         self._update = None
 
+    def observe_event(self, event) -> None:
+        """A watched run's own findings, recorded as events (feed.messages.Event):
+        "non-finite" (where it started, traced by watch()) and "monitor-error"
+        (a figure traintop failed to compute; the run went on)."""
+        if event.kind == "non-finite":
+            self._stop = non_finite_traced(event.data)
+        elif event.kind == "monitor-error":
+            f = monitor_error(event.data, event.step)
+            self._faults.setdefault(f.where, f)
+
     def observe_snapshot(self, snapshot: StatsSnapshot) -> None:
         """The latest stats snapshot's findings (replacing the previous ones)."""
         self._snapshot = snapshot_findings(snapshot, _batch_size(self.info), self.thresholds,
@@ -205,7 +217,8 @@ class HealthMonitor:
         if self._update is None:
             self._update = self._judge_updates()
         return sorted(self._start + self._stop + self._snapshot + self._burst + self._update
-                      + self._calibration + self._judge_loss(), key=sort_key)
+                      + self._calibration + self._judge_loss() + list(self._faults.values()),
+                      key=sort_key)
 
     def new_findings(self) -> list[Finding]:
         """Current findings the previous call did not return (a finding that

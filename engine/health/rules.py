@@ -56,8 +56,11 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("non-finite", "Non-finite values",
-         "NaN or inf in the loss, an activation or a gradient: the run has diverged and stops. "
-         "Always an error; the finding names the first place it appeared."),
+         "NaN or inf in the loss, an activation, a gradient or a parameter: the run has "
+         "diverged (traintop's own runs stop; a run recorded with watch() goes on). Always an "
+         "error; the finding names the first place it appeared: for watch() the module (by "
+         "its path) whose output went non-finite first, or the input, the parameters that "
+         "held non-finite values and the step."),
     Rule("initial-loss", "Initial loss",
          "The first loss against -log(1/vocab), the loss of a uniform guess (3.2958 for 27 "
          f"characters). Warn above {T.initial_loss_warn_ratio:g}x it, error above "
@@ -132,6 +135,13 @@ RULES: tuple[Rule, ...] = (
          "output layer's bias (with BatchNorm, the output BatchNorm's beta): the model "
          "predicts the characters' overall frequencies and the loss settles near their "
          "entropy. An error when every weight is stuck, a warning for some."),
+)
+RULES += (
+    Rule("monitor-error", "traintop's own error",
+         "A figure traintop computes from a watched model failed (the finding names the "
+         "figure and the module, the log of the 'traintop' logger has the error): the run "
+         "went on without that figure, which reads as missing (NaN). Not a problem of the "
+         "model: please report it with the log line."),
 )
 RULE_IDS = tuple(r.id for r in RULES)
 
@@ -456,6 +466,70 @@ def non_finite(nf: NonFinite, lecture: bool = True) -> list[Finding]:
                         lecture, "lower --lr or --gain, or turn on BatchNorm.",
                         "lower the learning rate, clip gradients or check the init scale."),
                     nf.step)]
+
+
+def non_finite_traced(data: dict) -> list[Finding]:
+    """A watched run's non-finite trace (watch.Watcher's "non-finite" event data):
+    the module path first, the parameters, the step, what to try."""
+    cause = data.get("cause")
+    if cause == "module" and data.get("params"):
+        fix = ("a parameter it uses held a non-finite value before the update: find what "
+               "wrote it (a previous update, loaded weights, an in-place change)")
+    elif cause == "module":
+        fix = ("its computation overflowed or is undefined there (log or sqrt of <= 0, a "
+               "division by 0, exp overflow, fp16 range): lower the learning rate, clip "
+               "gradients, check the init scale or guard that operation")
+    elif cause in ("input", "batch"):
+        fix = "check the data: the batch holds NaN or inf (or labels out of range)"
+    else:
+        fix = "lower the learning rate, clip gradients or check the init scale"
+    return [Finding("non-finite", "error", str(data.get("where") or "the loss"), None,
+                    "finite loss, activations, gradients and parameters",
+                    f"{nonfinite_text(data)}. The run diverged there; {fix}.",
+                    int(data.get("step", 0)))]
+
+
+def module_label(found: dict) -> str:
+    """A module found by watch()'s non-finite trace: its path (the model itself: "(model)") and class."""
+    return f"{found['module'] or '(model)'} ({found['kind']})"
+
+
+def nonfinite_text(d: dict) -> str:
+    """The non-finite event's data in one line of words, the place first."""
+    step = f"step {d['step']:,}"
+    if d["cause"] == "module":
+        text = (f"{d['where']}: its output went non-finite first, at {step} "
+                f"({d['count']:,} of {d['numel']:,} values)")
+    elif d["cause"] == "input":
+        text = (f"{d['where']}: it was already non-finite at {step} ({d['input_count']:,} "
+                "values), from the data or from an operation outside any module before it")
+    elif d["cause"] == "batch":
+        text = (f"{d['where']}: the forward of {step} went non-finite, and with the "
+                "same parameters the next batch runs finite: that batch (its input or "
+                "labels) made it")
+    else:
+        text = f"non-finite {'loss' if d['seen'] == 'loss' else 'values'} at {step}"
+    params = d["params"]
+    when = " before its update" if d["params_before_update"] else ""
+    if params:
+        names = ", ".join(f"{n} ({c:,})" for n, c in list(params.items())[:6])
+        more = f" and {len(params) - 6} more" if len(params) > 6 else ""
+        text += f"; parameters holding non-finite values{when}: {names}{more}"
+    elif d["params_before_update"]:
+        text += f"; no parameter held a non-finite value{when}"
+    if d["spread"] and d["traced_step"] is not None:
+        text += (f"; by step {d['traced_step']:,}, {len(d['spread']) + len(params)} of "
+                 f"{d['parameters']} parameters were non-finite (the updates spread it)")
+    return text
+
+
+def monitor_error(data: dict, step: int) -> Finding:
+    """A figure of traintop's own failed on a watched model (its "monitor-error" event)."""
+    return Finding("monitor-error", "warn", str(data.get("where", "a figure")), None,
+                   "every figure computed",
+                   f"traintop could not compute {data.get('where', 'a figure')} "
+                   f"({data.get('error', 'an error')}); the run went on without it. Not the "
+                   "model's fault: please report it with the 'traintop' log line.", step)
 
 
 def calibration(cal: Calibration, info: RunInfo, step: int, t: Thresholds = T) -> list[Finding]:

@@ -224,6 +224,13 @@ class RunState:
         if event.kind == "lr":
             self.history.mark(event.text)
             changed |= {"loss", "ratio", "status"}
+        elif event.kind in ("non-finite", "monitor-error"):   # a watch()ed run's own findings
+            if event.kind == "non-finite":
+                self.history.mark(event.text)
+                changed.add("loss")
+            if self.monitor is not None:
+                self.monitor.observe_event(event)
+                changed.add("health")
         elif event.kind == "evaluate":
             # Recordings of traintop 0.1's app hold the losses flat.
             losses = data.get("losses", data)

@@ -85,6 +85,18 @@ def test_version_1_recording_still_opens(capsys):
     assert contains(doc, then)
 
 
+def test_version_2_recording_from_before_later_figures_still_opens(capsys):
+    """v2_small.jsonl was written (traintop run --engine fast --steps 120
+    --stats-every 50 --n-hidden 8 --depth 2 --record) before any figure was
+    added to the declaration: it replays to the summary made then."""
+    path = FIXTURES / "v2_small.jsonl"
+    assert json.loads(path.read_text().splitlines()[0])["version"] == 2
+    capsys.readouterr()
+    assert cli.main(["replay", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert contains(doc, json.loads((FIXTURES / "v2_small.json").read_text()))
+
+
 def contains(new, old) -> bool:
     if isinstance(old, dict):
         return isinstance(new, dict) and all(k in new and contains(new[k], v)

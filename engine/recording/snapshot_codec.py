@@ -45,6 +45,13 @@ def _columns(items, names: tuple[str, ...]) -> str:
     return pack_floats([getattr(x, f) for x in items for f in names], len(names))
 
 
+def _measured(items, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The figures some item holds a number for: one no item measured (a
+    snapshot read from a file older than the figure, rewritten) stays
+    unwritten, and reads back as the same default."""
+    return tuple(f for f in names if any(getattr(x, f) == getattr(x, f) for x in items))
+
+
 def pack_snapshot(s: StatsSnapshot, totals: dict) -> dict:
     """`totals`: each histogram's item count last time, which finds its counts at once."""
     hists = []
@@ -61,12 +68,14 @@ def pack_snapshot(s: StatsSnapshot, totals: dict) -> dict:
                       + ([getattr(x, f) for f in _ROW_TAIL] if x.name or x.family or x.per_unit
                          else []) for x in layers],
            "lf": _columns(layers, V2_LAYER_FLOATS)}
-    if LAYER_EXTRA:
-        doc["lx"], doc["lxn"] = _columns(layers, LAYER_EXTRA), list(LAYER_EXTRA)
+    extra = _measured(layers, LAYER_EXTRA)
+    if extra:
+        doc["lx"], doc["lxn"] = _columns(layers, extra), list(extra)
     doc["weights"] = [[x.name, list(x.shape)] for x in weights]
     doc["wf"] = _columns(weights, V2_WEIGHT_FLOATS)
-    if WEIGHT_EXTRA:
-        doc["wx"], doc["wxn"] = _columns(weights, WEIGHT_EXTRA), list(WEIGHT_EXTRA)
+    extra = _measured(weights, WEIGHT_EXTRA)
+    if extra:
+        doc["wx"], doc["wxn"] = _columns(weights, extra), list(extra)
     doc.update({"u": pack_floats(s.update_ratio_log10),
                 "range": pack_floats([v for _, h in _hists(s) for v in (h.lo, h.hi)], 2),
                 "hists": hists})

@@ -20,7 +20,7 @@ from traintop.engine.export import tables as export
 from traintop.engine.export.tables import TABLES, write_csv
 from traintop.engine.feed.messages import Event, RunStarted, Steps, Sweep
 from traintop.engine.recording.opener import load
-from traintop.engine.results import StepResult
+from traintop.engine.results import LAYER_FIGURES, WEIGHT_FIGURES, StepResult
 from tui_fixed_run import fixed_run, result_at, run_info
 from tui_recordings import record
 from tui_sweep_runs import formula_sweep
@@ -53,11 +53,12 @@ def reference_tables(messages) -> dict[str, bytes]:
                 s = r.stats
                 if s is None:
                     continue
-                rows["layers.csv"] += [(*head, s.step, l.index, l.kind, l.mean, l.std,
-                                        l.saturation_pct, l.dead, l.units, l.grad_mean,
-                                        l.grad_std) for l in s.layers]
+                # the figures' columns are the declaration's (test_csv_columns_*)
+                rows["layers.csv"] += [(*head, s.step, l.index, l.kind,
+                                        *(getattr(l, f) for f in LAYER_FIGURES))
+                                       for l in s.layers]
                 rows["weights.csv"] += [(*head, s.step, w.name, "x".join(map(str, w.shape)),
-                                         w.grad_mean, w.grad_std, w.grad_data_ratio)
+                                         *(getattr(w, f) for f in WEIGHT_FIGURES))
                                         for w in s.weights]
     out = {}
     for name, table in rows.items():
@@ -67,6 +68,18 @@ def reference_tables(messages) -> dict[str, bytes]:
         writer.writerows(table)
         out[name] = text.getvalue().encode()
     return out
+
+
+def test_csv_columns_are_the_declared_figures_after_the_first_ones():
+    """layers.csv and weights.csv name every declared figure; the columns the
+    first export wrote keep their places, so a reader by position still works."""
+    first_layers = ("run", "step", "layer", "kind", "mean", "std", "saturation_pct", "dead",
+                    "units", "grad_mean", "grad_std")
+    first_weights = ("run", "step", "name", "shape", "grad_mean", "grad_std", "grad_data_ratio")
+    assert TABLES["layers.csv"] == first_layers + tuple(
+        f for f in LAYER_FIGURES if f not in first_layers)
+    assert TABLES["weights.csv"] == first_weights + tuple(
+        f for f in WEIGHT_FIGURES if f not in first_weights)
 
 
 def files(folder) -> dict[str, bytes]:

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 import traintop.engine.steps.compiled as compiled_step
+from traintop.engine.steps import handover
 from traintop.engine.config import TrainConfig
 from traintop.engine.training.trainer import Trainer
-from conftest import ROOT
-from test_fast_step import assert_histograms_are_torchs, assert_snapshots_close, close
+from helpers import ROOT
+from helpers.compare import assert_histograms_are_torchs, assert_snapshots_close, close
 
 CONFIG = dict(n_hidden=40, steps=1000, stats_every=10)
 
@@ -187,13 +188,19 @@ def test_auto_steps_at_once_then_switches_to_the_compiled_graph_without_a_jump(s
         assert torch.allclose(p, q.detach(), rtol=1e-4, atol=1e-5)
 
 
-def test_auto_stays_on_the_fast_engine_when_compiling_fails(small_dataset, monkeypatch):
+def test_auto_stays_on_the_fast_engine_when_compiling_fails(small_dataset, monkeypatch,
+                                                           tmp_path):
     def broken(stats):
         def fail(*args):
             raise RuntimeError("no C++ compiler\nsecond line")
         return fail
 
-    monkeypatch.setattr(compiled_step, "_get_compiled", broken)
+    monkeypatch.setattr(compiled_step, "_get_compiled", broken)   # a compile on a thread
+    # the compile process (traintop.engine.steps.handover), with no package on disk
+    monkeypatch.setattr(handover, "BUILD_COMMAND", [
+        sys.executable, "-c",
+        "import sys; sys.stderr.write('noise\\nRuntimeError: no C++ compiler\\n'); sys.exit(1)"])
+    monkeypatch.setenv(handover.CACHE_ENV, str(tmp_path))
     config = TrainConfig(**{**CONFIG, "steps": 100_000}).validated()
     fast, auto = (Trainer(config, small_dataset, engine=e) for e in ("fast", "auto"))
     assert auto.compiled.wait(60)

@@ -9,9 +9,12 @@ of seconds on first use (inductor's disk cache keeps it); where it fails the
 step falls back to the eager batched step for good (`compiled` False,
 `error` says why).
 
-With `background` (the "auto" engine) the graph compiles on a thread, on a
-twin BatchedStep of the same shapes, so the runs' own tensors are never
-touched by the compiling call; until it is ready steps run eagerly.
+With a twin (the "auto" engine) the graph compiles in the background while
+steps run eagerly: on the CPU in a process of its own, at idle priority,
+into an AOTInductor package the step loads once it is written
+(traintop.engine.steps.handover, as for one run); elsewhere (or with
+TRAINTOP_AUTO_COMPILE=thread) on a thread, on the twin BatchedStep of the
+same shapes, so the runs' own tensors are never touched by the compiling call.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 
 from .batched import BatchedStep
 from .batched_graph import Plan, make_plan, plain_step
+from . import handover
 from .compiled import BackgroundCompile
 
 
@@ -51,10 +55,21 @@ class BatchedCompiled(BackgroundCompile):
     def __init__(self, step: BatchedStep, twin: tuple | None = None):
         """`twin`: (a BatchedStep of the same shapes, Xb, Yb) to compile on, in
         the background; without it the first plain step compiles (and waits)."""
-        super().__init__(twin)
+        plan = make_plan(step)
+        how = handover.mode(step.device) if twin is not None else None
+        build = None
+        if how == "process":
+            build = handover.request(plan, step.batch, plan.blocks[0].fan_in // plan.n_embd,
+                                     step.flat.dtype, torch.get_num_threads())
+            twin = None
+        super().__init__(twin, build)
         self.step_engine = step
         self._lr = torch.zeros((step.R, 1), dtype=torch.float64, device=step.device)
-        self._plan = make_plan(step)
+        self._plan = plan
+        self._packaged = build is not None
+        if how == "off":    # TRAINTOP_AUTO_COMPILE=off: the eager batched step throughout
+            self.cancel()
+            self._fell_back(f"{handover.MODE_ENV}=off")
         self._start_compiling()   # at once: the eager batched step is the sweep's meanwhile
 
     def _compile_on(self, twin: BatchedStep, Xb: torch.Tensor, Yb: torch.Tensor) -> None:
@@ -79,13 +94,19 @@ class BatchedCompiled(BackgroundCompile):
         engine = self.step_engine
         engine.bind_running()
         self._lr.copy_(torch.tensor(lrs, dtype=torch.float64).view(-1, 1))
+        graph = self.graph
+        if graph is None:
+            if self._packaged:   # cancelled before its package came: eager
+                return None
+            graph = _get_compiled(self._plan)
         try:
-            head, moments, ratios = _get_compiled(self._plan)(
-                engine.flat, engine.flat_grad, _running(engine), Xb, Yb, self._lr)
+            head, moments, ratios = graph(engine.flat, engine.flat_grad, _running(engine),
+                                          Xb.contiguous(), Yb.contiguous(), self._lr)
         except Exception as exc:  # noqa: BLE001 - any compile failure means eager
             if self.compiled:      # it ran before: a real error
                 raise
             self._fell_back(exc)
+            self.graph = None
             return None
         self.compiled = True
         rows = head.tolist()

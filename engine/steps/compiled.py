@@ -14,12 +14,19 @@ compiler, an unsupported device or torch), the first step falls back to the
 fast engine's eager functions, which compute the same figures;
 `CompiledStep.compiled` says which ran.
 
-With a `twin` (the "auto" engine, the default of the app and `traintop run`)
-the graphs compile on a thread of their own, on the twin: a throwaway
-FastStep of the same shapes, so the run's own parameters are never touched
-by the compiling call. Until both graphs are ready every step runs the fast
-engine's eager functions; the step after they are ready runs compiled. The
-two compute the same figures (to ~1e-6), so the switch makes no jump.
+The "auto" engine (the default of the app and `traintop run`) compiles
+without slowing the run down (traintop.engine.steps.handover): on the CPU a
+process of its own, at idle priority, compiles the plain step
+(batched_graph.plain_step for a batch of one run) with AOTInductor into a
+package file, and the step after it is written loads it (milliseconds) and
+runs plain steps through it; steps with full diagnostics (every
+stats_every) run the fast engine's eager functions. Elsewhere (with
+`twin`, or TRAINTOP_AUTO_COMPILE=thread) the graphs compile on a thread of
+the trainer's own, on the twin: a throwaway FastStep of the same shapes, so
+the run's own parameters are never touched by the compiling call. Until the
+compiled step is ready every step runs the fast engine's eager functions;
+the step after it is ready runs compiled. They compute the same figures (to
+~1e-6), so the switch makes no jump.
 """
 
 from __future__ import annotations
@@ -28,10 +35,13 @@ import logging
 import os
 import sys
 import threading
+import time
+from types import SimpleNamespace
 
 import torch
 
-from . import graph_stats
+from . import graph_stats, handover
+from .batched_graph import make_plan
 from .fast import FastStep
 
 log = logging.getLogger(__name__)
@@ -51,6 +61,7 @@ def exit_now_if_compiling(code: int) -> None:
     exception", status 134, seen when a 20,000-step run ended mid-compile).
     What was written is flushed and the process leaves with `code`; with no
     compile under way this returns and the process exits as usual."""
+    handover.kill_all()   # a compile process never outlives its trainer
     if compiling():
         sys.stdout.flush()
         sys.stderr.flush()
@@ -127,15 +138,21 @@ class BackgroundCompile:
 
     EAGER = "the fast engine"   # what runs where compiling fails, for the log line
 
-    def __init__(self, pending: tuple | None = None):
+    def __init__(self, pending: tuple | None = None, build: handover.Build | None = None):
         """`pending`: the arguments of `_compile_on` (a twin and its batch) for
-        a background compile, started by `_start_compiling`; None: the first
-        step compiles (and waits for it)."""
+        a background compile, started by `_start_compiling`; `build`: a
+        package compiled by a process of its own (handover.request), loaded
+        into `graph` once it is written; neither: the first step compiles
+        (and waits for it)."""
         self.compiled: bool | None = None   # None: not tried yet; False: fell back
         self.error: str | None = None       # why compilation fell back
-        self._ready: threading.Event | None = threading.Event() if pending else None
+        self._ready: threading.Event | None = \
+            threading.Event() if (pending or build is not None) else None
         self._cancelled = False
         self._pending = pending   # until the compile thread starts
+        self._build = build
+        self._next_poll = 0.0
+        self.graph = None         # the loaded package's step (a build's)
 
     def _compile_on(self, *args) -> None:
         raise NotImplementedError
@@ -153,24 +170,63 @@ class BackgroundCompile:
     @property
     def ready(self) -> bool:
         """Whether steps run the compiled graphs (or, after a failure, never will)."""
-        return self._ready is None or self._ready.is_set()
+        if self._ready is None or self._ready.is_set():
+            return True
+        if self._build is not None:
+            self._poll_build()
+        return self._ready.is_set()
+
+    def _poll_build(self, force: bool = False) -> None:
+        """Load the build's package once it is written (a few milliseconds);
+        looks at the process at most every handover.POLL_SECONDS."""
+        now = time.monotonic()
+        if not force and now < self._next_poll:
+            return
+        self._next_poll = now + handover.POLL_SECONDS
+        build = self._build
+        if build is None or not build.finished():
+            return
+        self._build = None
+        handover.release(build)
+        try:
+            if build.error is not None:   # the compile process's own words
+                self._fell_back(build.error)
+            else:
+                self.graph = build.load()
+        except Exception as exc:  # noqa: BLE001 - any compile failure means eager
+            self._fell_back(exc)
+        finally:
+            self._ready.set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a background compile is over (tests, the bench)."""
         self._start_compiling()
+        if self._build is not None:
+            self._build.wait(timeout)
+            self._poll_build(force=True)
+            return self._ready.is_set()
         return self._ready is None or self._ready.wait(timeout)
 
     def cancel(self) -> None:
-        """The run restarted: a graph not begun yet is not compiled."""
+        """The run restarted: a graph not begun yet is not compiled; a build
+        goes on (a restart of the same shapes asks for it again) until a
+        compile of other shapes starts."""
         self._cancelled = True
         if self._pending is not None:    # never started: nothing will set it
             self._pending = None
             self._ready.set()
+        if self._build is not None:
+            build, self._build = self._build, None
+            handover.release(build)
+            self._ready.set()
 
-    def _fell_back(self, exc: Exception) -> None:
+    def _fell_back(self, exc: Exception | str) -> None:
         self.compiled = False
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        self.error = f"{type(exc).__name__}: {first}"
+        if isinstance(exc, str):
+            self.error = exc
+        else:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            self.error = f"{type(exc).__name__}: {first}"
         log.info("torch.compile unavailable, running %s eagerly: %s", self.EAGER, self.error)
 
 
@@ -179,12 +235,21 @@ class CompiledStep(BackgroundCompile):
     diagnostics); the snapshot is finished by the wrapped FastStep."""
 
     def __init__(self, fast: FastStep, twin: FastStep | None = None,
-                 batch: tuple[torch.Tensor, torch.Tensor] | None = None):
+                 batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 package: bool = False):
         """Without `twin`, the first step compiles (and waits for it); with a
         twin and a `batch` of its shapes, a thread compiles from the end of
-        the first step on, and steps run eagerly until it is done (`ready`)."""
-        super().__init__((twin, *batch) if twin is not None else None)
+        the first step on, and steps run eagerly until it is done (`ready`).
+        `package`: a process compiles the plain step instead (handover)."""
+        build = None
+        if package:
+            plan = single_plan(fast)
+            build = handover.request(plan, fast.batch, plan.blocks[0].fan_in // plan.n_embd,
+                                     fast.flat.dtype, torch.get_num_threads())
+        super().__init__((twin, *batch) if twin is not None else None, build)
         self.fast = fast
+        self._flat2 = (fast.flat.view(1, -1), fast.flat_grad.view(1, -1))
+        self._lr2 = self._lr_row() if package else None
         self._ran: set[bool] = set()        # graphs (stats or not) that have run
         # float64 like the moments, which the ratio divides (the update casts it)
         self._lr = torch.zeros((), dtype=torch.float64, device=fast.device)
@@ -210,7 +275,10 @@ class CompiledStep(BackgroundCompile):
         measured layers' outputs and gradients where FastStep's snapshot reads
         them; after a fallback the caller builds the snapshot eagerly
         (FastStep.snapshot)."""
-        if self.compiled is not False and self.ready:
+        if self.compiled is not False and self.ready and self.graph is not None:
+            if not stats:
+                return self._package_step(Xb, Yb, lr)
+        elif self.compiled is not False and self.ready and self._lr2 is None:
             self._lr.fill_(lr)  # a tensor, so a new lr is no new graph
             try:
                 head, moments, ratios, *parts = _get_compiled(stats)(self.fast, Xb, Yb,
@@ -231,3 +299,45 @@ class CompiledStep(BackgroundCompile):
         result = (*_eager(self.fast, Xb, Yb, lr), None)
         self._start_compiling()
         return result
+
+    def _lr_row(self) -> torch.Tensor:
+        return torch.zeros((1, 1), dtype=torch.float64, device=self.fast.device)
+
+    def _package_step(self, Xb: torch.Tensor, Yb: torch.Tensor, lr: float):
+        """A plain step through the package (batched_graph.plain_step, one run)."""
+        fast = self.fast
+        running = []
+        for blk in fast.blocks:
+            if blk.bn_pos is not None:
+                layer = fast.stack.layers[blk.bn_pos]
+                if layer.running_mean.dim() != 1 or layer.running_var.dim() != 1:
+                    # updated in place: (dim,), as the fast engine makes them
+                    layer.running_mean = layer.running_mean.reshape(-1).contiguous()
+                    layer.running_var = layer.running_var.reshape(-1).contiguous()
+                running += [layer.running_mean, layer.running_var]
+        self._lr2.fill_(lr)
+        flat, flat_grad = self._flat2
+        try:
+            # the package assumes the traced layout: contiguous, as the trainer's batches are
+            head, moments, ratios = self.graph(flat, flat_grad, running,
+                                               Xb.contiguous().view(1, *Xb.shape),
+                                               Yb.contiguous().view(1, -1), self._lr2)
+        except Exception as exc:  # noqa: BLE001 - any failure of a new package means eager
+            if self.compiled:   # it ran before: a real error
+                raise
+            self._fell_back(exc)
+            self.graph = None
+            return (*_eager(fast, Xb, Yb, lr), None)
+        self.compiled = True
+        loss, nan = head[0].tolist()
+        return (loss, nan != 0), tuple(m[0] for m in moments), ratios[0], None
+
+
+def single_plan(fast: FastStep):
+    """The batched_graph Plan of one run's FastStep (a batch of one run)."""
+    stack = fast.stack
+    blocks = [SimpleNamespace(momentum=stack.layers[blk.bn_pos].momentum
+                              if blk.bn_pos is not None else 0.1) for blk in fast.blocks]
+    return make_plan(SimpleNamespace(fasts=[fast], blocks=blocks, R=1, vocab=stack.C.shape[0],
+                                     C=stack.C.view(1, *stack.C.shape),
+                                     bn_scale=fast.bn_scale))

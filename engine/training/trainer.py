@@ -19,6 +19,7 @@ from traintop.data.dataset import Dataset
 from traintop.data.errors import InputError
 from traintop.engine.model import inference
 from traintop.engine.config import ENGINES, TrainConfig, gain_label, parse_gain
+from traintop.engine.steps import handover
 from traintop.engine.steps.compiled import CompiledStep
 from traintop.engine.steps.fast import FastStep
 from .history import History
@@ -47,7 +48,8 @@ class Trainer:
         "compiled" (traintop.engine.steps.compiled) is the fast engine's step as one
         torch.compile'd graph (the first step compiles), falling back to "fast"
         where compiling fails; "auto" (the command line's default) steps "fast"
-        at once while a thread compiles, then "compiled" (a run shorter than
+        at once while a process of its own compiles the plain step
+        (traintop.engine.steps.handover), then "compiled" (a run shorter than
         AUTO_COMPILE_MIN_STEPS stays "fast")."""
         if engine not in ENGINES:
             raise InputError(f"--engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
@@ -82,7 +84,11 @@ class Trainer:
         if self.engine == "compiled":
             self.compiled = CompiledStep(self.fast)
         elif self.engine == "auto" and config.steps >= AUTO_COMPILE_MIN_STEPS:
-            self.compiled = CompiledStep(self.fast, *self._twin(config))
+            how = handover.mode(self.device)
+            if how == "process":   # compiled by a process of its own, loaded when written
+                self.compiled = CompiledStep(self.fast, package=True)
+            elif how == "thread":
+                self.compiled = CompiledStep(self.fast, *self._twin(config))
         self.steps_done = 0
         self.lr_scale = 1.0  # live lr changes scale the schedule
         self.first_loss: float | None = None

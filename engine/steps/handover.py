@@ -1,0 +1,260 @@
+"""The "auto" engine's compile in a process of its own, handed over as a file.
+
+Compiling on a thread of the trainer's process (as the auto engine first
+did) shares the interpreter with the training loop: dynamo's tracing and
+inductor's code generation are Python, so they hold the GIL for most of
+their ~30 s, and on the project's 2-core machine, where the app's UI process
+holds the other core, the first ~8 s of the lecture's run went at 30-140
+steps/s against ~900 on the fast engine, and the switch itself stalled the
+loop for about a second (tools/measure_start.py measures it).
+
+So here a process of its own (traintop.engine.steps.aot_build), at idle
+priority, compiles the batched plain step (batched_graph.plain_step, a pure
+function of tensors; one run is a batch of one) with AOTInductor into a
+package file, while the trainer steps on the fast engine at its own speed.
+The trainer polls the process (a waitpid, at most every POLL_SECONDS) and,
+once the file is there, loads it through torch's C++ loader: a few
+milliseconds, no Python compiler, no dynamo, so the switch does not stall.
+Packages are kept (cache_dir()), keyed by the step's shapes, the thread
+count, torch's version and this code: a later run of the same shapes loads
+one at its first step and compiles nothing.
+
+Nothing outlives the trainer: the process is the leader of its own process
+group, killed with it when the trainer exits (atexit, exit_now_if_compiling)
+or when nobody wants its package any more, and it kills itself and its
+group when its parent dies (traintop.engine.steps.aot_build).
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import hashlib
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import torch
+
+POLL_SECONDS = 0.1      # how often a waiting step looks at the compile process
+# The compile process; tests replace it (a failing command) to see the fallback.
+BUILD_COMMAND = [sys.executable, "-c",
+                 "from traintop.engine.steps.aot_build import main; main()"]
+MODE_ENV = "TRAINTOP_AUTO_COMPILE"   # "process" (default on CPU), "thread", "off"
+CACHE_ENV = "TRAINTOP_AOT_CACHE"
+FORMAT = 1              # bump when the package's calling convention changes
+
+
+def mode(device: torch.device) -> str:
+    """How the auto engine compiles: "process" (here; CPU only), "thread"
+    (torch.compile on a thread of the trainer: other devices, or asked for
+    with TRAINTOP_AUTO_COMPILE=thread), or "off" (never: the fast engine)."""
+    asked = os.environ.get(MODE_ENV, "").strip().lower()
+    if asked in ("off", "thread"):
+        return asked
+    return "process" if torch.device(device).type == "cpu" else "thread"
+
+
+def cache_dir() -> Path:
+    """Where packages are kept: $TRAINTOP_AOT_CACHE, else beside inductor's
+    own cache ($TORCHINDUCTOR_CACHE_DIR, or torchinductor_<user> in the
+    temporary directory, as torch places it)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not base:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = str(os.getuid())
+        base = os.path.join(tempfile.gettempdir(),
+                            "torchinductor_" + "".join(c if c.isalnum() else "_" for c in user))
+    return Path(base) / "traintop-aot"
+
+
+_digest: str | None = None
+
+
+def _code_digest() -> str:
+    """This code's part of a package's key: the step it compiles and how."""
+    global _digest
+    if _digest is None:
+        here = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for name in ("batched_graph.py", "aot_build.py"):
+            h.update((here / name).read_bytes())
+        _digest = h.hexdigest()
+    return _digest
+
+
+def package_path(plan, batch: int, block: int, dtype: torch.dtype, threads: int) -> Path:
+    key = repr((FORMAT, torch.__version__, _code_digest(), plan, batch, block, str(dtype),
+                threads))
+    return cache_dir() / f"step-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt2"
+
+
+class Build:
+    """One package: on disk already, or being compiled by a process."""
+
+    def __init__(self, path: Path, job: dict | None):
+        self.path = path
+        self.error: str | None = None
+        self.users = 1
+        self.process: subprocess.Popen | None = None
+        self._log: Path | None = None
+        if job is not None:
+            self._start(job)
+
+    def _start(self, job: dict) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.path.with_name(f"{self.path.stem}.{os.getpid()}.log")
+            env = dict(os.environ, TORCHINDUCTOR_COMPILE_THREADS="1")   # no worker pool
+            with open(self._log, "wb") as log:
+                self.process = subprocess.Popen(
+                    BUILD_COMMAND, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                    stderr=log, env=env, process_group=0, close_fds=True)
+            self.process.stdin.write(pickle.dumps(job))
+            self.process.stdin.close()
+        except (OSError, ValueError) as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.kill()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def finished(self) -> bool:
+        """Whether it is over (the package written, or the compile failed)."""
+        if self.process is None:
+            return True
+        code = self.process.poll()
+        if code is None:
+            return False
+        self._ended(code)
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self.process is not None:
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return False
+        return self.finished()
+
+    def _ended(self, code: int) -> None:
+        if self.error is None and (code != 0 or not self.path.exists()):
+            self.error = self._why(code)
+        if self._log is not None:
+            try:
+                self._log.unlink()
+            except OSError:
+                pass
+            self._log = None
+
+    def _why(self, code: int) -> str:
+        last = ""
+        try:
+            lines = [ln for ln in self._log.read_text(errors="replace").splitlines() if ln.strip()]
+            last = lines[-1].strip() if lines else ""
+        except (OSError, AttributeError):
+            pass
+        if last:
+            return last
+        if code < 0:
+            return f"the compile process was killed by signal {-code}"
+        return f"the compile process exited with code {code}"
+
+    def load(self):
+        """The package's step: f(flat, flat_grad, running, Xb, Yb, lr) ->
+        (head, moments, ratios), as batched_graph.plain_step."""
+        if self.error is not None:
+            raise RuntimeError(self.error)
+        try:
+            loader = torch._C._aoti.AOTIModelPackageLoader(str(self.path), "model", False, 1, -1)
+        except Exception:
+            try:   # a damaged or outdated file: compiled afresh next time
+                self.path.unlink()
+            except OSError:
+                pass
+            raise
+        run = loader.run
+
+        def step(flat, flat_grad, running, Xb, Yb, lr):
+            head, m0, m1, m2, ratios = run([flat, flat_grad, *running, Xb, Yb, lr])
+            return head, (m0, m1, m2), ratios
+
+        step.loader = loader   # keeps the library loaded
+        return step
+
+    def kill(self) -> None:
+        process = self.process
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                process.wait(2.0)
+            except subprocess.TimeoutExpired:
+                pass
+        if process is not None and process.returncode is not None:
+            self._ended(process.returncode)
+
+
+_builds: dict[Path, Build] = {}
+_lock = threading.Lock()
+_atexit = False
+
+
+def request(plan, batch: int, block: int, dtype: torch.dtype, threads: int) -> Build:
+    """The package of these shapes: on disk, being compiled (shared with
+    whoever asked for it before), or a compile started now. Compiles nobody
+    wants any more (a restart changed the shapes) are ended first: one
+    compile at a time."""
+    global _atexit
+    path = package_path(plan, batch, block, dtype, threads)
+    with _lock:
+        build = _builds.get(path)
+        if build is not None and (build.running or (build.error is None and path.exists())):
+            build.users += 1
+            return build
+        if path.exists():
+            return Build(path, None)
+        for other in list(_builds.values()):
+            if other.users <= 0:
+                other.kill()
+        job = dict(plan=plan, batch=batch, block=block, dtype=str(dtype).split(".")[-1],
+                   threads=threads, path=str(path), parent=os.getpid(),
+                   death_signal=threading.current_thread() is threading.main_thread())
+        build = Build(path, job)
+        for done in [k for k, b in _builds.items() if not b.running]:
+            del _builds[done]
+        _builds[path] = build
+        if not _atexit:
+            atexit.register(kill_all)
+            _atexit = True
+        return build
+
+
+def release(build: Build) -> None:
+    """Its asker no longer waits for it (a restart): the compile goes on
+    (a restart of the same shapes asks again) until another is started."""
+    with _lock:
+        build.users -= 1
+
+
+def compiling() -> bool:
+    return any(b.running for b in list(_builds.values()))
+
+
+def kill_all() -> None:
+    """End every compile process (the trainer is exiting)."""
+    for build in list(_builds.values()):
+        build.kill()

@@ -12,7 +12,8 @@ from rich.console import Console
 from traintop.engine.feed.messages import Command, Event, RunStarted, Status
 from traintop.tui import app as app_module
 from traintop.engine.viewer import run_state as run_state_module
-from traintop.tui.app import TraintopApp, next_gain
+from traintop.tui.app import TraintopApp
+from traintop.tui.keys import next_gain
 from traintop.tui.help_screen import HelpScreen
 from traintop.tui.status_line import status_text
 from tui_fakes import FakeSource, async_test, recorded_run, until

@@ -27,7 +27,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from traintop.engine.feed.messages import Command, Event, Source, Steps
 from traintop.engine.viewer.run_state import RunState
 from traintop.engine.viewer.sweep_state import SOURCE_EVENTS, SweepState
-from .keys import BINDINGS, KeyActions, next_gain  # noqa: F401 - next_gain: tests import it here
+from .keys import BINDINGS, KeyActions
 from .panes import AT_ONCE, EVERY_REFRESH, RUN, SLOW, TABS, Pane, panes
 from .status_line import StatusLine
 from .sweep_keys import SweepKeys
@@ -36,7 +36,7 @@ from .sweep_view import sweep_status_text
 POLL_SECONDS = 0.05      # drain the source 20 times a second
 # One redraw clock ticking every TICK_SECONDS: the status line when
 # STATUS_SHARE of a refresh has passed, else the loss once a refresh has, else at most one slow
-# pane (ratio, saturation, histograms, weights): the visible one drawn longest
+# pane (the registry's SLOW ones, tui/panes.py): the visible one drawn longest
 # ago, once SLOW_REFRESHES refreshes old. No frame renders two plots, so a key
 # waits for one plot's render at most (at 200x60 one plotext render takes
 # ~40-60 ms). Bytes to the terminal grow with every redraw: see the docstring. While
@@ -83,7 +83,10 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
         self.panes = {p.name: p.make(self.state if p.view == RUN else self.sweep)
                       for p in self.registered}
         for name, pane in self.panes.items():
+            if hasattr(TraintopApp, name):   # it would hide the app's own
+                raise ValueError(f"a pane may not be called {name!r}: the app has one")
             setattr(self, name, pane)
+        self._placed: set[str] = set()   # the places compose has filled
         self._text_dirty: set[str] = set()   # text panes' names, due on the text clock
         self._status_at = 0.0   # when the status line was last redrawn
         self._text_at = 0.0     # when the text panes were last redrawn
@@ -120,8 +123,12 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
                         yield from self.placed("health-right")
         yield self.status_line
         yield Footer(compact=True)
+        lost = sorted(p.name for p in self.registered if p.place not in self._placed)
+        if lost:   # a registry entry naming a container compose has not
+            raise ValueError(f"panes placed nowhere in compose: {', '.join(lost)}")
 
     def placed(self, place: str) -> list:
+        self._placed.add(place)
         return [self.panes[p.name] for p in self.registered if p.place == place]
 
     def panes_where(self, which) -> list:

@@ -227,6 +227,7 @@ class _Trace:
         self.handles: list = []
         self.traced_step: int | None = None
         self.now: dict[str, int] = {}   # parameter -> non-finite values after the forward
+        self.counted_at = step          # `before` counts the parameters before this step's update
 
 
 class Watcher:
@@ -264,6 +265,7 @@ class Watcher:
         # Never break the run: a failing statistic is logged once and recorded
         # as a monitor-error event; non-finite values are traced once per run.
         self._faults_seen: set = set()
+        self._in_step = False                   # in w.step (else: in a hook, mid-step)
         self._events: list[Event] = []          # written after the pending steps
         self._trace: _Trace | None = None       # the non-finite trace, once caught
         self.nonfinite_counts: dict[str, tuple[int, int]] = {}   # the last snapshot's
@@ -277,12 +279,15 @@ class Watcher:
         self.param_names = [n for n, _ in named]
         self.params = [p for _, p in named]
         self.module = module
-        # The gradient checked before every update where that costs no device
+        # The gradients checked before every update where that costs no device
         # sync (parameters on the CPU) and on every measured step: a small one
-        # late in the model, so a non-finite loss has made it non-finite.
+        # late in the model (a non-finite loss has made it non-finite) and one
+        # early (a non-finite input makes the first layer's gradient NaN even
+        # where a saturated tanh keeps the loss finite).
         small = [p for p in self.params if p.requires_grad and p.numel() <= CANARY_MAX]
-        self._canary = small[-1] if small else min(
-            (p for p in self.params if p.requires_grad), key=torch.numel, default=None)
+        if not small:
+            small = sorted((p for p in self.params if p.requires_grad), key=torch.numel)[:1]
+        self._canaries = list({id(p): p for p in (small[-1:] + small[:1])}.values())
         self._canary_always = self.device.type == "cpu"
         self.weights = [(n, p) for n, p in named if p.ndim >= 2]
         self._weight_positions = torch.tensor(
@@ -382,9 +387,11 @@ class Watcher:
                 self._fault("the parameters' copy before the update (update:data)", exc)
 
     def _canary_bad(self) -> bool:
-        g = self._canary.grad if self._canary is not None else None
         # A sum overflowing to inf only arms a trace that then finds nothing.
-        return g is not None and not math.isfinite(float(g.detach().sum()))
+        for p in self._canaries:
+            if p.grad is not None and not math.isfinite(float(p.grad.detach().sum())):
+                return True
+        return False
 
     def _groups(self, what: str, tensors: list) -> ShapeGroups:
         """ShapeGroups of the tensors that are there (a parameter without a
@@ -458,6 +465,7 @@ class Watcher:
         self.steps += 1
         if not self.active:
             return
+        self._in_step = True
         try:
             self._step(self.steps, loss)
         except Exception as exc:
@@ -470,6 +478,7 @@ class Watcher:
             self._write_events()
         except Exception as exc:
             self._fault("writing traintop's events", exc, write=False)
+        self._in_step = False
 
     def _step(self, step: int, loss) -> None:
         try:
@@ -578,6 +587,9 @@ class Watcher:
                 index=index, kind=type(module).__name__, mean=mean, std=std,
                 saturation_pct=sat, dead=int(round(dead)) if math.isfinite(dead) else 0,
                 units=units, grad_mean=gmean, grad_std=gstd,
+                # the histogram's range is the finite values' min and max (this
+                # rank's); where some are not finite, how large is not known here
+                absmax=max(-lo, hi) if not bad else math.nan,
                 hist=_histogram(lo, hi, counts, _finite_total(numel, bad)),
                 grad_hist=_histogram(glo, ghi, gcounts, _finite_total(numel, gbad)),
                 name=self.layer_names[index], family=kind,
@@ -611,11 +623,12 @@ class Watcher:
                 return
             self._faults_seen.add(key)
             error = f"{type(exc).__name__}: {exc}"
+            step = self.steps if self._in_step else self.steps + 1   # hooks: the step under way
             log.warning("traintop: %s failed at step %d (%s); the run goes on without it",
-                        what, self.steps, error, exc_info=log.isEnabledFor(logging.DEBUG))
+                        what, step, error, exc_info=log.isEnabledFor(logging.DEBUG))
             if write:
                 self._events.append(Event(
-                    "monitor-error", self.steps, f"traintop: {what} failed: {error}",
+                    "monitor-error", step, f"traintop: {what} failed: {error}",
                     {"where": what, "error": error}))
         except Exception:   # not even a log line may break the run
             pass
@@ -638,13 +651,23 @@ class Watcher:
         the update spreads a non-finite gradient into all of them, where that is
         still to come), keep a copy of them and trace the next forward."""
         before = saved = None
+        counted_at = step
+        # A loss not read yet may have gone non-finite earlier (no look between
+        # snapshots): then the updates since have spread it, a rerun tells nothing.
+        earlier = next((s for s, v, _ in self._pending if s < step
+                        and not math.isfinite(_float(v))), None) if before_update else None
         if before_update:
             before = self._param_counts()
-            try:
-                saved = {n: p.detach().clone() for n, p in zip(self.param_names, self.params)}
-            except Exception as exc:    # out of memory: no rerun, the rest still works
-                self._fault("copying the parameters for the non-finite trace", exc)
+            if earlier is None:
+                try:
+                    saved = {n: p.detach().clone()
+                             for n, p in zip(self.param_names, self.params)}
+                except Exception as exc:    # out of memory: no rerun, the rest still works
+                    self._fault("copying the parameters for the non-finite trace", exc)
+            else:
+                step, seen = earlier, "loss"
         self._trace = _Trace(step, seen, before, saved, len(self.params))
+        self._trace.counted_at = counted_at
         try:
             self._arm_trace()
         except Exception as exc:
@@ -750,6 +773,7 @@ class Watcher:
             "numel": origin["numel"] if origin else None,
             "input_count": origin["input_count"] if origin else None,
             "params": params, "params_before_update": tr.before is not None,
+            "params_step": tr.counted_at if tr.before is not None else tr.traced_step,
             "spread": spread, "parameters": tr.total,
             "traced_step": tr.traced_step,
             "reran": tr.reran,

@@ -472,7 +472,12 @@ def non_finite_traced(data: dict) -> list[Finding]:
     """A watched run's non-finite trace (watch.Watcher's "non-finite" event data):
     the module path first, the parameters, the step, what to try."""
     cause = data.get("cause")
-    if cause == "module" and data.get("params"):
+    if cause in ("module", "input") and not data.get("reran") and data.get("traced_step"):
+        fix = ("traintop saw it only after an update had spread it, so the step is exact but "
+               "the place is where it stands now: watch with every=1 around that step to "
+               "catch the place; meanwhile lower the learning rate, clip gradients or check "
+               "the init scale")
+    elif cause == "module" and data.get("params"):
         fix = ("a parameter it uses held a non-finite value before the update: find what "
                "wrote it (a previous update, loaded weights, an in-place change)")
     elif cause == "module":
@@ -496,30 +501,45 @@ def module_label(found: dict) -> str:
 
 def nonfinite_text(d: dict) -> str:
     """The non-finite event's data in one line of words, the place first."""
-    step = f"step {d['step']:,}"
-    if d["cause"] == "module":
+    step, traced = f"step {d['step']:,}", d.get("traced_step")
+    seen = {"loss": "loss", "gradient": "gradient"}.get(d.get("seen"), "values")
+    values = f"{d['count']:,} of {d['numel']:,} values" if d.get("count") else ""
+    if d["cause"] in ("module", "input") and not d.get("reran") and traced is not None:
+        # Traced after an update: a non-finite gradient has spread by then.
+        first = ("its input was already non-finite" if d["cause"] == "input"
+                 else "the first module whose output is non-finite")
+        text = (f"{d['where']}: {first} on the forward of step {traced:,} ({values}), "
+                f"traced after the non-finite {seen} of {step}")
+    elif d["cause"] == "module":
         text = (f"{d['where']}: its output went non-finite first, at {step} "
-                f"({d['count']:,} of {d['numel']:,} values)")
+                f"({values} on the forward traced)")
     elif d["cause"] == "input":
-        text = (f"{d['where']}: it was already non-finite at {step} ({d['input_count']:,} "
-                "values), from the data or from an operation outside any module before it")
+        n = d["input_count"]
+        text = (f"{d['where']}: it was already non-finite at {step} ({n:,} "
+                f"value{'s' if n != 1 else ''}), from the data or from an operation outside "
+                "any module before it")
     elif d["cause"] == "batch":
         text = (f"{d['where']}: the forward of {step} went non-finite, and with the "
                 "same parameters the next batch runs finite: that batch (its input or "
                 "labels) made it")
     else:
-        text = f"non-finite {'loss' if d['seen'] == 'loss' else 'values'} at {step}"
+        text = f"non-finite {seen} at {step} (no forward traced after it)"
     params = d["params"]
-    when = " before its update" if d["params_before_update"] else ""
+    at = d.get("params_step")
+    if d["params_before_update"]:
+        when = (" before its update" if at in (None, d["step"])
+                else f" before the update of step {at:,}")
+    else:
+        when = f" at step {at:,}" if at is not None else ""
     if params:
         names = ", ".join(f"{n} ({c:,})" for n, c in list(params.items())[:6])
         more = f" and {len(params) - 6} more" if len(params) > 6 else ""
         text += f"; parameters holding non-finite values{when}: {names}{more}"
     elif d["params_before_update"]:
         text += f"; no parameter held a non-finite value{when}"
-    if d["spread"] and d["traced_step"] is not None:
-        text += (f"; by step {d['traced_step']:,}, {len(d['spread']) + len(params)} of "
-                 f"{d['parameters']} parameters were non-finite (the updates spread it)")
+    if d["spread"] and traced is not None:
+        text += (f"; by step {traced:,}, {len(d['spread']) + len(params)} of "
+                 f"{d['parameters']} parameters held non-finite values (written by the update)")
     return text
 
 

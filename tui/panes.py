@@ -48,12 +48,14 @@ TABS = (Tab("training", "training"), Tab("activations", "activations"),
 @dataclass(frozen=True)
 class Pane:
     name: str                       # the app's attribute holding it (app.loss)
-    make: Callable[[object], Widget]   # given the state it follows (view)
+    make: Callable[[object], Widget]   # given the state of its view: RunState, SweepState
     follows: frozenset[str]         # state parts whose change marks it for a redraw
     redraw: str                     # EVERY_REFRESH, SLOW, TEXT_CLOCK or AT_ONCE
     tab: str                        # a Tab's name, or OVERVIEW
     place: str                      # the container of compose it is yielded into
-    help: str                       # Markdown: its paragraph (run) or clause (sweep)
+    # Markdown for the help screen: a plot's paragraph; a text pane's clause
+    # of its tab's line, an overview pane's of the sweep's sentence
+    help: str
     view: str = RUN
     picks: bool = False             # `p` / `P` page its layers or parameters
     scrolls: bool = False           # j / k scroll it (its .scroller, or itself)

@@ -1,4 +1,7 @@
-"""Shared fixtures: the lecture's reference files and small data sets."""
+"""Shared fixtures: the lecture's reference files and small data sets.
+
+Fixtures only: what tests import (ROOT, the tmux driver, comparisons) lives in
+tests/helpers/, imported by name; no test imports conftest or another test."""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference"
+from helpers import REFERENCE
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import math
 import subprocess
 import sys
 
-from conftest import ROOT
+from helpers import ROOT
 
 TINY = ["--steps", "4", "--rounds", "2", "--warmup", "1", "--scaling-steps", "1"]
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from traintop.commands.cli import main
-from conftest import ROOT
+from helpers import ROOT
 
 
 def run_main(argv, capsys):

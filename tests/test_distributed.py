@@ -68,7 +68,7 @@ def job(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     script = out / "worker.py"
     script.write_text(WORKER)
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for attempt in range(2):
         proc = subprocess.run([torchrun(), "--standalone", "--nproc-per-node", "2", str(script),
                                str(out)], capture_output=True, text=True, env=env, timeout=180)

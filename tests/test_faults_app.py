@@ -18,14 +18,17 @@ from traintop.engine.recording.opener import load
 from traintop.tui.app import TraintopApp
 from full_disk import small_disk  # noqa: F401 - a fixture
 from tui_fakes import async_test, until, write_words
+from helpers import TIMING
 
+# An endless run on the fast engine: no background compile beside the test.
 CONFIG = TrainConfig(n_hidden=16, steps=1_000_000, stats_every=20)
 
 
+@TIMING   # the death said within a second
 @async_test
 async def test_killed_trainer_is_said_and_r_starts_a_fresh_one(tmp_path):
     words = write_words(tmp_path / "words.txt")
-    session = LiveSession(SessionSpec(config=CONFIG, data=str(words)))
+    session = LiveSession(SessionSpec(config=CONFIG, data=str(words), engine="fast"))
     app = TraintopApp(session)
     status = lambda: str(app.status_line.content)  # noqa: E731
     async with app.run_test(size=(120, 40)) as pilot:
@@ -61,7 +64,8 @@ async def test_recording_on_a_full_disk_stops_with_a_notice_and_the_run_goes_on(
                                                                                 small_disk):
     words = write_words(tmp_path / "words.txt")
     path = small_disk / "run.jsonl"
-    source = RecordingSource(LiveSession(SessionSpec(config=CONFIG, data=str(words))), path)
+    source = RecordingSource(LiveSession(SessionSpec(config=CONFIG, data=str(words),
+                                                     engine="fast")), path)
     app = TraintopApp(source)
     status = lambda: str(app.status_line.content)  # noqa: E731
     async with app.run_test(size=(120, 40)) as pilot:

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from full_disk import failing_file, fill, small_disk  # noqa: F401 - small_disk: a fixture
 from traintop.data.errors import InputError
 from traintop.engine.atomic import WriteError
@@ -110,7 +110,7 @@ def test_a_failed_recording_stays_whole_once_its_writer_is_gone(small_dataset, s
 def test_recording_on_a_full_disk_stops_the_run_which_still_reports(tmp_path, small_disk):
     path = small_disk / "run.jsonl"
     done = traintop("run", "--data", write_words(tmp_path / "w.txt"), "--steps", "100000",
-                    "--n-hidden", "16", "--json", "--record", path)
+                    "--n-hidden", "16", "--engine", "fast", "--json", "--record", path)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from test_tmux import Tmux, alive, descendants, start_app
+from helpers import ROOT
+from helpers.tmux import Tmux, alive, descendants, start_app, tmux_test
 from traintop.engine.feed.messages import Status, Steps
 from traintop.engine.recording.opener import load
 from tui_fakes import write_words
@@ -49,7 +48,7 @@ def test_run_stops_reports_and_closes_its_recording(tmp_path, number):
     path = tmp_path / "run.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "traintop", "run", "--data",
                              str(write_words(tmp_path / "w.txt")), "--steps", "10000000",
-                             "--n-hidden", "16", "--json", "--record", str(path)],
+                             "--n-hidden", "16", "--engine", "fast", "--json", "--record", str(path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: recorded(path)[0], "recorded steps")
@@ -66,7 +65,7 @@ def test_run_stops_reports_and_closes_its_recording(tmp_path, number):
     assert isinstance(last, Status) and not last.running and last.step == doc["steps"]
 
 
-needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+needs_tmux = tmux_test   # skipped without tmux; in the xdist group of the timing tests
 
 
 def app_and_trainer(shell: int) -> tuple[int, int]:

@@ -21,6 +21,7 @@ from traintop.engine.live.session import ChildWatch, LiveSession, SessionSpec, d
 from traintop.tui.status_line import run_state_word, status_text
 from tui_fakes import write_words
 from tui_fixed_run import result_at, run_info
+from helpers import TIMING
 
 TINY = TrainConfig(n_hidden=16, steps=1_000_000, stats_every=20)
 
@@ -179,9 +180,11 @@ def pump(session, state, until, timeout=60.0, what="") -> float:
     raise AssertionError(f"timed out waiting for {what}: {run_state_word(state)}")
 
 
+@TIMING   # a hang said after 2-3.5 s, a death within a second
 def test_kill_stop_and_a_fresh_child(tmp_path):
     words = write_words(tmp_path / "words.txt")
-    session = LiveSession(SessionSpec(config=TINY, data=str(words)), hang_seconds=2.0)
+    session = LiveSession(SessionSpec(config=TINY, data=str(words), engine="fast"),
+                          hang_seconds=2.0)
     state = RunState()
     session.start()
     try:

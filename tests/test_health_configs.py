@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -28,8 +27,9 @@ from traintop.engine.health.thresholds import DEFAULT_THRESHOLDS as T
 from traintop.engine.training.threads import choose_threads
 from traintop.engine.training.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parent.parent
-NAMES = ROOT.parent / "shared" / "reference" / "names.txt"
+from helpers import REFERENCE, ROOT
+
+NAMES = REFERENCE / "names.txt"
 DATA = str(NAMES) if NAMES.exists() else None
 STEPS = 60          # > update_min_steps, so the sustained update:data rule is judged
 STATS_EVERY = 10
@@ -204,9 +204,8 @@ def test_running_batchnorm_statistics_against_a_calibration():
 
 def run_cli(*args: str) -> dict:
     data = ["--data", DATA] if DATA else []
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "traintop", "run", *data, *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

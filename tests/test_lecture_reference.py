@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 REL = 1e-4
 ENGINES = ("exact", "fast", "compiled", "auto")

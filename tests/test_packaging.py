@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 sys.path.insert(0, str(ROOT))
 from setup import packages  # noqa: E402 - the wheel's own mapping of names to folders

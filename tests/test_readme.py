@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def setup_commands() -> list[str]:
@@ -30,3 +30,16 @@ def test_ci_runs_the_readme_test_command():
     match = re.search(r'^TEST_COMMAND="(.*)"$', ci, flags=re.M)
     assert match, ".ci/run defines TEST_COMMAND"
     assert match.group(1) == setup_commands()[1]
+
+
+def test_the_test_command_runs_on_every_core():
+    """pytest-xdist: -n auto, from the test extra; the timing tests grouped by
+    --dist loadgroup in the default options."""
+    run_tests = setup_commands()[1]
+    assert run_tests.endswith("-m pytest -q -n auto")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    test_extra = pyproject.split("test = [", 1)[1].split("]", 1)[0]
+    assert '"pytest-xdist' in test_extra and '"pytest-cov' in test_extra
+    addopts = re.search(r'^addopts = "(.*)"$', pyproject, flags=re.M).group(1).split()
+    assert "--dist" in addopts and addopts[addopts.index("--dist") + 1] == "loadgroup"
+    assert "--durations=15" in addopts

@@ -1,7 +1,12 @@
-"""LiveSession: the trainer in a spawned child, driven through traintop.engine.feed.messages."""
+"""LiveSession: the trainer in a spawned child, driven through traintop.engine.feed.messages.
+
+The commands' answers are the child's Runner's: tested on an in-process
+runner (helpers.runner), the same Runner without the spawn. What only the
+spawn shows (its build errors, close, a dead viewer) runs a real child."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -15,6 +20,7 @@ from traintop.engine.feed.messages import Command, Event, RunStarted, Status, St
 from traintop.engine.live.session import LiveSession
 from traintop.engine.live.spec import SessionSpec
 from traintop.engine.training.trainer import Trainer
+from helpers.runner import InProcessSession
 from tui_fakes import write_words
 
 TINY = TrainConfig(n_hidden=16, steps=100_000, stats_every=10)
@@ -47,11 +53,13 @@ def words(tmp_path):
     return write_words(tmp_path / "words.txt")
 
 
-def open_session(words, tmp_path, **kw) -> tuple[LiveSession, Collector]:
+def open_session(words, tmp_path, spawn: bool = False, **kw) -> tuple[LiveSession, Collector]:
+    """A session on `words`: the Runner in this process (one torch thread), or
+    with `spawn` a real LiveSession child."""
     kw.setdefault("engine", "exact")  # as before "auto" became the default: no compile here
     spec = SessionSpec(config=kw.pop("config", TINY), data=str(words),
                        checkpoint_dir=str(tmp_path), **kw)
-    session = LiveSession(spec)
+    session = LiveSession(spec) if spawn else InProcessSession(dataclasses.replace(spec, threads=1))
     session.start()
     return session, Collector(session)
 
@@ -174,7 +182,7 @@ def test_a_non_finite_loss_stops_the_run_and_says_why(words, tmp_path):
 
 
 def test_close_ends_a_busy_child(words, tmp_path):
-    session, c = open_session(words, tmp_path)
+    session, c = open_session(words, tmp_path, spawn=True)
     c.wait_for(lambda m: isinstance(m, Steps))
     pid = session.pid
     session.close()
@@ -185,7 +193,7 @@ def test_close_ends_a_busy_child(words, tmp_path):
 
 
 def test_close_hands_back_the_steps_sent_after_the_last_poll(words, tmp_path):
-    session, c = open_session(words, tmp_path)
+    session, c = open_session(words, tmp_path, spawn=True)
     c.wait_for(lambda m: isinstance(m, Steps))
     polled = c.results()[-1].step
     time.sleep(0.5)                      # the child keeps stepping, unpolled
@@ -205,16 +213,16 @@ def test_the_child_stops_when_its_viewer_dies(words, tmp_path):
         "from traintop.engine.config import TrainConfig\n"
         "from traintop.engine.live.session import LiveSession, SessionSpec\n"
         "if __name__ == '__main__':\n"
-        f"    s = LiveSession(SessionSpec(TrainConfig(n_hidden=16), data={str(words)!r}))\n"
+        f"    s = LiveSession(SessionSpec(TrainConfig(n_hidden=16), data={str(words)!r},\n"
+        "                                engine='fast'))   # no background compile\n"
         "    s.start()\n"
         "    print(s.pid, flush=True)\n"
         "    time.sleep(60)\n"
     )
     path = tmp_path / "viewer.py"
     path.write_text(script)
-    root = Path(__file__).resolve().parent.parent
-    viewer = subprocess.Popen([sys.executable, str(path)], cwd=root, stdout=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    viewer = subprocess.Popen([sys.executable, str(path)], cwd=tmp_path, stdout=subprocess.PIPE,
+                              text=True)
     child = int(viewer.stdout.readline())
     time.sleep(1.0)
     viewer.send_signal(signal.SIGKILL)

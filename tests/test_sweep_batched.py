@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lecture_oracle import lecture_run
-from test_fast_step import close
+from helpers.compare import close
 
 from traintop.engine.config import TrainConfig
 from traintop.engine.steps.stats import BINS

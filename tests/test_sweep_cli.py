@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from traintop.commands.cli import main
-from conftest import ROOT
+from helpers import ROOT
 
 SMALL = ["--steps", "30", "--n-hidden", "40", "--depth", "3", "--stats-every", "10"]
 

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from test_tmux import ROOT, Tmux, descendants, quit_cleanly
+from helpers import ROOT
+from helpers.tmux import TMUX_TEST, Tmux, descendants, quit_cleanly
 from tui_fakes import write_words
 
-pytestmark = pytest.mark.skipif(__import__("shutil").which("tmux") is None,
-                                reason="tmux is not installed")
+pytestmark = TMUX_TEST
 
 
 def wait_for(tmux: Tmux, text: str, timeout: float = 90.0) -> str:

@@ -5,17 +5,13 @@ while it trains (rate, running, then finished), every tab draws, and
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
+from helpers import ROOT
+from helpers.tmux import TMUX_TEST, Tmux
 
-from test_tmux import Tmux
-
-ROOT = Path(__file__).resolve().parent.parent
 STATUS = re.compile(r"attach · step ([\d,]+) · lr 0\.001 · GPT \+ AdamW · ([\d,.]+) steps/s · "
                     r"(running|finished)")
 WRITER = """
@@ -35,7 +31,7 @@ with watch(model, {path!r}, optimizer=opt, every=5) as w:
         time.sleep(0.1)
 """
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+pytestmark = TMUX_TEST
 
 
 def wait_for(tmux: Tmux, pattern, what: str, timeout: float = 60.0):

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from traintop.commands.app import build_parser
 from traintop.engine.feed.messages import Status
 from traintop.tui.app import GRID_MIN, REFRESH_SECONDS, TraintopApp

@@ -39,7 +39,8 @@ async def test_the_app_records_a_session_that_replay_reads(tmp_path, capsys):
     words = write_words(tmp_path / "words.txt")
     path = tmp_path / "session.jsonl"
     config = TrainConfig(n_hidden=16, depth=2, steps=1_000_000, stats_every=20)
-    session = LiveSession(SessionSpec(config=config, data=str(words), start_paused=True))
+    session = LiveSession(SessionSpec(config=config, data=str(words), start_paused=True,
+                                      engine="fast"))   # no background compile
     source = RecordingSource(session, path, meta={"data": str(words), "writer": "test"})
     app = TraintopApp(source)
     status = lambda: str(app.status_line.content)  # noqa: E731

@@ -60,7 +60,7 @@ def family_of(kind: str) -> str:
 # recording written before it reads back), the code that computes it and a test.
 LAYER_FIGURES: dict[str, type] = {
     "mean": float, "std": float, "saturation_pct": float, "dead": int, "units": int,
-    "grad_mean": float, "grad_std": float,
+    "grad_mean": float, "grad_std": float, "absmax": float,
 }
 WEIGHT_FIGURES: dict[str, type] = {"grad_mean": float, "grad_std": float,
                                    "grad_data_ratio": float}
@@ -84,6 +84,9 @@ class LayerStats:
     name: str = ""         # module path (watch()); "" for the lecture's stack
     family: str = ""       # "tanh" | "sigmoid" | "relu" | "gelu"; "" = from kind
     per_unit: int = 0      # observations per unit (examples x positions); 0 = unknown
+    # max |t| over the batch: the outlier a float16/bfloat16 cast overflows or an
+    # int8 quantisation clips (the "outlier features" of large models); NaN: not measured
+    absmax: float = math.nan
 
     @property
     def fam(self) -> str:

@@ -393,6 +393,7 @@ class FastStep:
         units = T.shape[1] // self.batch
         # a unit is dead when even its least saturated example is saturated
         dead = (A.view(L, self.batch, units).amin(dim=1) > SATURATION).sum(dim=1)
+        absmax = A.amax(dim=1)
         blocks = [TD] + [g for g in self.weight_groups]
         lo = [b.amin(dim=1) for b in blocks]
         hi = [b.amax(dim=1) for b in blocks]
@@ -413,18 +414,19 @@ class FastStep:
             row += k
         index = torch.cat(bins)
         width = (hi.double() - lo.double()) / BINS  # as stats.py computes it, in float64
-        head = self.snapshot_head(td_mean, td_std, sat_pct, dead, lo, hi, ratios, moments)
+        head = self.snapshot_head(td_mean, td_std, sat_pct, dead, absmax, lo, hi, ratios,
+                                  moments)
         return head, index.to(torch.int32), self.seg_sizes * width
 
-    def snapshot_head(self, td_mean, td_std, sat_pct, dead, lo, hi, ratios, moments):
+    def snapshot_head(self, td_mean, td_std, sat_pct, dead, absmax, lo, hi, ratios, moments):
         """The snapshot's figures before its histograms, in _unpack's order:
         td_mean and td_std hold the block outputs' figures, then their gradients'."""
         L = self.n_layers
         gmean, gstd, pstd = moments
         wi = self.weight_index
         return torch.cat([td_mean[:L], td_std[:L], sat_pct.double(), dead.double(),
-                          td_mean[L:], td_std[L:], gmean[wi], gstd[wi], gstd[wi] / pstd[wi],
-                          lo.double(), hi.double(), ratios.double()])
+                          absmax.double(), td_mean[L:], td_std[L:], gmean[wi], gstd[wi],
+                          gstd[wi] / pstd[wi], lo.double(), hi.double(), ratios.double()])
 
     def snapshot_tensor(self, head: torch.Tensor, index: torch.Tensor,
                         norm: torch.Tensor) -> torch.Tensor:
@@ -456,7 +458,7 @@ class FastStep:
         nw = len(self.weight_slots)
         take = FlatReader(head).take
 
-        t_mean, t_std, sat, dead, d_mean, d_std = (take(L) for _ in range(6))
+        t_mean, t_std, sat, dead, absmax, d_mean, d_std = (take(L) for _ in range(7))
         w_mean, w_std, w_ratio = take(nw), take(nw), take(nw)
         lo, hi = take(S), take(S)
         update = tuple(take(P))
@@ -465,7 +467,7 @@ class FastStep:
         layers = tuple(
             LayerStats(index=pos, kind=kind, mean=t_mean[k], std=t_std[k], saturation_pct=sat[k],
                        dead=int(dead[k]), units=units, grad_mean=d_mean[k], grad_std=d_std[k],
-                       hist=hists[k], grad_hist=hists[L + k])
+                       absmax=absmax[k], hist=hists[k], grad_hist=hists[L + k])
             for k, (pos, kind, units) in enumerate(self._layer_plan))
         weights = tuple(WeightStats(name=name, shape=shape, grad_mean=w_mean[j],
                                     grad_std=w_std[j], grad_data_ratio=w_ratio[j],

@@ -64,6 +64,7 @@ def snapshot_values(fast, ratios: torch.Tensor, moment: tuple[torch.Tensor, ...]
     sat_pct = torch.cat([(t.abs() > SATURATION).to(t.dtype).mean(1) for t in segments[:L]]) * 100
     # a unit is dead when even its least saturated example is saturated
     dead = torch.stack([(t.abs().view(batch, -1).amin(0) > SATURATION).sum() for t in outs])
+    absmax = torch.cat([t.abs().amax(1) for t in segments[:L]])
     blocks = segments + list(fast.weight_groups)
     lo = torch.cat([b.amin(1) for b in blocks])
     hi = torch.cat([b.amax(1) for b in blocks])
@@ -77,5 +78,5 @@ def snapshot_values(fast, ratios: torch.Tensor, moment: tuple[torch.Tensor, ...]
         bins.append(histogram_bins(b, lo[row:row + k], span[row:row + k],
                                    fast.bin_offsets[row:row + k]))
         row += k
-    return fast.snapshot_head(td_mean, td_std, sat_pct, dead, lo, hi, ratios, moment), \
+    return fast.snapshot_head(td_mean, td_std, sat_pct, dead, absmax, lo, hi, ratios, moment), \
         torch.cat(bins), fast.seg_sizes * ((hi.double() - lo.double()) / BINS)

@@ -58,7 +58,7 @@ def snapshot(stack, step: int, loss: float, lr: float, ratios: torch.Tensor) -> 
             saturated = t.abs() > SATURATION
             parts.append(torch.stack([
                 t.mean(), t.std(), saturated.float().mean() * 100,
-                saturated.all(dim=0).sum().to(t.dtype), g.mean(), g.std(),
+                saturated.all(dim=0).sum().to(t.dtype), g.mean(), g.std(), t.abs().max(),
             ]))
             parts += _hist_parts(t) + _hist_parts(g)
         for _, p in weights:
@@ -73,7 +73,7 @@ def snapshot(stack, step: int, loss: float, lr: float, ratios: torch.Tensor) -> 
     layers = []
     for i in positions:
         t = stack.layers[i].out
-        mean, std, sat, dead, gmean, gstd = take(6)
+        mean, std, sat, dead, gmean, gstd, absmax = take(7)
         lo, hi = take(2)
         hist = _histogram(lo, hi, take(BINS), t.numel())
         glo, ghi = take(2)
@@ -81,7 +81,7 @@ def snapshot(stack, step: int, loss: float, lr: float, ratios: torch.Tensor) -> 
         layers.append(LayerStats(
             index=i, kind=stack.layers[i].kind, mean=mean, std=std, saturation_pct=sat,
             dead=int(dead), units=t.shape[1], grad_mean=gmean, grad_std=gstd,
-            hist=hist, grad_hist=ghist,
+            absmax=absmax, hist=hist, grad_hist=ghist,
         ))
     weight_stats = []
     for name, p in weights:

@@ -387,11 +387,14 @@ class Watcher:
                 self._fault("the parameters' copy before the update (update:data)", exc)
 
     def _canary_bad(self) -> bool:
-        # A sum overflowing to inf only arms a trace that then finds nothing.
-        for p in self._canaries:
-            if p.grad is not None and not math.isfinite(float(p.grad.detach().sum())):
-                return True
-        return False
+        """Whether a checked gradient holds NaN or inf: one read (one sync on a
+        device). A sum overflowing to inf only arms a trace that then finds nothing."""
+        grads = [p.grad.detach() for p in self._canaries if p.grad is not None]
+        if not grads:
+            return False
+        total = grads[0].sum() if len(grads) == 1 else sum(g.sum().to(grads[0].device)
+                                                           for g in grads)
+        return not math.isfinite(float(total))
 
     def _groups(self, what: str, tensors: list) -> ShapeGroups:
         """ShapeGroups of the tensors that are there (a parameter without a
@@ -469,7 +472,8 @@ class Watcher:
         try:
             self._step(self.steps, loss)
         except Exception as exc:
-            self._pending = []     # written already, or unwritable: never again
+            if len(self._pending) > 4 * PENDING_STEPS:   # kept for the next try, not forever
+                self._pending = []
             self._fault("recording the step", exc)
         finally:
             self.armed = (self.steps + 1) % self.every == 0
@@ -486,13 +490,15 @@ class Watcher:
                 else math.nan
         except Exception:
             lr = math.nan
-        if isinstance(loss, torch.Tensor):
-            value = loss.detach().float().reshape(())
+        if isinstance(loss, torch.Tensor):   # its mean where it holds several values
+            value = loss.detach().float().reshape(()) if loss.numel() == 1 \
+                else loss.detach().float().mean()
         else:
-            value = math.nan if loss is None else float(loss)
-            if not math.isfinite(value) and loss is not None and self._trace is None:
-                self._catch(step, "loss", before_update=False)   # on the host already
+            value = math.nan if loss is None else _float(loss)
         self._pending.append((step, value, lr))
+        if not isinstance(value, torch.Tensor) and loss is not None \
+                and not math.isfinite(value) and self._trace is None:
+            self._catch(step, "loss", before_update=False)   # on the host already
         if self.armed:
             self._flush_losses(snapshot=True)
         elif len(self._pending) >= PENDING_STEPS or (
@@ -657,7 +663,10 @@ class Watcher:
         earlier = next((s for s, v, _ in self._pending if s < step
                         and not math.isfinite(_float(v))), None) if before_update else None
         if before_update:
-            before = self._param_counts()
+            try:
+                before = self._param_counts()
+            except Exception as exc:
+                self._fault("counting non-finite parameters", exc)
             if earlier is None:
                 try:
                     saved = {n: p.detach().clone()

@@ -342,3 +342,99 @@ def test_histograms_count_the_finite_values_only(n):
         assert counts.sum().item() == pytest.approx(finite.numel(), rel=0.02)
     (lo, hi, counts), bad = _hist(torch.full((50,), float("nan")))
     assert int(bad) == 50 and counts.sum().item() == 0 and math.isfinite(lo.item())
+
+
+def test_a_gpt_names_the_module_by_its_path(tmp_path):
+    """A nanoGPT-style model (tied embeddings, LayerNorm, attention, the loss
+    returned by forward): a NaN in block 1's MLP weight between snapshots."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from real_models import GPT, GPTConfig, gpt_batch, gpt_optimizer
+
+    torch.manual_seed(0)
+    cfg = GPTConfig(n_layer=2, n_embd=32, block_size=16)
+    model = GPT(cfg)
+    opt = gpt_optimizer(model)
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path / "gpt.jsonl"
+    w = watch(model, path, optimizer=opt, every=10)
+    fc = model.transformer.h[1].mlp.c_fc
+    for step in range(1, 13):
+        if step == 5:
+            with torch.no_grad():
+                fc.weight[0, 0] = float("nan")
+        x, y = gpt_batch(g, cfg)
+        loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        w.step(loss)
+    w.close()
+    steps, events = recorded(path)
+    assert steps == list(range(1, 13))
+    d = the_event(events).data
+    assert (d["step"], d["cause"]) == (5, "module")
+    assert (d["module"], d["kind"]) == ("transformer.h.1.mlp.c_fc", "Linear")
+    assert d["params"] == {"transformer.h.1.mlp.c_fc.weight": 1}
+    # Feature 0 of c_fc's output at every position of the batch.
+    assert d["count"] == x.numel() and d["numel"] == x.numel() * 4 * cfg.n_embd
+
+
+class SkipNonFinite(torch.optim.SGD):
+    """A user's optimizer that skips a step whose gradients are not finite
+    (as GradScaler does): the run stays finite after the NaN."""
+
+    def step(self, closure=None):
+        grads = [p.grad for group in self.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if all(bool(torch.isfinite(g).all()) for g in grads):
+            super().step(closure)
+
+
+class Poison(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.at = False
+
+    def forward(self, x):
+        return x * float("nan") if self.at else x
+
+
+def test_the_trace_leaves_training_as_it_was(tmp_path):
+    """The same run watched and not: every loss, parameter, BatchNorm buffer
+    and the random stream (Dropout) equal, bit for bit, though the watcher
+    traced a NaN and re-ran a forward with the parameters before the update."""
+
+    def run(path):
+        torch.manual_seed(0)
+        poison = Poison()
+        model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
+                              poison, nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+        opt = SkipNonFinite(model.parameters(), lr=0.05)
+        w = watch(model, path, optimizer=opt, every=5) if path else None
+        losses = []
+        for step in range(1, 13):
+            poison.at = step == 6
+            x = torch.randn(16, 1, 8, 8)
+            y = torch.arange(16) % 3
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if w:
+                w.step(loss)
+            losses.append(loss.item())
+        if w:
+            w.close()
+        return losses, model.state_dict(), torch.get_rng_state()
+
+    path = tmp_path / "same.jsonl"
+    watched, plain = run(path), run(None)
+    assert watched[0] == pytest.approx(plain[0], nan_ok=True)
+    assert math.isnan(watched[0][5]) and all(math.isfinite(v) for v in watched[0][6:])
+    for k, v in plain[1].items():
+        assert torch.equal(watched[1][k], v), k
+    assert torch.equal(watched[2], plain[2])
+    d = the_event(recorded(path)[1]).data
+    assert d["step"] == 6 and d["reran"] and d["spread"] == []

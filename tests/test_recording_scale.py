@@ -66,7 +66,7 @@ def test_replay_shows_its_head_before_the_file_is_read(tmp_path, monkeypatch):
     path = _long_recording(tmp_path / "long.jsonl", 20_000, lr_change=12_345)
     monkeypatch.setattr(opener, "HEAD_BYTES", 1)      # the head: the header only
     monkeypatch.setattr(replay_index, "HEAD_MAX", 1)
-    monkeypatch.setattr(replay_index, "CHUNK", 4096)         # the rest in many reads
+    monkeypatch.setattr(opener, "CHUNK", 4096)         # the rest in many reads
     gate = __import__("threading").Event()
     read_chunk = replay_index.ReplayIndex.read_chunk
 
@@ -105,7 +105,7 @@ def test_replay_head_is_the_run_before_its_steps(tmp_path, monkeypatch):
     path = _long_recording(tmp_path / "long.jsonl", 3_000)
     monkeypatch.setattr(opener, "HEAD_BYTES", 1)      # the head: the first snapshot-free
     monkeypatch.setattr(replay_index, "HEAD_MAX", 1)        # chunk only
-    monkeypatch.setattr(replay_index, "CHUNK", 4096)
+    monkeypatch.setattr(opener, "CHUNK", 4096)
     source = ReplaySource(path)
     read = source.read_bytes
     head = source.head()
@@ -204,7 +204,7 @@ def test_a_replay_that_meets_a_corrupt_line_exits_2(tmp_path, monkeypatch, capsy
     path.write_bytes(b"\n".join(lines))
     monkeypatch.setattr(opener, "HEAD_BYTES", 1)       # the corrupt line: past the head
     monkeypatch.setattr(replay_index, "HEAD_MAX", 1)
-    monkeypatch.setattr(replay_index, "CHUNK", 4096)
+    monkeypatch.setattr(opener, "CHUNK", 4096)
     seen = {}
 
     def viewer(source, title):                                # the app: read on, then quit

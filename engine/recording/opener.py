@@ -18,7 +18,7 @@ from traintop.engine.recording import errors
 from traintop.engine.recording.lines import Inflater, LineDecoder, is_gzip
 
 HEAD_BYTES = 1 << 20
-CHUNK = 1 << 20
+CHUNK = 1 << 20       # bytes a reader reads at a time
 
 
 class RecordingFile:

@@ -27,7 +27,6 @@ from traintop.engine.recording.opener import RecordingFile
 
 PLAY_GRAIN = 10       # steps per item: how finely play advances
 HEAD_MAX = 8 << 20    # the head goes on to the first snapshot, up to this much
-CHUNK = 1 << 20
 
 
 class Item:
@@ -110,7 +109,7 @@ class ReplayIndex:
             self.failed = f"{self.path}: {type(exc).__name__}: {exc}"
 
     def read_chunk(self) -> None:
-        raw, data = self.recording.read(CHUNK)
+        raw, data = self.recording.read(opener.CHUNK)
         if not raw:
             self._add(self._merged_group())   # a sweep's last lines, whatever runs wrote them
             self.partial_tail = self.decoder.pending

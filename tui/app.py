@@ -398,6 +398,8 @@ def tab_pane(name: str) -> TabPane:
 def run_app(source: Source, title: str = "traintop",
             refresh: float = REFRESH_SECONDS) -> int:
     """Run the app on `source` until quit; the source is closed on the way out."""
+    from .terminal_guard import guarded
+    source = guarded(source)   # the terminal gone means traintop gone (issue 22)
     app = TraintopApp(source, title, refresh)
     try:
         app.run()

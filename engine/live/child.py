@@ -4,13 +4,21 @@ until the viewer quits or goes. Torch comes only with the trainer."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import queue
 import signal
+import sys
+import threading
+import time
 
 from traintop.engine.feed.messages import Event
 from traintop.engine.live.runner import Runner, describe_error
 from traintop.engine.live.spec import SessionSpec
+
+PARENT_CHECK_SECONDS = 0.1   # the viewer's death ends this process this soon
+ORPHANED_CODE = 0            # nobody is left to read it
+FLUSH_SECONDS = 2.0          # longest the last messages wait for the viewer to read them
 
 
 def child_main(spec: SessionSpec, commands, messages, parent: int | None = None) -> None:
@@ -22,6 +30,7 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
     # when this child ends (it asks, or it dies and orphaned() notices).
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch_parent(os.getppid() if parent is None else parent)
     try:
         trainer = build(spec)
     except Exception as exc:  # noqa: BLE001 - every failure goes to the viewer
@@ -36,14 +45,47 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
     except Exception as exc:  # noqa: BLE001 - said to the viewer, not as a traceback on its screen
         runner.fatal(exc)
         code = 1
-    from traintop.engine.steps.compiled import compiling, exit_now_if_compiling
+    from traintop.engine.steps.compiled import exit_now_if_compiling
 
-    if compiling():   # the "auto" engine's compile would abort a normal exit
-        messages.close()
-        messages.join_thread()   # the viewer gets every last message first
-        exit_now_if_compiling(code)
+    # The viewer gets every last message first (a viewer gone or no longer
+    # reading is not waited for past FLUSH_SECONDS).
+    messages.close()
+    feeder = getattr(messages, "_thread", None)   # no public join with a timeout
+    if feeder is not None:
+        feeder.join(FLUSH_SECONDS)
+    exit_now_if_compiling(code)   # the "auto" engine's compile would abort a normal exit
+    if multiprocessing.parent_process() is not None:
+        # Then leave at once: the interpreter's own exit tears torch down,
+        # 0.3-1.5 s on a busy 2-core machine, while the viewer waits to close
+        # its recording (after a closed terminal, tui/terminal_guard.py gives
+        # all of it 1.2 s).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if code:
         raise SystemExit(code) from None
+
+
+def watch_parent(parent: int, period: float = PARENT_CHECK_SECONDS) -> threading.Thread:
+    """End this process within `period` of the viewer's death, whatever its
+    main thread is doing: importing torch and building (seconds, before the
+    loop's own check), a long evaluation, a pipe the viewer no longer reads.
+    The runner's loop notices first when it can and leaves cleanly; this is
+    the floor. A sleeping thread: ~10 wake-ups a second, no CPU to speak of."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(period)
+        # Nobody reads the pipe any more, nobody is owed a last message.
+        handover = sys.modules.get("traintop.engine.steps.handover")
+        try:
+            if handover is not None:
+                handover.kill_all()   # a compile process goes with its trainer
+        finally:
+            os._exit(ORPHANED_CODE)
+
+    thread = threading.Thread(target=watch, name="traintop-parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def build(spec: SessionSpec):

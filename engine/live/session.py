@@ -54,7 +54,7 @@ class LiveSession:
         self.start_seconds = start_seconds
         self._clock = clock
         # Before any App.run(): see the module docstring.
-        multiprocessing.resource_tracker.ensure_running()
+        start_resource_tracker()
         self._ctx = mp.get_context("spawn")
         self._process = None
         self._new_queues()
@@ -153,7 +153,10 @@ class LiveSession:
             except (OSError, ValueError):
                 pass
             # The child may be blocked putting into a full pipe: keep draining.
-            deadline = time.monotonic() + timeout
+            # One that never spoke is still starting (importing torch, reading
+            # the data): it reads no command before it is built, and has
+            # nothing to hand back, so it is not waited for.
+            deadline = time.monotonic() + (timeout if self._watch.spoke else 0.0)
             while process.is_alive() and time.monotonic() < deadline:
                 last += self.poll()
                 process.join(0.02)
@@ -169,6 +172,22 @@ class LiveSession:
             q.close()
         self._process = None
         return last
+
+
+def start_resource_tracker() -> None:
+    """multiprocessing's resource tracker, started deaf to SIGHUP.
+
+    It unlinks the queues' semaphores that a process killed outright left
+    behind, once every process sharing it is gone. A closed terminal sends
+    SIGHUP to the whole foreground group: a tracker killed by it first would
+    leave them in /dev/shm (it already ignores SIGINT and SIGTERM). It is
+    spawned with SIGHUP blocked, and keeps it blocked; here a SIGHUP that
+    comes meanwhile waits and is delivered after."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        multiprocessing.resource_tracker.ensure_running()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def death_text(exitcode: int | None, last_error: str | None) -> str:

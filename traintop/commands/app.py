@@ -11,6 +11,7 @@ from traintop.data.words import DEFAULT_DATA, read_checked_words
 from traintop.data.errors import InputError
 from traintop.engine.live.session import LiveSession
 from traintop.engine.live.spec import SessionSpec
+from traintop.tui import terminal_guard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,16 +47,23 @@ def main(argv: list[str]) -> int:
     if args.record:
         check_writable(args.record, "--record")
     check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
+    # From here to the process's end the terminal's hangup (SIGHUP, or a tty
+    # at its end with SIGHUP ignored) ends traintop, its child and its
+    # recording within 2 s, whatever it is doing (issue 22).
+    guard = terminal_guard.install()
     source = LiveSession(spec)  # before App.run(): it starts the resource tracker
+    guard.own(source)
     # The trainer child imports torch (seconds) while this process imports
     # Textual and paints: spawned now, the first step comes ~1 s sooner.
-    source.start()
+    with guard.lock:   # not while the guard is closing it
+        source.start()
     recording = None
     if args.record:
         from traintop.engine.recording.recording_source import RecordingSource
 
         source = recording = RecordingSource(source, args.record,
                                              meta={"data": source_name, "writer": "traintop app"})
+        guard.own(recording)
     from traintop.tui.app import run_app  # Textual loads only once the options are good
 
     code = run_app(source, title="traintop", refresh=args.refresh)

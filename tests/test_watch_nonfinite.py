@@ -235,10 +235,11 @@ def test_a_module_in_the_middle_outputs_nan(tmp_path, capsys):
     assert "no parameter held a non-finite value" in f["message"]
 
 
-def test_between_snapshots_without_a_look_the_loss_tells_the_step(tmp_path):
+def test_between_snapshots_without_a_look_the_loss_tells_the_step(tmp_path, monkeypatch):
     """On a GPU traintop does not look between snapshots (no host sync): the
     losses, read in one transfer at the next snapshot, give the step; by then
     the updates spread NaN into every parameter, and the event says so."""
+    monkeypatch.setattr(watch_module, "PENDING_SECONDS", 1e9)   # read at snapshots only
     model = Model()
 
     def poison(step):

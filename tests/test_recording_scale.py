@@ -125,13 +125,13 @@ def test_replay_head_is_the_run_before_its_steps(tmp_path, monkeypatch):
 
 
 def test_attach_joins_a_long_file_near_its_end(tmp_path, monkeypatch):
-    from traintop.engine.recording.writer import StreamWriter  # noqa: F401
     from traintop.engine.results import Histogram, LayerStats, StatsSnapshot
 
     path = tmp_path / "live.jsonl"
     hist = Histogram(-1.0, 1.0, (0.25, 0.75))
-    snap = lambda step: StatsSnapshot(step, 2.0, 0.1, (LayerStats(  # noqa: E731
-        2, "Tanh", 0.0, 0.5, 1.0, 0, 4, 0.0, 1e-3, hist, hist),), (), (-3.0, -2.5))
+    layer = LayerStats(index=2, kind="Tanh", mean=0.0, std=0.5, saturation_pct=1.0, dead=0,
+                       units=4, grad_mean=0.0, grad_std=1e-3, hist=hist, grad_hist=hist)
+    snap = lambda step: StatsSnapshot(step, 2.0, 0.1, (layer,), (), (-3.0, -2.5))  # noqa: E731
     with Recorder(path) as rec:
         rec.consume(RunStarted(INFO))
         for step in range(1, 3001):

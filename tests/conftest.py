@@ -46,3 +46,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `--dist loadgroup` (pytest-xdist), a module's tests share one
+    worker: its module fixtures (a trained run, a built wheel, a torchrun job)
+    are made once, not once per worker. Tests already in a group keep it
+    (helpers.TIMING: the tmux and timing tests, one after the other).
+    Runs before xdist's own hook, which reads the groups into the test ids."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -1,4 +1,9 @@
-"""`traintop bench` runs and reports what it documents (it asserts no timings)."""
+"""`traintop bench` runs and reports what it documents (it asserts no timings).
+
+One bench in its own process (`traintop bench --json`, every row, the scaling
+table and the sweep rows), read by the tests of its document and of its text;
+the --threads override runs in this process without the scaling table and
+the sweep rows (each bench compiles its graphs: tens of seconds)."""
 
 from __future__ import annotations
 
@@ -7,7 +12,11 @@ import math
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from helpers import ROOT
+from traintop.commands.bench import format_text, main
 
 TINY = ["--steps", "4", "--rounds", "2", "--warmup", "1", "--scaling-steps", "1"]
 
@@ -17,10 +26,15 @@ def bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
-def test_bench_json_has_every_row_and_the_scaling_table():
+@pytest.fixture(scope="module")
+def bench_doc() -> dict:
     proc = bench("--json", *TINY)
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_bench_json_has_every_row_and_the_scaling_table(bench_doc):
+    doc = bench_doc
     assert doc["device"] == "cpu" and doc["threads"] >= 1 and doc["threads_chosen"] is True
     rows = {r["key"]: r for r in doc["rows"]}
     assert list(rows) == ["auto_stats100", "auto_stats1", "fast_stats100", "fast_stats1", "compiled_stats100",
@@ -56,17 +70,34 @@ def test_bench_json_has_every_row_and_the_scaling_table():
                             / r["solos_run_steps_per_sec"])
 
 
-def test_bench_text_with_threads_override():
-    proc = bench("--threads", "1", "--no-scaling", *TINY)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+def test_bench_text_has_the_scaling_table_and_the_sweep_rows(bench_doc):
+    out = format_text(bench_doc)      # what `traintop bench` without --json prints
+    assert "(chosen by model size)" in out
+    assert "engine fast, full stats every step" in out
+    assert "compiled_stats100: first 2 steps (torch.compile, untimed)" in out
+    assert "auto_stats100: background compile ready, waited" in out
+    assert "scaling (full stats every 100 steps)" in out
+    assert [line.split()[:2] for line in out.splitlines()
+            if line.split()[:1] in (["100"], ["200"], ["400"], ["800"])] == [
+        ["100", "5"], ["200", "5"], ["400", "5"], ["800", "5"], ["100", "10"], ["100", "20"]]
+    assert "sweep (" in out and "engine auto (default)" in out
+    assert out.rstrip().splitlines()[-1].startswith("peak memory: ")
+
+
+def test_bench_text_with_threads_override(capsys):
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "--no-scaling", "--no-sweep", *TINY]) == 0
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
     assert "1 intra-op thread(s) (--threads)" in out
     assert "plain torch.nn loop, no stats" in out and "1.00x" in out
     assert "engine fast, full stats every step" in out
     assert "engine compiled, full stats every 100  compiled" in out
     assert "compiled_stats100: first 2 steps (torch.compile, untimed)" in out
     assert "auto_stats100: background compile ready, waited" in out
-    assert "scaling" not in out
+    assert "scaling" not in out and "sweep (" not in out
 
 
 def test_bench_bad_options_are_one_line_errors():

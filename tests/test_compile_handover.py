@@ -17,7 +17,6 @@ import torch
 from traintop.engine.config import TrainConfig
 from traintop.engine.steps import handover
 from traintop.engine.training.trainer import Trainer
-from helpers import ROOT
 from helpers.compare import close
 
 # A stand-in for the compile: the real process's priority and parent watch,
@@ -70,7 +69,7 @@ def _group(pgid: int) -> list[int]:
 
 @pytest.mark.parametrize("how", ["exit", "os_exit", "kill"])
 def test_the_compile_process_never_outlives_its_trainer(tmp_path, how):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), TRAINTOP_AOT_CACHE=str(tmp_path))
+    env = dict(os.environ, TRAINTOP_AOT_CACHE=str(tmp_path))
     parent = subprocess.Popen([sys.executable, "-c", PARENT, "wait" if how == "kill" else how,
                                FAKE_BUILD], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)

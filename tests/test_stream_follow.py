@@ -172,14 +172,12 @@ def test_corrupt_line_while_following_is_an_error_event(tmp_path, clock):
 
 def test_attach_json_prints_what_the_run_printed(tmp_path):
     path = tmp_path / "attached.jsonl"
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
     attach = subprocess.Popen([sys.executable, "-m", "traintop", "attach", str(path),
                                "--json", "--quiet", "30"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env)
+                              stderr=subprocess.PIPE, text=True)
     run = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "400",
                           "--stats-every", "50", "--n-hidden", "12", "--depth", "2", "--json",
-                          "--record", str(path)], capture_output=True, text=True, env=env,
-                         timeout=120)
+                          "--record", str(path)], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     out, err = attach.communicate(timeout=60)
     assert attach.returncode == 0, err

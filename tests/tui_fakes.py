@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 from pathlib import Path
@@ -57,7 +58,15 @@ def write_words(path: Path, n: int = 400) -> Path:
 def recorded_run(config: TrainConfig = SMALL_CONFIG, steps: int = 400) -> list:
     """The messages of a seeded in-process run, as a live source sends them:
     a run start, batches of steps, an lr change, an evaluation, samples,
-    a calibration and fixed status lines (fixed rates keep snapshots stable)."""
+    a calibration and fixed status lines (fixed rates keep snapshots stable).
+
+    Trained once per (config, steps) in a test process and shared: the
+    messages are frozen values, each caller gets its own list of them."""
+    return list(_recorded_run(config, steps))
+
+
+@functools.lru_cache(maxsize=None)
+def _recorded_run(config: TrainConfig, steps: int) -> tuple:
     # One torch thread, as the live child uses: a tiny model on a shared
     # machine collapses with more (see traintop.engine.training.threads).
     apply_threads(1)
@@ -87,7 +96,7 @@ def recorded_run(config: TrainConfig = SMALL_CONFIG, steps: int = 400) -> list:
     out.append(events.calibrated(trainer.steps_done, trainer.calibrate(False)))
     out.append(Status(step=trainer.steps_done, lr=trainer.lr, running=False,
                       finished=trainer.finished, steps_per_sec=812.0))
-    return out
+    return tuple(out)
 
 
 def async_test(fn):

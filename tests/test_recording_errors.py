@@ -31,7 +31,8 @@ def _bad_files(tmp_path) -> dict:
     corrupt = tmp_path / "corrupt.jsonl"
     corrupt.write_bytes(b"\n".join([good[0], b"{not json", *good[1:]]))
     return {
-        "foreign": (foreign, f"{foreign}:1: not a traintop recording (no 'traintop-stream' header)"),
+        "foreign": (foreign,
+                    f"{foreign}:1: not a traintop recording (no 'traintop-stream' header)"),
         "corrupt": (corrupt, f"{corrupt}:2: corrupt line (not JSON)"),
         "folder": (tmp_path, f"{tmp_path}: cannot read: Is a directory"),
     }

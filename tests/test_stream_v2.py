@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import struct
@@ -173,3 +174,29 @@ def test_export_reads_both_versions(tmp_path, capsys):
         tables[name] = {p.name: p.read_text() for p in sorted((tmp_path / name).iterdir())}
     assert tables["v1"] == tables["v2"] and "steps.csv" in tables["v1"]
     assert len(tables["v1"]["steps.csv"].splitlines()) == 121      # header + 120 steps
+
+
+def test_figures_added_later_travel_by_name_beside_the_first_columns(tmp_path):
+    """A snapshot keeps the first figures where format 2 first put them ("lf"
+    five wide, "wf" three wide: what every traintop reads), and figures added
+    since by name ("lx" with "lxn"); a name this traintop does not declare (a
+    newer writer's) is skipped, not misread."""
+    from traintop.engine.recording.encode import dumps
+    from traintop.engine.recording.snapshot_codec import LAYER_EXTRA, pack_snapshot, unpack_snapshot
+
+    snapshot = next(r.stats for m in load(FIXTURES / "v2_small.jsonl").messages
+                    if isinstance(m, Steps) for r in m.results if r.stats is not None)
+    layers = tuple(dataclasses.replace(l, absmax=0.5 + k) for k, l in enumerate(snapshot.layers))
+    snapshot = dataclasses.replace(snapshot, layers=layers)
+    doc = json.loads(dumps(pack_snapshot(snapshot, {})))
+    assert unpack_floats(doc["lf"], 5).shape == (len(layers), 5)
+    assert unpack_floats(doc["wf"], 3).shape == (len(snapshot.weights), 3)
+    assert "absmax" in LAYER_EXTRA and doc["lxn"][:1] == ["absmax"]
+    assert unpack_snapshot(doc) == snapshot
+    future = np.column_stack([unpack_floats(doc["lx"], len(doc["lxn"])),
+                              np.full(len(layers), 7.0)])
+    newer = {**doc, "lxn": doc["lxn"] + ["from_the_future"],
+             "lx": pack_floats(future.ravel(), len(doc["lxn"]) + 1)}
+    assert unpack_snapshot(newer) == snapshot
+    older = {k: v for k, v in doc.items() if k not in ("lx", "lxn")}
+    assert [math.isnan(l.absmax) for l in unpack_snapshot(older).layers] == [True] * len(layers)

@@ -45,7 +45,8 @@ def _decode_steps2(doc: dict) -> Steps:
         width = int(doc["p"])
         ratios = unpack_floats(doc["u"], width)
         for i, packed in doc.get("ue", {}).items():
-            ratios[_row(i, n)] = unpack_floats(packed).ravel()   # a row of another width: ValueError
+            # a row of another width: ValueError
+            ratios[_row(i, n)] = unpack_floats(packed).ravel()
     else:
         ratios = np.zeros((n, 0))
     if not len(steps) == len(loss) == len(ratios) == n:

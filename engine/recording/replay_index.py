@@ -105,7 +105,7 @@ class ReplayIndex:
                 self.read_chunk()
         except InputError as exc:
             self.failed = str(exc)
-        except Exception as exc:  # noqa: BLE001 - the viewer shows it; the thread must not die silently
+        except Exception as exc:  # noqa: BLE001 - the viewer is told: no silent death
             self.failed = f"{self.path}: {type(exc).__name__}: {exc}"
 
     def read_chunk(self) -> None:

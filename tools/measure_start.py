@@ -7,11 +7,17 @@ engine against `--engine fast`, side by side (run by hand, not in tests).
 Each repeat opens the real app (`traintop`, the lecture's default run) in a
 tmux terminal once per variant, one after another:
 
-- `fast`: `--engine fast`;
+- `fast`: `--engine fast`; `fast2` the same again: how far two runs of one
+  engine differ on this machine now (the noise floor of every ratio);
 - `cold`: the default engine with an empty package cache (TRAINTOP_AOT_CACHE
   pointed at a fresh folder): the first start on a machine, compiling;
 - `warm`: the default engine with the package cache as the machine has it
   (the start of every later run, once one run got as far as its switch);
+- `switch`: the default engine with an empty package cache, into which the
+  package `warm` uses is copied --switch-at seconds after the first step: the
+  trainer takes a package another process wrote as it takes its own compile
+  process's (which it then ends), so this is the switch in the app at a
+  chosen moment, also where the machine has no idle time for the compile;
 - `thread`: the default engine with TRAINTOP_AUTO_COMPILE=thread (the
   compile on a thread of the trainer, as before the handover), inductor's
   disk cache as the machine has it; for comparison.
@@ -44,10 +50,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LR = re.compile(r"· lr (\S+) ·")
-STEP = re.compile(r"step ([\d,]+) ·")
+# the status line (a pane's title may say "step 1,800 · ..." too)
+STEP = re.compile(r"^\s*(?:\S+ )?step ([\d,]+) · lr ", re.MULTILINE)
+LR = re.compile(r"^\s*(?:\S+ )?step [\d,]+ · lr (\S+) ·", re.MULTILINE)
 KEY_EVERY = 2.5     # seconds between two lr keys
 KEY_TIMEOUT = 5.0
+WINDOW = 5          # seconds: ratios over windows this long as well as per second
 
 
 def children(pid: int) -> list[int]:
@@ -90,9 +98,9 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
     socket = f"traintop-start-{os.getpid()}"
     env = {"PYTHONPATH": str(ROOT)}
     engine = []
-    if variant == "fast":
+    if variant in ("fast", "fast2"):
         engine = ["--engine", "fast"]
-    elif variant == "cold":
+    elif variant in ("cold", "switch"):
         shutil.rmtree(cold_dir, ignore_errors=True)
         cold_dir.mkdir(parents=True)
         env["TRAINTOP_AOT_CACHE"] = str(cold_dir)
@@ -132,6 +140,7 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
         key_sent = None
         key_lr = None
         k = 0
+        copied = False
         while True:
             now = time.perf_counter()
             if now - t0 > args.seconds:
@@ -155,6 +164,12 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
                 key_sent = time.perf_counter()
                 k += 1
                 next_key = key_sent + KEY_EVERY
+            if variant == "switch" and not copied and now - t0 >= args.switch_at:
+                package = warm_package()
+                tmp = cold_dir / "copying.tmp"
+                shutil.copyfile(package, tmp)
+                os.replace(tmp, cold_dir / package.name)
+                copied = True
             if switch_at is None and trainer is not None and maps_inductor(trainer):
                 switch_at = now - t0
             time.sleep(0.02 if key_sent is not None else 0.1)
@@ -169,6 +184,37 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
     return {"variant": variant, "first_step_s": first_step_s, "samples": samples,
             "key_latency_s": latencies, "switch_s": switch_at, "left_after_quit": left,
             "load": load()}
+
+
+_warm: Path | None = None
+
+
+def warm_package() -> Path:
+    """The package of the lecture's run in the machine's cache (compiled
+    now, at idle priority, where it is not there yet)."""
+    global _warm
+    if _warm is None:
+        import torch
+
+        from traintop.engine.config import TrainConfig
+        from traintop.engine.model.stack import build_stack
+        from traintop.engine.steps import handover
+        from traintop.engine.steps.compiled import single_plan
+        from traintop.engine.steps.fast import FastStep
+        from traintop.engine.training.threads import choose_threads
+
+        config = TrainConfig().validated()
+        threads = choose_threads(config)
+        torch.set_num_threads(threads)
+        fast = FastStep(build_stack(config, 27, torch.Generator().manual_seed(0)),
+                        config.batch_size, torch.device("cpu"))
+        plan = single_plan(fast)
+        build = handover.request(plan, config.batch_size, config.block_size, fast.flat.dtype,
+                                 threads)
+        if not build.wait(1800) or build.error:
+            raise RuntimeError(f"no package for the lecture's run: {build.error}")
+        _warm = build.path
+    return _warm
 
 
 def per_second(samples: list[tuple[float, int]], seconds: int) -> list[float]:
@@ -212,11 +258,16 @@ def summarise(runs: list[dict], seconds: int) -> dict:
             rates = per_second(r["samples"], seconds)
             ratio = [a / b if b else float("nan") for a, b in zip(rates, fast)]
             sw = r["switch_s"]
+            w = WINDOW
+            windows = [sum(rates[k:k + w]) / sum(fast[k:k + w]) if sum(fast[k:k + w]) else
+                       float("nan") for k in range(0, seconds - w + 1, w)]
             row["variants"][name] = {
                 "steps_per_s": rates,
                 "ratio_to_fast": ratio,
                 "min_ratio": min(ratio),
-                "min_ratio_to_fast_median": min(rates) / fast_median,
+                "min_ratio_5s": min(windows),
+                "min_ratio_to_fast_median": min(rates) / fast_median if fast_median else
+                float("nan"),
                 "mean_steps_per_s": sum(rates) / len(rates),
                 "first_step_s": r["first_step_s"],
                 "switch_s": sw,
@@ -252,7 +303,8 @@ def print_table(summary: dict, seconds: int) -> None:
             at_sw = "-" if v["longest_still_at_switch_s"] is None \
                 else f"{v['longest_still_at_switch_s']:.2f} s"
             print(f"  {n}: mean {v['mean_steps_per_s']:.0f} steps/s, min ratio "
-                  f"{v['min_ratio']:.2f} (to fast's median second {v['min_ratio_to_fast_median']:.2f}),"
+                  f"{v['min_ratio']:.2f} (over {WINDOW} s windows {v['min_ratio_5s']:.2f}; to "
+                  f"fast's median second {v['min_ratio_to_fast_median']:.2f}),"
                   f" first step at {v['first_step_s']:.1f} s, switch at {sw}, longest still "
                   f"{v['longest_still_s']:.2f} s (at the switch {at_sw}), keys "
                   f"{len(lat)} max {max(lat) if lat else float('nan'):.2f} s median "
@@ -266,7 +318,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--size", default="120x40")
     parser.add_argument("--variants", default="fast,cold,warm",
-                        help="comma-separated: fast (always run), cold, warm, thread")
+                        help="comma-separated: fast (always run), fast2, cold, warm, switch, thread")
+    parser.add_argument("--switch-at", type=float, default=10.0,
+                        help="seconds after the first step the `switch` variant gets its package")
     parser.add_argument("--json", action="store_true", help="also print every sample")
     args = parser.parse_args()
     if shutil.which("tmux") is None:
@@ -274,6 +328,8 @@ def main() -> int:
         return 2
     variants = ["fast"] + [v for v in args.variants.split(",") if v and v != "fast"]
     cold_dir = Path(tempfile.mkdtemp(prefix="traintop-aot-cold-"))
+    if "switch" in variants or "warm" in variants:
+        print(f"lecture's package: {warm_package()}", flush=True)
     runs = []
     print(f"uptime load at start: {load()}  cores: {os.cpu_count()}", flush=True)
     try:
@@ -298,7 +354,8 @@ def main() -> int:
             xs = [v[key] for v in vs if v[key] is not None]
             return f"{min(xs):.2f} / {statistics.median(xs):.2f}" if xs else "-"
         lat = [x for v in vs for x in v["key_latency_s"]]
-        print(f"  {n}: min ratio {mm('min_ratio')}, to fast's median {mm('min_ratio_to_fast_median')}, "
+        print(f"  {n}: min ratio {mm('min_ratio')}, over {WINDOW} s windows {mm('min_ratio_5s')}, "
+              f"to fast's median {mm('min_ratio_to_fast_median')}, "
               f"mean steps/s {mm('mean_steps_per_s')}, longest still {mm('longest_still_s')} s, "
               f"at the switch {mm('longest_still_at_switch_s')} s, key latency max "
               f"{max(lat) if lat else float('nan'):.2f} s")

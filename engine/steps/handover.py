@@ -131,12 +131,17 @@ class Build:
         return self.process is not None and self.process.poll() is None
 
     def finished(self) -> bool:
-        """Whether it is over (the package written, or the compile failed)."""
+        """Whether it is over (the package written, or the compile failed).
+        A package another process wrote meanwhile (another run of the same
+        shapes) ends this compile: it is taken at once."""
         if self.process is None:
             return True
         code = self.process.poll()
         if code is None:
-            return False
+            if not self.path.exists():
+                return False
+            self.kill()
+            return True
         self._ended(code)
         return True
 
@@ -149,8 +154,13 @@ class Build:
         return self.finished()
 
     def _ended(self, code: int) -> None:
-        if self.error is None and (code != 0 or not self.path.exists()):
+        if self.error is None and not self.path.exists():
             self.error = self._why(code)
+        if self.process is not None:   # a compile killed at its end leaves its part-file
+            try:
+                self.path.with_name(f"{self.path.stem}.{self.process.pid}.tmp.pt2").unlink()
+            except OSError:
+                pass
         if self._log is not None:
             try:
                 self._log.unlink()

@@ -226,15 +226,22 @@ class TerminalGuard:
 
     def _restore(self, say: str | None) -> None:
         """The terminal's modes and main screen back, where it is still there."""
-        if self._saved is None or self._gone():
-            return
-        fd, attrs = self._saved
         try:
-            termios.tcsetattr(fd, termios.TCSANOW, attrs)
-            os.write(fd, RESET.encode())
-            if say:
-                os.write(2, (say + "\n").encode())
-        except OSError:
+            if say and 2 not in self.ttys:
+                os.write(2, (say + "\n").encode())   # a log file, a pipe
+            if self._saved is None or self._gone():
+                return
+            # Taken from the app first: what Textual still writes (to fd 2; a
+            # print to fd 1) goes to /dev/null, not over the restored screen.
+            out = os.dup(next(fd for fd in (2, 1, 0) if fd in self.ttys))
+            null = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                os.dup2(null, fd)
+            termios.tcsetattr(out, termios.TCSANOW, self._saved[1])
+            os.write(out, RESET.encode())
+            if say and 2 in self.ttys:
+                os.write(out, (say + "\r\n").encode())
+        except (OSError, termios.error):
             pass
 
     def _gone(self) -> bool:

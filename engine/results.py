@@ -61,9 +61,11 @@ def family_of(kind: str) -> str:
 LAYER_FIGURES: dict[str, type] = {
     "mean": float, "std": float, "saturation_pct": float, "dead": int, "units": int,
     "grad_mean": float, "grad_std": float, "absmax": float,
+    "nonfinite": float, "grad_nonfinite": float,
 }
 WEIGHT_FIGURES: dict[str, type] = {"grad_mean": float, "grad_std": float,
-                                   "grad_data_ratio": float}
+                                   "grad_data_ratio": float,
+                                   "nonfinite": float, "grad_nonfinite": float}
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,10 @@ class LayerStats:
     # max |t| over the batch: the outlier a float16/bfloat16 cast overflows or an
     # int8 quantisation clips (the "outlier features" of large models); NaN: not measured
     absmax: float = math.nan
+    # values of t (of dloss/dt) that are NaN or inf, left out of the histogram
+    # (watch()); a count, NaN: not counted
+    nonfinite: float = math.nan
+    grad_nonfinite: float = math.nan
 
     @property
     def fam(self) -> str:
@@ -111,6 +117,10 @@ class WeightStats:
     grad_std: float
     grad_data_ratio: float  # grad.std() / param.std(), param after the update
     hist: Histogram
+    # values of the parameter after the update (of its gradient) that are NaN or
+    # inf (watch()); a count, NaN: not counted
+    nonfinite: float = math.nan
+    grad_nonfinite: float = math.nan
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,26 @@ All figures of a snapshot are computed on the device and moved to the host
 in one transfer. Under torch.distributed the writer rank (0 by default)
 writes; with reduce=True every rank measures and the figures are averaged
 across ranks before rank 0 writes them.
+
+The watcher never breaks the run it watches: no exception of its hooks or of
+`w.step` reaches the training loop. A figure that fails is one warning of the
+"traintop" logger and a "monitor-error" event (a finding of that id), the
+step is written without it. Histograms count the finite values only; each
+tensor's non-finite values are counted (`nonfinite_counts`).
+
+Where a NaN or inf started: the first non-finite gradient (two small ones
+are read before every update where that costs no device sync, i.e. on the
+CPU, and on every measured step), loss (read when the losses are) or figure
+arms a trace of the model's next forward: every module's output is checked
+in the order they finish, the first non-finite one named by its path, with
+whether its input already was; the parameters holding non-finite values are
+counted before the update (which would spread a NaN gradient into all of
+them); where they were kept, the same forward is run once more under
+no_grad with them (buffers and random streams untouched) to find the module
+where it started. The "non-finite" event carries it all (the monitor's
+`non-finite` finding, a marker on the loss plot). Between snapshots on a
+GPU the losses, read at the next snapshot or flush, give the step, and the
+place is where the NaN stands after the updates spread it.
 """
 
 from __future__ import annotations
@@ -596,6 +616,7 @@ class Watcher:
                 # the histogram's range is the finite values' min and max (this
                 # rank's); where some are not finite, how large is not known here
                 absmax=max(-lo, hi) if not bad else math.nan,
+                nonfinite=bad, grad_nonfinite=gbad,
                 hist=_histogram(lo, hi, counts, _finite_total(numel, bad)),
                 grad_hist=_histogram(glo, ghi, gcounts, _finite_total(numel, gbad)),
                 name=self.layer_names[index], family=kind,
@@ -610,7 +631,8 @@ class Watcher:
             weights.append(WeightStats(name=name, shape=tuple(p.shape), grad_mean=gmean,
                                        grad_std=gstd, grad_data_ratio=ratio,
                                        hist=_histogram(lo, hi, counts,
-                                                       _finite_total(p.numel(), gbad))))
+                                                       _finite_total(p.numel(), gbad)),
+                                       nonfinite=bad, grad_nonfinite=gbad))
         # Non-finite values per tensor (its own, its gradient's): NaN = not measured.
         self.nonfinite_counts = {k: (_count(a), _count(g)) for k, (a, g) in nonfinite.items()}
         if self._trace is None and any(a or g for a, g in self.nonfinite_counts.values()):

@@ -25,6 +25,7 @@ from traintop import watch
 from traintop.commands import cli
 from traintop.engine.feed.messages import Event, Steps
 from traintop.engine.recording.opener import load
+from traintop.engine.viewer.run_state import RunState
 from traintop.engine.watch import BINS, HIST_SAMPLE, _hist
 
 STEPS = 30
@@ -151,13 +152,24 @@ def test_nan_put_into_a_weight_between_snapshots(tmp_path, capsys, caplog):
     snaps = [r.stats for m in load(path).messages if isinstance(m, Steps)
              for r in m.results if r.stats]
     assert [s.step for s in snaps] == [1, 10, 20, 30]
+    last = snaps[-1]
     for name, p in model.named_parameters():
         if p.ndim >= 2:
             assert w.nonfinite_counts[name] == (nonfinite(p), nonfinite(p.grad)) \
                 == (p.numel(), p.numel())
-    last = snaps[-1]
+            (ws,) = [x for x in last.weights if x.name == name]
+            assert (ws.nonfinite, ws.grad_nonfinite) == (p.numel(), p.numel())
+    assert [(l.nonfinite, l.grad_nonfinite) for l in last.layers] == [(64 * 32, 64 * 32)] * 2
     for h in [l.hist for l in last.layers] + [x.hist for x in last.weights]:
         assert all(v == 0 for v in h.density)   # no finite value: an empty histogram
+
+    # The app's state: the event marked on the loss plot, in the events, judged.
+    state = RunState()
+    for m in load(path).messages:
+        state.apply(m)
+    assert [m.text for m in state.history.markers] == [e.text]
+    assert (13, e.text) in state.events
+    assert [f.where for f in state.findings() if f.rule == "non-finite"] == ["net.2 (Linear)"]
 
     doc = replay_json(capsys, path)
     assert doc["steps"] == STEPS and doc["stopped"] is None
@@ -394,18 +406,26 @@ class SkipNonFinite(torch.optim.SGD):
 
 
 class Poison(nn.Module):
+    """NaN in the first example of the batch, when switched on."""
+
     def __init__(self):
         super().__init__()
         self.at = False
 
     def forward(self, x):
-        return x * float("nan") if self.at else x
+        if not self.at:
+            return x
+        scale = torch.ones_like(x)
+        scale[0] = float("nan")
+        return x * scale          # its gradient NaN there too
 
 
 def test_the_trace_leaves_training_as_it_was(tmp_path):
     """The same run watched and not: every loss, parameter, BatchNorm buffer
     and the random stream (Dropout) equal, bit for bit, though the watcher
     traced a NaN and re-ran a forward with the parameters before the update."""
+
+    seen = {}
 
     def run(path):
         torch.manual_seed(0)
@@ -414,14 +434,23 @@ def test_the_trace_leaves_training_as_it_was(tmp_path):
                               poison, nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
         opt = SkipNonFinite(model.parameters(), lr=0.05)
         w = watch(model, path, optimizer=opt, every=5) if path else None
+        def keep(m, i, o):
+            if o.requires_grad:    # (the watcher's rerun is a forward without grad)
+                o.register_hook(lambda g: seen.__setitem__("relu_grad", g.clone()))
+
+        model[2].register_forward_hook(keep)
         losses = []
         for step in range(1, 13):
-            poison.at = step == 6
+            poison.at = step in (6, 10)      # 6 between snapshots, 10 measured
             x = torch.randn(16, 1, 8, 8)
             y = torch.arange(16) % 3
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
+            if step == 10 and path:
+                seen["weight_grads"] = {n: p.grad.clone() for n, p in model.named_parameters()
+                                        if p.ndim >= 2}
+                seen["relu_grad_10"] = seen["relu_grad"]
             opt.step()
             if w:
                 w.step(loss)
@@ -433,9 +462,24 @@ def test_the_trace_leaves_training_as_it_was(tmp_path):
     path = tmp_path / "same.jsonl"
     watched, plain = run(path), run(None)
     assert watched[0] == pytest.approx(plain[0], nan_ok=True)
-    assert math.isnan(watched[0][5]) and all(math.isfinite(v) for v in watched[0][6:])
+    assert math.isnan(watched[0][5]) and math.isnan(watched[0][9])
     for k, v in plain[1].items():
         assert torch.equal(watched[1][k], v), k
     assert torch.equal(watched[2], plain[2])
     d = the_event(recorded(path)[1]).data
     assert d["step"] == 6 and d["reran"] and d["spread"] == []
+    # Step 10's snapshot: the non-finite values counted per tensor, as torch counts
+    # them, and left out of the histograms (over the finite values, as torch's).
+    (snap,) = [r.stats for m in load(path).messages if isinstance(m, Steps)
+               for r in m.results if r.stats and r.step == 10]
+    (relu,) = snap.layers
+    g = seen["relu_grad_10"]
+    assert relu.nonfinite == 0 and relu.grad_nonfinite == nonfinite(g)
+    assert 0 < relu.grad_nonfinite < g.numel() / 4      # the first example's share at most
+    hist, edges = torch.histogram(g[torch.isfinite(g)], bins=BINS, density=True)
+    assert (relu.grad_hist.lo, relu.grad_hist.hi) == pytest.approx(
+        (edges[0].item(), edges[-1].item()))
+    assert relu.grad_hist.density == pytest.approx(hist.tolist(), rel=1e-4, abs=1e-6)
+    for ws in snap.weights:
+        assert ws.nonfinite == 0                  # the update was skipped
+        assert ws.grad_nonfinite == nonfinite(seen["weight_grads"][ws.name]) > 0

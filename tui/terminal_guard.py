@@ -24,7 +24,9 @@ it owns is closed (a recording closed whole, with its final status; the
 trainer child asked to quit), the terminal is put back if it is still there,
 and the process leaves with `os._exit(129)`. A second thread's deadline
 (GRACE_SECONDS) kills the process's children and leaves the same way if the
-clean part is stuck, so the process is gone within 2 s whatever it was doing.
+clean part is stuck, and an alarm() a second later (SIGALRM's default action
+ends the process) is the kernel's floor under both: the process is gone
+within 2 s whatever it was doing.
 The app's calls into the source go through a lock the guard holds while it
 closes it (GuardedSource): the UI thread never polls a closing source.
 
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import math
 import os
 import select
 import signal
@@ -206,6 +209,11 @@ class TerminalGuard:
         self.ending = True
         threading.Thread(target=self._deadline, args=(code,), name="traintop-guard-deadline",
                          daemon=True).start()
+        if signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None):
+            # The floor under the deadline thread, kept by the kernel: a
+            # process whose threads cannot run (the interpreter's lock held
+            # for good) still ends, killed by SIGALRM.
+            signal.alarm(math.ceil(self.grace) + 1)
         try:
             with self.lock:   # the app's own calls into the source are done or wait
                 self.closed = True

@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
+    # From here to the process's end the terminal's hangup (SIGHUP, or a tty
+    # at its end with SIGHUP ignored) ends traintop, its child and its
+    # recording within 2 s, whatever it is doing (issue 22).
+    guard = terminal_guard.install()
     args = build_parser().parse_args(argv)
     spec = spec_from_args(args)
     # Bad options and unreadable data fail here, with one line, before the screen opens.
@@ -47,10 +51,6 @@ def main(argv: list[str]) -> int:
     if args.record:
         check_writable(args.record, "--record")
     check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
-    # From here to the process's end the terminal's hangup (SIGHUP, or a tty
-    # at its end with SIGHUP ignored) ends traintop, its child and its
-    # recording within 2 s, whatever it is doing (issue 22).
-    guard = terminal_guard.install()
     source = LiveSession(spec)  # before App.run(): it starts the resource tracker
     guard.own(source)
     # The trainer child imports torch (seconds) while this process imports

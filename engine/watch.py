@@ -345,6 +345,20 @@ class Watcher:
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
             self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
+        elif hasattr(torch.Tensor, "register_post_accumulate_grad_hook"):
+            # No optimizer to hook: the checked gradients are read as the backward
+            # leaves them, before the user's own update.
+            for p in self._canaries:
+                self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
+
+    def _grad_ready(self, param: torch.Tensor) -> None:
+        try:
+            if self._trace is None and self._canaries and (self.armed or self._canary_always) \
+                    and self._canary_bad([param]):
+                self._catch(self.steps + 1, "gradient", before_update=True)
+        except Exception as exc:
+            self._canaries = []
+            self._fault("the check for non-finite gradients", exc)
 
     def _forward_hook(self, index: int, kind: str, layer: nn.Module):
         gelu_dead = kind == "gelu" and type(layer).__name__ in DEAD_INPUT_BELOW
@@ -409,12 +423,12 @@ class Watcher:
                 self._before = None
                 self._fault("the parameters' copy before the update (update:data)", exc)
 
-    def _canary_bad(self) -> bool:
+    def _canary_bad(self, params: list | None = None) -> bool:
         """Whether a checked gradient holds NaN or inf (a read: a sync on a
         device; numpy's sum on the CPU, half the cost of torch's call on so few
         values). A sum overflowing to inf only arms a trace that finds nothing."""
         total = 0.0
-        for p in self._canaries:
+        for p in self._canaries if params is None else params:
             g = p.grad
             if g is None:
                 continue

@@ -483,3 +483,49 @@ def test_the_trace_leaves_training_as_it_was(tmp_path):
     for ws in snap.weights:
         assert ws.nonfinite == 0                  # the update was skipped
         assert ws.grad_nonfinite == nonfinite(seen["weight_grads"][ws.name]) > 0
+
+
+def test_an_lstm_without_an_optimizer(tmp_path):
+    """A 2-layer LSTM language model updated by hand (watch() has no optimizer
+    to hook): the gradients are read as the backward leaves them, before the
+    update; an inf in the second layer's recurrent weight names the LSTM."""
+    import copy
+
+    class LM(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = nn.Embedding(20, 16)
+            self.rnn = nn.LSTM(16, 32, num_layers=2, batch_first=True)
+            self.out = nn.Linear(32, 20)
+
+        def forward(self, x):
+            h, _ = self.rnn(self.emb(x))
+            return {"logits": self.out(h)}     # a dict, as Hugging Face models return
+
+    torch.manual_seed(0)
+    model = LM()
+    x, y = torch.randint(0, 20, (8, 12)), torch.randint(0, 20, (8, 12))
+    path = tmp_path / "lstm.jsonl"
+    w = watch(model, path, every=5)
+    kept = None
+    for step in range(1, 15):
+        if step == 6:
+            with torch.no_grad():
+                model.rnn.weight_hh_l1[3, 3] = float("inf")
+            kept = copy.deepcopy(model)
+        loss = F.cross_entropy(model(x)["logits"].reshape(-1, 20), y.reshape(-1))
+        model.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad
+        w.step(loss)
+    w.close()
+    steps, events = recorded(path)
+    assert steps == list(range(1, 15))
+    d = the_event(events).data
+    assert (d["step"], d["cause"], d["module"], d["kind"]) == (6, "module", "rnn", "LSTM")
+    assert d["params"] == {"rnn.weight_hh_l1": 1} and d["reran"]
+    out, (h, c) = kept.rnn(kept.emb(x))      # every tensor the module returns
+    assert d["count"] == nonfinite(out) + nonfinite(h) + nonfinite(c) > 0
+    assert d["numel"] == out.numel() + h.numel() + c.numel()

@@ -241,13 +241,20 @@ def test_start_up_before_the_first_frame(tmp_path, apps):
 
 
 def test_training_with_a_recording(tmp_path, apps):
+    """Beside the two variants, a third app (`tty`) whose trainer child does
+    not answer (SIGSTOP: it takes no quit, and SIGTERM waits in a stopped
+    process): the app waits for it only briefly, kills it, closes the
+    recording whole, and is gone in time all the same."""
     words = write_words(tmp_path / "words.txt")
     pair = open_both(apps, tmp_path,
                      lambda v: f"--data {words} {LIVE} --record {tmp_path / v}.jsonl")
-    wait_all(pair, training, "training")
-    close_all(pair)
-    for app in pair:
-        assert_recording_whole(tmp_path / f"{app.variant}.jsonl")
+    stuck = App(tmp_path, f"--data {words} {LIVE} --record {tmp_path / 'stuck'}.jsonl", "tty")
+    apps.append(stuck)
+    wait_all(pair + [stuck], training, "training")
+    os.kill(stuck.trainer(), signal.SIGSTOP)
+    close_all(pair + [stuck])
+    for name in VARIANTS + ("stuck",):
+        assert_recording_whole(tmp_path / f"{name}.jsonl")
 
 
 def test_paused(tmp_path, apps):

@@ -40,6 +40,7 @@ from traintop.engine.live.spec import SessionSpec
 # Said as a fact ("not responding for 8 s"), taken back when it speaks again.
 HANG_SECONDS = 8.0
 START_SECONDS = 60.0     # the same before its first message (imports, data, compile)
+HURRY_SECONDS = 0.4      # a hurried close waits this long for the child's quit (~10 ms)
 
 
 class LiveSession:
@@ -60,6 +61,13 @@ class LiveSession:
         self._new_queues()
         self._watch = ChildWatch()
         self._said: list[Message] = []   # the session's own words for the next poll
+        self._hurried = False
+
+    def hurry(self) -> None:
+        """The next close() waits HURRY_SECONDS for the child's quit, then
+        kills it (SIGTERM waits in a stopped process): the terminal is gone
+        and the whole ending has a deadline (tui/terminal_guard.py)."""
+        self._hurried = True
 
     def _new_queues(self) -> None:
         self._commands = self._ctx.Queue()
@@ -144,6 +152,8 @@ class LiveSession:
         process = self._process
         if process is None:
             return []
+        if self._hurried:
+            timeout = min(timeout, HURRY_SECONDS)
         last: list[Message] = []
         # Asked to end: its exit is no death (a recording would end "trainer died").
         self._watch.quitting = True
@@ -161,7 +171,7 @@ class LiveSession:
                 last += self.poll()
                 process.join(0.02)
             last += self.poll()  # what it flushed on its way out
-        if process.is_alive():
+        if process.is_alive() and not self._hurried:
             process.terminate()
             process.join(1.0)
         if process.is_alive():

@@ -51,19 +51,19 @@ def main(argv: list[str]) -> int:
     if args.record:
         check_writable(args.record, "--record")
     check_writable_dir(args.checkpoint_dir, "--checkpoint-dir")
-    source = LiveSession(spec)  # before App.run(): it starts the resource tracker
-    guard.own(source)
+    source = session = LiveSession(spec)  # before App.run(): it starts the resource tracker
+    guard.own(session, hurry=session.hurry)
     # The trainer child imports torch (seconds) while this process imports
     # Textual and paints: spawned now, the first step comes ~1 s sooner.
     with guard.lock:   # not while the guard is closing it
-        source.start()
+        session.start()
     recording = None
     if args.record:
         from traintop.engine.recording.recording_source import RecordingSource
 
-        source = recording = RecordingSource(source, args.record,
+        source = recording = RecordingSource(session, args.record,
                                              meta={"data": source_name, "writer": "traintop app"})
-        guard.own(recording)
+        guard.own(recording, hurry=session.hurry)
     from traintop.tui.app import run_app  # Textual loads only once the options are good
 
     code = run_app(source, title="traintop", refresh=args.refresh)

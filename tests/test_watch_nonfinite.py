@@ -529,3 +529,15 @@ def test_an_lstm_without_an_optimizer(tmp_path):
     out, (h, c) = kept.rnn(kept.emb(x))      # every tensor the module returns
     assert d["count"] == nonfinite(out) + nonfinite(h) + nonfinite(c) > 0
     assert d["numel"] == out.numel() + h.numel() + c.numel()
+
+
+def test_an_odd_event_in_a_file_is_still_a_finding():
+    """A viewer reads files it did not write: data it cannot read gives the event's text."""
+    from traintop.engine.health.monitor import HealthMonitor
+    from traintop.engine.results import RunInfo
+
+    monitor = HealthMonitor(RunInfo({}, "", (), (), (), math.nan))
+    monitor.observe_event(Event("non-finite", 4, "non-finite at step 4", {"where": "net.1"}))
+    monitor.observe_event(Event("monitor-error", 5, "x failed", {"where": "x", "error": "E"}))
+    assert [(f.rule, f.where, f.step) for f in monitor.findings()] == [
+        ("non-finite", "net.1", 4), ("monitor-error", "x", 5)]

@@ -191,7 +191,12 @@ class HealthMonitor:
         "non-finite" (where it started, traced by watch()) and "monitor-error"
         (a figure traintop failed to compute; the run went on)."""
         if event.kind == "non-finite":
-            self._stop = non_finite_traced(event.data)
+            try:
+                self._stop = non_finite_traced(event.data)
+            except (KeyError, TypeError, ValueError, AttributeError):   # a file's odd data
+                self._stop = [Finding("non-finite", "error", str(event.data.get("where", "?")),
+                                      None, "finite loss, activations, gradients and parameters",
+                                      event.text, event.step)]
         elif event.kind == "monitor-error":
             f = monitor_error(event.data, event.step)
             self._faults.setdefault(f.where, f)

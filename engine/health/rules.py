@@ -495,7 +495,8 @@ def non_finite_traced(data: dict) -> list[Finding]:
 
 
 def module_label(found: dict) -> str:
-    """A module found by watch()'s non-finite trace: its path (the model itself: "(model)") and class."""
+    """A module found by watch()'s non-finite trace: its path (the model itself:
+    "(model)") and its class."""
     return f"{found['module'] or '(model)'} ({found['kind']})"
 
 

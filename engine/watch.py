@@ -238,6 +238,7 @@ class _Trace:
     def __init__(self, step: int, seen: str, before: dict[str, int] | None,
                  saved: dict | None, total: int):
         self.step = step              # the first step known non-finite
+        self.trace_step = step + 1      # the step whose forward is traced
         self.seen = seen              # "gradient", "loss" or "figures"
         self.before = before          # parameter -> non-finite values before its update
         self.saved = saved            # parameter -> its value before that update (a copy)
@@ -538,6 +539,12 @@ class Watcher:
         else:
             value = math.nan if loss is None else _float(loss)
         self._pending.append((step, value, lr))
+        tr = self._trace
+        if tr is not None and tr.phase == "live" and step >= tr.trace_step and (
+                tr.first or tr.args is not None):
+            # The model's own hooks never ran (its forward called directly): what its
+            # modules showed is the trace.
+            self._finish_trace(step=tr.trace_step)
         if not isinstance(value, torch.Tensor) and loss is not None \
                 and not math.isfinite(value) and self._trace is None:
             self._catch(step, "loss", before_update=False)   # on the host already
@@ -737,6 +744,8 @@ class Watcher:
     def _arm_trace(self) -> None:
         tr = self._trace
         tr.phase = "live"
+        # The step whose forward is traced: the next one (armed in w.step or mid-step).
+        tr.trace_step = self.steps + 1 if self._in_step else self.steps + 2
         tr.handles.append(self.module.register_forward_pre_hook(self._trace_inputs,
                                                                 with_kwargs=True))
         for name, m in self.module.named_modules():
@@ -768,13 +777,13 @@ class Watcher:
                     self._finish_trace()
         return hook
 
-    def _finish_trace(self, traced: bool = True) -> None:
+    def _finish_trace(self, traced: bool = True, step: int | None = None) -> None:
         """The traced forward is done (traced=False: none came): the parameters now,
         the same forward again with the parameters from before the update (where
         kept), the report."""
         tr = self._trace
         tr.phase = None
-        tr.traced_step = self.steps + 1 if traced else None
+        tr.traced_step = (step or self.steps + 1) if traced else None
         try:
             tr.now = self._param_counts()
         except Exception as exc:

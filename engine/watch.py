@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import weakref
 from pathlib import Path
@@ -718,7 +719,7 @@ class Watcher:
                 before = self._param_counts()
             except Exception as exc:
                 self._fault("counting non-finite parameters", exc)
-            if earlier is None:
+            if earlier is None and self._room_for_a_copy():
                 try:
                     saved = {n: p.detach().clone()
                              for n, p in zip(self.param_names, self.params)}
@@ -733,6 +734,21 @@ class Watcher:
         except Exception as exc:
             self._fault("arming the non-finite trace", exc)
             self._finish_trace(traced=False)
+
+    def _room_for_a_copy(self) -> bool:
+        """Whether a copy of the parameters (held until the next forward is traced)
+        leaves the user's run its memory: under a quarter of what is free."""
+        try:
+            need = sum(p.numel() * p.element_size() for p in self.params)
+            if self.device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(self.device)
+            elif self.device.type == "cpu":
+                free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+            else:
+                return False
+            return need * 4 <= free
+        except Exception:
+            return False
 
     def _param_counts(self) -> dict[str, int]:
         """Non-finite values per parameter that has any (one sync)."""

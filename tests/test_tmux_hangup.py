@@ -75,6 +75,13 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
+def maps(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime, in clock ticks (1/100 s)."""
     try:
@@ -133,7 +140,7 @@ class App:
             os.kill(self.server, signal.SIGKILL)
         return time.monotonic()
 
-    def assert_gone(self, since: float) -> None:
+    def assert_gone(self, since: float, after: str = "the terminal ended") -> None:
         """No process of the app's tree left within DEADLINE of `since`."""
         while time.monotonic() - since < DEADLINE:
             if not self.processes():
@@ -145,11 +152,16 @@ class App:
         before = {p: cpu_ticks(p) for p in left}
         time.sleep(0.5)
         raise AssertionError(
-            f"{len(left)} process(es) left {DEADLINE} s after the terminal ended ({self.variant}):\n"
+            f"{len(left)} process(es) left {time.monotonic() - 0.5 - since:.1f} s after {after} "
+            f"({self.variant}):\n"
             + "\n".join(f"  {p} cpu {2 * (cpu_ticks(p) - before[p])}%: {cmdline(p)}" for p in left))
 
     def cleanup(self) -> None:
         subprocess.run(["tmux", "-L", self.tmux.socket, "kill-server"], capture_output=True)
+        # A server killed outright leaves its socket behind.
+        socket = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}",
+                      self.tmux.socket)
+        socket.unlink(missing_ok=True)
         for pid in self.processes():
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -238,6 +250,22 @@ def test_start_up_before_the_first_frame(tmp_path, apps):
     for app in pair:
         assert "? help" not in app.screen(), app.screen()   # no first frame yet
     close_all(pair)
+
+
+def test_app_killed_outright_while_its_trainer_starts(tmp_path, apps):
+    """No guard runs in a process killed with SIGKILL: its trainer child,
+    still importing torch (its loop's own check is seconds away), sees its
+    parent gone from a watching thread and leaves at once; the resource
+    tracker follows once nobody shares it."""
+    words = write_words(tmp_path / "words.txt")
+    app = App(tmp_path, f"--data {words} {LIVE}", "tty")
+    apps.append(app)
+    trainer = wait_until(app.trainer, "the trainer child to be spawned", 60, app.screen)
+    wait_until(lambda: "libtorch" in maps(trainer), "the trainer to load torch", 60)
+    assert "? help" not in app.screen()   # still starting: the loop has not begun
+    (ui,) = [p for p in app.processes() if "-m traintop" in cmdline(p)]
+    os.kill(ui, signal.SIGKILL)
+    app.assert_gone(time.monotonic() - DEADLINE + 1.0, "the app was killed")   # within 1 s
 
 
 def test_training_with_a_recording(tmp_path, apps):

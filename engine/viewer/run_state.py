@@ -225,8 +225,8 @@ class RunState:
             self.history.mark(event.text)
             changed |= {"loss", "ratio", "status"}
         elif event.kind in ("non-finite", "monitor-error"):   # a watch()ed run's own findings
-            if event.kind == "non-finite":
-                self.history.mark(event.text)
+            if event.kind == "non-finite":   # the plot's label: the place first, short
+                self.history.mark(f"NaN/inf {data.get('where') or event.text}")
                 changed.add("loss")
             if self.monitor is not None:
                 self.monitor.observe_event(event)

@@ -1,6 +1,8 @@
 """SIGTERM and SIGHUP end `traintop run` and the app cleanly: the report (run)
-or a restored terminal (app), a closed recording, no process left; and a
-trainer child killed under the real app in tmux is said, restarted with `r`."""
+or a restored terminal (app), a closed recording, no process left; a
+trainer child killed under the real app in tmux is said, restarted with `r`;
+and the terminal guard (tui/terminal_guard.py) ends a process whose pty hangs
+up or that gets SIGHUP, within 2 s even when closing its source is stuck."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, TIMING
 from helpers.tmux import Tmux, alive, descendants, start_app, tmux_test
 from traintop.engine.feed.messages import Status, Steps
 from traintop.engine.recording.opener import load
@@ -133,3 +135,98 @@ def test_killed_trainer_in_the_real_terminal(tmp_path):
         assert "Traceback" not in tmux.screen()
     finally:
         subprocess.run(["tmux", "-L", tmux.socket, "kill-server"], capture_output=True)
+
+
+# ----- the terminal guard (tui/terminal_guard.py) on a bare pty ----------------
+# A process with a pty for its terminal (not its controlling one: no signal
+# comes from the kernel), its main thread blocked for good, owning a source
+# whose close() writes a file after CLOSE_SECONDS; the test ends the pty or
+# sends SIGHUP. The tmux tests (test_tmux_hangup.py) do the same to the app.
+GUARDED = r"""
+import subprocess, sys, threading, time
+from traintop.tui import terminal_guard
+
+class Source:
+    def close(self):
+        time.sleep(float(sys.argv[2]))
+        with open(sys.argv[1], "w") as f:
+            f.write("closed")
+
+guard = terminal_guard.install()
+guard.own(Source())
+# a child of its own, as the trainer is: it must not outlive the guard's ending
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print("ready", flush=True)
+threading.Event().wait()   # the main thread stuck
+"""
+
+
+def guarded_process(tmp_path: Path, close_seconds: float):
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", GUARDED, str(tmp_path / "closed"),
+                             str(close_seconds)], stdin=slave, stdout=slave, stderr=slave,
+                            cwd=ROOT, close_fds=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while b"ready" not in seen and time.monotonic() < deadline:
+        seen += os.read(master, 1024)
+    assert b"ready" in seen, seen
+    return proc, master, descendants(proc.pid)
+
+
+def ended_within(proc, seconds: float, since: float) -> int:
+    code = proc.wait(timeout=10)
+    took = time.monotonic() - since
+    assert took < seconds, f"took {took:.2f} s"
+    return code
+
+
+@TIMING
+@pytest.mark.parametrize("close_seconds", [0.1, 30.0], ids=["clean", "stuck close"])
+def test_guard_ends_the_process_when_its_tty_hangs_up(tmp_path, close_seconds):
+    """The pty's other end closed, nothing else: the guard's thread sees
+    POLLHUP and ends the process (129), the source closed first; a close()
+    stuck for good is cut off at GRACE_SECONDS (1.2 s). Either way the
+    process's own child goes with it."""
+    proc, master, children = guarded_process(tmp_path, close_seconds)
+    assert children, "no child started"
+    try:
+        since = time.monotonic()
+        os.close(master)
+        assert ended_within(proc, 2.0, since) == 129
+        assert (tmp_path / "closed").exists() == (close_seconds < 1)
+        wait_for(lambda: not [p for p in children if alive(p)], "the child to go", 2)
+    finally:
+        proc.kill()
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@TIMING
+def test_guard_ends_the_process_on_sighup_and_puts_the_terminal_back(tmp_path):
+    """SIGHUP with the terminal still there (no Textual handler yet): the
+    source closed, the main screen and the cursor back, exit 129."""
+    proc, master, children = guarded_process(tmp_path, 0.1)
+    try:
+        since = time.monotonic()
+        proc.send_signal(signal.SIGHUP)
+        assert ended_within(proc, 2.0, since) == 129
+        out = b""
+        try:
+            while chunk := os.read(master, 4096):
+                out += chunk
+        except OSError:   # EIO: the other end is closed, all is read
+            pass
+        assert b"\x1b[?1049l" in out and b"\x1b[?25h" in out, out
+        assert (tmp_path / "closed").read_text() == "closed"
+        wait_for(lambda: not [p for p in children if alive(p)], "the child to go", 2)
+    finally:
+        proc.kill()
+        os.close(master)
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

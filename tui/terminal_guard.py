@@ -100,7 +100,7 @@ class TerminalGuard:
         self._saved = None              # the terminal's modes before the app changed them
         for fd in self.ttys:
             try:
-                self._saved = (fd, termios.tcgetattr(fd))
+                self._saved = termios.tcgetattr(fd)
                 break
             except termios.error:
                 continue
@@ -250,7 +250,7 @@ class TerminalGuard:
             null = os.open(os.devnull, os.O_WRONLY)
             for fd in (1, 2):
                 os.dup2(null, fd)
-            termios.tcsetattr(out, termios.TCSANOW, self._saved[1])
+            termios.tcsetattr(out, termios.TCSANOW, self._saved)
             os.write(out, RESET.encode())
             if say and 2 in self.ttys:
                 os.write(out, (say + "\r\n").encode())

@@ -243,9 +243,16 @@ def assert_recording_whole(path: Path) -> None:
 # ----- the phases ------------------------------------------------------------
 def test_start_up_before_the_first_frame(tmp_path, apps):
     """Closed as soon as the trainer child is spawned (it imports torch)
-    while the UI still imports Textual: nothing is drawn yet."""
+    while the UI still imports Textual: nothing is drawn yet. A third app
+    (`tty`) has its terminal gone as soon as its process exists, before
+    Python has even read traintop: a tty already hung up is no tty to
+    isatty(), and is still watched."""
     words = write_words(tmp_path / "words.txt")
     pair = open_both(apps, tmp_path, lambda v: f"--data {words} {LIVE}")
+    early = App(tmp_path, f"--data {words} {LIVE}", "tty")
+    apps.append(early)
+    wait_until(early.processes, "the app's process", 30)
+    close_all([early])
     wait_all(pair, App.trainer, "the trainer child to be spawned", 60)
     for app in pair:
         assert "? help" not in app.screen(), app.screen()   # no first frame yet

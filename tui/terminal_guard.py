@@ -11,9 +11,10 @@ So one guard per process watches, from the moment the app is launched until
 the process ends:
 
 - a thread blocked in poll() on the terminal's fds (0, 1, 2 where they are a
-  tty) for POLLHUP/POLLERR/POLLNVAL only: poll reports those without reading,
-  so no key is taken from Textual, and the thread sleeps in the kernel until
-  the hangup (no periodic wake-up);
+  tty, or a tty hung up already: any character device) for
+  POLLHUP/POLLERR/POLLNVAL only: poll reports those without reading, so no
+  key is taken from Textual, and the thread sleeps in the kernel until the
+  hangup (no periodic wake-up);
 - SIGHUP (until Textual installs its own handler, which quits as `q` does;
   the tty's hangup still wakes this thread);
 - standard input at its end where it is no tty (/dev/null, a file, a pipe),
@@ -97,6 +98,10 @@ class TerminalGuard:
         self.closed = False             # the ending closed the source: the app's calls do nothing
         self.ending = False
         self.ttys = [fd for fd in fds if _isatty(fd)]
+        # Watched for their hangup: the ttys, and any character device: a tty
+        # hung up before the guard started is no tty any more (isatty() says
+        # no) but poll() still says POLLHUP; /dev/null never does.
+        self.watched = [fd for fd in fds if fd in self.ttys or _kind(fd) == "device"]
         self._saved = None              # the terminal's modes before the app changed them
         for fd in self.ttys:
             try:
@@ -154,7 +159,7 @@ class TerminalGuard:
             self.hurry = hurry
 
     def watch_stdin(self) -> None:
-        if not self._stdin and not _isatty(0):
+        if not self._stdin and 0 not in self.watched:
             self._stdin = True
             self._wake()
 
@@ -172,7 +177,7 @@ class TerminalGuard:
     def _watch(self) -> None:
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
-        for fd in self.ttys:
+        for fd in self.watched:
             poller.register(fd, 0)   # no events asked: only a hangup, an error or a closed fd
         stdin = None   # how a non-tty stdin is watched, once asked
         while True:
@@ -193,7 +198,7 @@ class TerminalGuard:
                         return
                     if self._signalled:
                         self.end(HANGUP_CODE)
-                elif fd in self.ttys and mask & GONE:
+                elif fd in self.watched and mask & GONE:
                     self.end(HANGUP_CODE, terminal_gone=True)
                 elif stdin is not None and fd == 0:
                     stdin.hung_up()
@@ -259,7 +264,7 @@ class TerminalGuard:
 
     def _gone(self) -> bool:
         poller = select.poll()
-        for fd in self.ttys:
+        for fd in self.watched:
             poller.register(fd, 0)
         try:
             return any(mask & GONE for _, mask in poller.poll(0))
@@ -339,8 +344,8 @@ def _kind(fd: int) -> str | None:
         return "stream"
     if stat.S_ISREG(st.st_mode):
         return "file"
-    if stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3):
-        return "null"
+    if stat.S_ISCHR(st.st_mode):
+        return "null" if st.st_rdev == os.makedev(1, 3) else "device"
     return None
 
 

@@ -22,7 +22,8 @@ the process ends:
 
 On any of them it ends the process itself, not through Textual: the source
 it owns is closed (a recording closed whole, with its final status; the
-trainer child asked to quit), the terminal is put back if it is still there,
+trainer child asked to quit, killed if it has not left within 0.4 s: the
+source's `hurry`), the terminal is put back if it is still there,
 and the process leaves with `os._exit(129)`. A second thread's deadline
 (GRACE_SECONDS) kills the process's children and leaves the same way if the
 clean part is stuck, and an alarm() a second later (SIGALRM's default action

@@ -5,11 +5,26 @@ tests/helpers/, imported by name; no test imports conftest or another test."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from helpers import REFERENCE
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_thread_per_xdist_worker():
+    """Under pytest-xdist each worker is given one intra-op thread: N workers
+    of torch's default (a thread per core) oversubscribe the cores, and a
+    tiny model's steps then run 10-50x slower (see one_thread). Serial runs
+    keep torch's default; what a test's own code chooses (traintop run, the
+    bench) it still sets itself."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch  # here, not at the top: the viewer's tests run without torch
+
+        torch.set_num_threads(1)
+    yield
 
 
 @pytest.fixture(scope="session")

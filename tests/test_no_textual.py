@@ -8,6 +8,13 @@ import subprocess
 import sys
 
 from helpers import ROOT
+from traintop.commands.cli import main
+
+
+def record_run(path, *options: str) -> None:
+    """A recording to probe, made in this process (the probes are the clean
+    processes; the run that writes the file needs none of its own)."""
+    assert main(["run", *options, "--record", str(path)]) == 0
 
 WALK = """
 import importlib, pkgutil, sys
@@ -68,10 +75,7 @@ def test_the_viewer_side_never_loads_torch():
 def test_replay_json_never_loads_torch(tmp_path):
     """The whole replay --json path, on a real recording, with torch refused."""
     rec = tmp_path / "run.jsonl"
-    made = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "30",
-                           "--n-hidden", "8", "--record", str(rec)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert made.returncode == 0, made.stderr
+    record_run(rec, "--steps", "30", "--n-hidden", "8")
     probe = NO_TORCH + (
         "from traintop.commands.cli import main\n"
         f"assert main(['replay', '--json', {str(rec)!r}]) == 0\n")
@@ -97,10 +101,7 @@ def test_a_replays_first_frame_is_its_head_and_first_snapshot(tmp_path):
     snapshot, decoded, and the rest comes with the polls after it; the status
     line names the snapshot shown, and says it is catching up till the end."""
     rec = tmp_path / "run.jsonl"
-    made = subprocess.run([sys.executable, "-m", "traintop", "run", "--steps", "300",
-                           "--n-hidden", "8", "--stats-every", "100", "--record", str(rec)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert made.returncode == 0, made.stderr
+    record_run(rec, "--steps", "300", "--n-hidden", "8", "--stats-every", "100")
     probe = ("import sys\n"
              "import traintop.commands.replay, traintop.tui.app\n"
              "from traintop.engine.recording.replay_source import ReplaySource\n"

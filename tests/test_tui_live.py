@@ -25,7 +25,7 @@ async def test_every_key_steers_the_live_trainer(tmp_path):
     status = lambda: str(app.status_line.content)  # noqa: E731
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.state.step > 50 and status().endswith("running"),
-                    what="training to start")
+                    timeout=60, what="training to start")   # the child imports torch first
         assert status().startswith("step ") and " · lr 0.1 · gain 5/3 · BatchNorm on · " in status()
 
         await pilot.press("space")

@@ -5,7 +5,9 @@ engine against `--engine fast`, side by side (run by hand, not in tests).
                                   [--variants fast,cold,warm] [--json]
 
 Each repeat opens the real app (`traintop`, the lecture's default run) in a
-tmux terminal once per variant, one after another:
+tmux terminal once per variant, one after another (with --together: each
+variant at the same time as a `fast` app of its own, so that whatever else
+loads the machine loads both alike):
 
 - `fast`: `--engine fast`; `fast2` the same again: how far two runs of one
   engine differ on this machine now (the noise floor of every ratio);
@@ -46,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -89,13 +92,26 @@ def maps_inductor(pid: int) -> bool:
                for line in text.splitlines())
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a process (0 where it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def compile_processes(pid: int | None) -> list[int]:
+    return [p for p in descendants(pid) if "aot_build" in cmdline(p)] if pid else []
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def one_run(variant: str, args, cold_dir: Path) -> dict:
     width, height = args.size.split("x")
-    socket = f"traintop-start-{os.getpid()}"
+    socket = f"traintop-start-{os.getpid()}-{variant}"
     env = {"PYTHONPATH": str(ROOT)}
     engine = []
     if variant in ("fast", "fast2"):
@@ -122,6 +138,8 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
     latencies: list[float] = []
     switch_at = None
     left: list[str] = []
+    trainer_cpu = 0.0
+    compile_cpu: dict[int, float] = {}
     try:
         shell = int(tmux("display-message", "-p", "-t", "m", "#{pane_pid}").strip())
         while True:
@@ -136,6 +154,8 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
         tree = descendants(shell)
         trainer = next((p for p in tree if "spawn_main" in cmdline(p)
                         and "resource_tracker" not in cmdline(p)), None)
+        trainer_cpu0 = cpu_seconds(trainer)
+        compile_cpu = {}
         next_key = t0 + 1.0
         key_sent = None
         key_lr = None
@@ -143,7 +163,7 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
         copied = False
         while True:
             now = time.perf_counter()
-            if now - t0 > args.seconds:
+            if now - t0 > args.seconds + (3 if args.together else 0):   # room to align
                 break
             text = screen()
             now = time.perf_counter()
@@ -172,7 +192,10 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
                 copied = True
             if switch_at is None and trainer is not None and maps_inductor(trainer):
                 switch_at = now - t0
+            for p in compile_processes(trainer):
+                compile_cpu[p] = cpu_seconds(p)
             time.sleep(0.02 if key_sent is not None else 0.1)
+        trainer_cpu = cpu_seconds(trainer) - trainer_cpu0
         tmux("send-keys", "-t", "m", "q")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(os.path.exists(f"/proc/{p}") for p in tree):
@@ -181,8 +204,9 @@ def one_run(variant: str, args, cold_dir: Path) -> dict:
                 and cmdline(p)]
     finally:
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
-    return {"variant": variant, "first_step_s": first_step_s, "samples": samples,
+    return {"variant": variant, "first_step_s": first_step_s, "samples": samples, "t0": t0,
             "key_latency_s": latencies, "switch_s": switch_at, "left_after_quit": left,
+            "trainer_cpu_s": trainer_cpu, "compile_cpu_s": sum(compile_cpu.values()),
             "load": load()}
 
 
@@ -250,7 +274,16 @@ def summarise(runs: list[dict], seconds: int) -> dict:
     for r in runs:
         by_repeat.setdefault(r["repeat"], {})[r["variant"]] = r
     out: dict = {"repeats": []}
-    for rep, variants in sorted(by_repeat.items()):
+    for rep, variants in by_repeat.items():
+        # side by side at the same time: the same seconds of the clock, from
+        # the later of their first steps
+        start = max(r["t0"] for r in variants.values())
+        for r in variants.values():
+            shift = start - r["t0"]
+            r["samples"] = [(t - shift, n) for t, n in r["samples"] if t >= shift] \
+                if shift and len(variants) == 2 and "beside" in str(rep) else r["samples"]
+            if r["switch_s"] is not None and shift and "beside" in str(rep):
+                r["switch_s"] -= shift
         fast = per_second(variants["fast"]["samples"], seconds)
         fast_median = statistics.median(fast)
         row = {"repeat": rep, "fast_steps_per_s": fast, "variants": {}}
@@ -271,10 +304,12 @@ def summarise(runs: list[dict], seconds: int) -> dict:
                 "mean_steps_per_s": sum(rates) / len(rates),
                 "first_step_s": r["first_step_s"],
                 "switch_s": sw,
-                "longest_still_s": longest_still(r["samples"]),
+                "longest_still_s": longest_still(r["samples"], 0, seconds),
                 "longest_still_at_switch_s": (longest_still(r["samples"], sw - 2, sw + 2)
                                               if sw is not None else None),
                 "key_latency_s": r["key_latency_s"],
+                "trainer_cpu_s": r["trainer_cpu_s"],
+                "compile_cpu_s": r["compile_cpu_s"],
                 "left_after_quit": r["left_after_quit"],
                 "load": r["load"],
             }
@@ -305,6 +340,8 @@ def print_table(summary: dict, seconds: int) -> None:
             print(f"  {n}: mean {v['mean_steps_per_s']:.0f} steps/s, min ratio "
                   f"{v['min_ratio']:.2f} (over {WINDOW} s windows {v['min_ratio_5s']:.2f}; to "
                   f"fast's median second {v['min_ratio_to_fast_median']:.2f}),"
+                  f" trainer CPU {v['trainer_cpu_s']:.1f} s, compile process CPU "
+                  f"{v['compile_cpu_s']:.1f} s,"
                   f" first step at {v['first_step_s']:.1f} s, switch at {sw}, longest still "
                   f"{v['longest_still_s']:.2f} s (at the switch {at_sw}), keys "
                   f"{len(lat)} max {max(lat) if lat else float('nan'):.2f} s median "
@@ -321,6 +358,9 @@ def main() -> int:
                         help="comma-separated: fast (always run), fast2, cold, warm, switch, thread")
     parser.add_argument("--switch-at", type=float, default=10.0,
                         help="seconds after the first step the `switch` variant gets its package")
+    parser.add_argument("--together", action="store_true",
+                        help="run each variant at the same time as a fast run of its own (two "
+                             "apps share the machine, but its other load hits both alike)")
     parser.add_argument("--json", action="store_true", help="also print every sample")
     args = parser.parse_args()
     if shutil.which("tmux") is None:
@@ -334,6 +374,21 @@ def main() -> int:
     print(f"uptime load at start: {load()}  cores: {os.cpu_count()}", flush=True)
     try:
         for rep in range(args.repeats):
+            if args.together:   # each variant beside a fast run of its own, at the same time
+                for v in variants[1:]:
+                    pair: dict[str, dict] = {}
+                    threads = [threading.Thread(target=lambda n=n: pair.__setitem__(
+                        n, one_run(n, args, cold_dir))) for n in ("fast", v)]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    for n, r in pair.items():
+                        r["repeat"] = f"{rep} ({v} beside fast)"
+                        runs.append(r)
+                        print(f"  repeat {rep} {n} beside {v}: {r['samples'][-1][1]:,} steps in "
+                              f"{args.seconds} s, load {r['load']}", flush=True)
+                continue
             for v in variants:
                 r = one_run(v, args, cold_dir)
                 r["repeat"] = rep

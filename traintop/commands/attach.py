@@ -73,6 +73,8 @@ def main(argv: list[str]) -> int:
             source.close()
         sys.stdout.write(json.dumps(state.report(), indent=2, allow_nan=False) + "\n")
         return 0
+    from traintop.tui import terminal_guard
+    terminal_guard.install()   # the terminal gone means traintop gone, from here on
     # A corrupt line or an unknown version at the start of the file: one
     # error line before the screen opens. A missing or empty file is fine:
     # the writer may not have started yet, and the app says it is waiting.

@@ -118,6 +118,8 @@ def main(argv: list[str]) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary(args.path), indent=2, allow_nan=False) + "\n")
         return 0
+    from traintop.tui import terminal_guard
+    terminal_guard.install()   # a terminal closed while a long file is read ends us too
     from traintop.engine.recording.replay_source import ReplaySource
     from traintop.tui.app import run_app  # the app needs Textual: load it only here
 

@@ -137,9 +137,9 @@ def test_recording_on_a_full_disk_stops_the_run_which_still_reports(tmp_path, sm
     assert json.loads(replay.stdout)["steps"] == kept
 
 
-def test_unwritable_paths_are_refused_before_training(tmp_path):
+def test_unwritable_paths_are_refused_before_training(tmp_path, capsys):
     for option in ("--record", "--checkpoint"):
-        done = traintop("run", "--steps", "100000", option, tmp_path / "gone" / "x")
+        done = traintop_here(capsys, "run", "--steps", "100000", option, tmp_path / "gone" / "x")
         assert done.returncode == 2 and done.stdout == ""
         assert done.stderr == (f"traintop: error: {option} {tmp_path / 'gone' / 'x'}: "
                                f"no such directory {tmp_path / 'gone'}\n")

@@ -30,12 +30,14 @@ FAMILY_OF_KIND = {
     **dict.fromkeys(("Tanh", "Hardtanh", "Softsign"), "tanh"),
     **dict.fromkeys(("Sigmoid", "Hardsigmoid"), "sigmoid"),
     **dict.fromkeys(("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU"), "relu"),
-    **dict.fromkeys(("GELU", "SiLU", "Mish", "ELU", "CELU", "SELU"), "gelu"),
+    **dict.fromkeys(("GELU", "SiLU", "Mish", "ELU", "CELU", "SELU", "Hardswish"), "gelu"),
+    # recurrent layers' outputs (watch(): an RNN of nonlinearity "relu" records its family)
+    **dict.fromkeys(("LSTM", "GRU", "RNN"), "tanh"),
 }
 # A GELU/SiLU-like unit is called dead only when its input stays below this
 # on every example and position: there the slope |f'(x)| is under about 1%.
 DEAD_INPUT_BELOW = {"GELU": -3.0, "SiLU": -6.0, "Mish": -6.0, "ELU": -5.0, "CELU": -5.0,
-                    "SELU": -5.0}
+                    "SELU": -5.0, "Hardswish": -3.0}
 # Per family: (short title of the share figure, what a dead unit is).
 FAMILY_MEANING = {
     "tanh": ("% saturated |t|>0.97", "saturated (|t|>0.97) on every example"),

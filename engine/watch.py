@@ -56,8 +56,8 @@ from torch import nn
 
 from .feed.messages import Event, RunStarted, Status, Steps
 from .recording.recorder import Recorder
-from .results import (DEAD_INPUT_BELOW, LayerStats, RunInfo, StatsSnapshot, StepResult,
-                      WeightStats)
+from .activations import recognise, torch_family, types_text, user_table
+from .results import LayerStats, RunInfo, StatsSnapshot, StepResult, WeightStats
 from .steps.by_shape import ShapeGroups, stds
 from .steps.stats import BINS, SATURATION, FlatReader, _hist_parts, _histogram
 from traintop.engine.health.rules import module_label, nonfinite_text
@@ -65,11 +65,10 @@ from traintop.engine.health.rules import module_label, nonfinite_text
 log = logging.getLogger("traintop")
 
 # How each activation family saturates or dies: what `saturation_pct` and
-# `dead` count (results.FAMILY_MEANING says it in words).
-TANH_LIKE = (nn.Tanh, nn.Hardtanh, nn.Softsign)              # |t| > 0.97: flat ends at +-1
-SIGMOID_LIKE = (nn.Sigmoid, nn.Hardsigmoid)                   # t < 0.015 or t > 0.985
-RELU_LIKE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU)   # t <= 0: off
-GELU_LIKE = (nn.GELU, nn.SiLU, nn.Mish, nn.ELU, nn.CELU, nn.SELU)   # t < 0: negative regime
+# `dead` count (results.FAMILY_MEANING says it in words); which modules are
+# activations: traintop.engine.activations (torch's, other libraries' by name,
+# the user's own, any other stateless one by its curve, recurrent layers' outputs).
+MAX_CALLS = 64   # calls of one module measured on a step (one called in a loop: its first 64)
 WATCH_STATUS_SECONDS = 0.5     # a Status with the step rate at least this often (no host sync)
 # Above this many values a histogram's shape comes from this many values drawn
 # at random (fixed per tensor size): torch.histc costs ~17 ms on 0.5M CPU values
@@ -105,15 +104,8 @@ def _averaged(blocks) -> list[bool]:
 
 
 def family(module: nn.Module) -> str | None:
-    if isinstance(module, TANH_LIKE):
-        return "tanh"
-    if isinstance(module, SIGMOID_LIKE):
-        return "sigmoid"
-    if isinstance(module, RELU_LIKE):
-        return "relu"
-    if isinstance(module, GELU_LIKE):
-        return "gelu"
-    return None
+    """The activation family of one of torch's modules (no probe, no user table)."""
+    return torch_family(module)
 
 
 def _units(t: torch.Tensor) -> torch.Tensor:
@@ -127,17 +119,17 @@ def _units(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, t.shape[-1])
 
 
-def _share_and_dead(t: torch.Tensor, x, kind: str, module: nn.Module):
+def _share_and_dead(t: torch.Tensor, x, kind: str, below: float | None):
     """How many values are in the family's regime (a count) and which units are
     dead (bool per unit). Per-unit extremes (amax over the observations) decide
-    "on every example and position" in one pass, ~10x faster than .all(dim=0)."""
+    "on every example and position" in one pass, ~10x faster than .all(dim=0).
+    `below`: a GELU-like unit is dead where its input `x` stays below it."""
     if kind in ("tanh", "sigmoid"):
         a = t.abs() if kind == "tanh" else (2 * t - 1).abs()
         return torch.count_nonzero(a > SATURATION), a.amin(dim=0) > SATURATION
     if kind == "relu":
         return torch.count_nonzero(t <= 0), t.amax(dim=0) <= 0
     share = torch.count_nonzero(t < 0)   # GELU-like: the negative regime
-    below = DEAD_INPUT_BELOW.get(type(module).__name__)
     if below is None or x is None:
         return share, torch.zeros(t.shape[1], dtype=torch.bool, device=t.device)
     return share, x.amax(dim=0) < below   # dead only deep in the flat tail
@@ -185,6 +177,109 @@ def _hist(t: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     bins = torch.where(width > 0, bins, BINS // 2)   # torch's histc of one value: the middle
     counts = torch.bincount(bins, weights=kept.float(), minlength=BINS).float() * (n / HIST_SAMPLE)
     return [lo.reshape(1), hi.reshape(1), counts], bad
+
+
+def _act_record(t: torch.Tensor, x, kind: str, below) -> dict:
+    """One call's activation figures (t: (observations, units)), to be merged
+    with the step's other calls of the module (_act_block)."""
+    share, dead = _share_and_dead(t, x, kind, below)
+    (lo, hi, counts), bad = _hist(t)
+    # (torch.std_mean's one pass loses digits on a mean near zero.)
+    return {"n": t.numel(), "mean": t.mean(), "std": t.std(), "share": share, "dead": dead,
+            "lo": lo, "hi": hi, "counts": counts, "bad": bad}
+
+
+def _grad_record(g: torch.Tensor) -> dict:
+    (lo, hi, counts), bad = _hist(g)
+    return {"n": g.numel(), "mean": g.mean(), "std": g.std(), "lo": lo, "hi": hi,
+            "counts": counts, "bad": bad}
+
+
+def _moments(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) std over every call's values, exactly, from each
+    call's own (Chan's pairwise combination of the sums of squares)."""
+    if len(records) == 1:
+        return records[0]["mean"], records[0]["std"]
+    n = torch.tensor([float(r["n"]) for r in records], device=records[0]["mean"].device)
+    means = torch.stack([r["mean"].float() for r in records])
+    stds = torch.nan_to_num(torch.stack([r["std"].float() for r in records]))  # one value: 0
+    mean = (n * means).sum() / n.sum()
+    m2 = (stds ** 2 * (n - 1)).sum() + (n * (means - mean) ** 2).sum()
+    return mean, (m2 / (n.sum() - 1)).sqrt()
+
+
+def _merged_hist(records: list[dict]) -> list[torch.Tensor]:
+    """min, max and BINS counts over all calls: each call's counts spread
+    evenly over its bins and re-binned on the common range (exact where the
+    module ran once; a call of one value counts in the bin of that value)."""
+    if len(records) == 1:
+        r = records[0]
+        return [r["lo"], r["hi"], r["counts"]]
+    lo = torch.stack([r["lo"].reshape(()) for r in records]).amin()
+    hi = torch.stack([r["hi"].reshape(()) for r in records]).amax()
+    width = hi - lo
+    steps = torch.arange(BINS + 1, device=lo.device, dtype=lo.dtype) / BINS
+    edges = lo + width * steps
+    total = torch.zeros(BINS, device=lo.device, dtype=records[0]["counts"].dtype)
+    for r in records:
+        l, h, c = r["lo"].reshape(()), r["hi"].reshape(()), r["counts"].to(total.dtype)
+        w = h - l
+        src = l + w * steps
+        overlap = (torch.minimum(src[1:, None], edges[None, 1:])
+                   - torch.maximum(src[:-1, None], edges[None, :-1])).clamp_min(0)
+        spread = c @ (overlap / torch.where(w > 0, w / BINS, 1.0)).to(total.dtype)
+        k = ((l - lo) * (BINS / torch.where(width > 0, width, 1.0))).long().clamp(0, BINS - 1)
+        k = torch.where(width > 0, k, BINS // 2)     # torch's histc of one value: the middle
+        point = torch.zeros_like(total).index_add(0, k.reshape(1), c.sum().reshape(1))
+        total = total + torch.where(w > 0, spread, point)
+    return [lo.reshape(1), hi.reshape(1), total]
+
+
+def _act_block(records: list[dict]) -> torch.Tensor:
+    """ACT_BLOCKS of a module over all its calls on the step: mean, std, share %,
+    dead units (dead on every call: its units as the first call's), histogram, non-finite."""
+    mean, std = _moments(records)
+    n = sum(r["n"] for r in records)
+    share = sum(r["share"].float() for r in records)
+    dead = records[0]["dead"]
+    for r in records[1:]:
+        if r["dead"].shape == dead.shape:
+            dead = dead & r["dead"]
+    bad = sum(r["bad"].float() for r in records)
+    return torch.cat([torch.stack([mean.float(), std.float(), share * (100.0 / n),
+                                   dead.sum().float()]),
+                      *_merged_hist(records), bad.reshape(1)])
+
+
+def _grad_block(records: list[dict]) -> torch.Tensor:
+    mean, std = _moments(records)
+    bad = sum(r["bad"].float() for r in records)
+    return torch.cat([torch.stack([mean.float(), std.float()]), *_merged_hist(records),
+                      bad.reshape(1)])
+
+
+def _rnn_output(output):
+    """A recurrent layer's output sequence: the first element of (output, h_n) or
+    (output, (h_n, c_n)); a PackedSequence's data."""
+    if isinstance(output, (tuple, list)) and output:
+        output = output[0]
+    data = getattr(output, "data", None)
+    if not isinstance(output, torch.Tensor) and isinstance(data, torch.Tensor):
+        return data                                    # PackedSequence
+    return output
+
+
+def _sparse_params(module: nn.Module) -> list[str]:
+    """Names of the embedding tables whose gradient is sparse: an nn.Embedding's
+    (or EmbeddingBag's) weight not also used by another module (a weight tied to
+    an output layer gets a gradient on every row)."""
+    users: dict[int, list[nn.Module]] = {}
+    for m in module.modules():
+        for p in m.parameters(recurse=False):
+            users.setdefault(id(p), []).append(m)
+    return [n for n, p in module.named_parameters()
+            if p.ndim == 2 and (u := users.get(id(p), []))
+            and all(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in u)]
 
 
 def _nonfinite(x) -> tuple[int, int]:
@@ -257,7 +352,7 @@ class _Trace:
 class Watcher:
     def __init__(self, model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
                  reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
-                 expected_initial_loss: float = math.nan):
+                 expected_initial_loss: float = math.nan, activations: dict | None = None):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every: must be a whole number >= 1, got {every!r}")
         module = model.module if isinstance(
@@ -273,8 +368,9 @@ class Watcher:
         self.active = self.writes or self.reduce   # measures at all
         self.steps = 0
         self.armed = False
-        self._acts: dict[int, torch.Tensor] = {}
-        self._grads: dict[int, torch.Tensor] = {}
+        # layer -> each call's figures on this step (a module may run several times)
+        self._acts: dict[int, list[dict]] = {}
+        self._grads: dict[int, list[dict]] = {}
         self._before: list[torch.Tensor | None] | None = None
         self._updates: torch.Tensor | None = None
         self._data_std: torch.Tensor | None = None   # per parameter, this snapshot's
@@ -283,7 +379,7 @@ class Watcher:
         self._pending: list[tuple[int, object, float]] = []
         self._pending_since = time.monotonic()
         self._handles: list = []
-        self._sizes: dict[int, tuple[int, int]] = {}   # layer -> (units, numel), last seen
+        self._sizes: dict[int, tuple[int, int]] = {}   # layer -> (units, numel), last step
         self._status_at = self._started = time.monotonic()
         self._status_steps = 0
         # Never break the run: a failing statistic is logged once and recorded
@@ -296,8 +392,17 @@ class Watcher:
         self.nonfinite: dict | None = None      # what the trace found (the event's data)
 
         leaves = [(n, m) for n, m in module.named_modules() if not any(True for _ in m.children())]
-        self.layers = [(i, m, family(m)) for i, (_, m) in enumerate(leaves) if family(m)]
+        table = user_table(activations)
+        found = {}
+        for i, (_, m) in enumerate(leaves):
+            try:
+                found[i] = recognise(m, table)
+            except Exception as exc:     # a module traintop cannot look at: not measured
+                self._fault(f"recognising {type(m).__name__}", exc, write=False)
+        self.layers = [(i, m, found[i][0]) for i, (_, m) in enumerate(leaves) if found.get(i)]
+        self._dead_below = {i: found[i][1] for i, _, _ in self.layers}
         self.layer_names = {i: leaves[i][0] for i, _, _ in self.layers}
+        self._recurrent = {i for i, m, _ in self.layers if isinstance(m, nn.RNNBase)}
         named = list(module.named_parameters())
         self.device = named[0][1].device if named else torch.device("cpu")
         self.param_names = [n for n, _ in named]
@@ -320,7 +425,13 @@ class Watcher:
         self.info = RunInfo(
             config={"model": type(module).__name__, "every": every,
                     "optimizer": type(optimizer).__name__ if optimizer is not None else None,
-                    "world_size": self.world, "reduce": self.reduce},
+                    "world_size": self.world, "reduce": self.reduce,
+                    # Embedding weights only the batch's rows of which move (not tied
+                    # to a dense layer): their grad:data is judged as sparse.
+                    "sparse_params": _sparse_params(module),
+                    **({} if self.layers else {"no_activations": types_text(
+                        type(m).__name__ for _, m in leaves if m is not module
+                        or not leaves[1:])})},
             vocab="", param_names=tuple(self.param_names),
             param_shapes=tuple(tuple(p.shape) for p in self.params),
             layer_kinds=tuple(type(m).__name__ for _, m in leaves),
@@ -363,26 +474,30 @@ class Watcher:
             self._fault("the check for non-finite gradients", exc)
 
     def _forward_hook(self, index: int, kind: str, layer: nn.Module):
-        gelu_dead = kind == "gelu" and type(layer).__name__ in DEAD_INPUT_BELOW
+        below = self._dead_below.get(index) if kind == "gelu" else None
+        recurrent = index in self._recurrent
 
         def hook(module, inputs, output):
-            if not self.armed or index in self._acts or not torch.is_grad_enabled() \
-                    or not isinstance(output, torch.Tensor):
+            if not self.armed or not torch.is_grad_enabled():
+                return
+            calls = self._acts.get(index)
+            if calls is not None and len(calls) >= MAX_CALLS:
                 return
             try:
+                if recurrent:
+                    output = _rnn_output(output)
+                if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+                    return
                 t = _units(output.detach().float())                 # (observations, units)
-                x = inputs[0] if gelu_dead and inputs and isinstance(inputs[0], torch.Tensor) \
+                x = inputs[0] if below is not None and inputs \
+                    and isinstance(inputs[0], torch.Tensor) \
                     and inputs[0].shape == output.shape else None
                 x = _units(x.detach()) if x is not None else None
                 if t.shape[0] == 0:
                     return
-                share, dead = _share_and_dead(t, x, kind, layer)
-                self._sizes[index] = (t.shape[1], t.numel())
-                parts, bad = _hist(t)
-                # (torch.std_mean's one pass loses digits on a mean near zero.)
-                self._acts[index] = torch.cat([torch.stack([
-                    t.mean(), t.std(), share * (100.0 / t.numel()), dead.sum().float(),
-                ]), *parts, bad.float().reshape(1)])
+                record = _act_record(t, x, kind, below)
+                record["units"] = t.shape[1]
+                self._acts.setdefault(index, []).append(record)
                 if output.requires_grad:
                     output.register_hook(self._grad_hook(index))
             except Exception as exc:
@@ -392,17 +507,33 @@ class Watcher:
 
     def _grad_hook(self, index: int):
         def hook(grad):
-            if self.armed and index not in self._grads:
+            if self.armed and len(self._grads.get(index, ())) < MAX_CALLS:
                 try:
-                    g = grad.detach().float()
-                    parts, bad = _hist(g)
                     # Separate passes: std_mean's mean loses digits on a mean near zero.
-                    self._grads[index] = torch.cat([torch.stack([g.mean(), g.std()]), *parts,
-                                                    bad.float().reshape(1)])
+                    self._grads.setdefault(index, []).append(_grad_record(grad.detach().float()))
                 except Exception as exc:
                     self._grads.pop(index, None)
                     self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
         return hook
+
+    def _layer_blocks(self, index: int, nan_layer: torch.Tensor, nan_grad: torch.Tensor
+                      ) -> torch.Tensor:
+        """A layer's figures over all its calls on the step (NaN: not measured)."""
+        act, grad = nan_layer, nan_grad
+        calls = self._acts.get(index)
+        if calls:
+            try:
+                act = _act_block(calls).to(self.device)
+                self._sizes[index] = (calls[0]["units"], sum(r["n"] for r in calls))
+            except Exception as exc:
+                self._fault(f"activation statistics of {self._layer_label(index)}", exc)
+        grads = self._grads.get(index)
+        if grads:
+            try:
+                grad = _grad_block(grads).to(self.device)
+            except Exception as exc:
+                self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
+        return torch.cat([act, grad])
 
     def _layer_label(self, index: int) -> str:
         return f"{self.layer_names.get(index) or '(model)'} ({self.info.layer_kinds[index]})"
@@ -604,9 +735,7 @@ class Watcher:
             self._weights = self._weight_figures_or_nan()
         nan_layer = torch.full((_width(ACT_BLOCKS),), math.nan, device=self.device)
         nan_grad = torch.full((_width(GRAD_BLOCKS),), math.nan, device=self.device)
-        layer_parts = [torch.cat([self._acts.get(i, nan_layer).to(self.device),
-                                  self._grads.get(i, nan_grad).to(self.device)])
-                       for i, _, _ in self.layers]
+        layer_parts = [self._layer_blocks(i, nan_layer, nan_grad) for i, _, _ in self.layers]
         flat = torch.cat([*layer_parts, self._weights, self._updates])
         if self.reduce:
             flat = self._reduce(flat)
@@ -921,13 +1050,16 @@ class Watcher:
 
 def watch(model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
           reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
-          expected_initial_loss: float = math.nan) -> Watcher:
+          expected_initial_loss: float = math.nan, activations: dict | None = None) -> Watcher:
     """Record the diagnostics of `model`'s training to `path` (.jsonl or .jsonl.gz).
 
     optimizer: its step hooks give the update:data ratios (None: no ratios).
     every: full diagnostics every `every` steps (and on step 1).
     reduce: under torch.distributed, average the figures across ranks first.
     writer_rank: the rank that writes (None: every rank, "{rank}" in `path`).
+    activations: your own activation classes, {class or class name: family}, the
+    family one of "tanh", "sigmoid", "relu", "gelu" (None: never measure that class);
+    others are recognised by traintop.engine.activations.
     """
     return Watcher(model, path, optimizer, every, reduce, writer_rank, meta,
-                   expected_initial_loss)
+                   expected_initial_loss, activations)

@@ -55,7 +55,7 @@ def reference_tables(messages) -> dict[str, bytes]:
                     continue
                 # the figures' columns are the declaration's (test_csv_columns_*)
                 rows["layers.csv"] += [(*head, s.step, l.index, l.kind,
-                                        *(getattr(l, f) for f in LAYER_FIGURES))
+                                        *(getattr(l, f) for f in LAYER_FIGURES), l.name)
                                        for l in s.layers]
                 rows["weights.csv"] += [(*head, s.step, w.name, "x".join(map(str, w.shape)),
                                          *(getattr(w, f) for f in WEIGHT_FIGURES))
@@ -77,7 +77,7 @@ def test_csv_columns_are_the_declared_figures_after_the_first_ones():
                     "units", "grad_mean", "grad_std")
     first_weights = ("run", "step", "name", "shape", "grad_mean", "grad_std", "grad_data_ratio")
     assert TABLES["layers.csv"] == first_layers + tuple(
-        f for f in LAYER_FIGURES if f not in first_layers)
+        f for f in LAYER_FIGURES if f not in first_layers) + ("name",)
     assert TABLES["weights.csv"] == first_weights + tuple(
         f for f in WEIGHT_FIGURES if f not in first_weights)
 

@@ -54,7 +54,8 @@ class HistogramPane(PlotPane):
         stats = state.stats
         self.step = stats.step if stats else None
         layers = list(stats.layers) if stats else []
-        marks = layer_marks(state.findings() if stats else None, [l.index for l in layers])
+        marks = layer_marks(state.findings() if stats else None, [l.index for l in layers],
+                            {l.index: l.name for l in layers})
         chosen, self.which = pick([l.index for l in layers], marks, self.page)
         width = self.label_width(0.5) - 22
         self.lines, self.names = [], []

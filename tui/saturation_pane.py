@@ -42,7 +42,8 @@ class SaturationPane(PlotPane):
         self.step = stats.step if stats else None
         layers = list(stats.layers) if stats else []
         findings = state.findings() if stats else None
-        self.marks = layer_marks(findings, [l.index for l in layers])
+        self.marks = layer_marks(findings, [l.index for l in layers],
+                                 {l.index: l.name for l in layers})
         self.families = sorted({l.fam for l in layers})
         fits = max(1, self.canvas_rows() // ROWS_PER_BAR)
         keys = [l.index for l in layers]

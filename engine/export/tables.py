@@ -6,7 +6,9 @@ written to a temporary file and all renamed in once all are complete):
   update_ratios.csv  run, step, param, update_ratio_log10   (steps that measured them)
   layers.csv         run, step, layer, kind, then every LAYER_FIGURES name (per
                      snapshot, per layer): mean, std, saturation_pct, dead, units,
-                     grad_mean, grad_std, ...
+                     grad_mean, grad_std, ..., then name: the layer's module path
+                     (watch(); empty for the lecture's stack, whose `layer` is its
+                     position), last so a reader by position reads as before
   weights.csv        run, step, name, shape, then every WEIGHT_FIGURES name:
                      grad_mean, grad_std, grad_data_ratio, ...
   events.csv         run, step, kind, text
@@ -36,7 +38,7 @@ from traintop.engine.step_block import StepBlock
 TABLES = {
     "steps.csv": ("run", "step", "loss", "log10_loss", "lr"),
     "update_ratios.csv": ("run", "step", "param", "update_ratio_log10"),
-    "layers.csv": ("run", "step", "layer", "kind", *LAYER_FIGURES),
+    "layers.csv": ("run", "step", "layer", "kind", *LAYER_FIGURES, "name"),
     "weights.csv": ("run", "step", "name", "shape", *WEIGHT_FIGURES),
     "events.csv": ("run", "step", "kind", "text"),
 }
@@ -128,7 +130,7 @@ def _result_text(results, head: tuple, names: tuple, csv_text: _CsvText
 
 def _snapshot_text(s, head: tuple, csv_text: _CsvText) -> Iterator[tuple[str, str]]:
     yield "layers.csv", csv_text.rows(
-        (*head, s.step, l.index, l.kind, *(getattr(l, f) for f in LAYER_FIGURES))
+        (*head, s.step, l.index, l.kind, *(getattr(l, f) for f in LAYER_FIGURES), l.name)
         for l in s.layers)
     yield "weights.csv", csv_text.rows(
         (*head, s.step, w.name, "x".join(map(str, w.shape)),

@@ -3,8 +3,9 @@
 Each check turns measured figures into Findings: frozen plain values a
 viewer can sort, show and serialise. `where` names what the finding is about
 in one of a few fixed shapes, so a viewer can mark it:
-"layer 5 (Tanh)" (one layer, by its position in the flat stack),
-"layers 1-9" (a trend over the hidden blocks, first to last),
+"layer 5 (Tanh)" (one layer of the lecture's stack, by its position in it),
+"transformer.h.1.mlp.act (ReLU)" (one layer of a watched model, by its module path),
+"layers 1-9" or "net.1..net.9" (a trend over the hidden blocks, first to last),
 "weight 10.weight (100, 27)" (one 2-D parameter), "all weights", "loss",
 or the NonFinite's own place ("layer 4 (BatchNorm1d)", "parameter C", ...).
 Thresholds come from traintop.engine.health.thresholds; nothing here holds a number of its own.
@@ -171,6 +172,24 @@ DEAD_WORDS = {"tanh": "saturated", "sigmoid": "saturated", "relu": "zero",
               "gelu": "below the flat-tail threshold"}
 
 
+def layer_place(l) -> str:
+    """A layer as a finding names it: its module path (watch()), else its
+    position in the lecture's stack."""
+    return l.name if l.name else f"layer {l.index}"
+
+
+def layer_where(l) -> str:
+    """A finding's `where` for one layer: "net.8 (Tanh)", the lecture's "layer 5 (Tanh)"."""
+    return f"{layer_place(l)} ({l.kind})"
+
+
+def span_where(first, last) -> str:
+    """A finding's `where` for a trend: "net.2..net.14", the lecture's "layers 2-14"."""
+    if first.name and last.name:
+        return f"{first.name}..{last.name}"
+    return f"layers {first.index}-{last.index}"
+
+
 def _trend_layers(layers) -> list:
     """The layers a depth trend compares: those of the most common family (a
     stack mixing tanh, GELU and ReLU has no one scale to compare along)."""
@@ -198,7 +217,7 @@ def saturation(snap: StatsSnapshot, t: Thresholds = T, lecture: bool = True) -> 
         if severity and _ok(l.saturation_pct):
             trend = ", and saturation rises with depth" if rising else ""
             out.append(Finding(
-                "tanh-saturation", severity, f"layer {l.index} ({l.kind})", l.saturation_pct,
+                "tanh-saturation", severity, layer_where(l), l.saturation_pct,
                 f"<= {t.saturation_warn_pct:g}%",
                 f"{l.saturation_pct:.1f}% of this layer's {l.fam} outputs sit in the flat tails "
                 f"where almost no gradient passes{trend}; " + _fix(
@@ -220,7 +239,7 @@ def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
         severity = _grade(pct, t.dead_warn_pct, t.dead_error_pct)
         if severity:
             out.append(Finding(
-                "dead-neurons", severity, f"layer {l.index} ({l.kind})", pct, "no dead units",
+                "dead-neurons", severity, layer_where(l), pct, "no dead units",
                 f"{l.dead} of {l.units} units are {DEAD_WORDS[l.fam]} on every example"
                 f"{'' if lecture else ' and position'} of the batch, so they get no gradient "
                 "and stop learning; " + _fix(
@@ -241,10 +260,10 @@ def activation_trend(snap: StatsSnapshot, t: Thresholds = T,
     factor = _geo_factor(first.std, last.std, len(layers))
     if factor is None:
         return []
-    where = f"layers {first.index}-{last.index}"
+    where = span_where(first, last)
     healthy = f"x{t.shrink_warn_factor:g} to x{t.grow_warn_factor:g} per layer"
-    span = (f"activation std goes from {first.std:.3g} at layer {first.index} to "
-            f"{last.std:.3g} at layer {last.index} (x{factor:.2f} per layer)")
+    span = (f"activation std goes from {first.std:.3g} at {layer_place(first)} to "
+            f"{last.std:.3g} at {layer_place(last)} (x{factor:.2f} per layer)")
     shrink = _grade(factor, t.shrink_warn_factor, t.shrink_error_factor, above=False)
     if shrink:
         return [Finding("activation-shrink", shrink, where, factor, healthy,
@@ -271,10 +290,10 @@ def gradient_trend(snap: StatsSnapshot, t: Thresholds = T,
     factor = _geo_factor(last.grad_std, first.grad_std, len(layers))
     if factor is None:
         return []
-    where = f"layers {first.index}-{last.index}"
+    where = span_where(first, last)
     healthy = f"x{t.vanish_warn_factor:g} to x{t.explode_warn_factor:g} per layer"
-    span = (f"gradient std goes from {last.grad_std:.2e} at layer {last.index} back to "
-            f"{first.grad_std:.2e} at layer {first.index} (x{factor:.2f} per layer)")
+    span = (f"gradient std goes from {last.grad_std:.2e} at {layer_place(last)} back to "
+            f"{first.grad_std:.2e} at {layer_place(first)} (x{factor:.2f} per layer)")
     vanish = _grade(factor, t.vanish_warn_factor, t.vanish_error_factor, above=False)
     if vanish:
         return [Finding("gradient-vanish", vanish, where, factor, healthy,

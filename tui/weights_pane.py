@@ -3,14 +3,17 @@
 The histogram draws the picked set (tui/pick.py: outliers, first, last; `p`
 pages through all) with its legend above the data. The table gives every
 parameter's shape, mean, std and grad:data ratio and scrolls from the
-keyboard (j/k, ↑/↓, PgUp/PgDn); a parameter whose ratio is far above the
-rest (the lecture's last layer, early in training) is flagged in words as
-well as colour, so it stands out without colour too.
+keyboard (j/k, ↑/↓, PgUp/PgDn); a parameter whose ratio is far from the
+rest's (the lecture's last layer, early in training) is flagged in words as
+well as colour, so it stands out without colour too: by the grad-data-outlier
+rule's own figure and threshold (engine/health/rules.grad_data_factors,
+thresholds.outlier_info_factor), so the table and the health tab agree; an
+embedding table with a sparse gradient is marked so and not judged.
 """
 
 from __future__ import annotations
 
-import statistics
+from types import SimpleNamespace
 
 from rich.table import Table
 from rich.text import Text
@@ -19,11 +22,16 @@ import math
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from traintop.engine.health.monitor import sparse_params
+from traintop.engine.health.rules import grad_data_factors
+from traintop.engine.health.thresholds import DEFAULT_THRESHOLDS
 from .histogram_pane import draw_lines
 from .pick import pick, shorten
 from .plot_pane import PlotPane
 
-OUTLIER_FACTOR = 3.0   # ratio this many times the median of all: flagged
+# A ratio this many times above or below the median of the others is flagged
+# (the grad-data-outlier rule's info threshold: one threshold for both).
+OUTLIER_FACTOR = DEFAULT_THRESHOLDS.outlier_info_factor
 
 
 # The help screen's paragraph on this pane (tui/panes.py registers it).
@@ -35,11 +43,19 @@ last layer early on) is being trained much faster than the others.
 """
 
 
-def outliers(ratios: list[float]) -> set[int]:
-    if len(ratios) < 3:
-        return set()
-    median = statistics.median(ratios)
-    return {i for i, r in enumerate(ratios) if median > 0 and r >= OUTLIER_FACTOR * median}
+def outlier_factors(weights, sparse=()) -> dict[int, float]:
+    """Position -> grad:data over the others' median, for each weight the
+    grad-data-outlier rule judges an outlier (either way)."""
+    factors = {id(w): f for w, f, _ in grad_data_factors(weights, sparse)}
+    return {k: factors[id(w)] for k, w in enumerate(weights)
+            if id(w) in factors and max(factors[id(w)], 1 / factors[id(w)]) > OUTLIER_FACTOR}
+
+
+def outliers(weights, sparse=()) -> set[int]:
+    """Positions of the outliers among WeightStats (or bare grad:data ratios)."""
+    weights = [w if hasattr(w, "grad_data_ratio") else
+               SimpleNamespace(name=str(k), grad_data_ratio=w) for k, w in enumerate(weights)]
+    return set(outlier_factors(weights, sparse))
 
 
 class WeightHistPlot(PlotPane):
@@ -47,7 +63,7 @@ class WeightHistPlot(PlotPane):
         stats = state.stats
         self.step = stats.step if stats else None
         weights = list(stats.weights) if stats else []
-        flagged = outliers([w.grad_data_ratio for w in weights])
+        flagged = outliers(weights, sparse_params(getattr(state, "info", None)))
         marks = {w.name: "warn" for k, w in enumerate(weights) if k in flagged}
         # Up to 8 (the lecture's 7 weights all show); beyond, the picked few.
         chosen, self.which = pick([w.name for w in weights], marks, self.page, most=8)
@@ -69,7 +85,7 @@ class WeightHistPlot(PlotPane):
 class WeightTable(Static):
     DEFAULT_CSS = "WeightTable { height: auto; padding: 0 1; }"
 
-    def show(self, stats) -> None:
+    def show(self, stats, sparse=()) -> None:
         if stats is None:
             self.update("weights: waiting for diagnostics")
             return
@@ -77,14 +93,17 @@ class WeightTable(Static):
         for column in ("parameter", "shape", "grad mean", "grad std", "grad:data", ""):
             table.add_column(column, justify="right" if column.startswith("grad") else "left")
         ratios = [w.grad_data_ratio for w in stats.weights]
-        flagged = outliers(ratios)
+        flagged = outlier_factors(stats.weights, sparse)
         finite = [r for r in ratios if math.isfinite(r)]
         largest = ratios.index(max(finite)) if finite else -1
         width = max(12, (self.size.width or 100) - 62)
         for k, w in enumerate(stats.weights):
             if k in flagged:
-                mark = Text(f"<- outlier ({w.grad_data_ratio / statistics.median(ratios):.0f}x median)",
-                            style="bold red")
+                f = flagged[k]
+                mark = Text(f"<- outlier ({f:.0f}x median)" if f > 1 else
+                            f"<- outlier ({1 / f:.0f}x below median)", style="bold red")
+            elif w.name in sparse:
+                mark = Text("sparse (embedding rows)", style="dim")
             else:
                 mark = Text("<- largest" if k == largest else "", style="dim")
             row_style = "bold" if k in flagged else ""
@@ -122,7 +141,7 @@ class WeightsPane(Vertical):
     def replot(self, force: bool = False) -> bool:
         drawn = self.plot.replot(force)
         if drawn:
-            self.table.show(self.state.stats)
+            self.table.show(self.state.stats, sparse_params(getattr(self.state, "info", None)))
         return drawn
 
     @property

@@ -36,7 +36,8 @@ def diagnose(info: RunInfo, snapshot: StatsSnapshot,
     """Findings of one stats snapshot alone, most severe first (no sustained
     update:data judgement: that needs the steps around it). A snapshot of
     step 1 also judges the initial loss."""
-    found = snapshot_findings(snapshot, _batch_size(info), thresholds, is_lecture(info))
+    found = snapshot_findings(snapshot, _batch_size(info), thresholds, is_lecture(info),
+                              sparse_params(info))
     if snapshot.step == 1:
         found += initial_loss(snapshot.loss, info.expected_initial_loss, _vocab_size(info), 1,
                               thresholds)
@@ -204,7 +205,7 @@ class HealthMonitor:
     def observe_snapshot(self, snapshot: StatsSnapshot) -> None:
         """The latest stats snapshot's findings (replacing the previous ones)."""
         self._snapshot = snapshot_findings(snapshot, _batch_size(self.info), self.thresholds,
-                                           self.lecture)
+                                           self.lecture, sparse_params(self.info))
 
     def observe_calibration(self, cal: Calibration) -> None:
         self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)
@@ -253,6 +254,13 @@ def update_level_of(window) -> float:
 def is_lecture(info: RunInfo) -> bool:
     """The lecture's own stack (the app, `traintop run`), not a watch()ed model."""
     return "gain" in info.config
+
+
+def sparse_params(info: RunInfo | None) -> tuple[str, ...]:
+    """The embedding tables of a watched model whose gradient is sparse (watch()'s
+    config "sparse_params"): their grad:data is not judged against the rest."""
+    names = (info.config.get("sparse_params") if info is not None else None) or ()
+    return tuple(str(n) for n in names) if isinstance(names, (list, tuple)) else ()
 
 
 def _batch_size(info: RunInfo) -> int:

@@ -311,15 +311,32 @@ def gradient_trend(snap: StatsSnapshot, t: Thresholds = T,
     return []
 
 
-def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T,
-                       lecture: bool = True) -> list[Finding]:
-    weights = [w for w in snap.weights if _ok(w.grad_data_ratio) and w.grad_data_ratio > 0]
-    if len(weights) < 3:
+def grad_data_factors(weights, sparse=()) -> list[tuple[object, float, float]]:
+    """(weight, its grad:data over the median of the others', that median) for
+    each 2-D weight with a finite positive ratio, when there are 3 or more.
+    An embedding table only the batch's rows of which move (`sparse`: the
+    names, watch()'s config "sparse_params") has a sparse gradient, so its
+    ratio says how few rows the batch touched: it is left out (neither judged
+    nor in the others' median). The weights table (tui/weights_pane.py) marks
+    what the grad-data-outlier rule judges, by this same figure."""
+    sparse = set(sparse or ())
+    kept = [w for w in weights if _ok(w.grad_data_ratio) and w.grad_data_ratio > 0
+            and w.name not in sparse]
+    if len(kept) < 3:
         return []
     out = []
-    for i, w in enumerate(weights):
-        median = statistics.median(o.grad_data_ratio for j, o in enumerate(weights) if j != i)
-        factor = w.grad_data_ratio / median
+    for i, w in enumerate(kept):
+        median = statistics.median(o.grad_data_ratio for j, o in enumerate(kept) if j != i)
+        out.append((w, w.grad_data_ratio / median, median))
+    return out
+
+
+def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T,
+                       lecture: bool = True, sparse=()) -> list[Finding]:
+    factors = grad_data_factors(snap.weights, sparse)
+    weights = [w for w, _, _ in factors]
+    out = []
+    for w, factor, median in factors:
         distance = max(factor, 1.0 / factor)
         if distance > t.outlier_warn_factor:
             severity = "warn"
@@ -345,12 +362,13 @@ def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T,
 
 
 def snapshot_findings(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
-                      lecture: bool = True) -> list[Finding]:
+                      lecture: bool = True, sparse=()) -> list[Finding]:
     """Every rule that reads one stats snapshot. `lecture`: the run is the
-    lecture's stack, so advice may name its options (--gain, BatchNorm)."""
+    lecture's stack, so advice may name its options (--gain, BatchNorm);
+    `sparse`: the embedding tables judged as sparse (grad_data_factors)."""
     return (saturation(snap, t, lecture) + dead_neurons(snap, batch_size, t, lecture)
             + activation_trend(snap, t, lecture) + gradient_trend(snap, t, lecture)
-            + grad_data_outliers(snap, t, lecture) + no_gradient(snap, lecture))
+            + grad_data_outliers(snap, t, lecture, sparse) + no_gradient(snap, lecture))
 
 
 def no_gradient(snap: StatsSnapshot, lecture: bool = True) -> list[Finding]:

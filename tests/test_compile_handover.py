@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -135,6 +137,8 @@ def test_the_switch_loads_the_package_in_one_short_step(small_dataset, one_threa
         assert (a.stats is None) == (f.stats is None)
     assert auto.engine_now == "compiled" and c.compiled is True and c.error is None
     assert max(times) < 0.1, times
+    # the loader unpacked the package into a folder of ours, already removed
+    assert not any(p.name.startswith("traintop-aoti-") for p in Path(tempfile.gettempdir()).iterdir())
     for p, q in zip(auto.stack.params, fast.stack.params):
         assert torch.allclose(p, q, rtol=1e-4, atol=1e-5)
     for (_, a), (_, b) in zip(auto.stack.batchnorms(), fast.stack.batchnorms()):

@@ -32,6 +32,7 @@ import getpass
 import hashlib
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -187,7 +188,7 @@ class Build:
         if self.error is not None:
             raise RuntimeError(self.error)
         try:
-            loader = torch._C._aoti.AOTIModelPackageLoader(str(self.path), "model", False, 1, -1)
+            loader = _load(self.path)
         except Exception:
             try:   # a damaged or outdated file: compiled afresh next time
                 self.path.unlink()
@@ -216,6 +217,25 @@ class Build:
                 pass
         if process is not None and process.returncode is not None:
             self._ended(process.returncode)
+
+
+def _load(path: Path):
+    """torch's C++ loader of `path`. It unpacks the package into a folder of
+    the temporary directory that only its destructor removes, which a
+    process ending without one (a signal, os._exit, the interpreter's
+    teardown) leaves behind: so it unpacks into a folder of ours, removed as
+    soon as the library is loaded (it stays mapped)."""
+    private = tempfile.mkdtemp(prefix="traintop-aoti-")
+    before = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = private    # where the loader's temp_directory_path() points
+    try:
+        return torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+    finally:
+        if before is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before
+        shutil.rmtree(private, ignore_errors=True)
 
 
 _builds: dict[Path, Build] = {}

@@ -11,6 +11,7 @@ import math
 
 from .health_marks import badge, layer_marks
 from .pick import fitting, headroom, pick, shorten
+from .saturation_pane import draw_words, no_activation_text
 from .plot_pane import PlotPane
 from .plotting import border_legend, style
 
@@ -51,6 +52,7 @@ class HistogramPane(PlotPane):
         self.kind = kind
 
     def take(self, state) -> None:
+        self.missing = no_activation_text(state)
         stats = state.stats
         self.step = stats.step if stats else None
         layers = list(stats.layers) if stats else []
@@ -80,6 +82,11 @@ class HistogramPane(PlotPane):
             plt.title(f"{what} distribution · waiting for diagnostics")
             return
         if not self.lines:
+            if self.missing:
+                draw_words(self, plt, (f"{what} distribution · no activation recognised",
+                                       "no activation recognised", "no activations"),
+                           self.missing)
+                return
             plt.title(f"{what} distribution · no activation layers in this model")
             return
         # plotext drops a title wider than the plot: say less in a narrow pane

@@ -36,8 +36,45 @@ and position; `dN` is the count of dead units.
 """
 
 
+def no_activation_text(state) -> tuple[str, ...] | None:
+    """What a watched model without an activation traintop recognises says in a
+    layer pane (watch() records the module types it saw: config "no_activations"),
+    longest first."""
+    info = getattr(state, "info", None)
+    seen = info.config.get("no_activations") if info is not None else None
+    if not seen:
+        return None
+    return (f"traintop recognises no activation in this model; module types seen: {seen}. "
+            "Name yours: watch(..., activations={'MyAct': 'gelu'})",
+            f"none recognised; module types seen: {seen}. "
+            "Name yours: watch(activations=...)",
+            f"seen: {seen}")
+
+
+def draw_words(pane, plt, titles: tuple[str, ...], words: tuple[str, ...]) -> None:
+    """A title that fits (plotext drops a wider one) and the longest words that
+    fit, wrapped, in the canvas."""
+    import textwrap
+    room = max(8, (pane.size.width or 80) - 4)
+    plt.title(next((t for t in titles if len(t) <= room), titles[-1]))
+    rows = max(1, (pane.size.height or 12) - 4)      # less the border, title and a margin
+    for text in words:
+        lines = textwrap.wrap(text, room - 1)
+        if len(lines) <= rows:
+            break
+    lines = lines[:rows]
+    plt.xlim(0, 1)
+    plt.ylim(-0.5, rows - 0.5)
+    for k, line in enumerate(lines):
+        plt.text(line, x=0, y=rows - 1 - k, alignment="left")
+    plt.xticks([])
+    plt.yticks([])
+    plt.frame(False)
+
+
 class SaturationPane(PlotPane):
     def take(self, state) -> None:
+        self.missing = no_activation_text(state)
         stats = state.stats
         self.step = stats.step if stats else None
         layers = list(stats.layers) if stats else []
@@ -68,6 +105,11 @@ class SaturationPane(PlotPane):
             plt.title("activation share · waiting for diagnostics")
             return
         if not self.bars:
+            if self.missing:
+                draw_words(self, plt, ("activation share · no activation recognised",
+                                       "no activation recognised", "no activations"),
+                           self.missing)
+                return
             plt.title("activation share · no activation layers in this model")
             return
         plt.title(self.title())

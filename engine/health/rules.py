@@ -201,6 +201,23 @@ def _trend_layers(layers) -> list:
     return [l for l in layers if l.fam == common]
 
 
+def depth_chains(layers) -> list[list]:
+    """The runs of layers along which depth means something, each of one family
+    (_trend_layers). The lecture's stack (no module paths) is one chain. A
+    watched model's layers chain where they are children of one module (an
+    nn.Sequential's `net.1`, `net.3`, ...); layers in different submodules
+    (the MLPs of a transformer's residual blocks `h.0.mlp.act`, `h.1.mlp.act`,
+    a ResNet's blocks), with residual adds and normalisation between them,
+    are not compared with one another."""
+    layers = list(layers)
+    if not any(l.name for l in layers):
+        return [_trend_layers(layers)] if layers else []
+    groups: dict[str, list] = {}
+    for l in layers:
+        groups.setdefault(l.name.rpartition(".")[0] if l.name else "", []).append(l)
+    return [chain for group in groups.values() if len(chain := _trend_layers(group)) >= 2]
+
+
 def _geo_factor(first: float, last: float, blocks: int) -> float | None:
     if blocks < 2 or not (_ok(first) and _ok(last)) or first <= 0 or last <= 0:
         return None
@@ -253,7 +270,18 @@ def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
 
 def activation_trend(snap: StatsSnapshot, t: Thresholds = T,
                      lecture: bool = True) -> list[Finding]:
-    layers = _trend_layers(snap.layers)
+    return [f for chain in depth_chains(snap.layers) for f in _activation_chain(chain, snap, t,
+                                                                                 lecture)]
+
+
+def gradient_trend(snap: StatsSnapshot, t: Thresholds = T,
+                   lecture: bool = True) -> list[Finding]:
+    return [f for chain in depth_chains(snap.layers) for f in _gradient_chain(chain, snap, t,
+                                                                               lecture)]
+
+
+def _activation_chain(layers, snap: StatsSnapshot, t: Thresholds, lecture: bool
+                      ) -> list[Finding]:
     if len(layers) < 2:
         return []
     first, last = layers[0], layers[-1]
@@ -280,9 +308,8 @@ def activation_trend(snap: StatsSnapshot, t: Thresholds = T,
     return []
 
 
-def gradient_trend(snap: StatsSnapshot, t: Thresholds = T,
-                   lecture: bool = True) -> list[Finding]:
-    layers = _trend_layers(snap.layers)
+def _gradient_chain(layers, snap: StatsSnapshot, t: Thresholds, lecture: bool
+                    ) -> list[Finding]:
     if len(layers) < 2:
         return []
     first, last = layers[0], layers[-1]

@@ -59,7 +59,7 @@ class TrainConfig:
     steps: int = 200_000        # optimisation steps of a run
     lr: float = 0.1             # learning rate before the decay step
     lr_decay_step: int = 100_000  # first step that uses lr_after
-    lr_after: float = 0.01      # learning rate from lr_decay_step on
+    lr_after: float | None = None  # lr from lr_decay_step on; None: a tenth of lr (0.1 -> 0.01)
     batch_size: int = 32        # examples per step
     seed: int = 2147483647      # torch generator: init, batches
     split_seed: int = 42        # Python random: the train/val/test shuffle
@@ -73,9 +73,15 @@ class TrainConfig:
     def use_bias(self) -> bool:
         return (not self.batchnorm) if self.bias is None else self.bias
 
+    @property
+    def lr_after_value(self) -> float:
+        """The lr from the decay step on: --lr-after, or a tenth of --lr."""
+        return self.lr / 10 if self.lr_after is None else self.lr_after
+
     def lr_at(self, step: int) -> float:
-        """Scheduled learning rate of 0-based step `step`."""
-        return self.lr if step < self.lr_decay_step else self.lr_after
+        """Scheduled learning rate of 0-based step `step`: the decay divides
+        the lr by lr / lr_after (a live change scales this, see Trainer.lr)."""
+        return self.lr if step < self.lr_decay_step else self.lr_after_value
 
     def with_changes(self, **changes) -> "TrainConfig":
         return replace(self, **changes).validated()
@@ -109,6 +115,8 @@ class TrainConfig:
              f"must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         for name in ("lr", "lr_after", "last_layer_scale"):
             value = getattr(self, name)
+            if name == "lr_after" and value is None:
+                continue    # a tenth of lr
             need(isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
                  name, f"must be finite and > 0, got {value!r}")
         for name in ("steps", "lr_decay_step"):
@@ -126,5 +134,6 @@ class TrainConfig:
             need(isinstance(value, int) and 0 <= value < 2**63, name,
                  f"must be a whole number in [0, 2**63), got {value!r}")
         label = gain_label(gain) if not isinstance(self.gain, str) else self.gain.strip()
-        return replace(self, gain=label, lr=float(self.lr), lr_after=float(self.lr_after),
+        return replace(self, gain=label, lr=float(self.lr),
+                       lr_after=None if self.lr_after is None else float(self.lr_after),
                        last_layer_scale=float(self.last_layer_scale))

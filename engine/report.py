@@ -16,9 +16,17 @@ def report_dict(trainer, last_stats: StatsSnapshot | None, last: StepResult | No
                 eval_losses: dict | None = None, samples: tuple | None = None,
                 health: list | None = None, timing: dict | None = None) -> dict:
     """The JSON document of `traintop run --json` (non-finite floats become null)."""
-    return build_report(trainer.info(), trainer.dataset.source, trainer.steps_done,
-                        trainer.first_loss, trainer.lr, last_stats, last, eval_losses,
-                        samples, health, timing)
+    doc = build_report(trainer.info(), trainer.dataset.source, trainer.steps_done,
+                       trainer.first_loss, trainer.lr, last_stats, last, eval_losses,
+                       samples, health, timing)
+    # Every change of the lr in force, by the schedule's decay or a key (set_lr).
+    doc["events"] = [event_dict(e) for e in getattr(trainer, "lr_events", ())]
+    return doc
+
+
+def event_dict(event) -> dict:
+    """An Event (traintop.engine.feed.messages) as one JSON object of the report."""
+    return {"step": event.step, "kind": event.kind, "text": event.text, **event.data}
 
 
 def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float | None,
@@ -85,6 +93,9 @@ def report_text(doc: dict) -> str:
              f"(uniform guess {fmt(doc['expected_initial_loss'])})"]
     if doc["stopped"]:
         lines.append(f"stopped: {doc['stopped']}")
+    for e in doc.get("events", ()):
+        if e.get("kind") == "lr":
+            lines.append(f"{e['text']} at step {e['step']:,}")
     if doc["layers"]:
         lines.append(f"activations (step {doc['stats_step']:,}):")
         for l in doc["layers"]:

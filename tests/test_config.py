@@ -15,7 +15,8 @@ def test_lecture_defaults():
     assert (c.n_embd, c.n_hidden, c.depth, c.block_size) == (10, 100, 5, 3)
     assert c.batchnorm and c.fan_in and not c.use_bias
     assert c.gain_value == pytest.approx(5 / 3)
-    assert (c.steps, c.lr, c.lr_decay_step, c.lr_after) == (200_000, 0.1, 100_000, 0.01)
+    assert (c.steps, c.lr, c.lr_decay_step, c.lr_after_value) == (200_000, 0.1, 100_000, 0.01)
+    assert c.lr_after is None       # a tenth of --lr, whatever --lr is
     assert (c.batch_size, c.seed, c.split_seed, c.last_layer_scale) == (32, 2147483647, 42, 0.1)
 
 

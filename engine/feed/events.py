@@ -8,8 +8,12 @@ from traintop.engine.report import timing_text
 from traintop.engine.feed.messages import Event
 
 
-def lr_changed(step: int, old: float, new: float) -> Event:
-    return Event("lr", step, f"lr {old:g} -> {new:g}", {"old": old, "lr": new})
+def lr_changed(step: int, old: float, new: float, why: str | None = None) -> Event:
+    """A change of the lr in force: by a key or set_lr (why None) or by the
+    schedule (why "decay": the lr divided by --lr / --lr-after)."""
+    if why is None:
+        return Event("lr", step, f"lr {old:g} -> {new:g}", {"old": old, "lr": new})
+    return Event("lr", step, f"lr {old:g} -> {new:g} ({why})", {"old": old, "lr": new, "why": why})
 
 
 def evaluated(step: int, losses: dict[str, float]) -> Event:

@@ -172,8 +172,15 @@ class Runner:
                 self.pending.setdefault(run, []).append(result)
         self.times.append(time.monotonic())
         for run, t in enumerate(self.trainers):
+            if getattr(t, "lr_events_unsent", None):   # the decay, after the step that made it
+                self.send_lr_events(run, t)
             if t.finished and run not in self.ended:
                 self.finish(run)
+
+    def send_lr_events(self, run: int, trainer) -> None:
+        """The trainer's new lr changes (a key's, the decay's), each an event."""
+        for event in trainer.take_lr_events():
+            self.put_run(run, event)
 
     def finish(self, run: int) -> None:
         """Say that `run` reached its end or stopped (a sweep's others go on)."""
@@ -246,15 +253,13 @@ class Runner:
 
     def do_set_lr(self, lr: float, run: int | None = None) -> None:
         for k, t in self.targets(run):
-            old = t.lr
             self._set_lr(k, float(lr))
-            self.put_run(k, events.lr_changed(t.steps_done, old, t.lr))
+            self.send_lr_events(k, t)
 
     def do_scale_lr(self, factor: float, run: int | None = None) -> None:
         for k, t in self.targets(run):
-            old = t.lr
             self._set_lr(k, t.lr * float(factor))
-            self.put_run(k, events.lr_changed(t.steps_done, old, t.lr))
+            self.send_lr_events(k, t)
 
     def do_restart(self, run: int | None = None, **changes) -> None:
         for k, t in self.targets(run):

@@ -19,6 +19,7 @@ from traintop.data.dataset import Dataset
 from traintop.data.errors import InputError
 from traintop.engine.model import inference
 from traintop.engine.config import ENGINES, TrainConfig, gain_label, parse_gain
+from traintop.engine.feed import events
 from traintop.engine.steps import handover
 from traintop.engine.steps.compiled import CompiledStep
 from traintop.engine.steps.fast import FastStep
@@ -91,6 +92,11 @@ class Trainer:
                 self.compiled = CompiledStep(self.fast, *self._twin(config))
         self.steps_done = 0
         self.lr_scale = 1.0  # live lr changes scale the schedule
+        # Every change of the lr in force this run, by set_lr (a key) or by the
+        # schedule's decay, as events (traintop.engine.feed.events.lr_changed):
+        # the reports list them; take_lr_events hands the new ones to a feed.
+        self.lr_events: list = []
+        self.lr_events_unsent: list = []
         self.first_loss: float | None = None
         self.last: StepResult | None = None
         self.last_stats: StatsSnapshot | None = None
@@ -234,6 +240,8 @@ class Trainer:
             self.first_loss = loss_value
         result = StepResult(step, loss_value, lr, ratio_values, snap)
         self.history.add(result.log10_loss, lr, ratio_values)
+        if step == self.config.lr_decay_step:
+            self._lr_changed(lr, "decay")
         if any(math.isnan(r) for r in ratio_values):
             culprit = self._gradient_culprit(step)
             if culprit is not None:
@@ -288,7 +296,23 @@ class Trainer:
             raise InputError(f"lr: must be finite and > 0, got {lr}")
         old = self.lr
         self.lr_scale = lr / self.config.lr_at(self.steps_done)
-        self.history.mark(f"lr {old:g} -> {self.lr:g}")
+        self._lr_changed(old, None)
+
+    def _lr_changed(self, old: float, why: str | None) -> None:
+        """The lr in force went from `old` to self.lr after step steps_done:
+        a marker in the history and an event (none where it did not change)."""
+        new = self.lr
+        if new == old and why is not None:
+            return      # a decay to the same lr (--lr-after equal to --lr)
+        event = events.lr_changed(self.steps_done, old, new, why)
+        self.history.mark(event.text)
+        self.lr_events.append(event)
+        self.lr_events_unsent.append(event)
+
+    def take_lr_events(self) -> list:
+        """The lr changes since the last call (a feed's: the live runner, a recording)."""
+        new, self.lr_events_unsent = self.lr_events_unsent, []
+        return new
 
     def restart(self, **changes) -> str:
         """Start over from step 0, same seed, with init-time `changes` applied;

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 # numpy is imported where used: the app's first frame does not wait for it.
 
 from traintop.engine.health.monitor import HealthMonitor
-from traintop.engine.report import build_report
+from traintop.engine.report import build_report, event_dict
 from traintop.engine.results import Calibration, RunInfo, StatsSnapshot, StepResult
 from traintop.engine.step_block import StepBlock
 from traintop.engine.training.history import History
@@ -50,6 +50,7 @@ class RunState:
     trainer: Event | None = None                 # the live child's last "trainer" event: died, hung
     recording_failed: str | None = None          # why the app's --record stopped
     events: deque = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))  # (step, text)
+    lr_events: list = field(default_factory=list)  # this run's lr changes (key, decay): the report's
     monitor: HealthMonitor | None = None
     _status_is_newer: bool = False               # the Status came after the last Steps
 
@@ -223,6 +224,7 @@ class RunState:
         data = event.data
         if event.kind == "lr":
             self.history.mark(event.text)
+            self.lr_events.append(event)
             changed |= {"loss", "ratio", "status"}
         elif event.kind in ("non-finite", "monitor-error"):   # a watch()ed run's own findings
             if event.kind == "non-finite":   # the plot's label: the place first, short
@@ -269,6 +271,7 @@ class RunState:
         doc = build_report(self.info, self.meta.get("data"), self.steps, self.first_loss,
                            self.lr if self.lr is not None else math.nan, self.stats, self.last,
                            self.eval_losses, self.samples, health, self.timing)
+        doc["events"] = [event_dict(e) for e in self.lr_events]   # as report_dict lists them
         if self.interrupted:
             doc["interrupted"] = True
         return _json_safe(doc)

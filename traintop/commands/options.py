@@ -76,9 +76,11 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
                         "batchnorm, fan_in, bias, last_layer_scale, lr, init; at most 16 runs")
     g.add_argument("--lr", type=positive_float("--lr"), help=f"learning rate (default {d.lr})")
     g.add_argument("--lr-decay-step", type=_count(0),
-                   help=f"first step of --lr-after (default {d.lr_decay_step:,})")
+                   help=f"the step from which the lr is divided by --lr / --lr-after "
+                        f"(default {d.lr_decay_step:,})")
     g.add_argument("--lr-after", type=positive_float("--lr-after"),
-                   help=f"learning rate after the decay step (default {d.lr_after})")
+                   help="learning rate from the decay step on (default: a tenth of --lr, "
+                        "the lecture's 0.1 -> 0.01); a live change (] / [) is kept, scaled")
     g.add_argument("--batch-size", type=_count(1), help=f"batch size (default {d.batch_size})")
     g.add_argument("--seed", type=_count(0), help=f"torch seed (default {d.seed})")
     g.add_argument("--split-seed", type=_count(0), help=f"shuffle seed (default {d.split_seed})")

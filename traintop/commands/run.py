@@ -101,6 +101,8 @@ def main(argv: list[str]) -> int:
             if recorder is not None and recorder.failed is None:
                 try:
                     recorder.step(result)
+                    for event in trainer.take_lr_events():   # the decay, a marker on replay
+                        recorder.consume(event)
                     if result.step % LIVE_STATUS_STEPS == 0:
                         recorder.consume(live_status(result, first_step, started))
                 except WriteError as exc:

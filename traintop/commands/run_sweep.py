@@ -57,7 +57,8 @@ def main_sweep(args: argparse.Namespace, runs: tuple[SweepRun, ...],
             for monitor, result in zip(monitors, results):
                 if result is not None:
                     monitor.observe(result)
-            if recorder is not None and not record(recorder, results, errors, started):
+            if recorder is not None and not record(recorder, results, errors, started,
+                                                   sweep.trainers):
                 stop.set()   # the recording cannot be written: stop after this step
             shown = next((r for r in results if r is not None), None)
             if shown is not None:
@@ -99,13 +100,17 @@ def start_recording(path: str, sweep: SweepTrainer) -> Recorder:
     return recorder
 
 
-def record(recorder: Recorder, results: list, errors: list[str], started: float) -> bool:
-    """Each run's step of this sweep step (and now and then that it runs);
-    False once the file cannot be written."""
+def record(recorder: Recorder, results: list, errors: list[str], started: float,
+           trainers=()) -> bool:
+    """Each run's step of this sweep step, its lr changes (the decay) and now
+    and then that it runs; False once the file cannot be written."""
     try:
         for run, result in enumerate(results):
             if result is not None:
                 recorder.consume(Steps((result,), run=run))
+                if run < len(trainers):
+                    for event in trainers[run].take_lr_events():
+                        recorder.consume(dataclasses.replace(event, run=run))
                 if result.step % LIVE_STATUS_STEPS == 0:
                     recorder.consume(live_status(result, 0, started, run))
     except WriteError as exc:

@@ -52,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .feed.messages import Event, RunStarted, Status, Steps
@@ -269,6 +270,74 @@ def _rnn_output(output):
     return output
 
 
+_GATES = {"LSTM": (("input_gate", "sigmoid"), ("forget_gate", "sigmoid"),
+                   ("cell_gate", "tanh"), ("output_gate", "sigmoid")),
+          "GRU": (("reset_gate", "sigmoid"), ("update_gate", "sigmoid"), ("new_gate", "tanh"))}
+GATE_STEPS = 1024   # longer sequences: their gates are not recomputed (a Python loop per step)
+
+
+def _gate_names(rnn: nn.Module) -> tuple:
+    """The gates traintop recomputes for this recurrent layer: an LSTM's or GRU's,
+    one direction, no projection (else none)."""
+    if getattr(rnn, "bidirectional", False) or getattr(rnn, "proj_size", 0):
+        return ()
+    return _GATES.get(getattr(rnn, "mode", ""), ())
+
+
+def _gate_values(rnn: nn.Module, inputs) -> list[torch.Tensor] | None:
+    """Every layer's gate activations, (time, batch, hidden) each, in _gate_names'
+    order layer by layer, recomputed under no_grad from the call's input, initial
+    state and the weights (dropout between layers is left out). None where the
+    input is a PackedSequence or longer than GATE_STEPS."""
+    x = inputs[0] if inputs else None
+    if not isinstance(x, torch.Tensor):
+        return None
+    hx = inputs[1] if len(inputs) > 1 else None
+    unbatched = x.ndim == 2
+    with torch.no_grad():
+        x = x.detach()
+        x = x.unsqueeze(1) if unbatched else (x.transpose(0, 1) if rnn.batch_first else x)
+        T, B, H = x.shape[0], x.shape[1], rnn.hidden_size
+        if T > GATE_STEPS:
+            return None
+        lstm = rnn.mode == "LSTM"
+        h0, c0 = (hx if lstm else (hx, None)) if hx is not None else (None, None)
+        if h0 is not None and unbatched:
+            h0 = h0.unsqueeze(1)
+            c0 = c0.unsqueeze(1) if c0 is not None else None
+        out = []
+        for k in range(rnn.num_layers):
+            w_ih, w_hh = getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")
+            b_ih = getattr(rnn, f"bias_ih_l{k}") if rnn.bias else None
+            b_hh = getattr(rnn, f"bias_hh_l{k}") if rnn.bias else None
+            xi = F.linear(x.to(w_ih.dtype), w_ih, b_ih)              # (T, B, gates * H)
+            h = h0[k].detach() if h0 is not None else x.new_zeros(B, H, dtype=w_ih.dtype)
+            c = c0[k].detach() if c0 is not None else torch.zeros_like(h)
+            seen: list[list[torch.Tensor]] = [[] for _ in _GATES[rnn.mode]]
+            hs = []
+            for t in range(T):
+                gh = F.linear(h, w_hh, b_hh)
+                if lstm:
+                    i, f, g, o = (xi[t] + gh).chunk(4, dim=1)
+                    i, f, g, o = i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid()
+                    c = f * c + i * g
+                    h = o * c.tanh()
+                    parts = (i, f, g, o)
+                else:
+                    ir, iz, in_ = xi[t].chunk(3, dim=1)
+                    hr, hz, hn = gh.chunk(3, dim=1)
+                    r, z = (ir + hr).sigmoid(), (iz + hz).sigmoid()
+                    n = (in_ + r * hn).tanh()
+                    h = (1 - z) * n + z * h
+                    parts = (r, z, n)
+                for kept, v in zip(seen, parts):
+                    kept.append(v)
+                hs.append(h)
+            out += [torch.stack(v) for v in seen]
+            x = torch.stack(hs)
+        return out
+
+
 def _sparse_params(module: nn.Module) -> list[str]:
     """Names of the embedding tables whose gradient is sparse: an nn.Embedding's
     (or EmbeddingBag's) weight not also used by another module (a weight tied to
@@ -403,6 +472,19 @@ class Watcher:
         self._dead_below = {i: found[i][1] for i, _, _ in self.layers}
         self.layer_names = {i: leaves[i][0] for i, _, _ in self.layers}
         self._recurrent = {i for i, m, _ in self.layers if isinstance(m, nn.RNNBase)}
+        # An LSTM's or GRU's gates, recomputed from its input and weights on measured
+        # steps: pseudo-layers after the leaves, named "rnn.l0.input_gate" etc.
+        self._gates: dict[int, list[tuple[int, str]]] = {}   # the RNN's layer -> its gates'
+        self._kinds = {i: type(m).__name__ for i, (_, m) in enumerate(leaves)}
+        for i, m, _ in list(self.layers):
+            if i in self._recurrent and _gate_names(m):
+                for k in range(m.num_layers):
+                    for gate, fam in _gate_names(m):
+                        g = len(leaves) + sum(len(v) for v in self._gates.values())
+                        self._gates.setdefault(i, []).append((g, fam))
+                        self.layers.append((g, m, fam))
+                        self.layer_names[g] = f"{leaves[i][0]}.l{k}.{gate}"
+                        self._kinds[g] = type(m).__name__
         named = list(module.named_parameters())
         self.device = named[0][1].device if named else torch.device("cpu")
         self.param_names = [n for n, _ in named]
@@ -442,7 +524,7 @@ class Watcher:
             # status_seconds=0: every Status this watcher sends (it spaces them itself).
             self.recorder = Recorder(self.path, status_seconds=0.0, meta={
                 "writer": "traintop.engine.watch", **({"rank": self.rank} if dist else {}),
-                "layer_names": {str(i): leaves[i][0] for i, _, _ in self.layers},
+                "layer_names": {str(i): self.layer_names[i] for i, _, _ in self.layers},
                 **(meta or {})})
             self.recorder.consume(RunStarted(self.info))
             self._finalizer = weakref.finalize(self, self.recorder.close)
@@ -452,9 +534,11 @@ class Watcher:
 
     # ----- hooks -------------------------------------------------------------
     def _install(self) -> None:
+        gates = {g for v in self._gates.values() for g, _ in v}
         for index, module, kind in self.layers:
-            self._handles.append(module.register_forward_hook(
-                self._forward_hook(index, kind, module)))
+            if index not in gates:
+                self._handles.append(module.register_forward_hook(
+                    self._forward_hook(index, kind, module)))
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
             self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
@@ -483,6 +567,8 @@ class Watcher:
             calls = self._acts.get(index)
             if calls is not None and len(calls) >= MAX_CALLS:
                 return
+            if recurrent and index in self._gates:
+                self._measure_gates(index, layer, inputs)
             try:
                 if recurrent:
                     output = _rnn_output(output)
@@ -536,7 +622,31 @@ class Watcher:
         return torch.cat([act, grad])
 
     def _layer_label(self, index: int) -> str:
-        return f"{self.layer_names.get(index) or '(model)'} ({self.info.layer_kinds[index]})"
+        return f"{self.layer_names.get(index) or '(model)'} ({self._kinds.get(index, '?')})"
+
+    def _measure_gates(self, index: int, rnn: nn.Module, inputs) -> None:
+        """The gates of each layer of an LSTM/GRU on this call (no gradient)."""
+        gates = self._gates[index]
+        if len(self._acts.get(gates[0][0], ())) >= MAX_CALLS:
+            return
+        try:
+            values = _gate_values(rnn, inputs)
+        except Exception as exc:
+            for g, _ in gates:
+                self._acts.pop(g, None)
+            self._fault(f"gate statistics of {self._layer_label(index)}", exc)
+            return
+        if values is None:
+            return
+        for (g, fam), v in zip(gates, values):
+            try:
+                t = v.reshape(-1, v.shape[-1]).float()
+                record = _act_record(t, None, fam, None)
+                record["units"] = t.shape[1]
+                self._acts.setdefault(g, []).append(record)
+            except Exception as exc:
+                self._acts.pop(g, None)
+                self._fault(f"gate statistics of {self._layer_label(g)}", exc)
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
         try:

@@ -307,8 +307,11 @@ def test_a_recurrent_lm_records_its_output(tmp_path, cell):
     train_one(model, tmp_path / "lm.jsonl", idx,
               lambda m, x: F.cross_entropy(m(x)[:, :-1].reshape(-1, 19), x[:, 1:].reshape(-1)))
     info, (snap,) = snapshots(tmp_path / "lm.jsonl")
-    (l,) = snap.layers
+    l, *gates = snap.layers
     assert (l.name, l.kind, l.fam) == ("rnn", cell, "tanh")
+    names = {"LSTM": ("input", "forget", "cell", "output"), "GRU": ("reset", "update", "new"),
+             "RNN": ()}[cell]
+    assert [g.name for g in gates] == [f"rnn.l{k}.{n}_gate" for k in range(2) for n in names]
     (_, h), = outs
     (g,) = grads
     t = units(h)
@@ -358,3 +361,45 @@ def test_a_model_with_no_activation_says_which_module_types_it_has(tmp_path):
     assert "no activation" in words[0] and "Embedding, Flatten, Linear, LayerNorm, Dropout" \
         in words[0] and "activations=" in words[0]
     assert no_activation_text(SimpleNamespace(info=None)) is None
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_the_gates_recomputed_on_a_measured_step(tmp_path, cell):
+    """rnn.l0.input_gate ...: from torch's own hidden sequence (the RNN's output),
+    the gates of every step computed here, against the recorded figures."""
+    torch.manual_seed(0)
+    model = LSTMLM()
+    model.rnn = getattr(nn, cell)(12, 24, num_layers=1, batch_first=True)
+    outs = []
+    model.rnn.register_forward_hook(
+        lambda m, i, o: outs.append((i[0].detach().clone(), o[0].detach().clone())))
+    idx = torch.randint(0, 19, (5, 9), generator=torch.Generator().manual_seed(1))
+    rnn = model.rnn
+    weights = [p.detach().clone() for p in (rnn.weight_ih_l0, rnn.weight_hh_l0,
+                                            rnn.bias_ih_l0, rnn.bias_hh_l0)]
+    train_one(model, tmp_path / "gates.jsonl", idx,
+              lambda m, x: F.cross_entropy(m(x)[:, :-1].reshape(-1, 19), x[:, 1:].reshape(-1)))
+    _, (snap,) = snapshots(tmp_path / "gates.jsonl")
+    (x, h), = outs                                            # (B, T, I), (B, T, H)
+    w_ih, w_hh, b_ih, b_hh = weights
+    prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)   # h_{t-1}
+    gi, gh = F.linear(x, w_ih, b_ih), F.linear(prev, w_hh, b_hh)
+    if cell == "LSTM":
+        i, f, g, o = (gi + gh).chunk(4, dim=-1)
+        expected = {"input_gate": i.sigmoid(), "forget_gate": f.sigmoid(),
+                    "cell_gate": g.tanh(), "output_gate": o.sigmoid()}
+    else:
+        (ir, iz, in_), (hr, hz, hn) = gi.chunk(3, dim=-1), gh.chunk(3, dim=-1)
+        r = (ir + hr).sigmoid()
+        expected = {"reset_gate": r, "update_gate": (iz + hz).sigmoid(),
+                    "new_gate": (in_ + r * hn).tanh()}
+    gates = {l.name.removeprefix("rnn.l0."): l for l in snap.layers if l.name != "rnn"}
+    assert list(gates) == list(expected)
+    for name, v in expected.items():
+        l = gates[name]
+        fam = "tanh" if name in ("cell_gate", "new_gate") else "sigmoid"
+        assert l.fam == fam and l.kind == cell and l.units == 24 and l.per_unit == 45
+        assert close(l.mean, v.mean().item(), 1e-4) and close(l.std, v.std().item(), 1e-4)
+        a = v.abs() if fam == "tanh" else (2 * v - 1).abs()
+        assert close(l.saturation_pct, 100.0 * (a > 0.97).float().mean().item())
+        assert math.isnan(l.grad_std)                       # no gradient: recomputed

@@ -201,6 +201,9 @@ def _trend_layers(layers) -> list:
     return [l for l in layers if l.fam == common]
 
 
+RECURRENT_KINDS = ("LSTM", "GRU", "RNN")
+
+
 def depth_chains(layers) -> list[list]:
     """The runs of layers along which depth means something, each of one family
     (_trend_layers). The lecture's stack (no module paths) is one chain. A
@@ -214,6 +217,8 @@ def depth_chains(layers) -> list[list]:
         return [_trend_layers(layers)] if layers else []
     groups: dict[str, list] = {}
     for l in layers:
+        if l.kind in RECURRENT_KINDS:   # an LSTM's output and its gates ("rnn.l0.input_gate")
+            continue
         groups.setdefault(l.name.rpartition(".")[0] if l.name else "", []).append(l)
     return [chain for group in groups.values() if len(chain := _trend_layers(group)) >= 2]
 

@@ -223,3 +223,18 @@ def test_the_lectures_stack_keeps_its_positions():
                for i in (2, 14))
     assert layer_where(l2) == "layer 2 (Tanh)" and span_where(l2, l14) == "layers 2-14"
     assert math.isclose(l2.saturation_pct, 50.0)
+
+
+def test_an_lstms_saturated_forget_gate_is_shown_not_judged(tmp_path):
+    torch.manual_seed(0)
+    emb, rnn, head = nn.Embedding(13, 8), nn.LSTM(8, 16, batch_first=True), nn.Linear(16, 13)
+    with torch.no_grad():
+        rnn.bias_ih_l0[16:32] = 8.0          # forget gates held near 1: long memory
+    model = nn.ModuleDict(dict(emb=emb, rnn=rnn, head=head))
+    idx = torch.randint(0, 13, (6, 10), generator=torch.Generator().manual_seed(1))
+    info, snap = run(model, tmp_path / "lstm.jsonl", idx,
+                     lambda m, x: F.cross_entropy(m["head"](m["rnn"](m["emb"](x))[0]).reshape(-1, 13),
+                                                  x.reshape(-1)))
+    forget = next(l for l in snap.layers if l.name == "rnn.l0.forget_gate")
+    assert forget.saturation_pct > 90 and forget.fam == "sigmoid"
+    assert not [f for f in diagnose(info, snap) if "gate" in f.where]

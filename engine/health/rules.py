@@ -230,8 +230,14 @@ def _geo_factor(first: float, last: float, blocks: int) -> float | None:
 
 
 # ----- one snapshot ----------------------------------------------------------
+def is_gate(l) -> bool:
+    """A recurrent layer's gate (watch(): "rnn.l0.forget_gate"): shown, not judged
+    by saturation or dead units (a forget gate held near 1 is an LSTM remembering)."""
+    return l.kind in RECURRENT_KINDS and l.name.endswith("_gate")
+
+
 def saturation(snap: StatsSnapshot, t: Thresholds = T, lecture: bool = True) -> list[Finding]:
-    tanh = [l for l in snap.layers if l.fam in SATURATING]
+    tanh = [l for l in snap.layers if l.fam in SATURATING and not is_gate(l)]
     rising = len(tanh) >= 2 and tanh[-1].saturation_pct > tanh[0].saturation_pct
     out = []
     for l in tanh:
@@ -254,7 +260,7 @@ def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
     out = []
     for l in snap.layers:
         # The lecture's batch, or a watched layer's examples x positions per unit.
-        if l.fam not in DEAD_WORDS or l.units <= 0 or \
+        if l.fam not in DEAD_WORDS or l.units <= 0 or is_gate(l) or \
                 (batch_size or l.per_unit) < t.dead_min_batch:
             continue
         pct = 100.0 * l.dead / l.units

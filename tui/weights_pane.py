@@ -103,7 +103,7 @@ class WeightTable(Static):
                 mark = Text(f"<- outlier ({f:.0f}x median)" if f > 1 else
                             f"<- outlier ({1 / f:.0f}x below median)", style="bold red")
             elif w.name in sparse:
-                mark = Text("sparse (embedding rows)", style="dim")
+                mark = Text("sparse", style="dim")   # an embedding: only the batch's rows move
             else:
                 mark = Text("<- largest" if k == largest else "", style="dim")
             row_style = "bold" if k in flagged else ""

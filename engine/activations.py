@@ -102,7 +102,10 @@ def recognise(module: nn.Module, table: dict | None = None, probe: bool = True
     """(family, dead input threshold or None, how: "user" | "torch" | "name" | "probe")
     for an activation module, None for any other."""
     cls = type(module)
-    for key in (cls, cls.__name__):
+    # the class itself, its name, then a class of the table it derives from
+    keys = (cls, cls.__name__, *(k for k in (table or {}) if isinstance(k, type)
+                                 and k is not cls and isinstance(module, k)))
+    for key in keys:
         if table and key in table:
             fam = table[key]
             if fam is None:

@@ -257,6 +257,10 @@ def test_a_users_own_class_by_name_or_class_and_none_to_skip(tmp_path):
     assert layers["none"] == [swish, relu]         # the parameter's owner is never probed
     assert layers["name"] == [("1", "ScaledTanh", "tanh"), swish, relu]
     assert layers["class"] == [("1", "ScaledTanh", "tanh"), swish]
+    # a class of the table covers its subclasses
+    sub = type("ScaledTanh2", (ScaledTanh,), {})
+    assert recognise(sub(), {ScaledTanh: "tanh"})[:1] == ("tanh",)
+    assert recognise(sub(), {"ScaledTanh": "tanh"}) is None           # a name is exact
     with pytest.raises(ValueError, match="one of tanh, sigmoid, relu, gelu"):
         watch(model(), tmp_path / "bad.jsonl", activations={"ScaledTanh": "swish"})
 

@@ -238,3 +238,26 @@ def test_an_lstms_saturated_forget_gate_is_shown_not_judged(tmp_path):
     forget = next(l for l in snap.layers if l.name == "rnn.l0.forget_gate")
     assert forget.saturation_pct > 90 and forget.fam == "sigmoid"
     assert not [f for f in diagnose(info, snap) if "gate" in f.where]
+
+
+class _Plot:
+    """A stand-in for plotext that records the calls a pane's draw makes."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *a, **k: self.calls.append(name)
+
+
+@pytest.mark.parametrize("families, guide", [(["tanh"], True), (["sigmoid", "tanh"], True),
+                                             (["relu", "tanh"], False), (["gelu"], False)])
+def test_the_five_percent_guide_only_where_every_family_saturates(families, guide):
+    from traintop.tui.saturation_pane import SaturationPane
+
+    pane = SaturationPane.__new__(SaturationPane)
+    pane.step, pane.families, pane.marks, pane.rest, pane.which = 3, families, {}, None, "all"
+    pane.bars = [(k, f"net.{k}", 10.0, 0) for k in range(len(families))]
+    plt = _Plot()
+    pane.draw(plt, no_color=True)
+    assert ("vertical_line" in plt.calls) == guide

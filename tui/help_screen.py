@@ -19,7 +19,8 @@ SHARED = """\
 the first and the last) and sums up the rest in its border; `p` / `P` page
 through all of them in order and back to that default.
 
-**Status line** — step · lr · init gain · BatchNorm (the lecture's run; a watched
+**Status line** — step · lr · init gain (`init zeros` with `--init zeros`) ·
+BatchNorm (the lecture's run; a watched
 model shows its class and optimizer instead) · steps/s · running, paused,
 finished, or why training stopped (the first non-finite value). A figure the
 recording lacks reads `n/a`. The lecture's expected initial loss, samples and
@@ -34,7 +35,8 @@ KEYS = """\
 |---|---|
 | space | pause / resume |
 | n | one step (pauses first) |
-| ] / [ | double / halve the learning rate (live, leaves a marker) |
+| `--paused` | start paused before step 1: `n` then takes step 1, whose figures are the init's (first loss vs the uniform guess, saturation, histograms) |
+| ] / [ | double / halve the learning rate (live, leaves a marker; the decay at `--lr-decay-step` divides it by `--lr` / `--lr-after`, a tenth by default, and leaves one too) |
 | G / g | raise / lower the init gain through 0.5, 1, 5/3, 2, 3 (restarts from step 0, same seed) |
 | b | toggle BatchNorm (restarts) |
 | f | toggle fan-in normalisation (restarts) |

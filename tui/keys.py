@@ -115,10 +115,19 @@ class KeyActions:
         self.send("seek", index=where)
 
     def action_speed(self, factor: float) -> None:
+        """`+` / `-`: the replay speed doubled / halved, from the speed last
+        asked while the source's Status still shows the one before it: keys
+        in one burst (ten `-` typed or pasted at once) arrive before the next
+        poll brings a Status, and each must go on from the one before (from
+        the Status alone, ten halvings made one)."""
         status = self.state.status
         if status is None or not status.steps_per_sec > 0:
             return
-        speed = min(MAX_SPEED, max(MIN_SPEED, status.steps_per_sec * float(factor)))
+        shown = status.steps_per_sec
+        asked = getattr(self, "_speed_asked", None)    # (the Status's speed then, speed asked)
+        base = asked[1] if asked is not None and asked[0] == shown else shown
+        speed = min(MAX_SPEED, max(MIN_SPEED, base * float(factor)))
+        self._speed_asked = (shown, speed)
         self.send("speed", steps_per_sec=speed)
 
     def action_play(self) -> None:

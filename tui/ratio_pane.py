@@ -58,11 +58,14 @@ class RatioPane(PlotPane):
         self.rest = (len(rest), *median_line(rest)) if rest else None
         self.markers = list(h.markers)
         self.tick = h.tick
+        config = state.info.config if state.info is not None else {}
+        self.zeros = config.get("init") == "zeros"
+        self.stepped = state.last is not None or h.tick > 0
 
     def draw(self, plt, no_color: bool) -> None:
         plt.title("update:data ratio, log10 (guide -3)")
         if not any(xs for _, xs, _ in self.lines):
-            plt.title("update:data ratio · waiting for steps")
+            plt.title(self.empty_title())
             return
         values = [GUIDE]
         rest = self.rest if self.rest and self.rest[1] else None
@@ -91,3 +94,21 @@ class RatioPane(PlotPane):
         plt.ylim(lo, max(top, hi + pad * 3))
         plt.xlim(0, axis_end(self.tick))
         draw_markers(plt, self.markers, 0, axis_end(self.tick), hi + pad * 2)
+
+    def empty_title(self) -> str:
+        """Why there is no line: no step yet, or no ratio to draw. A weight of
+        all zeros that stays zero (--init zeros: its gradient is exactly 0)
+        updates by 0 on data of std 0, a 0/0 ratio, never a figure. Fitted to
+        the pane: plotext drops a title wider than it."""
+        if not self.stepped:
+            return "update:data ratio · waiting for steps"
+        if self.zeros:
+            choices = ("update:data ratio · none: --init zeros, every weight 0 stays 0 (0/0)",
+                       "update:data · none: --init zeros, weights stay 0",
+                       "update:data · none (init zeros)")
+        else:
+            choices = ("update:data ratio · none finite: weights of std 0 or non-finite",
+                       "update:data · none finite (weights std 0)",
+                       "update:data · none finite")
+        width = (self.size.width or 80) - 4
+        return next((c for c in choices if len(c) <= width), choices[-1])

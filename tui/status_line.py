@@ -1,5 +1,6 @@
 """The always-visible status line:
-`step 12,345 · lr 0.1 · gain 5/3 · BatchNorm on · 812 steps/s · running`.
+`step 12,345 · lr 0.1 · gain 5/3 · BatchNorm on · 812 steps/s · running`
+(`init zeros` in place of the gain for --init zeros).
 
 A source that is not a live run says where it stands (Source.position():
 head, tail): a replay `replay · snapshot 12/40 · step 1,200 · ... · playing
@@ -26,7 +27,9 @@ def status_text(state: RunState, read_only: bool = False,
     parts += [f"step {state.step:,}", f"lr {lr:g}" if lr is not None else "lr n/a"]
     # The lecture's init choices; a watch()ed model has none, so its line
     # names the model instead (never a field the recording lacks).
-    if "gain" in config:
+    if config.get("init") == "zeros":
+        parts.append("init zeros")      # no gain applies: every weight and bias starts at 0
+    elif "gain" in config:
         parts.append(f"gain {config['gain']}")
     if "batchnorm" in config:
         parts.append(f"BatchNorm {'on' if config['batchnorm'] else 'off'}")

@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    for option, value in (("--csv", args.csv), ("--tensorboard", args.tensorboard)):
+        if value is not None and not value.strip():   # `--csv ''`: given, but no path
+            raise InputError(f"{option}: the path is empty; give a directory, e.g. "
+                             f"{option} {option.strip('-')}-out")
     if not args.csv and not args.tensorboard:
         raise InputError("export: give --csv DIR and/or --tensorboard DIR")
     # Each export reads the recording line by line as it writes (bounded

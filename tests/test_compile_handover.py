@@ -144,3 +144,75 @@ def test_the_switch_loads_the_package_in_one_short_step(small_dataset, one_threa
     for (_, a), (_, b) in zip(auto.stack.batchnorms(), fast.stack.batchnorms()):
         assert torch.allclose(a.running_mean, b.running_mean, rtol=1e-4, atol=1e-5)
         assert torch.allclose(a.running_var, b.running_var, rtol=1e-4, atol=1e-5)
+
+
+def test_a_held_compile_starts_only_when_the_run_is_idle(small_dataset, monkeypatch, tmp_path):
+    """Where no core is free (the app on 2 cores) the compile is held: the run
+    steps on the fast engine with no compile process beside it, and the
+    compile starts when the run pauses or ends (the runner's on_idle)."""
+    marker = tmp_path / "started"
+    monkeypatch.setattr(handover, "BUILD_COMMAND", [
+        sys.executable, "-c", f"open({str(marker)!r}, 'w').close(); import sys; sys.exit(1)"])
+    monkeypatch.setenv(handover.CACHE_ENV, str(tmp_path))
+    handover.hold(True)
+    try:
+        config = TrainConfig(n_hidden=40, steps=100_000).validated()
+        auto = Trainer(config, small_dataset, engine="auto")
+        for _ in range(20):
+            auto.step()
+        build = auto.compiled._build
+        assert build.held and build.process is None and not handover.compiling()
+        assert not auto.compiled.ready and not marker.exists()
+        handover.start_held()
+        assert build.process is not None and not build.held
+        assert auto.compiled.wait(60) and marker.exists()
+        assert auto.engine_now == "fast"    # the stand-in compile failed: the run stays fast
+    finally:
+        handover.hold(False)
+
+
+def test_the_app_holds_compiles_on_a_machine_without_a_free_core(monkeypatch):
+    from traintop.engine.live import child
+
+    monkeypatch.delenv(handover.MODE_ENV, raising=False)
+    try:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+        assert child.hold_compiles_without_a_free_core() and handover._hold
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+        assert not child.hold_compiles_without_a_free_core() and not handover._hold
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+        monkeypatch.setenv(handover.MODE_ENV, "process")   # asked for beside the run
+        assert not child.hold_compiles_without_a_free_core()
+    finally:
+        handover.hold(False)
+
+
+def test_the_runner_calls_on_idle_when_the_run_pauses(tmp_path):
+    import queue as queue_module
+    import threading
+
+    from traintop.engine.feed.messages import Command
+    from traintop.engine.live.child import build
+    from traintop.engine.live.runner import Runner
+    from traintop.engine.live.spec import SessionSpec
+    from tui_fakes import write_words
+
+    spec = SessionSpec(config=TrainConfig(n_hidden=16, steps=1_000_000),
+                       data=str(write_words(tmp_path / "w.txt")), engine="fast", threads=1)
+    idle = []
+    commands, messages = queue_module.Queue(), queue_module.Queue()
+    messages.close = messages.cancel_join_thread = lambda: None
+    runner = Runner(build(spec), spec, commands, messages, os.getppid(),
+                    on_idle=lambda: idle.append(runner.trainer.steps_done))
+    thread = threading.Thread(target=runner.serve, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while runner.trainer.steps_done < 50 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert idle == []                       # stepping: no idle time
+    commands.put(Command("pause"))
+    while not idle and time.monotonic() < deadline:
+        time.sleep(0.02)
+    commands.put(Command("quit"))
+    thread.join(10)
+    assert len(idle) == 1 and idle[0] >= 50

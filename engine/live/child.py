@@ -32,13 +32,14 @@ def child_main(spec: SessionSpec, commands, messages, parent: int | None = None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     watch_parent(os.getppid() if parent is None else parent)
     try:
+        hold_compiles_without_a_free_core()
         trainer = build(spec)
     except Exception as exc:  # noqa: BLE001 - every failure goes to the viewer
         messages.put(Event("error", 0, describe_error(exc)))
         _wait_for_quit(commands, os.getppid() if parent is None else parent)
         messages.cancel_join_thread()   # the viewer may be gone: do not wait to flush
         return
-    runner = Runner(trainer, spec, commands, messages, parent)
+    runner = Runner(trainer, spec, commands, messages, parent, on_idle=start_held_compiles)
     code = 0
     try:
         runner.serve()
@@ -86,6 +87,30 @@ def watch_parent(parent: int, period: float = PARENT_CHECK_SECONDS) -> threading
     thread = threading.Thread(target=watch, name="traintop-parent-watch", daemon=True)
     thread.start()
     return thread
+
+
+# The app's UI process and this trainer each take a core: a background compile
+# needs one more to run beside them without slowing the trainer.
+CORES_FOR_APP = 2
+
+
+def hold_compiles_without_a_free_core() -> bool:
+    """The "auto" engine's compile waits for idle time (the run paused or
+    finished) where no core is free for it: see handover.hold. A package
+    already on disk is loaded at the first step all the same, and
+    TRAINTOP_AUTO_COMPILE=process asks for the compile beside the run anyway."""
+    from traintop.engine.steps import handover   # torch: only in the child
+    asked = os.environ.get(handover.MODE_ENV, "").strip().lower()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    held = asked != "process" and (cores or 1) <= CORES_FOR_APP
+    handover.hold(held)
+    return held
+
+
+def start_held_compiles() -> None:
+    handover = sys.modules.get("traintop.engine.steps.handover")
+    if handover is not None:
+        handover.start_held()
 
 
 def build(spec: SessionSpec):

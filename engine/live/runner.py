@@ -42,7 +42,10 @@ class Runner:
     with args "run" acts on that run (None or absent: on every run).
     """
 
-    def __init__(self, trainer, spec: SessionSpec, commands, messages, parent: int | None = None):
+    def __init__(self, trainer, spec: SessionSpec, commands, messages, parent: int | None = None,
+                 on_idle=None):
+        """`on_idle`: called each time the run stops stepping (paused,
+        finished): the child starts a compile held for idle time there."""
         self.sweep = trainer if hasattr(trainer, "trainers") else None
         self.trainers = list(self.sweep.trainers) if self.sweep is not None else [trainer]
         self.trainer = self.trainers[0]
@@ -57,6 +60,7 @@ class Runner:
         self.times: deque[float] = deque()   # when recent (sweep) steps finished
         self.quit = False
         self.parent = os.getppid() if parent is None else parent
+        self.on_idle = on_idle
 
     @property
     def finished(self) -> bool:
@@ -141,9 +145,14 @@ class Runner:
             self.put(RunStarted(t.info(), self.spec.why, run=run))
         self.status(force=True)
         last_check = 0.0
+        was_stepping = None
         while not self.quit:
             now = time.monotonic()
             stepping = self.running and not self.finished
+            if stepping != was_stepping:
+                was_stepping = stepping
+                if not stepping and self.on_idle is not None:
+                    self.on_idle()
             if stepping:
                 if now - last_check >= COMMAND_SECONDS:
                     self.drain()

@@ -100,8 +100,34 @@ def package_path(plan, batch: int, block: int, dtype: torch.dtype, threads: int)
     return cache_dir() / f"step-{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt2"
 
 
+# Held compiles (hold()): asked for, started only once the run is idle.
+_hold = False
+
+
+def hold(on: bool = True) -> None:
+    """From now on a compile asked for waits for start_held(), which the app's
+    trainer child calls when its run is paused or finished. Measured on the
+    project's 2-core machine (tools/measure_start.py, README "The first 30
+    seconds"): with the app's UI on one core and the trainer on the other, a
+    compile even at idle priority got ~3.5 s of CPU in the run's first 30 s
+    (it needs 30-70 s: the package came minutes later, after a short run had
+    ended) and still slowed the trainer to 0.21-0.31x of --engine fast in its
+    worst second. Where no core is free for it, it waits for idle time."""
+    global _hold
+    _hold = on
+
+
+def start_held() -> None:
+    """Start every held compile: the run is paused or finished, so the cores
+    are free (a resumed run lets a started compile go on, at idle priority)."""
+    with _lock:
+        for build in list(_builds.values()):
+            build.start_held()
+
+
 class Build:
-    """One package: on disk already, or being compiled by a process."""
+    """One package: on disk already, being compiled by a process, or held
+    (its compile starts at start_held())."""
 
     def __init__(self, path: Path, job: dict | None):
         self.path = path
@@ -109,7 +135,20 @@ class Build:
         self.users = 1
         self.process: subprocess.Popen | None = None
         self._log: Path | None = None
+        self._held: dict | None = None
         if job is not None:
+            if _hold:
+                self._held = job
+            else:
+                self._start(job)
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def start_held(self) -> None:
+        if self._held is not None:
+            job, self._held = self._held, None
             self._start(job)
 
     def _start(self, job: dict) -> None:
@@ -134,7 +173,12 @@ class Build:
     def finished(self) -> bool:
         """Whether it is over (the package written, or the compile failed).
         A package another process wrote meanwhile (another run of the same
-        shapes) ends this compile: it is taken at once."""
+        shapes) ends this compile, or a held one: it is taken at once."""
+        if self._held is not None:
+            if not self.path.exists():
+                return False
+            self._held = None
+            return True
         if self.process is None:
             return True
         code = self.process.poll()
@@ -147,6 +191,7 @@ class Build:
         return True
 
     def wait(self, timeout: float | None = None) -> bool:
+        self.start_held()   # whoever waits for it (a test, the bench) wants it now
         if self.process is not None:
             try:
                 self.process.wait(timeout)
@@ -205,6 +250,7 @@ class Build:
         return step
 
     def kill(self) -> None:
+        self._held = None
         process = self.process
         if process is not None and process.poll() is None:
             try:
@@ -252,7 +298,8 @@ def request(plan, batch: int, block: int, dtype: torch.dtype, threads: int) -> B
     path = package_path(plan, batch, block, dtype, threads)
     with _lock:
         build = _builds.get(path)
-        if build is not None and (build.running or (build.error is None and path.exists())):
+        if build is not None and (build.running or build.held
+                                  or (build.error is None and path.exists())):
             build.users += 1
             return build
         if path.exists():

@@ -25,13 +25,13 @@ import dataclasses
 import multiprocessing as mp
 import os
 import multiprocessing.resource_tracker
-import queue
 import signal
 import time
 
 from traintop.engine.config import TrainConfig
 from traintop.engine.feed.messages import Command, Event, Message, RunStarted, Status, Steps
 from traintop.engine.live.child import child_main
+from traintop.engine.live.frames import FrameReader
 from traintop.engine.live.spec import SessionSpec
 
 # The child sends a Status at least every CHILD_STATUS_SECONDS (live.runner) whatever it does
@@ -72,6 +72,7 @@ class LiveSession:
     def _new_queues(self) -> None:
         self._commands = self._ctx.Queue()
         self._messages = self._ctx.Queue()
+        self._reader = FrameReader(self._messages._reader)
 
     @property
     def pid(self) -> int | None:
@@ -99,22 +100,8 @@ class LiveSession:
         process = self._process
         # Taken before draining: once it is dead, everything it wrote is in the pipe.
         gone = process is not None and not process.is_alive()
-        if gone and not self._watch.died:
-            # A child killed in the middle of a put leaves half a message;
-            # a blocking read of it would wait forever (we hold the write end too).
-            try:
-                os.set_blocking(self._messages._reader.fileno(), False)
-            except (AttributeError, OSError, ValueError):
-                pass
         said, self._said = self._said, []
-        out: list[Message] = []
-        while len(out) < limit:
-            try:
-                out.append(self._messages.get_nowait())
-            except queue.Empty:
-                break
-            except (EOFError, OSError, ValueError):  # queue closed under us, or half a message
-                break
+        out: list[Message] = self._reader.read(limit)   # never blocks: see frames.py
         if process is not None:
             out += self._watch.check(out, process.exitcode if gone else None, self._clock())
         return said + out

@@ -38,7 +38,7 @@ def test_saturation_labels_carry_the_marks():
     from traintop.engine.health.rules import Finding
     from traintop.tui.saturation_pane import SaturationPane
 
-    layer = lambda i, pct: SimpleNamespace(index=i, saturation_pct=pct, dead=0, units=30,
+    layer = lambda i, pct: SimpleNamespace(index=i, name="", saturation_pct=pct, dead=0, units=30,
                                            fam="tanh", label=f"L{i}")
     stats = SimpleNamespace(step=20, layers=[layer(1, 45.0), layer(3, 3.0)])
     finding = Finding(rule="tanh-saturation", severity="error", where="layer 1 (Tanh)",

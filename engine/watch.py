@@ -747,9 +747,12 @@ class Watcher:
         return torch.cat([*parts, bad.float().reshape(1)]).to(self.device)
 
     # ----- stepping ------------------------------------------------------------
-    def step(self, loss=None) -> None:
-        """Call once after each optimizer.step(), with the step's loss (tensor or float).
+    def step(self, loss=None, grad_norm=None) -> None:
+        """Call once after each optimizer.step(), with the step's loss (tensor or float)
+        and, where known, the total gradient norm before clipping (grad_norm: what
+        torch.nn.utils.clip_grad_norm_ returns, tensor or float).
         Never raises: a failure of traintop's own is logged and recorded, the run goes on."""
+        self._grad_norm = grad_norm
         self.steps += 1
         if not self.active:
             return

@@ -1,0 +1,186 @@
+"""FolderSource: every recording a list of PATHs names, as one sweep of runs.
+
+Each recording is read by its own FollowSource (its lines, its restarts,
+its quiet writer); this source renumbers their messages into one run index
+(the file's order of discovery: a run keeps its index, so its colour, for
+as long as the viewer is open) and says the runs as a Sweep with no swept
+keys, labelled by what differs (traintop.engine.recording.folder). A
+recording that is itself a sweep adds one run per run of it.
+
+replay (follow=False): the recordings there when it opens, each read to its
+end and closed, so hundreds of them hold few files open. attach
+(follow=True): the PATHs are looked at again every RESCAN_SECONDS, and a
+recording that appears later (a new Tune trial, a late rank) joins as a
+new run (Sweep with grows=True: the runs already there keep their state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from traintop.data.errors import InputError
+from traintop.engine.feed.messages import Command, Message, Sweep
+from traintop.engine.recording.folder import Found, discover, labels
+from traintop.engine.recording.follow_source import FollowSource
+
+RESCAN_SECONDS = 1.0
+POLL_SECONDS = 0.05     # a poll's reading stops after this long; the next goes on
+
+
+@dataclasses.dataclass
+class FileRun:
+    """One recording and the runs it feeds."""
+
+    found: Found
+    source: FollowSource
+    slots: list[int]                       # its run k -> the view's run index
+    inner: tuple[str, ...] = ()            # a sweep recording's own labels
+    done: bool = False                     # replay: read to its end and closed
+
+
+class FolderSource:
+    read_only = True
+
+    def __init__(self, paths: list[str], follow: bool = False, quiet_after: float = 10.0,
+                 jump: bool = True, clock=time.monotonic):
+        self.paths = [str(p) for p in paths]
+        self.follow = follow
+        # a replay's files are finished: none of them is ever called quiet
+        self.quiet_after = quiet_after if follow else float("inf")
+        self.jump = jump
+        self._clock = clock
+        self.files: list[FileRun] = []
+        self.owner: list[tuple[int, int]] = []   # run index -> (file, its run)
+        self.left_out: list[Path] = []           # files under the PATHs that are no recording
+        self._scanned = clock()
+        self._cursor = 0
+        self._announce = False
+        self._add(missing_ok=follow)
+        if not follow and not self.files:
+            raise InputError(f"{' '.join(self.paths)}: no traintop recordings found")
+
+    # ----- the runs ------------------------------------------------------------
+    def _add(self, missing_ok: bool) -> None:
+        known = {f.found.path for f in self.files}
+        new, self.left_out = discover(self.paths, known, missing_ok)
+        for found in new:
+            source = FollowSource(found.path, quiet_after=self.quiet_after, clock=self._clock,
+                                  jump=self.jump)
+            self.files.append(FileRun(found, source, [len(self.owner)]))
+            self.owner.append((len(self.files) - 1, 0))
+            if self._started:
+                source.start()
+            self._announce = True
+
+    _started = False
+
+    def labels(self) -> list[str]:
+        """Every run's label: its recording's, and a sweep recording's own after it."""
+        files = labels([f.found for f in self.files])
+        out = []
+        for file, k in self.owner:
+            inner = self.files[file].inner
+            if inner:
+                out.append(f"{files[file]} {inner[k]}" if len(self.files) > 1 else inner[k])
+            else:
+                out.append(files[file])
+        return out
+
+    def sweep(self) -> Sweep:
+        return Sweep(tuple(self.labels()), (), grows=True)
+
+    def run_paths(self) -> list[Path]:
+        return [self.files[file].found.path for file, _ in self.owner]
+
+    # ----- Source --------------------------------------------------------------
+    def start(self) -> None:
+        self._started = True
+        for f in self.files:
+            f.source.start()
+
+    def poll(self, limit: int = 1000) -> list[Message]:
+        out: list[Message] = []
+        now = self._clock()
+        if self.follow and now - self._scanned >= RESCAN_SECONDS:
+            self._scanned = now
+            self._add(missing_ok=True)
+        if self._announce:
+            self._announce = False
+            out.append(self.sweep())
+        live = [k for k, f in enumerate(self.files) if not f.done]
+        deadline = time.monotonic() + POLL_SECONDS
+        for j in range(len(live)):
+            k = live[(self._cursor + j) % len(live)]
+            f = self.files[k]
+            got = f.source.poll(limit)
+            for m in got:
+                out += self._renumbered(k, f, m)
+            if not got and not self.follow:
+                f.done = True        # read to its end: its file closed, its runs stay
+                f.source.close()
+            if time.monotonic() > deadline or len(out) >= limit:
+                self._cursor = (self._cursor + j + 1) % max(1, len(live))
+                break
+        return out
+
+    def _renumbered(self, k: int, f: FileRun, m: Message) -> list[Message]:
+        if isinstance(m, Sweep):      # a sweep recording: one run per run of it
+            f.inner = tuple(m.labels)
+            for j in range(len(f.slots), len(m.labels)):
+                f.slots.append(len(self.owner))
+                self.owner.append((k, j))
+            return [self.sweep()]
+        run = getattr(m, "run", 0)
+        if not 0 <= run < len(f.slots):
+            return []                 # a run its header never announced: the file's fault
+        return [dataclasses.replace(m, run=f.slots[run])]
+
+    # ----- where the writers stand ---------------------------------------------
+    def writer(self, file: int) -> str:
+        """live, finished, quiet, waiting or failed: the writer of one recording."""
+        s = self.files[file].source
+        if s.failed is not None:
+            return "failed"
+        if s.finished or self.files[file].done:
+            return "finished"
+        if s.quiet:
+            return "quiet"
+        return "live"
+
+    def writers(self) -> list[str]:
+        """Each run's writer (a sweep recording's runs share theirs)."""
+        return [self.writer(file) for file, _ in self.owner]
+
+    @property
+    def loaded(self) -> bool:
+        return all(f.done for f in self.files)
+
+    @property
+    def finished(self) -> bool:
+        return all(self.writer(k) == "finished" for k in range(len(self.files)))
+
+    def position(self) -> tuple[str, str | None]:
+        """(head, tail) for the status line: how many writers are live,
+        finished, quiet; a replay's, how many recordings are still being read."""
+        n = len(self.files)
+        if not self.follow:
+            reading = sum(not f.done for f in self.files)
+            return "replay", (f"reading {n - reading} of {n} recordings" if reading else None)
+        counts: dict[str, int] = {}
+        for k in range(n):
+            word = self.writer(k)
+            counts[word] = counts.get(word, 0) + 1
+        if not n:
+            return "attach", f"waiting for recordings under {' '.join(self.paths)}"
+        words = [f"{counts[w]} {w}" for w in ("live", "quiet", "finished", "failed")
+                 if w in counts]
+        return "attach", " · ".join(words)
+
+    def send(self, command: Command) -> None:
+        pass    # recordings take no commands
+
+    def close(self) -> None:
+        for f in self.files:
+            f.source.close()

@@ -20,6 +20,34 @@ ACTIVATIONS = ("tanh", "linear")
 # "zeros": every parameter starts at 0, the lecture's exercise 1 (what still trains?).
 INITS = ("default", "zeros")
 
+# The lecture's first network (one hidden layer of 200 tanh units, before
+# the deep stack), in the stages the lecture repairs it: each stage is its
+# network and init written as config fields (traintop.engine.model.stages
+# draws it in the lecture's order; the biases' init scales live there).
+STAGES = ("original", "fix-softmax", "fix-tanh", "kaiming", "batchnorm")
+STAGE_NETWORK = {"n_embd": 10, "n_hidden": 200, "depth": 1, "block_size": 3,
+                 "activation": "tanh", "bias": True, "init": "default"}
+STAGE_INIT = {
+    # W1 x gain (/ sqrt(30) with fan_in), W2 x last_layer_scale
+    "original": {"gain": "1", "fan_in": False, "last_layer_scale": 1.0, "batchnorm": False},
+    "fix-softmax": {"gain": "1", "fan_in": False, "last_layer_scale": 0.01, "batchnorm": False},
+    "fix-tanh": {"gain": "0.2", "fan_in": False, "last_layer_scale": 0.01, "batchnorm": False},
+    "kaiming": {"gain": "5/3", "fan_in": True, "last_layer_scale": 0.01, "batchnorm": False},
+    "batchnorm": {"gain": "5/3", "fan_in": True, "last_layer_scale": 0.01, "batchnorm": True},
+}
+# The lecture's loss log: (train, val) it printed after 200,000 steps of each
+# stage (the original's digits are chaotic: re-runs print 2.1241 / 2.1655 too).
+STAGE_LOSS_LOG = {"original": (2.1245, 2.1682), "fix-softmax": (2.07, 2.13),
+                  "fix-tanh": (2.0356, 2.1027), "kaiming": (2.0377, 2.1070),
+                  "batchnorm": (2.0668, 2.1048)}
+# The fields a stage sets: an option or key that changes one does not apply to it.
+STAGE_FIXED = tuple(STAGE_NETWORK) + tuple(STAGE_INIT["original"])
+
+
+def stage_fields(stage: str) -> dict:
+    """The config fields of the lecture's first network at `stage`."""
+    return {**STAGE_NETWORK, **STAGE_INIT[stage]}
+
 
 def parse_gain(text: str | float, option: str = "--gain") -> float:
     """'5/3', '1.5' or a number, to a float; InputError names `option`."""
@@ -64,6 +92,7 @@ class TrainConfig:
     seed: int = 2147483647      # torch generator: init, batches
     split_seed: int = 42        # Python random: the train/val/test shuffle
     stats_every: int = 100      # full diagnostics every K steps (and on the last)
+    stage: str | None = None    # the lecture's first network at this stage (STAGES); None: the deep stack
 
     @property
     def gain_value(self) -> float:
@@ -84,6 +113,15 @@ class TrainConfig:
         return self.lr if step < self.lr_decay_step else self.lr_after_value
 
     def with_changes(self, **changes) -> "TrainConfig":
+        stage = changes.get("stage", self.stage)
+        if stage in STAGE_INIT:
+            fixed = stage_fields(stage)
+            for key in STAGE_FIXED:
+                if key in changes and not _same(key, changes[key], fixed[key]):
+                    raise InputError(
+                        f"--{key.replace('_', '-')}: does not apply to the lecture's first "
+                        f"network (--stage {stage} sets it: {_shown(key, fixed[key])}); "
+                        "pick another --stage, or leave --stage for the deep stack")
         return replace(self, **changes).validated()
 
     def to_dict(self) -> dict:
@@ -133,7 +171,28 @@ class TrainConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and 0 <= value < 2**63, name,
                  f"must be a whole number in [0, 2**63), got {value!r}")
+        need(self.stage is None or self.stage in STAGES, "stage",
+             f"must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.stage is not None:
+            return replace(self, **stage_fields(self.stage), lr=float(self.lr),
+                           lr_after=None if self.lr_after is None else float(self.lr_after))
         label = gain_label(gain) if not isinstance(self.gain, str) else self.gain.strip()
         return replace(self, gain=label, lr=float(self.lr),
                        lr_after=None if self.lr_after is None else float(self.lr_after),
                        last_layer_scale=float(self.last_layer_scale))
+
+
+def _same(key: str, value, fixed) -> bool:
+    """Whether an option's `value` is what the stage sets anyway (no change)."""
+    if key == "gain":
+        try:
+            return parse_gain(value) == parse_gain(fixed)
+        except InputError:
+            return False
+    return value == fixed
+
+
+def _shown(key: str, value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{key.replace('_', ' ')} {value}"

@@ -95,6 +95,9 @@ class LayerStats:
     # (watch()); a count, NaN: not counted
     nonfinite: float = math.nan
     grad_nonfinite: float = math.nan
+    # the lecture's first network (--stage): |t| > 0.99 per example, a bit per
+    # unit (bit j = unit j); () where not measured (the deep stack, a recording)
+    saturation_map: tuple[int, ...] = ()
 
     @property
     def fam(self) -> str:

@@ -8,6 +8,7 @@ steps without changing what the run does next.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -84,6 +85,21 @@ def calibrate(stack: Stack, X: torch.Tensor, device: torch.device, apply: bool) 
             layer.running_mean, layer.running_var = mean.clone(), var.clone()
     return Calibration(layers=tuple(i for i, _, _ in exact), mean_max_diff=tuple(mean_diff),
                        std_max_rel_diff=tuple(std_diff), applied=apply)
+
+
+@contextmanager
+def exact_statistics(stack: Stack, X: torch.Tensor, device: torch.device):
+    """BatchNorm on the exact statistics of X inside the block (the lecture
+    calibrates its first network's over the training set before its loss
+    log), the running estimates back after it."""
+    saved = [(layer, layer.running_mean, layer.running_var) for _, layer in stack.batchnorms()]
+    if saved:
+        calibrate(stack, X, device, apply=True)
+    try:
+        yield
+    finally:
+        for layer, mean, var in saved:
+            layer.running_mean, layer.running_var = mean, var
 
 
 @torch.no_grad()

@@ -22,6 +22,14 @@ class Linear:
         self.bias = torch.zeros(fan_out) if bias else None
         self.out: torch.Tensor | None = None
 
+    @classmethod
+    def of(cls, weight: torch.Tensor, bias: torch.Tensor | None) -> "Linear":
+        """A Linear of tensors drawn elsewhere (the lecture's first network draws
+        its biases too, traintop.engine.model.stages)."""
+        layer = cls.__new__(cls)
+        layer.weight, layer.bias, layer.out = weight, bias, None
+        return layer
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = x @ self.weight  # (B, fan_out)
         if self.bias is not None:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from traintop.engine.config import TrainConfig
 from .layers import BatchNorm1d, Linear, Tanh
+from .stages import build_stage_layers
 
 
 @dataclass
@@ -65,7 +66,11 @@ class Stack:
 
 
 def build_stack(config: TrainConfig, vocab_size: int, generator: torch.Generator) -> Stack:
-    """The lecture's stack, drawing from `generator` in the lecture's order."""
+    """The lecture's stack, drawing from `generator` in the lecture's order
+    (with config.stage, its first network: traintop.engine.model.stages)."""
+    if config.stage is not None:
+        C, layers, block_outputs = build_stage_layers(config, vocab_size, generator)
+        return _stack(C, layers, block_outputs)
     bias, norm, bn = config.use_bias, config.fan_in, config.batchnorm
     C = torch.randn((vocab_size, config.n_embd), generator=generator)
     layers: list = []
@@ -102,6 +107,10 @@ def build_stack(config: TrainConfig, vocab_size: int, generator: torch.Generator
             for layer in layers:
                 for name in layer.parameter_names():
                     getattr(layer, name).zero_()
+    return _stack(C, layers, block_outputs)
+
+
+def _stack(C: torch.Tensor, layers: list, block_outputs: list[int]) -> Stack:
     stack = Stack(C=C, layers=layers, params=[], param_names=[], block_outputs=block_outputs)
     stack._collect()
     for p in stack.params:

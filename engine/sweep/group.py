@@ -49,6 +49,8 @@ class BatchedGroup:
         enough to pay for it (as one run's auto engine), eager meanwhile;
         "fast": eager."""
         self.trainers = trainers
+        if any(t.config.stage is not None for t in trainers):
+            engine = "fast"   # the lecture's first network steps the fast engine (Trainer._start)
         device = trainers[0].device
         self.step_engine = BatchedStep([t.fast for t in trainers], device)
         for t, fast in zip(trainers, self.step_engine.fasts):

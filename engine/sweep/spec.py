@@ -16,7 +16,7 @@ from traintop.engine.config import TrainConfig
 
 MAX_RUNS = 16
 # The knobs a sweep may vary: the init-time choices and the training ones.
-KEYS = ("gain", "batchnorm", "fan_in", "bias", "last_layer_scale", "lr", "init")
+KEYS = ("gain", "batchnorm", "fan_in", "bias", "last_layer_scale", "lr", "init", "stage")
 
 
 @dataclass(frozen=True)
@@ -83,4 +83,4 @@ def _value(key: str, text: str, item: str):
             return float(text)
         except ValueError:
             raise InputError(f"--sweep {item!r}: {text!r} is not a number") from None
-    return text  # gain ("5/3") and init are checked by TrainConfig.validated
+    return text  # gain ("5/3"), init and stage are checked by TrainConfig.validated

@@ -8,6 +8,7 @@ restarting from step 0 with the same seed, as the lecture compares them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import Callable
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from traintop.data.dataset import Dataset
 from traintop.data.errors import InputError
-from traintop.engine.model import inference
+from traintop.engine.model import inference, stages
 from traintop.engine.config import ENGINES, TrainConfig, gain_label, parse_gain
 from traintop.engine.feed import events
 from traintop.engine.steps import handover
@@ -82,7 +83,9 @@ class Trainer:
         if getattr(self, "compiled", None) is not None:
             self.compiled.cancel()   # a restart: the old run's compile is of no use now
         self.compiled = None
-        if self.engine == "compiled":
+        if config.stage is not None:
+            pass    # the lecture's first network: compiled and auto step the fast engine
+        elif self.engine == "compiled":
             self.compiled = CompiledStep(self.fast)
         elif self.engine == "auto" and config.steps >= AUTO_COMPILE_MIN_STEPS:
             how = handover.mode(self.device)
@@ -118,7 +121,7 @@ class Trainer:
     def engine_now(self) -> str:
         """The path steps take now: exact, fast, compiled, or "fast while compiling"."""
         if self.compiled is None:
-            return "fast" if self.engine == "auto" else self.engine
+            return "fast" if self.engine in ("auto", "compiled") else self.engine
         if self.compiled.compiled is False:
             return "fast"
         return "compiled" if self.compiled.ready else "fast while compiling"
@@ -234,6 +237,8 @@ class Trainer:
 
     def _finish(self, step: int, loss_value: float, lr: float, ratios: torch.Tensor,
                 snap: StatsSnapshot | None) -> StepResult:
+        if snap is not None and self.config.stage is not None:
+            snap = stages.with_saturation_map(snap, self.stack)
         ratio_values = snap.update_ratio_log10 if snap else tuple(ratios.tolist())
         self.steps_done = step
         if self.first_loss is None:
@@ -326,9 +331,14 @@ class Trainer:
     # ----- around training ---------------------------------------------------
     def evaluate(self, splits=("train", "val")) -> dict[str, float]:
         out = {}
-        for name in splits:
-            split = self.dataset.split(name)
-            out[name] = inference.split_loss(self.stack, split.X, split.Y, self.device)
+        # The first network's BatchNorm is evaluated as the lecture's loss log
+        # is: on the training set's exact statistics (a no-op without BatchNorm).
+        exact = self.config.stage is not None
+        with inference.exact_statistics(self.stack, self.dataset.train.X, self.device) \
+                if exact else contextlib.nullcontext():
+            for name in splits:
+                split = self.dataset.split(name)
+                out[name] = inference.split_loss(self.stack, split.X, split.Y, self.device)
         if "val" in out:
             self.history.add_val_loss(out["val"])
         self.history.mark("evaluate " + ", ".join(f"{k} {v:.4f}" for k, v in out.items()))

@@ -6,7 +6,7 @@ import argparse
 import math
 
 from traintop.data.errors import InputError
-from traintop.engine.config import DEFAULT_ENGINE, ENGINES, TrainConfig
+from traintop.engine.config import DEFAULT_ENGINE, ENGINES, STAGES, TrainConfig
 from traintop.engine.sweep.spec import SweepRun, parse_sweep
 from traintop.engine.training.checkpoint_header import read_header
 
@@ -14,7 +14,7 @@ from traintop.engine.training.checkpoint_header import read_header
 CONFIG_OPTIONS = ("n_embd", "n_hidden", "depth", "block_size", "batchnorm", "activation",
                   "gain", "fan_in", "init",
                   "bias", "last_layer_scale", "steps", "lr", "lr_decay_step", "lr_after",
-                  "batch_size", "seed", "split_seed", "stats_every")
+                  "batch_size", "seed", "split_seed", "stats_every", "stage")
 
 
 class Parser(argparse.ArgumentParser):
@@ -56,6 +56,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", metavar="PATH",
                    help="text file, one word per line (default: embedded US names of 2017)")
     g.add_argument("--steps", type=_count(0), help=f"steps of the run (default {d.steps:,})")
+    g.add_argument("--stage", choices=STAGES,
+                   help="train the lecture's first network instead (one hidden layer of 200 "
+                        "tanh units, embedding 10) at this stage of its repair: original "
+                        "(first loss ~27), fix-softmax (W2 x0.01, b2 x0), fix-tanh (W1 x0.2, "
+                        "b1 x0.01), kaiming (W1 x(5/3)/sqrt(30)), batchnorm; the stage sets "
+                        "the network and init, so --gain, --batchnorm, --depth and the like "
+                        "do not apply")
     g.add_argument("--batchnorm", action=argparse.BooleanOptionalAction,
                    help="BatchNorm1d after every Linear (default on)")
     g.add_argument("--activation", choices=("tanh", "linear"),
@@ -73,7 +80,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
                    help="train one run per value side by side; repeat for the product "
                         "(e.g. --sweep gain=1,5/3 --sweep batchnorm=on,off); keys: gain, "
-                        "batchnorm, fan_in, bias, last_layer_scale, lr, init; at most 16 runs")
+                        "batchnorm, fan_in, bias, last_layer_scale, lr, init, stage "
+                        "(stage=original,fix-softmax,fix-tanh,kaiming,batchnorm ends on the "
+                        "lecture's loss log); at most 16 runs")
     g.add_argument("--lr", type=positive_float("--lr"), help=f"learning rate (default {d.lr})")
     g.add_argument("--lr-decay-step", type=_count(0),
                    help=f"the step from which the lr is divided by --lr / --lr-after "

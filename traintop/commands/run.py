@@ -21,6 +21,7 @@ from traintop.engine.training.trainer import Trainer
 from traintop.engine.recording.recorder import LIVE_STATUS_STEPS
 from traintop.commands.run_end import (exit_code, final_events, final_status, live_status,
                                        say_report, timing_dict)
+from traintop.commands.loss_log import is_stage_sweep
 from traintop.commands.options import Parser, add_train_options, check_device, config_for, sweep_for
 from traintop.commands.progress import Progress, stopping
 from traintop.commands.run_sweep import main_sweep, refuse_options
@@ -79,6 +80,8 @@ def main(argv: list[str]) -> int:
         refuse_options(args)   # before --resume's checkpoint is read for a config
     runs = sweep_for(args, config_for(args))
     if runs:
+        if is_stage_sweep([run.config for run in runs]) and not splits:
+            splits = ("train", "val")   # the loss log the sweep ends on
         return main_sweep(args, runs, splits)
     # Paths that cannot be written are refused before any training.
     for option, path in (("--record", args.record), ("--checkpoint", args.checkpoint)):

@@ -22,6 +22,7 @@ from traintop.engine.sweep.spec import SweepRun
 from traintop.engine.sweep.trainer import SweepTrainer
 from traintop.engine.recording.recorder import LIVE_STATUS_STEPS
 from traintop.engine.sweep.build import build_sweep_trainer
+from traintop.commands.loss_log import loss_log_text
 from traintop.commands.options import check_device
 from traintop.commands.progress import Progress, stopping
 from traintop.commands.run_end import (exit_code, final_events, final_status, live_status,
@@ -163,4 +164,5 @@ def sweep_text(docs: list[dict], timing: dict) -> str:
             row += f"  {fmt(d.get('eval', {}).get('val')):>8}"
         row += f"  {d['timing']['steps_per_sec']:>7,.0f}  {d['stopped'] or '-'}"
         lines.append(row)
-    return "\n".join(parts + lines)
+    log = loss_log_text(docs)   # a sweep over --stage ends on the lecture's loss log
+    return "\n".join(parts + lines + (["", log] if log else []))

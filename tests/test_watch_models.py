@@ -123,7 +123,7 @@ def test_units_are_channels_and_positions_are_observations(tmp_path):
 
 
 def test_watch_writes_a_status_with_the_rate_while_running(tmp_path, monkeypatch):
-    import traintop.engine.watch as watch_module
+    import traintop.engine.watch.watcher as watch_module
     clock = [100.0]
     monkeypatch.setattr(watch_module.time, "monotonic", lambda: clock[0])
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import traintop.engine.watch as watch_module
+import traintop.engine.watch.figures as figures_module
+import traintop.engine.watch.watcher as watch_module
 from traintop import watch
 from traintop.commands import cli
 from traintop.engine.feed.messages import Event, Steps
@@ -295,7 +296,7 @@ def test_a_statistic_that_raises_is_a_finding_not_an_exception(tmp_path, capsys,
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(watch_module, "_share_and_dead", boom)   # in a forward hook
+    monkeypatch.setattr(figures_module, "_share_and_dead", boom)   # in a forward hook
     monkeypatch.setattr(watch_module, "stds", boom)              # in the optimizer's hook
     model = Model()
     path = tmp_path / "boom.jsonl"

@@ -1,0 +1,187 @@
+"""The figures of a watched step, computed on the device with no host sync:
+one call's activation or gradient record, a module's calls merged into one
+block of the snapshot's flat layout, histograms of the finite values."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from traintop.engine.steps.stats import BINS, SATURATION, _hist_parts
+
+# Above this many values a histogram's shape comes from this many values drawn
+# at random (fixed per tensor size): torch.histc costs ~17 ms on 0.5M CPU values
+# (1.3 ms on 65k), the sample ~0.3 ms. Its range (min, max) and every other figure stay exact.
+HIST_SAMPLE = 16_384
+# The flat layout of a snapshot's one host transfer, written once here: per
+# layer its activation then gradient blocks, per weight its blocks, then one
+# update ratio per parameter. A block is (length, averaged across ranks?):
+# scalar figures average under reduce=True; a histogram covers its own
+# rank's range, so histograms stay the writer's.
+# A histogram counts the finite values only; each tensor's non-finite values are
+# counted apart (a rank's own count: never averaged).
+_HIST = 2 + BINS                                 # lo, hi, counts
+ACT_BLOCKS = ((4, True), (_HIST, False), (1, False))   # mean, std, saturated %, dead;
+#                                                        histogram; non-finite
+GRAD_BLOCKS = ((2, True), (_HIST, False), (1, False))  # mean, std; histogram; non-finite
+WEIGHT_BLOCKS = ((3, True), (_HIST, False), (2, False))  # grad mean, std, grad:data; histogram;
+#                                                          non-finite in the grad, in the data
+
+
+def _width(blocks) -> int:
+    return sum(n for n, _ in blocks)
+
+
+def _averaged(blocks) -> list[bool]:
+    return [avg for n, avg in blocks for _ in range(n)]
+
+
+def _units(t: torch.Tensor) -> torch.Tensor:
+    """(observations, units): a unit is a feature (the last dim of a Linear-style
+    output, e.g. (B, T, C)) or a channel (dim 1 of a conv's (N, C, H, W));
+    every example and position is one observation of it."""
+    if t.ndim <= 1:
+        return t.reshape(1, -1)
+    if t.ndim >= 4:
+        t = t.movedim(1, -1)
+    return t.reshape(-1, t.shape[-1])
+
+
+def _share_and_dead(t: torch.Tensor, x, kind: str, below: float | None):
+    """How many values are in the family's regime (a count) and which units are
+    dead (bool per unit). Per-unit extremes (amax over the observations) decide
+    "on every example and position" in one pass, ~10x faster than .all(dim=0).
+    `below`: a GELU-like unit is dead where its input `x` stays below it."""
+    if kind in ("tanh", "sigmoid"):
+        a = t.abs() if kind == "tanh" else (2 * t - 1).abs()
+        return torch.count_nonzero(a > SATURATION), a.amin(dim=0) > SATURATION
+    if kind == "relu":
+        return torch.count_nonzero(t <= 0), t.amax(dim=0) <= 0
+    share = torch.count_nonzero(t < 0)   # GELU-like: the negative regime
+    if below is None or x is None:
+        return share, torch.zeros(t.shape[1], dtype=torch.bool, device=t.device)
+    return share, x.amax(dim=0) < below   # dead only deep in the flat tail
+
+
+_SAMPLES: dict = {}
+
+
+def _sample_index(n: int, device) -> torch.Tensor:
+    key = (n, str(device))
+    if key not in _SAMPLES:
+        g = torch.Generator().manual_seed(n)
+        _SAMPLES[key] = torch.randint(0, n, (HIST_SAMPLE,), generator=g).to(device)
+    return _SAMPLES[key]
+
+
+def _hist(t: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """min, max and BINS counts over [min, max] of the FINITE values, as
+    stats._hist_parts (torch.histc refuses a NaN or inf range), and the count
+    of non-finite values; large tensors count a fixed random sample, scaled to
+    the whole. No host sync: a tensor of no finite value gives 0, 0 and no counts."""
+    flat = t.reshape(-1)
+    n = flat.numel()
+    finite = torch.isfinite(flat)
+    bad = n - finite.sum()
+    if n <= HIST_SAMPLE:
+        lo = flat.masked_fill(~finite, math.inf).amin()
+        fill = torch.where(torch.isfinite(lo), lo, 0.0)
+        # Non-finite values take the finite minimum's place: the range is the
+        # finite values', and they all fall in the lowest occupied bin, where
+        # they are taken off again (histc of the finite values, bit for bit).
+        lo, hi, counts = _hist_parts(torch.where(finite, flat, fill))
+        first = (counts > 0).to(torch.uint8).argmax().reshape(1)
+        counts = counts.index_add(0, first, -bad.to(counts.dtype).reshape(1))
+        return [lo, hi, counts], bad
+    lo = flat.masked_fill(~finite, math.inf).amin()
+    hi = flat.masked_fill(~finite, -math.inf).amax()
+    some = torch.isfinite(lo)
+    lo, hi = torch.where(some, lo, 0.0), torch.where(some, hi, 0.0)
+    sample = flat.index_select(0, _sample_index(n, flat.device))   # 4x faster than flat[idx]
+    kept = torch.isfinite(sample)
+    width = hi - lo
+    bins = ((sample - lo) * (BINS / torch.where(width > 0, width, 1.0)))
+    bins = torch.where(kept, bins, 0.0).long().clamp_(0, BINS - 1)
+    bins = torch.where(width > 0, bins, BINS // 2)   # torch's histc of one value: the middle
+    counts = torch.bincount(bins, weights=kept.float(), minlength=BINS).float() * (n / HIST_SAMPLE)
+    return [lo.reshape(1), hi.reshape(1), counts], bad
+
+
+def _act_record(t: torch.Tensor, x, kind: str, below) -> dict:
+    """One call's activation figures (t: (observations, units)), to be merged
+    with the step's other calls of the module (_act_block)."""
+    share, dead = _share_and_dead(t, x, kind, below)
+    (lo, hi, counts), bad = _hist(t)
+    # (torch.std_mean's one pass loses digits on a mean near zero.)
+    return {"n": t.numel(), "mean": t.mean(), "std": t.std(), "share": share, "dead": dead,
+            "lo": lo, "hi": hi, "counts": counts, "bad": bad}
+
+
+def _grad_record(g: torch.Tensor) -> dict:
+    (lo, hi, counts), bad = _hist(g)
+    return {"n": g.numel(), "mean": g.mean(), "std": g.std(), "lo": lo, "hi": hi,
+            "counts": counts, "bad": bad}
+
+
+def _moments(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) std over every call's values, exactly, from each
+    call's own (Chan's pairwise combination of the sums of squares)."""
+    if len(records) == 1:
+        return records[0]["mean"], records[0]["std"]
+    n = torch.tensor([float(r["n"]) for r in records], device=records[0]["mean"].device)
+    means = torch.stack([r["mean"].float() for r in records])
+    stds = torch.nan_to_num(torch.stack([r["std"].float() for r in records]))  # one value: 0
+    mean = (n * means).sum() / n.sum()
+    m2 = (stds ** 2 * (n - 1)).sum() + (n * (means - mean) ** 2).sum()
+    return mean, (m2 / (n.sum() - 1)).sqrt()
+
+
+def _merged_hist(records: list[dict]) -> list[torch.Tensor]:
+    """min, max and BINS counts over all calls: each call's counts spread
+    evenly over its bins and re-binned on the common range (exact where the
+    module ran once; a call of one value counts in the bin of that value)."""
+    if len(records) == 1:
+        r = records[0]
+        return [r["lo"], r["hi"], r["counts"]]
+    lo = torch.stack([r["lo"].reshape(()) for r in records]).amin()
+    hi = torch.stack([r["hi"].reshape(()) for r in records]).amax()
+    width = hi - lo
+    steps = torch.arange(BINS + 1, device=lo.device, dtype=lo.dtype) / BINS
+    edges = lo + width * steps
+    total = torch.zeros(BINS, device=lo.device, dtype=records[0]["counts"].dtype)
+    for r in records:
+        l, h, c = r["lo"].reshape(()), r["hi"].reshape(()), r["counts"].to(total.dtype)
+        w = h - l
+        src = l + w * steps
+        overlap = (torch.minimum(src[1:, None], edges[None, 1:])
+                   - torch.maximum(src[:-1, None], edges[None, :-1])).clamp_min(0)
+        spread = c @ (overlap / torch.where(w > 0, w / BINS, 1.0)).to(total.dtype)
+        k = ((l - lo) * (BINS / torch.where(width > 0, width, 1.0))).long().clamp(0, BINS - 1)
+        k = torch.where(width > 0, k, BINS // 2)     # torch's histc of one value: the middle
+        point = torch.zeros_like(total).index_add(0, k.reshape(1), c.sum().reshape(1))
+        total = total + torch.where(w > 0, spread, point)
+    return [lo.reshape(1), hi.reshape(1), total]
+
+
+def _act_block(records: list[dict]) -> torch.Tensor:
+    """ACT_BLOCKS of a module over all its calls on the step: mean, std, share %,
+    dead units (dead on every call: its units as the first call's), histogram, non-finite."""
+    mean, std = _moments(records)
+    n = sum(r["n"] for r in records)
+    share = sum(r["share"].float() for r in records)
+    dead = records[0]["dead"]
+    for r in records[1:]:
+        if r["dead"].shape == dead.shape:
+            dead = dead & r["dead"]
+    bad = sum(r["bad"].float() for r in records)
+    return torch.cat([torch.stack([mean.float(), std.float(), share * (100.0 / n),
+                                   dead.sum().float()]),
+                      *_merged_hist(records), bad.reshape(1)])
+
+
+def _grad_block(records: list[dict]) -> torch.Tensor:
+    mean, std = _moments(records)
+    bad = sum(r["bad"].float() for r in records)
+    return torch.cat([torch.stack([mean.float(), std.float()]), *_merged_hist(records),
+                      bad.reshape(1)])

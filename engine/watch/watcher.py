@@ -1,0 +1,671 @@
+"""The Watcher: hooks on a model and its optimizer, the step-by-step record
+(the package's docstring says what it measures and when)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
+from traintop.engine.recording.recorder import Recorder
+from traintop.engine.activations import recognise, torch_family, types_text, user_table
+from traintop.engine.results import LayerStats, RunInfo, StatsSnapshot, StepResult, WeightStats
+from traintop.engine.steps.by_shape import ShapeGroups, stds
+from traintop.engine.steps.stats import BINS, FlatReader, _histogram
+from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _act_record,
+                      _averaged, _grad_block, _grad_record, _hist, _units, _width)
+from .gates import _gate_names, _gate_values, _rnn_output
+from .trace import NonFiniteTrace, _Trace, _float
+
+log = logging.getLogger("traintop")
+
+# How each activation family saturates or dies: what `saturation_pct` and
+# `dead` count (results.FAMILY_MEANING says it in words); which modules are
+# activations: traintop.engine.activations (torch's, other libraries' by name,
+# the user's own, any other stateless one by its curve, recurrent layers' outputs).
+MAX_CALLS = 64   # calls of one module measured on a step (one called in a loop: its first 64)
+WATCH_STATUS_SECONDS = 0.5     # a Status with the step rate at least this often (no host sync)
+PENDING_STEPS = 100      # losses kept as tensors at most this many steps
+PENDING_SECONDS = 0.5    # ... or this long (single process only: ranks must stay in step)
+# Parameters of at most this many values are candidates for the cheap per-step
+# check of a gradient (see Watcher._canary).
+CANARY_MAX = 65_536
+_NUMPY_SUMS = (torch.float32, torch.float64, torch.float16)
+
+
+def family(module: nn.Module) -> str | None:
+    """The activation family of one of torch's modules (no probe, no user table)."""
+    return torch_family(module)
+
+
+def _sparse_params(module: nn.Module) -> list[str]:
+    """Names of the embedding tables whose gradient is sparse: an nn.Embedding's
+    (or EmbeddingBag's) weight not also used by another module (a weight tied to
+    an output layer gets a gradient on every row)."""
+    users: dict[int, list[nn.Module]] = {}
+    for m in module.modules():
+        for p in m.parameters(recurse=False):
+            users.setdefault(id(p), []).append(m)
+    return [n for n, p in module.named_parameters()
+            if p.ndim == 2 and (u := users.get(id(p), []))
+            and all(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in u)]
+
+
+def _finite_total(numel: int, bad: float) -> int:
+    """The values a histogram counts (its finite ones); at least 1, so a
+    histogram of no finite value reads as all zeros."""
+    return max(numel - _count(bad), 1)
+
+
+def _count(x: float) -> int:
+    return int(round(x)) if math.isfinite(x) else 0
+
+
+def _dist():
+    d = torch.distributed
+    return d if d.is_available() and d.is_initialized() else None
+
+
+class Watcher(NonFiniteTrace):
+    def __init__(self, model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
+                 reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
+                 expected_initial_loss: float = math.nan, activations: dict | None = None):
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every: must be a whole number >= 1, got {every!r}")
+        module = model.module if isinstance(
+            model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+        dist = _dist()
+        self.rank = dist.get_rank() if dist else 0
+        self.world = dist.get_world_size() if dist else 1
+        self.reduce = bool(reduce) and self.world > 1
+        self.every = every
+        self.optimizer = optimizer
+        # writer_rank=None: every rank writes its own file ("{rank}" in the path).
+        self.writes = writer_rank is None or self.rank == writer_rank
+        self.active = self.writes or self.reduce   # measures at all
+        self.steps = 0
+        self.armed = False
+        # layer -> each call's figures on this step (a module may run several times)
+        self._acts: dict[int, list[dict]] = {}
+        self._grads: dict[int, list[dict]] = {}
+        self._before: list[torch.Tensor | None] | None = None
+        self._updates: torch.Tensor | None = None
+        self._data_std: torch.Tensor | None = None   # per parameter, this snapshot's
+        self._shape_groups: dict = {}
+        self._weights: torch.Tensor | None = None
+        self._pending: list[tuple[int, object, float]] = []
+        self._pending_since = time.monotonic()
+        self._handles: list = []
+        self._sizes: dict[int, tuple[int, int]] = {}   # layer -> (units, numel), last step
+        self._status_at = self._started = time.monotonic()
+        self._status_steps = 0
+        # Never break the run: a failing statistic is logged once and recorded
+        # as a monitor-error event; non-finite values are traced once per run.
+        self._faults_seen: set = set()
+        self._in_step = False                   # in w.step (else: in a hook, mid-step)
+        self._events: list[Event] = []          # written after the pending steps
+        self._trace: _Trace | None = None       # the non-finite trace, once caught
+        self.nonfinite_counts: dict[str, tuple[int, int]] = {}   # the last snapshot's
+        self.nonfinite: dict | None = None      # what the trace found (the event's data)
+
+        leaves = [(n, m) for n, m in module.named_modules() if not any(True for _ in m.children())]
+        table = user_table(activations)
+        found = {}
+        for i, (_, m) in enumerate(leaves):
+            try:
+                found[i] = recognise(m, table)
+            except Exception as exc:     # a module traintop cannot look at: not measured
+                self._fault(f"recognising {type(m).__name__}", exc, write=False)
+        self.layers = [(i, m, found[i][0]) for i, (_, m) in enumerate(leaves) if found.get(i)]
+        self._dead_below = {i: found[i][1] for i, _, _ in self.layers}
+        self.layer_names = {i: leaves[i][0] for i, _, _ in self.layers}
+        self._recurrent = {i for i, m, _ in self.layers if isinstance(m, nn.RNNBase)}
+        # An LSTM's or GRU's gates, recomputed from its input and weights on measured
+        # steps: pseudo-layers after the leaves, named "rnn.l0.input_gate" etc.
+        self._gates: dict[int, list[tuple[int, str]]] = {}   # the RNN's layer -> its gates'
+        self._kinds = {i: type(m).__name__ for i, (_, m) in enumerate(leaves)}
+        for i, m, _ in list(self.layers):
+            if i in self._recurrent and _gate_names(m):
+                for k in range(m.num_layers):
+                    for gate, fam in _gate_names(m):
+                        g = len(leaves) + sum(len(v) for v in self._gates.values())
+                        self._gates.setdefault(i, []).append((g, fam))
+                        self.layers.append((g, m, fam))
+                        self.layer_names[g] = f"{leaves[i][0]}.l{k}.{gate}"
+                        self._kinds[g] = type(m).__name__
+        named = list(module.named_parameters())
+        self.device = named[0][1].device if named else torch.device("cpu")
+        self.param_names = [n for n, _ in named]
+        self.params = [p for _, p in named]
+        self.module = module
+        # The gradients checked before every update where that costs no device
+        # sync (parameters on the CPU) and on every measured step: a small one
+        # late in the model (a non-finite loss has made it non-finite) and one
+        # early (a non-finite input makes the first layer's gradient NaN even
+        # where a saturated tanh keeps the loss finite).
+        small = [p for p in self.params if p.requires_grad and p.numel() <= CANARY_MAX]
+        if not small:
+            small = sorted((p for p in self.params if p.requires_grad), key=torch.numel)[:1]
+        self._canaries = list({id(p): p for p in (small[-1:] + small[:1])}.values())
+        self._canary_always = self.device.type == "cpu"
+        self.weights = [(n, p) for n, p in named if p.ndim >= 2]
+        self._weight_positions = torch.tensor(
+            [i for i, (_, p) in enumerate(named) if p.ndim >= 2], dtype=torch.long,
+            device=self.device)
+        self.info = RunInfo(
+            config={"model": type(module).__name__, "every": every,
+                    "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+                    "world_size": self.world, "reduce": self.reduce,
+                    # Embedding weights only the batch's rows of which move (not tied
+                    # to a dense layer): their grad:data is judged as sparse.
+                    "sparse_params": _sparse_params(module),
+                    **({} if self.layers else {"no_activations": types_text(
+                        type(m).__name__ for _, m in leaves if m is not module
+                        or not leaves[1:])})},
+            vocab="", param_names=tuple(self.param_names),
+            param_shapes=tuple(tuple(p.shape) for p in self.params),
+            layer_kinds=tuple(type(m).__name__ for _, m in leaves),
+            expected_initial_loss=float(expected_initial_loss))
+        self.recorder: Recorder | None = None
+        if self.writes:
+            self.path = Path(str(path).replace("{rank}", str(self.rank)))
+            # status_seconds=0: every Status this watcher sends (it spaces them itself).
+            self.recorder = Recorder(self.path, status_seconds=0.0, meta={
+                "writer": "traintop.engine.watch", **({"rank": self.rank} if dist else {}),
+                "layer_names": {str(i): self.layer_names[i] for i, _, _ in self.layers},
+                **(meta or {})})
+            self.recorder.consume(RunStarted(self.info))
+            self._finalizer = weakref.finalize(self, self.recorder.close)
+        if self.active:
+            self._install()
+            self.armed = True            # step 1 is always measured
+
+    # ----- hooks -------------------------------------------------------------
+    def _install(self) -> None:
+        gates = {g for v in self._gates.values() for g, _ in v}
+        for index, module, kind in self.layers:
+            if index not in gates:
+                self._handles.append(module.register_forward_hook(
+                    self._forward_hook(index, kind, module)))
+        if self.optimizer is not None:
+            self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
+            self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
+        elif hasattr(torch.Tensor, "register_post_accumulate_grad_hook"):
+            # No optimizer to hook: the checked gradients are read as the backward
+            # leaves them, before the user's own update.
+            for p in self._canaries:
+                self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
+
+    def _grad_ready(self, param: torch.Tensor) -> None:
+        try:
+            if self._trace is None and self._canaries and (self.armed or self._canary_always) \
+                    and self._canary_bad([param]):
+                self._catch(self.steps + 1, "gradient", before_update=True)
+        except Exception as exc:
+            self._canaries = []
+            self._fault("the check for non-finite gradients", exc)
+
+    def _forward_hook(self, index: int, kind: str, layer: nn.Module):
+        below = self._dead_below.get(index) if kind == "gelu" else None
+        recurrent = index in self._recurrent
+
+        def hook(module, inputs, output):
+            if not self.armed or not torch.is_grad_enabled():
+                return
+            calls = self._acts.get(index)
+            if calls is not None and len(calls) >= MAX_CALLS:
+                return
+            if recurrent and index in self._gates:
+                self._measure_gates(index, layer, inputs)
+            try:
+                if recurrent:
+                    output = _rnn_output(output)
+                if not isinstance(output, torch.Tensor) or not output.is_floating_point():
+                    return
+                t = _units(output.detach().float())                 # (observations, units)
+                x = inputs[0] if below is not None and inputs \
+                    and isinstance(inputs[0], torch.Tensor) \
+                    and inputs[0].shape == output.shape else None
+                x = _units(x.detach()) if x is not None else None
+                if t.shape[0] == 0:
+                    return
+                record = _act_record(t, x, kind, below)
+                record["units"] = t.shape[1]
+                self._acts.setdefault(index, []).append(record)
+                if output.requires_grad:
+                    output.register_hook(self._grad_hook(index))
+            except Exception as exc:
+                self._acts.pop(index, None)
+                self._fault(f"activation statistics of {self._layer_label(index)}", exc)
+        return hook
+
+    def _grad_hook(self, index: int):
+        def hook(grad):
+            if self.armed and len(self._grads.get(index, ())) < MAX_CALLS:
+                try:
+                    # Separate passes: std_mean's mean loses digits on a mean near zero.
+                    self._grads.setdefault(index, []).append(_grad_record(grad.detach().float()))
+                except Exception as exc:
+                    self._grads.pop(index, None)
+                    self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
+        return hook
+
+    def _layer_blocks(self, index: int, nan_layer: torch.Tensor, nan_grad: torch.Tensor
+                      ) -> torch.Tensor:
+        """A layer's figures over all its calls on the step (NaN: not measured)."""
+        act, grad = nan_layer, nan_grad
+        calls = self._acts.get(index)
+        if calls:
+            try:
+                act = _act_block(calls).to(self.device)
+                self._sizes[index] = (calls[0]["units"], sum(r["n"] for r in calls))
+            except Exception as exc:
+                self._fault(f"activation statistics of {self._layer_label(index)}", exc)
+        grads = self._grads.get(index)
+        if grads:
+            try:
+                grad = _grad_block(grads).to(self.device)
+            except Exception as exc:
+                self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
+        return torch.cat([act, grad])
+
+    def _layer_label(self, index: int) -> str:
+        return f"{self.layer_names.get(index) or '(model)'} ({self._kinds.get(index, '?')})"
+
+    def _measure_gates(self, index: int, rnn: nn.Module, inputs) -> None:
+        """The gates of each layer of an LSTM/GRU on this call (no gradient)."""
+        gates = self._gates[index]
+        if len(self._acts.get(gates[0][0], ())) >= MAX_CALLS:
+            return
+        try:
+            values = _gate_values(rnn, inputs)
+        except Exception as exc:
+            for g, _ in gates:
+                self._acts.pop(g, None)
+            self._fault(f"gate statistics of {self._layer_label(index)}", exc)
+            return
+        if values is None:
+            return
+        for (g, fam), v in zip(gates, values):
+            try:
+                t = v.reshape(-1, v.shape[-1]).float()
+                record = _act_record(t, None, fam, None)
+                record["units"] = t.shape[1]
+                self._acts.setdefault(g, []).append(record)
+            except Exception as exc:
+                self._acts.pop(g, None)
+                self._fault(f"gate statistics of {self._layer_label(g)}", exc)
+
+    def _pre_step(self, optimizer, args, kwargs) -> None:
+        try:
+            # Before the update spreads a non-finite gradient into every parameter:
+            # where a look costs no device sync, or on a measured step (it syncs anyway).
+            if self._trace is None and (self.armed or self._canary_always) \
+                    and self._canary_bad():
+                self._catch(self.steps + 1, "gradient", before_update=True)
+        except Exception as exc:
+            self._canaries = []      # not again on every step
+            self._fault("the check for non-finite gradients", exc)
+        if self.armed:
+            try:
+                groups = self._groups("params", self.params)
+                self._before = (groups, groups.stack(self.params))   # the stacks are copies
+            except Exception as exc:
+                self._before = None
+                self._fault("the parameters' copy before the update (update:data)", exc)
+
+    def _canary_bad(self, params: list | None = None) -> bool:
+        """Whether a checked gradient holds NaN or inf (a read: a sync on a
+        device; numpy's sum on the CPU, half the cost of torch's call on so few
+        values). A sum overflowing to inf only arms a trace that finds nothing."""
+        total = 0.0
+        for p in self._canaries if params is None else params:
+            g = p.grad
+            if g is None:
+                continue
+            if g.device.type == "cpu" and g.dtype in _NUMPY_SUMS and g.layout == torch.strided:
+                total += float(np.add.reduce(g.detach().numpy(), axis=None))
+            else:
+                total += float(g.detach().sum())
+        return not math.isfinite(total)
+
+    def _groups(self, what: str, tensors: list) -> ShapeGroups:
+        """ShapeGroups of the tensors that are there (a parameter without a
+        gradient has none), cached: the set rarely changes between steps."""
+        have = tuple(i for i, t in enumerate(tensors) if t is not None and (
+            what != "params" or t.grad is not None))
+        key = (what, have)
+        if key not in self._shape_groups:
+            self._shape_groups[key] = ShapeGroups([tensors[i] for i in have], list(have),
+                                                  len(tensors))
+        return self._shape_groups[key]
+
+    def _post_step(self, optimizer, args, kwargs) -> None:
+        if self.armed and self._before is not None:
+            try:
+                self._updates = self._update_ratios(*self._before)
+            except Exception as exc:
+                self._updates = torch.full((len(self.params),), math.nan, device=self.device)
+                self._fault("update:data ratios", exc)
+            self._weights = self._weight_figures_or_nan()
+            self._before, self._data_std = None, None
+
+    def _update_ratios(self, groups: ShapeGroups, before: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            now = groups.stack(self.params, copy=False)
+            data = stds(now)
+            # Each parameter's std once: the weight figures reuse it (grad:data).
+            self._data_std = groups.spread(data).to(self.device)
+            changes = stds([n - b for n, b in zip(now, before)])
+            return groups.spread([(c / d).log10() for c, d in zip(changes, data)]).to(self.device)
+
+    def _weight_figures_or_nan(self) -> torch.Tensor:
+        try:
+            return self._weight_figures()
+        except Exception as exc:
+            self._fault("weight statistics", exc)
+            return torch.full((len(self.weights) * _width(WEIGHT_BLOCKS),), math.nan,
+                              device=self.device)
+
+    def _weight_figures(self) -> torch.Tensor:
+        if not self.weights:
+            return torch.zeros(0, device=self.device)
+        with torch.no_grad():
+            grads = [p.grad for _, p in self.weights]
+            groups = self._groups("grads", grads)
+            blocks = groups.stack(grads, copy=False)
+            gmean = groups.spread([b.mean(dim=1) for b in blocks]).to(self.device)
+            gstd = groups.spread(stds(blocks)).to(self.device)
+            if self._data_std is not None:
+                dstd = self._data_std[self._weight_positions]
+            else:   # no optimizer hooks fired: the data's std here
+                data = [p for _, p in self.weights]
+                dgroups = self._groups("data", data)
+                dstd = dgroups.spread(stds(dgroups.stack(data, copy=False))).to(self.device)
+            nan_hist = torch.full((_HIST + 1,), math.nan, device=self.device)
+            hists = torch.stack([self._hist_and_count(g) if g is not None else nan_hist
+                                 for g in grads])
+            data_bad = torch.stack([(~torch.isfinite(p.detach())).sum().to(self.device)
+                                    for _, p in self.weights]).float()
+            return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists,
+                              data_bad.reshape(-1, 1)], dim=1).reshape(-1)
+
+    def _hist_and_count(self, g: torch.Tensor) -> torch.Tensor:
+        parts, bad = _hist(g.detach().float())
+        return torch.cat([*parts, bad.float().reshape(1)]).to(self.device)
+
+    # ----- stepping ------------------------------------------------------------
+    def step(self, loss=None, grad_norm=None) -> None:
+        """Call once after each optimizer.step(), with the step's loss (tensor or float)
+        and, where known, the total gradient norm before clipping (grad_norm: what
+        torch.nn.utils.clip_grad_norm_ returns, tensor or float).
+        Never raises: a failure of traintop's own is logged and recorded, the run goes on."""
+        self._grad_norm = grad_norm
+        self.steps += 1
+        if not self.active:
+            return
+        self._in_step = True
+        try:
+            self._step(self.steps, loss)
+        except Exception as exc:
+            if len(self._pending) > 4 * PENDING_STEPS:   # kept for the next try, not forever
+                self._pending = []
+            self._fault("recording the step", exc)
+        finally:
+            self.armed = (self.steps + 1) % self.every == 0
+            self._acts, self._grads = {}, {}
+        try:
+            self._write_events()
+        except Exception as exc:
+            self._fault("writing traintop's events", exc, write=False)
+        self._in_step = False
+
+    def _step(self, step: int, loss) -> None:
+        try:
+            lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None \
+                else math.nan
+        except Exception:
+            lr = math.nan
+        if isinstance(loss, torch.Tensor):   # its mean where it holds several values
+            value = loss.detach().float().reshape(()) if loss.numel() == 1 \
+                else loss.detach().float().mean()
+        else:
+            value = math.nan if loss is None else _float(loss)
+        self._pending.append((step, value, lr))
+        tr = self._trace
+        if tr is not None and tr.phase == "live" and step >= tr.trace_step and (
+                tr.first or tr.args is not None):
+            # The model's own hooks never ran (its forward called directly): what its
+            # modules showed is the trace.
+            self._finish_trace(step=tr.trace_step)
+        if not isinstance(value, torch.Tensor) and loss is not None \
+                and not math.isfinite(value) and self._trace is None:
+            self._catch(step, "loss", before_update=False)   # on the host already
+        if self.armed:
+            self._flush_losses(snapshot=True)
+        elif len(self._pending) >= PENDING_STEPS or (
+                not self.reduce and time.monotonic() - self._pending_since >= PENDING_SECONDS):
+            self._flush_losses(snapshot=False)
+        now = time.monotonic()
+        if self.recorder is not None and now - self._status_at >= WATCH_STATUS_SECONDS:
+            rate = (step - self._status_steps) / (now - self._status_at)
+            self._status_at, self._status_steps = now, step
+            self.recorder.consume(Status(step, lr, True, False, rate))
+
+    def _flush_losses(self, snapshot: bool) -> None:
+        """Losses of the pending steps to the host in one transfer (reduced
+        across ranks on request), then written, the last with its snapshot."""
+        vals = [v for _, v, _ in self._pending]
+        try:
+            if all(isinstance(v, torch.Tensor) for v in vals):
+                losses = torch.stack(vals).to(self.device)
+            else:   # floats (or a mix): the tensors among them sync one by one
+                losses = torch.tensor([float(v) for v in vals], device=self.device)
+            if self.reduce:
+                losses = self._all_mean(losses)
+            values = losses.tolist()
+        except Exception as exc:     # one by one: a loss traintop cannot read is NaN
+            self._fault("reading the losses", exc)
+            values = [_float(v) for v in vals]
+        results = [StepResult(s, loss, lr, ()) for (s, _, lr), loss in zip(self._pending, values)]
+        if self._trace is None:
+            bad = next((r.step for r in results if not math.isfinite(r.loss)), None)
+            if bad is not None:
+                self._catch(bad, "loss", before_update=False)
+        if snapshot:
+            last = results[-1]
+            try:
+                snap = self._snapshot(last.step, last.loss, last.lr)
+                results[-1] = StepResult(last.step, last.loss, last.lr, snap.update_ratio_log10,
+                                         snap)
+            except Exception as exc:   # the step is written all the same, without figures
+                self._updates = self._weights = None
+                self._fault("the step's statistics (snapshot)", exc)
+        self._pending = []
+        self._pending_since = time.monotonic()
+        if self.recorder is not None:
+            self.recorder.consume(Steps(tuple(results)))
+
+    def _all_mean(self, t: torch.Tensor) -> torch.Tensor:
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+        return t / self.world
+
+    def _snapshot(self, step: int, loss: float, lr: float) -> StatsSnapshot:
+        if self._updates is None:         # no optimizer hooks fired: measure grads now
+            self._updates = torch.full((len(self.params),), math.nan, device=self.device)
+            self._weights = self._weight_figures_or_nan()
+        nan_layer = torch.full((_width(ACT_BLOCKS),), math.nan, device=self.device)
+        nan_grad = torch.full((_width(GRAD_BLOCKS),), math.nan, device=self.device)
+        layer_parts = [self._layer_blocks(i, nan_layer, nan_grad) for i, _, _ in self.layers]
+        flat = torch.cat([*layer_parts, self._weights, self._updates])
+        if self.reduce:
+            flat = self._reduce(flat)
+        values = flat.tolist()   # the one host sync of the snapshot
+        self._updates = self._weights = None
+        return self._build(step, loss, lr, values)
+
+    def _reduce(self, flat: torch.Tensor) -> torch.Tensor:
+        """Average the scalar figures across ranks; histograms stay this rank's
+        (their bins cover each rank's own range, so they do not add up)."""
+        averaged = (_averaged(ACT_BLOCKS + GRAD_BLOCKS) * len(self.layers)
+                    + _averaged(WEIGHT_BLOCKS) * len(self.weights) + [True] * len(self.params))
+        scalar = torch.tensor(averaged, dtype=torch.bool, device=flat.device)
+        reduced = flat.clone()
+        reduced[scalar] = self._all_mean(flat[scalar].contiguous())
+        return reduced
+
+    def _build(self, step: int, loss: float, lr: float, values: list[float]) -> StatsSnapshot:
+        take = FlatReader(values).take
+        nonfinite: dict[str, tuple[float, float]] = {}
+        layers = []
+        for index, module, kind in self.layers:
+            mean, std, sat, dead = take(4)
+            lo, hi = take(2)
+            counts = take(BINS)
+            (bad,) = take(1)
+            gmean, gstd = take(2)
+            glo, ghi = take(2)
+            gcounts = take(BINS)
+            (gbad,) = take(1)
+            units, numel = self._sizes.get(index, (0, 1))
+            nonfinite[self._layer_label(index)] = (bad, gbad)
+            layers.append(LayerStats(
+                index=index, kind=type(module).__name__, mean=mean, std=std,
+                saturation_pct=sat, dead=int(round(dead)) if math.isfinite(dead) else 0,
+                units=units, grad_mean=gmean, grad_std=gstd,
+                # the histogram's range is the finite values' min and max (this
+                # rank's); where some are not finite, how large is not known here
+                absmax=max(-lo, hi) if not bad else math.nan,
+                nonfinite=bad, grad_nonfinite=gbad,
+                hist=_histogram(lo, hi, counts, _finite_total(numel, bad)),
+                grad_hist=_histogram(glo, ghi, gcounts, _finite_total(numel, gbad)),
+                name=self.layer_names[index], family=kind,
+                per_unit=numel // units if units else 0))
+        weights = []
+        for name, p in self.weights:
+            gmean, gstd, ratio = take(3)
+            lo, hi = take(2)
+            counts = take(BINS)
+            gbad, bad = take(2)
+            nonfinite[name] = (bad, gbad)
+            weights.append(WeightStats(name=name, shape=tuple(p.shape), grad_mean=gmean,
+                                       grad_std=gstd, grad_data_ratio=ratio,
+                                       hist=_histogram(lo, hi, counts,
+                                                       _finite_total(p.numel(), gbad)),
+                                       nonfinite=bad, grad_nonfinite=gbad))
+        # Non-finite values per tensor (its own, its gradient's): NaN = not measured.
+        self.nonfinite_counts = {k: (_count(a), _count(g)) for k, (a, g) in nonfinite.items()}
+        if self._trace is None and any(a or g for a, g in self.nonfinite_counts.values()):
+            self._catch(step, "figures", before_update=False)
+        return StatsSnapshot(step=step, loss=loss, lr=lr, layers=tuple(layers),
+                             weights=tuple(weights),
+                             update_ratio_log10=tuple(take(len(self.params))))
+
+    # ----- never break the run ------------------------------------------------------
+    def _fault(self, what: str, exc: BaseException, write: bool = True) -> None:
+        """A failure of traintop's own: one log line and one monitor-error event
+        per statistic and kind of error; the run goes on without that figure."""
+        try:
+            key = (what, type(exc).__name__)
+            if key in self._faults_seen:
+                return
+            self._faults_seen.add(key)
+            error = f"{type(exc).__name__}: {exc}"
+            step = self.steps if self._in_step else self.steps + 1   # hooks: the step under way
+            log.warning("traintop: %s failed at step %d (%s); the run goes on without it",
+                        what, step, error, exc_info=log.isEnabledFor(logging.DEBUG))
+            if write:
+                self._events.append(Event(
+                    "monitor-error", step, f"traintop: {what} failed: {error}",
+                    {"where": what, "error": error}))
+        except Exception:   # not even a log line may break the run
+            pass
+
+    def _write_events(self) -> None:
+        """Events of the hooks, after the steps they belong to."""
+        if not self._events:
+            return
+        if self.recorder is None:
+            self._events = []
+            return
+        self._flush_pending()
+        events, self._events = self._events, []
+        for e in events:
+            self.recorder.consume(e)
+
+    # ----- the rest --------------------------------------------------------------
+    def event(self, kind: str, text: str, data: dict | None = None) -> None:
+        """Mark an intervention (lr change, evaluation, checkpoint) at the current step."""
+        if self.recorder is not None:
+            try:
+                self._flush_pending()
+                self.recorder.consume(Event(kind, self.steps, text, dict(data or {})))
+            except Exception as exc:
+                self._fault(f"writing the {kind!r} event", exc, write=False)
+
+    def _flush_pending(self) -> None:
+        if self._pending and not self.reduce:
+            self._flush_losses(snapshot=False)
+
+    def flush(self) -> None:
+        """Make everything so far visible to readers (e.g. before a long evaluation)."""
+        try:
+            self._flush_pending()
+            if self.recorder is not None:
+                self.recorder.flush()
+        except Exception as exc:
+            self._fault("flushing the recording", exc, write=False)
+
+    def close(self) -> None:
+        """Write what is pending, end the recording and remove every hook."""
+        try:
+            if self._trace is not None and self._trace.phase == "live":
+                self._finish_trace(traced=False)    # no forward came after it
+            if self._pending:
+                self._flush_losses(snapshot=False)
+            self._write_events()
+        except Exception as exc:
+            self._fault("writing the last steps", exc, write=False)
+        # The final rate is the whole run's: the last interval may hold no steps.
+        rate = self.steps / max(time.monotonic() - self._started, 1e-9)
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        if self.recorder is not None:
+            try:
+                lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else math.nan
+                self.recorder.close(Status(self.steps, lr, False, True, rate))
+            except Exception as exc:
+                self._fault("closing the recording", exc, write=False)
+            self._finalizer.detach()
+            self.recorder = None
+
+    def __enter__(self) -> "Watcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def watch(model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
+          reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
+          expected_initial_loss: float = math.nan, activations: dict | None = None) -> Watcher:
+    """Record the diagnostics of `model`'s training to `path` (.jsonl or .jsonl.gz).
+
+    optimizer: its step hooks give the update:data ratios (None: no ratios).
+    every: full diagnostics every `every` steps (and on step 1).
+    reduce: under torch.distributed, average the figures across ranks first.
+    writer_rank: the rank that writes (None: every rank, "{rank}" in `path`).
+    activations: your own activation classes, {class or class name: family}, the
+    family one of "tanh", "sigmoid", "relu", "gelu" (None: never measure that class);
+    others are recognised by traintop.engine.activations.
+    """
+    return Watcher(model, path, optimizer, every, reduce, writer_rank, meta,
+                   expected_initial_loss, activations)

@@ -1,0 +1,106 @@
+"""traintop's callback for PyTorch Lightning: a LightningModule recorded as watch() does.
+
+    from traintop.lightning import TraintopCallback
+    trainer = L.Trainer(callbacks=[TraintopCallback("run.jsonl", every=10)])
+
+Every option of watch() is accepted (every, reduce, writer_rank, meta,
+expected_initial_loss, activations). What is recorded, and where Lightning
+gives it:
+
+- one step per optimizer step: a step is recorded when `trainer.global_step`
+  has moved in `on_train_batch_end`, so the micro-batches of
+  `accumulate_grad_batches` are one step;
+- its loss: the mean over its micro-batches of what `training_step` returned
+  (Lightning divides it by `accumulate_grad_batches` before backward; the
+  callback multiplies that back);
+- the gradients as the optimizer uses them: watch()'s hooks on the optimizer
+  read them at the update, after AMP unscaling and AFTER clipping
+  (`gradient_clip_val`); the total gradient norm BEFORE clipping is taken in
+  `on_before_optimizer_step` (accumulation done, unscaled, not yet clipped)
+  and recorded as the step's grad_norm;
+- update:data from the parameters just before and after `optimizer.step`;
+- the lr in force at the step (read in `on_before_optimizer_step`: by
+  `on_train_batch_end` a per-step scheduler has already moved it);
+- under DDP rank 0 writes (writer_rank=None: every rank, "{rank}" in the path);
+- the recording is closed whole in `teardown` and on an exception.
+
+The first optimizer of `trainer.optimizers` is watched (automatic optimization).
+"""
+
+from __future__ import annotations
+
+from traintop.callback_support import (close_quietly, fault, hookable, lr_now, lr_shown,
+                                       missing, total_norm, watch_options)
+
+try:   # the unified package first; the standalone one where that is what is installed
+    from lightning.pytorch import Callback
+except ImportError:
+    try:
+        from pytorch_lightning import Callback
+    except ImportError:
+        raise missing("lightning", "lightning", "lightning") from None
+
+__all__ = ["TraintopCallback"]
+
+
+class TraintopCallback(Callback):
+    def __init__(self, path, **options):
+        """path: the recording (.jsonl or .jsonl.gz); options: watch()'s."""
+        self.path = path
+        self.options = watch_options(options)
+        self.watcher = None
+        self._optimizer = None
+        self._losses: list = []        # this optimizer step's micro-batch losses
+        self._seen_step = 0           # trainer.global_step at the last recorded step
+        self._grad_norm = None
+        self._lr = None
+
+    # ----- start and end ------------------------------------------------------------
+    def on_fit_start(self, trainer, pl_module) -> None:
+        from traintop.engine.watch import watch
+        close_quietly(self.watcher)          # a second fit() starts a new recording
+        optimizers = getattr(trainer, "optimizers", None) or [None]
+        self._optimizer = hookable(optimizers[0])
+        self._losses, self._seen_step = [], trainer.global_step
+        self._grad_norm = self._lr = None
+        self.watcher = watch(pl_module, self.path, optimizer=self._optimizer, **self.options)
+
+    def teardown(self, trainer, pl_module, stage) -> None:
+        self._close()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        watcher, self.watcher = self.watcher, None
+        close_quietly(watcher)
+
+    # ----- one optimizer step -------------------------------------------------------------
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.watcher is None:
+            return
+        try:
+            self._grad_norm = total_norm(pl_module.parameters())
+            self._lr = lr_now(hookable(optimizer))
+        except Exception as exc:
+            fault(self.watcher, "the gradient norm before clipping", exc)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        w = self.watcher
+        if w is None:
+            return
+        try:
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is not None and hasattr(loss, "detach"):
+                # training_step's loss, divided by accumulate_grad_batches for backward
+                self._losses.append(loss.detach() * trainer.accumulate_grad_batches)
+            if trainer.global_step == self._seen_step:
+                return                         # a micro-batch: the step is still accumulating
+            self._seen_step = trainer.global_step
+            losses, self._losses = self._losses, []
+            mean = sum(losses[1:], losses[0]) / len(losses) if losses else None
+            with lr_shown(self._optimizer, self._lr):
+                w.step(mean, grad_norm=self._grad_norm)
+            self._grad_norm = self._lr = None
+        except Exception as exc:
+            fault(w, "recording the Lightning step", exc)

@@ -27,9 +27,9 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from traintop.engine.feed.messages import Command, Event, Source, Steps
 from traintop.engine.viewer.run_state import RunState
 from traintop.engine.viewer.sweep_state import SOURCE_EVENTS, SweepState
-from .keys import BINDINGS, KeyActions
+from .keys import BINDINGS, KeyActions, tab_key
 from .panes import AT_ONCE, EVERY_REFRESH, RUN, SLOW, TABS, Pane, panes
-from .status_line import StatusLine
+from .status_line import StatusLine, health_summary, status_text
 from .sweep_keys import SweepKeys
 from .sweep_view import sweep_status_text
 
@@ -85,7 +85,8 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
         self.status_line = StatusLine(id="status")
         # The registry's panes (tui/panes.py), each also the app's attribute of its name.
         self.registered: tuple[Pane, ...] = panes()
-        self.panes = {p.name: p.make(self.state if p.view == RUN else self.sweep)
+        # The overview's panes draw the runs it draws (at most 8: SweepState.overview).
+        self.panes = {p.name: p.make(self.state if p.view == RUN else self.sweep.overview)
                       for p in self.registered}
         for name, pane in self.panes.items():
             if hasattr(TraintopApp, name):   # it would hide the app's own
@@ -219,10 +220,11 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
     def show_status(self) -> None:
         position = self.position() if self.position is not None else None
         if self.sweep.is_sweep:
-            self.status_line.show_text(sweep_status_text(self.sweep, self.read_only, position,
-                                                         self.view))
+            text = sweep_status_text(self.sweep, self.read_only, position, self.view)
         else:
-            self.status_line.show(self.state, self.read_only, position)
+            text = status_text(self.state, self.read_only, position)
+        summary = health_summary([run.findings() for run in self.sweep.runs], tab_key("health"))
+        self.status_line.show_text(f"{text} · {summary}" if summary else text)
         self.status_line.set_class(self.state.trainer_state == "died", "dead")
 
     def answer_event(self, event, text: str | None = None) -> None:
@@ -243,6 +245,30 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
         elif event.kind in ("evaluate", "calibrate", "checkpoint", "stopped", "lr"):
             self.notify(text, timeout=4, severity="warning" if event.kind == "stopped"
                         else "information")
+
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """A notice as one line at the free end of the tab bar (app.tcss), one
+        at a time: a toast never covers a pane's figures or the status line.
+        Health findings make none (the health tab and the status line's
+        summary hold them)."""
+        self.clear_notifications()
+        text = " ".join((f"{title}: {message}" if title else str(message)).split())
+        room = self.toast_room()
+        if len(text) > room:
+            text = text[:max(1, room - 1)] + "…"
+        super().notify(text, title="", severity=severity, timeout=timeout, markup=markup)
+
+    def toast_room(self) -> int:
+        """Columns of the tab bar right of its last tab (less a toast's padding)."""
+        width = self.size.width or 80
+        try:
+            tabs = list(self.query("#tabs Tab"))
+        except Exception:  # noqa: BLE001 - no tabs mounted yet (or a screen of its own)
+            tabs = []
+        shown = [t for t in tabs if t.display and t.region.width]
+        end = max((t.region.right for t in shown), default=width // 2)
+        return max(16, width - end - 4)
 
     def report_error(self, text: str) -> None:
         self.errors += 1
@@ -276,6 +302,15 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
         """The loss clock's panes first, then the slow ones."""
         return (*self.panes_where(lambda p: p.redraw == EVERY_REFRESH), *self.slow_panes)
 
+    def partners(self, pane) -> list:
+        """`pane` and the slow panes on screen beside it that follow the same
+        parts (tab 2's two histograms): drawn in one frame, they show one step."""
+        entry = next(p for p in self.registered if self.panes[p.name] is pane)
+        return [pane, *(self.panes[p.name] for p in self.registered
+                        if p.redraw == SLOW and p is not entry and p.tab == entry.tab
+                        and p.view == entry.view and p.follows == entry.follows
+                        and self.panes[p.name].seen)]
+
     def redraw_tick(self) -> None:
         now = time.monotonic()
         if now < self._awaiting_until:
@@ -307,8 +342,9 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
                if p.seen and now - p.drawn_at >= period * SLOW_REFRESHES]
         if due:
             pane = min(due, key=lambda p: p.drawn_at)
-            pane.replot()     # a no-op when nothing changed
-            pane.drawn_at = now
+            for each in self.partners(pane):
+                each.replot()     # a no-op when nothing changed
+                each.drawn_at = now
         if now - self._text_at >= period:
             self._text_at = now
             self.redraw_text(self._text_dirty)
@@ -324,10 +360,10 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
             if errors and not self.has_timeline:
                 # (a replay's findings are the recorded run's, passed by a seek
                 # or a catch-up at other steps: the health tab shows them in place)
+                # No toast: the findings live in the health tab and the status
+                # line's summary (a toast covered the panes and came back each
+                # time a finding moved between layers).
                 self.status_line.flash()
-                who = f"{self.sweep.label(run)}: " if self.sweep.is_sweep else ""
-                self.notify(f"{who}{errors[0].rule} at {errors[0].where}: {errors[0].message}",
-                            title="health", severity="error", timeout=6)
 
     def redraw_text(self, which: set[str]) -> None:
         """Show the text panes named in `which` what they follow (a sweep's only in a sweep)."""
@@ -336,7 +372,7 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
                 if p.view == RUN:
                     self.panes[p.name].show(self.state)
                 elif self.sweep.is_sweep:
-                    self.panes[p.name].show(self.sweep)
+                    self.panes[p.name].show(self.sweep.overview)
         self._text_dirty -= which
 
     def _draw_first_frame(self) -> None:

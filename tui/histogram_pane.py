@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .health_marks import badge, layer_marks
-from .pick import fitting, headroom, pick, shorten
+from .pick import fitting, headroom, pick, short_labels
 from .saturation_pane import draw_words, no_activation_text
 from .plot_pane import PlotPane
 from .plotting import border_legend, style
@@ -44,6 +44,15 @@ def draw_lines(pane, plt, lines, no_color: bool, names: list[str] | None = None)
     plt.ylim(0, headroom(0.0, top, pane.canvas_rows(), len(lines) if inline else 0))
 
 
+def legend_figures(layer, kind: str) -> str:
+    """A layer's figures in its legend: mean, std and (activations) the
+    family's share, of the snapshot drawn."""
+    if kind == "activation":
+        return (f"mean {layer.mean:+.2f} std {layer.std:.2f} "
+                f"sat {layer.saturation_pct:.1f}%")
+    return f"mean {layer.grad_mean:+.1e} std {layer.grad_std:.1e}"
+
+
 class HistogramPane(PlotPane):
     """kind "activation": t per activation layer; kind "gradient": dloss/dt."""
 
@@ -59,16 +68,19 @@ class HistogramPane(PlotPane):
         marks = layer_marks(state.findings() if stats else None, [l.index for l in layers],
                             {l.index: l.name for l in layers})
         chosen, self.which = pick([l.index for l in layers], marks, self.page)
-        width = self.label_width(0.5) - 22
-        self.lines, self.names = [], []
-        for l in (l for l in layers if l.index in chosen):
-            name = badge(marks.get(l.index)) + shorten(l.label, max(8, width))
-            self.names.append(badge(marks.get(l.index)) + shorten(l.label, 16))
-            if self.kind == "activation":
-                hist, label = l.hist, f"{name} std {l.std:.2f} {l.saturation_pct:.0f}%"
-            else:
-                hist, label = l.grad_hist, f"{name} std {l.grad_std:.1e}"
-            self.lines.append((label, list(hist.centers()), list(hist.density)))
+        drawn = [l for l in layers if l.index in chosen]
+        # One snapshot's figures (the step in the title), as the lecture's legends:
+        # `layer 1 (Tanh): mean -0.02, std 0.75, saturated: 20.25%`.
+        figures = [legend_figures(l, self.kind) for l in drawn]
+        width = self.label_width(0.6) - max((len(f) for f in figures), default=0)
+        labels = short_labels([l.label for l in drawn], max(8, width))
+        self.names = short_labels([l.label for l in drawn], 16)
+        self.lines = []
+        for k, l in enumerate(drawn):
+            self.names[k] = badge(marks.get(l.index)) + self.names[k]
+            hist = l.hist if self.kind == "activation" else l.grad_hist
+            self.lines.append((f"{badge(marks.get(l.index))}{labels[k]} {figures[k]}",
+                               list(hist.centers()), list(hist.density)))
         rest = [l for l in layers if l.index not in chosen]
         stds = [l.std if self.kind == "activation" else l.grad_std for l in rest]
         spec = ".2f" if self.kind == "activation" else ".1e"

@@ -11,6 +11,7 @@ Pure functions of names and marks, so the choice is tested without a screen.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from .health_marks import RANK
 
@@ -67,18 +68,118 @@ def shorten(name: str, width: int) -> str:
 
 
 def short_labels(names: list[str], width: int) -> list[str]:
-    """Labels that fit `width` and still tell the names apart: where a name does
-    not fit, the dotted ending all share (`.mlp.gelu`: the title says that)
-    goes first, then each is cut from the left (`…h.11`)."""
+    """Labels that fit `width` and still tell the names apart: every pane that
+    prints module paths labels them here. Names that fit stay whole; else the
+    dotted parts every name shares at the start (`transformer.`) or the end
+    (`.weight`, `.mlp.gelu`: the title says that) go first, then each keeps the
+    parts that tell it from the others, its head and its leaf, with the middle
+    elided (`layer1.0…conv1`, `h.3…c_attn`); one that still does not fit is
+    cut from the left (`…h.11`)."""
+    names = list(names)
     if all(len(n) <= width for n in names) or len(names) < 2:
         return [shorten(n, width) for n in names]
-    parts = [n.split(".") for n in names]
-    common = 0
-    while all(len(p) > common + 1 for p in parts) and \
-            len({tuple(p[len(p) - common - 1:]) for p in parts}) == 1:
-        common += 1
-    kept = [".".join(p[:len(p) - common]) for p in parts] if common else names
-    return [shorten(n, width) for n in kept]
+    return list(_short_labels(tuple(names), width))
+
+
+@lru_cache(maxsize=256)
+def _short_labels(names: tuple[str, ...], width: int) -> tuple[str, ...]:
+    parts = [tuple(n.split(".")) for n in names]
+    parts = _strip_shared(parts)
+    # How many names each pattern (a window of parts from `start`, and the leaf)
+    # matches: a label is one pattern, and must match its own name only.
+    seen: dict[tuple, int] = {}
+    for p in set(parts):
+        for key in {_pattern(p, *cut) for cut in _cuts(p)}:
+            seen[key] = seen.get(key, 0) + 1
+    out = []
+    for p in parts:
+        whole = ".".join(p)
+        if len(whole) <= width:
+            out.append(whole)
+            continue
+        told = [(_joined(p, *cut), *cut) for cut in _cuts(p)
+                if seen.get(_pattern(p, *cut), 0) == 1]
+        fits = [t for t in told if len(t[0]) <= width]
+        if fits:   # the most parts kept; a head and a leaf rather than either; the first window
+            best = max(fits, key=lambda t: (t[2] + t[3], t[2] > 0 and t[3] > 0, -t[1]))[0]
+        else:      # the parts abbreviated, the leaf kept (`h.0.a.c_proj`, `l1.0.conv1`)
+            best = _abbreviated(p, width)
+        out.append(shorten(best, width))
+    counts = {o: out.count(o) for o in out}
+    # abbreviations that met (or names that repeat): cut from the left
+    return tuple(o if counts[o] == 1 else shorten(".".join(p), width)
+                 for o, p in zip(out, parts))
+
+
+def _strip_shared(parts: list[tuple]) -> list[tuple]:
+    """The parts every name shares at its start, and those every longer name
+    shares at its end, dropped where the names stay distinct; a bare index
+    keeps the part before it (`h.0`, not `0`)."""
+    lead = 0
+    while all(len(p) > lead + 1 for p in parts) and len({p[lead] for p in parts}) == 1 \
+            and not parts[0][lead + 1].isdigit():
+        lead += 1
+    parts = [p[lead:] for p in parts]
+    longer = [p for p in parts if len(p) > 1]
+    trail = 0
+    while longer and all(len(p) > trail + 1 for p in longer) and \
+            len({p[len(p) - trail - 1] for p in longer}) == 1:
+        trail += 1
+    cut = [p[:len(p) - trail] if len(p) > 1 else p for p in parts]
+    while trail and len(set(cut)) < len(set(parts)):   # fc and fc.relu would both read fc
+        trail -= 1
+        cut = [p[:len(p) - trail] if len(p) > 1 else p for p in parts]
+    return cut
+
+
+def _abbreviated(p: tuple, width: int) -> str:
+    """The parts before the leaf cut to their initial and index (`attn` a,
+    `layer1` l1), the middle ones first, from the first part on or, where that
+    does not fit, from a later name part (`h.0.a.c_proj`)."""
+    starts = [0, *(i for i in range(1, len(p) - 1) if not p[i].isdigit())]
+    tries = [_initials(p[i:], width) for i in starts]
+    return next((t for t in tries if len(t) <= width), tries[0])
+
+
+def _initials(p: tuple, width: int) -> str:
+    p = list(p)
+    for i in [*range(1, len(p) - 1), 0][:max(0, len(p) - 1)]:
+        if len(".".join(p)) <= width:
+            break
+        if not p[i].isdigit():
+            p[i] = p[i][0] + p[i][len(p[i].rstrip("0123456789")):]
+    return ".".join(p)
+
+
+def _cuts(p: tuple) -> list[tuple[int, int, int]]:
+    """(start, head parts, leaf parts) of a name's labels, one part kept at
+    least, the middle left out; a leaf of a bare index keeps its parent."""
+    n = len(p)
+    cuts = []
+    for m in range(n + 1):
+        if m == 1 and p[-1].isdigit():
+            continue
+        for start in range(n - m + 1):
+            if 0 < start < n and p[start].isdigit():
+                continue      # a window opens on a name, never on a bare index
+            for k in range(n - m - start + 1):
+                if k + m >= 1 and (start, k, m) != (0, n - m, m) and (k or not start) \
+                        and (k or not p[n - m].isdigit()):
+                    cuts.append((start, k, m))
+    return cuts
+
+
+def _pattern(p: tuple, start: int, k: int, m: int) -> tuple:
+    return (start, k, m, p[start:start + k], p[len(p) - m:] if m else ())
+
+
+def _joined(p: tuple, start: int, k: int, m: int) -> str:
+    """Head and leaf with an ellipsis where parts between them are left out
+    (or after a head that does not reach the end)."""
+    head, leaf = ".".join(p[start:start + k]), ".".join(p[len(p) - m:]) if m else ""
+    if start + k == len(p) - m or not k:   # a leaf alone reads as itself
+        return ".".join(x for x in (head, leaf) if x)
+    return head + ELLIPSIS + leaf
 
 
 def headroom(lo: float, hi: float, canvas_rows: int, legend_rows: int) -> float:

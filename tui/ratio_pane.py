@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 
 from .health_marks import badge, param_marks
-from .pick import fitting, headroom, pick, shorten
+from .pick import fitting, headroom, pick, short_labels
 from .plot_pane import PlotPane
 from .plotting import (axis_end, border_legend, downsample, draw_markers, finite_points,
                        plot_width, steady_range, style)
@@ -52,8 +52,8 @@ class RatioPane(PlotPane):
         chosen, self.which = pick(list(series), marks, self.page, most=RATIO_LINES)
         width = self.label_width(0.4)
         # A parameter a health finding names shows "!" / "!!" in the legend.
-        self.lines = [(f"{badge(marks.get(name))}{shorten(name, width)}", *series[name])
-                      for name in chosen]
+        self.lines = [(f"{badge(marks.get(name))}{label}", *series[name])
+                      for name, label in zip(chosen, short_labels(chosen, width))]
         rest = [series[name] for name in series if name not in chosen]
         self.rest = (len(rest), *median_line(rest)) if rest else None
         self.markers = list(h.markers)

@@ -14,6 +14,9 @@ from .health_marks import badge, layer_marks
 from .pick import pick, short_labels
 from .plot_pane import PlotPane
 
+# The lecture's --activation linear: no share or dead count to draw, and why (longest first).
+LINEAR = ("a linear stack has no activation function, so nothing saturates and no unit "
+          "dies: no share to draw", "no activation function: nothing saturates", "n/a")
 GUIDE = 5.0   # the lecture aims for about 5% saturated (tanh/sigmoid only)
 ROWS_PER_BAR = 1
 
@@ -87,12 +90,14 @@ class SaturationPane(PlotPane):
         chosen, self.which = pick(keys, self.marks, self.page, most=max(fits, 1), fill=True) \
             if len(keys) > fits else (keys, "all")
         by_index = {l.index: l for l in layers}
-        width = self.label_width(0.45) - 5
+        width = self.label_width(0.5) - 4   # less ` dN`
         labels = short_labels([by_index[i].label for i in chosen], width)
         self.bars = [(i, label, by_index[i].saturation_pct, by_index[i].dead)
                      for i, label in zip(chosen, labels)]
         rest = [l.saturation_pct for l in layers if l.index not in chosen]
         self.rest = (len(rest), max(rest)) if rest else None
+        if layers and self.families == [""]:   # the lecture's linear stack: no tails, no dead
+            self.bars, self.missing = [], LINEAR
 
     def title(self) -> str:
         if len(self.families) == 1:
@@ -106,9 +111,10 @@ class SaturationPane(PlotPane):
             return
         if not self.bars:
             if self.missing:
-                draw_words(self, plt, ("activation share · no activation recognised",
-                                       "no activation recognised", "no activations"),
-                           self.missing)
+                draw_words(self, plt, ("activation share · n/a: a linear stack", "n/a: linear",
+                                       "n/a") if self.missing is LINEAR else
+                           ("activation share · no activation recognised",
+                            "no activation recognised", "no activations"), self.missing)
                 return
             plt.title("activation share · no activation layers in this model")
             return

@@ -58,6 +58,21 @@ def status_text(state: RunState, read_only: bool = False,
     return " · ".join(parts)
 
 
+def health_summary(findings_by_run, tab: str = "4") -> str:
+    """The health findings in one segment, `health: 2 errors, 1 warn (tab 4)`
+    ("" while none warns): the findings themselves live in the health tab
+    (`tab`, its key)."""
+    errors = warns = 0
+    for findings in findings_by_run:
+        for f in findings or ():
+            errors += f.severity == "error"
+            warns += f.severity == "warn"
+    said = [f"{errors} error{'s' * (errors != 1)}" if errors else "",
+            f"{warns} warn" if warns else ""]
+    said = [s for s in said if s]
+    return f"health: {', '.join(said)} (tab {tab})" if said else ""
+
+
 def rate_text(rate: float | None) -> str:
     """`812 steps/s`; a slow model's `0.42 steps/s` (never a bare 0 while it runs)."""
     if rate is None or rate != rate:

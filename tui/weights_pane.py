@@ -26,7 +26,7 @@ from traintop.engine.health.monitor import sparse_params
 from traintop.engine.health.rules import grad_data_factors
 from traintop.engine.health.thresholds import DEFAULT_THRESHOLDS
 from .histogram_pane import draw_lines
-from .pick import pick, shorten
+from .pick import pick, short_labels
 from .plot_pane import PlotPane
 
 # A ratio this many times above or below the median of the others is flagged
@@ -68,9 +68,11 @@ class WeightHistPlot(PlotPane):
         # Up to 8 (the lecture's 7 weights all show); beyond, the picked few.
         chosen, self.which = pick([w.name for w in weights], marks, self.page, most=8)
         width = self.label_width(0.45)
-        self.lines = [(shorten(w.name, width) + (" <- outlier" if k in flagged else ""),
+        drawn = [(k, w) for k, w in enumerate(weights) if w.name in chosen]
+        labels = short_labels([w.name for _, w in drawn], width)
+        self.lines = [(label + (" <- outlier" if k in flagged else ""),
                        list(w.hist.centers()), list(w.hist.density))
-                      for k, w in enumerate(weights) if w.name in chosen]
+                      for (k, w), label in zip(drawn, labels)]
         self.border_subtitle = (f"{self.which} drawn · all in the table below · p: pick"
                                 if len(chosen) < len(weights) else "")
 
@@ -97,6 +99,7 @@ class WeightTable(Static):
         finite = [r for r in ratios if math.isfinite(r)]
         largest = ratios.index(max(finite)) if finite else -1
         width = max(12, (self.size.width or 100) - 62)
+        labels = short_labels([w.name for w in stats.weights], width)
         for k, w in enumerate(stats.weights):
             if k in flagged:
                 f = flagged[k]
@@ -107,7 +110,7 @@ class WeightTable(Static):
             else:
                 mark = Text("<- largest" if k == largest else "", style="dim")
             row_style = "bold" if k in flagged else ""
-            table.add_row(shorten(w.name, width), "x".join(map(str, w.shape)), f"{w.grad_mean:+.2e}",
+            table.add_row(labels[k], "x".join(map(str, w.shape)), f"{w.grad_mean:+.2e}",
                           f"{w.grad_std:.2e}", f"{w.grad_data_ratio:.2e}", mark, style=row_style)
         self.update(table)
 

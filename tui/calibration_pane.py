@@ -25,8 +25,9 @@ class CalibrationPane(Static):
         self._shown: tuple | None = None   # (display, event) last shown
 
     def show(self, state) -> None:
-        # Only the lecture's stack calibrates (`c`); a watch()ed model has no such pane.
-        display = (state.info is None or "batchnorm" in state.info.config
+        # Only the lecture's stack calibrates (`c`), and only with BatchNorm on:
+        # a watch()ed model, or the stack without BatchNorm, has no such pane.
+        display = (state.info is None or bool(state.info.config.get("batchnorm"))
                    or state.calibration is not None)
         event = state.calibration
         # Shown on every event (a calibration answers with one): the same figures

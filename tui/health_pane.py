@@ -7,6 +7,7 @@ may carry advice, and "ok" next to advice reads as a contradiction."""
 from __future__ import annotations
 
 from rich.text import Text
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 SEVERITY_STYLE = {"error": "bold red", "warn": "yellow", "info": ""}
@@ -17,19 +18,37 @@ SEVERITY_WORD = {"error": "ERROR", "warn": "warn", "info": "info"}
 HELP = "findings (`j` / `k` scroll)"
 
 
-class HealthPane(Static):
-    DEFAULT_CSS = ("HealthPane { border: round $panel; padding: 0 1; height: 1fr; "
-                   "overflow-y: auto; }")
+class HealthPane(VerticalScroll):
+    """A scrolling frame round the findings' text: a Static alone has no
+    scroll range of its own, so j / k reached it and moved nothing."""
+    DEFAULT_CSS = """
+    HealthPane { border: round $panel; padding: 0 1; height: 1fr; }
+    HealthPane > Static { height: auto; }
+    """
 
     def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         # The placeholder is set here, not on mount: a pane in a lazily mounted
         # tab may be shown a state before it mounts, and mounting must not undo it.
-        super().__init__("waiting for steps", *args, **kwargs)
+        self.body = Static("waiting for steps")
         self.border_title = "health"
+        self.can_focus = False
+
+    def compose(self):
+        yield self.body
+
+    @property
+    def content(self):
+        """The findings' text as shown (tests print it)."""
+        return self.body.content
+
+    def update(self, text, layout: bool = True) -> None:
+        self.body.update(text, layout=layout)
 
     def show(self, state) -> None:
         findings = state.findings()
         if not findings:
+            self.border_subtitle = ""
             self.update("no findings yet", layout=False)
             return
         # One finding per paragraph: a heading line, then its sentence wrapped to

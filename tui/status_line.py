@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
+from traintop.engine.config import gain_label, parse_gain
 from traintop.engine.viewer.run_state import RunState
 
 
@@ -30,7 +31,8 @@ def status_text(state: RunState, read_only: bool = False,
     if config.get("init") == "zeros":
         parts.append("init zeros")      # no gain applies: every weight and bias starts at 0
     elif "gain" in config:
-        parts.append(f"gain {config['gain']}")
+        # named as the restart's marker names it (gain_label: 1/2, 5/3)
+        parts.append(f"gain {gain_text(config['gain'])}")
     if "batchnorm" in config:
         parts.append(f"BatchNorm {'on' if config['batchnorm'] else 'off'}")
     if "gain" not in config and config.get("model"):
@@ -56,6 +58,14 @@ def status_text(state: RunState, read_only: bool = False,
     if read_only:
         parts.append("read-only")
     return " · ".join(parts)
+
+
+def gain_text(gain) -> str:
+    """The gain as the plots' restart markers say it (engine.config.gain_label)."""
+    try:
+        return gain_label(parse_gain(str(gain)))
+    except (ValueError, ZeroDivisionError):
+        return str(gain)
 
 
 def health_summary(findings_by_run, tab: str = "4") -> str:

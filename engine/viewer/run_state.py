@@ -130,7 +130,8 @@ class RunState:
         self.info = message.info
         self.history.start_run(message.info.config, len(message.info.param_names), message.why)
         if self.runs > 1 or message.why:
-            self.events.append((self.history.tick, message.why or "run started"))
+            # at the run's step 0: every event line counts the run's steps, as the status line
+            self.events.append((0, message.why or "run started"))
         self.monitor = HealthMonitor(message.info)
         return set(ALL_PANES)
 

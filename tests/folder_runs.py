@@ -57,3 +57,18 @@ def tune_trial(root: Path, name: str, config: dict, **kw) -> list[float]:
     (trial / "params.json").write_text(json.dumps(config))
     (trial / "result.json").write_text('{"loss": 1.0}\n')    # Tune's own, not a recording
     return watched(trial / "traintop.jsonl", lr=config.get("lr", 0.1), **kw)
+
+
+def mixed_folder(root: Path) -> dict[str, list[float]]:
+    """A folder of mixed recordings: two watch() runs of tiny models of
+    different shapes in subfolders, and the lecture's model recorded by
+    `traintop run --engine fast --steps 30 --record`; each run's losses
+    (the lecture's: none, its report has them)."""
+    from traintop.commands import cli
+
+    losses = {"a/small": watched(root / "a" / "small.jsonl", width=8, steps=20),
+              "b/deep": watched(root / "b" / "deep.jsonl", width=12, depth=3, steps=20, lr=0.5)}
+    code = cli.main(["run", "--engine", "fast", "--steps", "30", "--n-hidden", "16",
+                     "--stats-every", "10", "--json", "--record", str(root / "lecture.jsonl")])
+    assert code == 0
+    return losses

@@ -56,8 +56,11 @@ class SweepKeys:
         return False
 
     def sweep_started(self) -> None:
-        """The source said it is a sweep: open on the overview."""
-        self.set_view(None)
+        """The source said it is a sweep: open on the overview. A folder's runs
+        said again with one more (a recording that appeared) keep the run shown."""
+        keep = self.view if (self.view is not None and not self.sweep.keys
+                             and self.view < len(self.sweep.runs)) else None
+        self.set_view(keep)
         self.refresh_bindings()
 
     def action_view_run(self, direction: int) -> None:

@@ -9,6 +9,8 @@ labelled by the run's swept values in the run's colour.
 from __future__ import annotations
 
 from rich.text import Text
+
+from traintop.engine.viewer.sweep_state import MOST_DRAWN
 from textual.widgets import Static
 
 from .health_pane import SEVERITY_STYLE, SEVERITY_WORD
@@ -26,9 +28,27 @@ def sweep_status_text(sweep, read_only: bool = False,
     head, tail = position if position is not None else (None, None)
     first = sweep.runs[0]
     parts = [head] if head else []
-    parts.append(f"sweep of {n} run{'s' if n != 1 else ''} ({', '.join(sweep.keys)})")
-    if first.info is None:
+    if sweep.keys:
+        parts.append(f"sweep of {n} run{'s' if n != 1 else ''} ({', '.join(sweep.keys)})")
+    else:   # a folder's recordings (engine/recording/folder_source.py): no swept keys
+        parts.append(f"{n} run{'s' if n != 1 else ''}")
+        if n > MOST_DRAWN:
+            parts.append(f"{MOST_DRAWN} drawn")
+    if first.info is None and all(s.info is None for s in sweep.runs):
         return " · ".join(parts + [tail or "waiting for the runs to start…"])
+    if not sweep.keys:
+        # a folder's: the writers' tally (attach) or the reading (replay) stands beside the steps
+        started = [s for s in sweep.runs if s.info is not None]
+        steps = [s.step for s in started]
+        parts.append(f"step {min(steps):,}" if min(steps) == max(steps)
+                     else f"steps {min(steps):,}-{max(steps):,}")
+        if tail:
+            parts.append(tail)
+        elif head != "attach":
+            parts.append("every run read")
+        if read_only:
+            parts.append("read-only")
+        return " · ".join(parts)
     steps = [s.step for s in sweep.runs]
     parts.append(f"step {min(steps):,}" if min(steps) == max(steps)
                  else f"steps {min(steps):,}-{max(steps):,}")
@@ -80,7 +100,8 @@ class SweepFindings(Static):
         width = max(10, (self.size.width or 80) - 2)
         lines = []
         order = list(range(len(sweep.runs)))
-        if len(order) > self.MOST:
+        undrawn = getattr(sweep, "hidden", 0)    # a folder's runs past the overview's 8
+        if len(order) > self.MOST or undrawn and len(order) >= self.MOST:
             order.sort(key=lambda k: worst_rank(sweep.runs[k]))
             order = sorted(order[:self.MOST - 1])
         for k in order:
@@ -101,9 +122,10 @@ class SweepFindings(Static):
             text.append(f.message)
             if len(findings) > 1:
                 text.append(f" (+{len(findings) - 1})", style="grey50")
-        if len(order) < len(sweep.runs):
-            lines.append(Text(f"… {len(sweep.runs) - len(order)} more runs, findings less "
-                              f"severe: v shows each run's health tab", style="grey50"))
+        hidden = len(sweep.runs) - len(order) + undrawn
+        if hidden:
+            lines.append(Text(f"… {hidden} more runs, findings less severe: v and V go "
+                              f"through every run", style="grey50"))
         for text in lines:   # one row per run, whatever the terminal's width
             text.truncate(width, overflow="ellipsis")
         self.update(Text("\n").join(lines))

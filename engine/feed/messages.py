@@ -75,6 +75,9 @@ class Sweep:
 
     labels: tuple[str, ...]   # "gain=5/3 batchnorm=off": the swept values only
     keys: tuple[str, ...]     # the swept config fields, e.g. ("gain", "batchnorm")
+    # More runs joined (a folder's new recording): the runs already there keep
+    # what they hold; their labels may change to say what differs now.
+    grows: bool = False
 
 
 Message = Sweep | RunStarted | Steps | Event | Status

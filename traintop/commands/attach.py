@@ -1,5 +1,9 @@
 """`traintop attach RUN.jsonl`: follow a run another process is writing.
 
+`traintop attach PATH [PATH ...]` with a folder or several recordings
+follows each of them (and each one that appears later) as one overview
+(traintop.engine.recording.folder_source); --json prints `{"runs": [...]}`.
+
 Without --json it opens the app on an traintop.engine.recording.follow_source.FollowSource.
 With --json it imports no Textual: it follows the file until the writer
 finishes (or stops, or stays quiet for --quiet seconds) and prints the
@@ -15,6 +19,8 @@ import time
 
 from traintop.data.errors import InputError
 from traintop.engine.feed.messages import Event
+from traintop.engine.recording.folder import is_folder_args, labels
+from traintop.engine.recording.folder_source import FolderSource
 from traintop.engine.recording.follow_source import FollowSource
 from traintop.engine.viewer.sweep_state import SweepState
 from traintop.engine.recording.opener import check_head
@@ -28,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="traintop attach",
         description="Follow a recording that another process is still writing "
                     "(traintop run --record, the app's record, or traintop.engine.watch), like tail -F.")
-    parser.add_argument("path", metavar="RUN.jsonl", help="recording (.jsonl or .jsonl.gz)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a recording (.jsonl or .jsonl.gz), or a folder: every "
+                             "recording under it, at any depth, and each one that appears "
+                             "later (a new Ray Tune trial, a late rank), in one overview")
     parser.add_argument("--quiet", type=float, default=10.0, metavar="SECONDS",
                         help="call the writer quiet after this long without new lines "
                              "(default 10)")
@@ -59,10 +68,50 @@ def follow_to_end(source: FollowSource, sleep=time.sleep) -> SweepState:
         waited += POLL_SECONDS
 
 
+def follow_folder(source: FolderSource, sleep=time.sleep) -> SweepState:
+    """Fold every recording under the PATHs until each writer has finished or
+    gone quiet (and at least one recording is there)."""
+    state = SweepState()
+    waited = 0.0
+    while True:
+        for message in source.poll():
+            state.apply(message)
+        if source.files and all(w in ("finished", "quiet", "failed")
+                                for w in source.writers()) and all(
+                s.info is not None for s in state.runs):
+            return state
+        if not source.files and waited >= source.quiet_after:
+            raise InputError(f"{' '.join(source.paths)}: no recording after "
+                             f"{source.quiet_after:g} s")
+        sleep(POLL_SECONDS)
+        waited += POLL_SECONDS
+
+
+def folder_report(source: FolderSource, state: SweepState) -> dict:
+    """`{"runs": [...]}` as `replay --json` prints it for the same PATHs: each
+    recording's path and label, then its own document (a sweep's: its runs)."""
+    names = labels([f.found for f in source.files])
+    runs = []
+    for f, label in zip(source.files, names):
+        for slot in f.slots:
+            state.runs[slot].meta = f.found.meta
+        if f.inner:
+            doc = {"runs": [{"label": inner, **state.runs[slot].report()}
+                            for inner, slot in zip(f.inner, f.slots)]}
+        else:
+            doc = state.runs[f.slots[0]].report()
+        trial = {"trial": f.found.trial, "trial_config": f.found.config} if f.found.trial else {}
+        runs.append({"path": str(f.found.path), "label": label, **trial, **doc})
+    return {"runs": runs}
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if not args.quiet > 0:
         raise InputError(f"--quiet: must be > 0 seconds, got {args.quiet}")
+    if is_folder_args(args.paths):
+        return main_folder(args)
+    args.path = args.paths[0]
     # The app joins a long file near its end; a summary needs every step.
     source = FollowSource(args.path, quiet_after=args.quiet, jump=not args.json)
     if args.json:
@@ -83,3 +132,21 @@ def main(argv: list[str]) -> int:
 
     return run_app(source, title=f"attach {args.path}")
 
+
+
+def main_folder(args) -> int:
+    source = FolderSource(args.paths, follow=True, quiet_after=args.quiet, jump=not args.json)
+    source.start()
+    if args.json:
+        try:
+            state = follow_folder(source)
+        finally:
+            source.close()
+        doc = folder_report(source, state)
+        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        return 0
+    from traintop.tui import terminal_guard
+    terminal_guard.install()
+    from traintop.tui.app import run_app
+
+    return run_app(source, title=f"attach {' '.join(args.paths)}")

@@ -11,8 +11,10 @@ import importlib
 USAGE = """usage: traintop [OPTIONS]               open the live app (same options as run)
        traintop run [OPTIONS]           train headless, print the health report
        traintop bench [--json]          measure steps/s against plain PyTorch loops
-       traintop replay RUN.jsonl        the app on a recorded run (--json: summary only)
-       traintop attach RUN.jsonl        follow a run another process is writing
+       traintop replay PATH [PATH ...]  the app on a recorded run (--json: summary only);
+                                        a folder or several: every run in one overview
+       traintop attach PATH [PATH ...]  follow a run another process is writing (a folder:
+                                        every run under it, and those that appear later)
        traintop export RUN.jsonl ...    write a recording as CSV or TensorBoard
        traintop COMMAND --help          options of one command"""
 

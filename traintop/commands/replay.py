@@ -1,5 +1,9 @@
 """`traintop replay RUN.jsonl`: the app on a recorded run; --json prints its summary.
 
+`traintop replay PATH [PATH ...]` with a folder or several recordings opens
+them as one overview, the sweep's (traintop.engine.recording.folder_source);
+--json prints `{"runs": [...]}`, each run's path, label and own document.
+
 The --json path imports no Textual: it folds the recording into the run's
 report (traintop.engine.viewer.run_state) and prints the document `traintop run --json`
 printed for the same run.
@@ -11,7 +15,9 @@ import argparse
 import json
 import sys
 
+from traintop.data.errors import InputError
 from traintop.engine.feed.messages import Steps, Sweep
+from traintop.engine.recording.folder import discover, is_folder_args, labels
 from traintop.engine.viewer.run_state import RunState
 from traintop.engine.viewer.sweep_state import SweepState
 from traintop.engine.training.history import History
@@ -29,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="traintop replay",
         description="Open a recorded run (traintop run --record, the app's record, or "
                     "traintop.engine.watch) in the app, with a timeline of its snapshots.")
-    parser.add_argument("path", metavar="RUN.jsonl", help="recording (.jsonl or .jsonl.gz)")
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="a recording (.jsonl or .jsonl.gz), or a folder: every "
+                             "recording under it, at any depth. Several recordings open "
+                             "as one overview (the sweep's): the first "
+                             f"{OVERVIEW_NOTE}")
     parser.add_argument("--speed", type=_speed, metavar="STEPS_PER_SEC",
                         help="play speed in steps per second (default: the whole recording "
                              "in about 30 s); + and - change it in the app")
@@ -40,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the run's JSON summary (figures of the last snapshot; "
                              "a sweep's: {\"runs\": [...]}, one per run); no app")
     return parser
+
+
+OVERVIEW_NOTE = ("8 runs (the most severe findings first) are drawn, v and V "
+                 "go through every run in full")
 
 
 def _speed(text: str) -> float:
@@ -113,8 +127,23 @@ def _coalesced(messages, steps: int | None = None):
     yield from blocks()
 
 
+def folder_summary(paths: list[str]) -> dict:
+    """`{"runs": [...]}`: each recording under the PATHs, its path and label
+    first, then the document `replay --json` prints for it alone."""
+    found, _ = discover(paths)
+    if not found:
+        raise InputError(f"{' '.join(paths)}: no traintop recordings found")
+    return {"runs": [{"path": str(f.path), "label": label,
+                      **({"trial": f.trial, "trial_config": f.config} if f.trial else {}),
+                      **summary(f.path)}
+                     for f, label in zip(found, labels(found))]}
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if is_folder_args(args.paths):
+        return main_folder(args)
+    args.path = args.paths[0]
     if args.json:
         sys.stdout.write(json.dumps(summary(args.path), indent=2, allow_nan=False) + "\n")
         return 0
@@ -134,3 +163,21 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"traintop: error: {source.failed}\n")
         return code or 2
     return code
+
+
+def main_folder(args) -> int:
+    """Several recordings: one overview, the sweep's (no timeline: each run is
+    shown to its end)."""
+    if args.json:
+        doc = folder_summary(args.paths)
+        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        return 0
+    if args.speed is not None or args.play:
+        raise InputError("--speed and --play replay one recording; several open at their end")
+    from traintop.tui import terminal_guard
+    terminal_guard.install()
+    from traintop.engine.recording.folder_source import FolderSource
+    from traintop.tui.app import run_app
+
+    source = FolderSource(args.paths)
+    return run_app(source, title=f"replay {' '.join(args.paths)}")

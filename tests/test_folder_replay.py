@@ -1,0 +1,79 @@
+"""`traintop replay FOLDER --json` and `traintop attach FOLDER --json` on a
+folder of mixed recordings: `{"runs": [...]}`, each run's path, label and
+the very document `replay --json` prints for that recording alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from traintop.commands import cli
+from folder_runs import mixed_folder, watched
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mixed")
+    return root, mixed_folder(root)
+
+
+def printed(capsys, *argv) -> dict:
+    capsys.readouterr()
+    assert cli.main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_replay_json_of_a_folder(mixed, capsys):
+    root, losses = mixed
+    doc = printed(capsys, "replay", str(root), "--json")
+    runs = doc["runs"]
+    assert [r["path"] for r in runs] == [str(root / "a" / "small.jsonl"),
+                                         str(root / "b" / "deep.jsonl"),
+                                         str(root / "lecture.jsonl")]
+    assert [r["label"] for r in runs] == ["a/small", "b/deep", "lecture"]
+    for run in runs:        # each: the document replay --json prints for it alone
+        alone = printed(capsys, "replay", run["path"], "--json")
+        assert {k: v for k, v in run.items() if k not in ("path", "label")} == alone
+    # the figures are the runs' own: watch()'s losses, the lecture run's 30 steps
+    assert [r["steps"] for r in runs] == [20, 20, 30]
+    for run in runs[:2]:
+        assert run["last_loss"] == pytest.approx(losses[run["label"]][-1], rel=1e-6)
+        assert run["first_loss"] == pytest.approx(losses[run["label"]][0], rel=1e-6)
+    # different models in one folder: each run's own layers and weights
+    assert [len(r["layers"]) for r in runs[:2]] == [1, 3]
+    assert [r["weights"][0]["shape"] for r in runs[:2]] == [[8, 6], [12, 6]]
+
+    # several PATHs: the same documents, the labels of what differs among them
+    two = printed(capsys, "replay", str(root / "a" / "small.jsonl"),
+                  str(root / "lecture.jsonl"), "--json")["runs"]
+    assert [r["label"] for r in two] == ["a/small", "lecture"]
+    assert two[1] == {**runs[2], "label": "lecture"}
+
+    # attach --json on the finished folder folds the same documents
+    followed = printed(capsys, "attach", str(root), "--json", "--quiet", "1")["runs"]
+    assert followed == runs
+
+
+def test_tune_trials_and_ranks_in_json(tmp_path, capsys):
+    from folder_runs import tune_trial
+    tune_trial(tmp_path / "exp", "train_00000_0", {"lr": 0.1}, steps=4)
+    tune_trial(tmp_path / "exp", "train_00001_1", {"lr": 0.3}, steps=4)
+    runs = printed(capsys, "replay", str(tmp_path / "exp"), "--json")["runs"]
+    assert [(r["label"], r["trial"], r["trial_config"]) for r in runs] == [
+        ("lr=0.1", "train_00000_0", {"lr": 0.1}), ("lr=0.3", "train_00001_1", {"lr": 0.3})]
+    # torchrun's per-rank files ("{rank}" in the path; the rank in the header's
+    # meta, here written as watch() writes it under torch.distributed)
+    for rank in (0, 1):
+        watched(tmp_path / "job" / f"rank{rank}.jsonl", steps=4, seed=rank, meta={"rank": rank})
+    runs = printed(capsys, "replay", str(tmp_path / "job"), "--json")["runs"]
+    assert [r["label"] for r in runs] == ["rank=0", "rank=1"]
+
+
+def test_a_folder_with_no_recording_is_one_line(tmp_path, capsys):
+    (tmp_path / "notes.jsonl").write_text("{}\n")
+    assert cli.main(["replay", str(tmp_path), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"traintop: error: {tmp_path}: no traintop recordings found"
+    assert cli.main(["replay", str(tmp_path / "nope"), str(tmp_path)]) == 2
+    assert "nope: no such file or folder" in capsys.readouterr().err

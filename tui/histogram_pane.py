@@ -44,9 +44,13 @@ def draw_lines(pane, plt, lines, no_color: bool, names: list[str] | None = None)
     plt.ylim(0, headroom(0.0, top, pane.canvas_rows(), len(lines) if inline else 0))
 
 
-def legend_figures(layer, kind: str) -> str:
+def legend_figures(layer, kind: str, brief: bool = False) -> str:
     """A layer's figures in its legend: mean, std and (activations) the
-    family's share, of the snapshot drawn."""
+    family's share, of the snapshot drawn (brief: `μ+0.01 σ0.62 5%`)."""
+    if brief and kind == "activation":
+        return f"μ{layer.mean:+.2f} σ{layer.std:.2f} {layer.saturation_pct:.0f}%"
+    if brief:
+        return f"μ{layer.grad_mean:+.0e} σ{layer.grad_std:.1e}"
     if kind == "activation":
         return (f"mean {layer.mean:+.2f} std {layer.std:.2f} "
                 f"sat {layer.saturation_pct:.1f}%")
@@ -77,7 +81,9 @@ class HistogramPane(PlotPane):
         self.names = short_labels([l.label for l in drawn], 16)
         self.lines = []
         for k, l in enumerate(drawn):
-            self.names[k] = badge(marks.get(l.index)) + self.names[k]
+            # the border's legend (a short pane) carries the figures too, briefly
+            self.names[k] = (badge(marks.get(l.index)) + self.names[k] + " "
+                             + legend_figures(l, self.kind, brief=True))
             hist = l.hist if self.kind == "activation" else l.grad_hist
             self.lines.append((f"{badge(marks.get(l.index))}{labels[k]} {figures[k]}",
                                list(hist.centers()), list(hist.density)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from .plot_pane import PlotPane
-from .plotting import (axis_end, downsample, draw_markers, finite_points, plot_width,
+from .plotting import (axis_end, downsample, draw_markers, finite_points, legend_width,
+                       plot_cols, plot_width, step_ticks,
                        steady_range, style)
 
 
@@ -65,7 +66,11 @@ class LossPane(PlotPane):
             plt.plot([end * 0.45, end], [guess, guess], marker="─", color="gray")
             plt.text(f"uniform guess {self.guess:.4f}", end, guess, color="gray",
                      alignment="right")
-        draw_markers(plt, self.markers, 0, axis_end(self.tick), hi + pad * 2)
+        step_ticks(plt, axis_end(self.tick))
+        legend = ["per step"] + (["mean of 1,000"] if self.windows[0] else []) + \
+            (["val"] if self.val else [])
+        draw_markers(plt, self.markers, 0, axis_end(self.tick), hi + pad * 2,
+                     cols=plot_cols(self), legend=legend_width(legend))
         plt.xlabel("step (every run of this session)")
 
     def title(self) -> str:

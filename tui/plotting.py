@@ -94,15 +94,54 @@ def style(index: int, no_color: bool) -> dict:
     return {"marker": "braille", "color": COLORS[index % len(COLORS)]}
 
 
-def draw_markers(plt, markers: list[Marker], lo: int, hi: int, y: float | None) -> None:
-    """Vertical lines at each marker's tick; the latest few get their text."""
+def draw_markers(plt, markers: list[Marker], lo: int, hi: int, y: float | None,
+                 cols: int | None = None, legend: int = 0) -> None:
+    """Vertical lines at each marker's tick; the latest few get their text.
+    cols: the plot's width in columns, legend: the columns its legend takes at
+    the top left. Given them, a text never starts under the legend nor runs
+    into the next marker's, and says as much as the room to it holds."""
     shown = [m for m in markers if lo <= m.tick <= hi]
     for m in shown:
         plt.vertical_line(m.tick, color="gray")
     if y is None:
         return
-    for m in shown[-LABELLED_MARKERS:]:
-        plt.text(short(m.text), m.tick, y, color="gray", alignment="left")
+    labelled = shown[-LABELLED_MARKERS:]
+    if cols is None:
+        for m in labelled:
+            plt.text(short(m.text), m.tick, y, color="gray", alignment="left")
+        return
+    starts = [int((m.tick - lo) * cols / max(1, hi - lo)) for m in labelled]
+    for j, (m, start) in enumerate(zip(labelled, starts)):
+        room = (starts[j + 1] if j + 1 < len(starts) else cols) - start - 1
+        if start < legend or room < MARKER_MIN:
+            continue      # under the legend, or no room before the next one
+        plt.text(short(m.text, room), m.tick, y, color="gray", alignment="left")
+
+
+MARKER_MIN = 6   # columns a marker's text needs to say anything
+
+
+# 1, 2, 2.5 (from 25 up), 5 x 10^k: whole steps between ticks
+ROUND_STEPS = sorted({m * 10 ** e for e in range(13) for m in (1, 2, 5)}
+                     | {25 * 10 ** e for e in range(12)})
+
+
+def step_ticks(plt, end: int) -> None:
+    """Ticks on whole steps at a round spacing, 0 to `end` (plotext's own
+    split the axis into quarters: 312.5 steps)."""
+    step = next(s for s in ROUND_STEPS if end / s <= 5)
+    ticks = list(range(0, int(end) + 1, step))
+    plt.xticks(ticks, [f"{t:,}" for t in ticks])
+
+
+def legend_width(labels: list[str]) -> int:
+    """Columns plotext's legend takes: its marker, a space, the longest label."""
+    return 4 + max((len(label) for label in labels), default=-4)
+
+
+def plot_cols(widget) -> int:
+    """About the columns of a bordered pane's plot area (less its y ticks)."""
+    return max(10, (widget.size.width or 80) - 10)
 
 
 def short(text: str, width: int = 18) -> str:

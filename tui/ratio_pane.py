@@ -13,10 +13,12 @@ from .health_marks import badge, param_marks
 from .pick import fitting, headroom, pick, short_labels
 from .plot_pane import PlotPane
 from .plotting import (axis_end, border_legend, downsample, draw_markers, finite_points,
+                       legend_width, plot_cols, step_ticks,
                        plot_width, steady_range, style)
 
 GUIDE = -3.0   # the lecture's rule of thumb: updates ~1/1000 of the data
 RATIO_LINES = 8
+SHORT_ROWS = 12   # below this the title moves to the border
 
 
 # The help screen's paragraph on this pane (tui/panes.py registers it).
@@ -36,6 +38,15 @@ def median_line(series: list[tuple[list, list]]) -> tuple[list, list]:
             by_x.setdefault(x, []).append(y)
     xs = sorted(by_x)
     return xs, [statistics.median(by_x[x]) for x in xs]
+
+
+def guide_ticks(plt, lo: float, hi: float, count: int = 4) -> None:
+    """y ticks evenly over lo..hi with the one nearest the guide moved onto it,
+    so the guide's row reads -3 (plotext's own put it between two labels)."""
+    ticks = [lo + (hi - lo) * k / (count - 1) for k in range(count)]
+    if lo <= GUIDE <= hi:
+        ticks[min(range(count), key=lambda k: abs(ticks[k] - GUIDE))] = GUIDE
+    plt.yticks(ticks, [f"{t:.1f}" for t in ticks])
 
 
 class RatioPane(PlotPane):
@@ -63,10 +74,18 @@ class RatioPane(PlotPane):
         self.stepped = state.last is not None or h.tick > 0
 
     def draw(self, plt, no_color: bool) -> None:
-        plt.title("update:data ratio, log10 (guide -3)")
         if not any(xs for _, xs, _ in self.lines):
+            self.border_subtitle = ""
             plt.title(self.empty_title())
             return
+        # A short pane (80x24: 8 rows) keeps its rows for the lines: the title
+        # goes in the bottom border.
+        short = (self.size.height or 20) < SHORT_ROWS
+        if short:
+            self.border_subtitle = "update:data, log10 · guide -3"
+        else:
+            self.border_subtitle = ""
+            plt.title("update:data ratio, log10 (guide -3)")
         values = [GUIDE]
         rest = self.rest if self.rest and self.rest[1] else None
         legend = len(self.lines) + (1 if rest else 0)
@@ -91,9 +110,15 @@ class RatioPane(PlotPane):
         lo, hi = steady_range(min(values), max(values))
         pad = (hi - lo) * 0.05
         top = headroom(lo, hi, self.canvas_rows(), legend)
-        plt.ylim(lo, max(top, hi + pad * 3))
+        top = max(top, hi + pad * 3)
+        plt.ylim(lo, top)
+        guide_ticks(plt, lo, top)
         plt.xlim(0, axis_end(self.tick))
-        draw_markers(plt, self.markers, 0, axis_end(self.tick), hi + pad * 2)
+        step_ticks(plt, axis_end(self.tick))
+        named = [name for name, xs, _ in self.lines if xs] + (
+            [f"median of {rest[0]} more (p: pick)"] if rest else [])
+        draw_markers(plt, self.markers, 0, axis_end(self.tick), hi + pad * 2,
+                     cols=plot_cols(self), legend=legend_width(named) if inline else 0)
 
     def empty_title(self) -> str:
         """Why there is no line: no step yet, or no ratio to draw. A weight of

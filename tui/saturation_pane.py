@@ -19,6 +19,9 @@ LINEAR = ("a linear stack has no activation function, so nothing saturates and n
           "dies: no share to draw", "no activation function: nothing saturates", "n/a")
 GUIDE = 5.0   # the lecture aims for about 5% saturated (tanh/sigmoid only)
 ROWS_PER_BAR = 1
+# A narrow pane's title: the family's share in a word or two.
+SHORT_MEANING = {"tanh": "|t|>0.97", "sigmoid": "saturated", "relu": "zeros",
+                 "gelu": "x<0", "": "|t|>0.97"}
 
 
 # The help screen's paragraph on this pane (tui/panes.py registers it).
@@ -100,10 +103,17 @@ class SaturationPane(PlotPane):
             self.bars, self.missing = [], LINEAR
 
     def title(self) -> str:
+        """What the bars count, as much as the pane's width holds (plotext
+        drops a wider title: at 80x24 the pane is ~27 columns)."""
         if len(self.families) == 1:
-            return FAMILY_MEANING[self.families[0]][0]
-        return "% " + " · ".join(FAMILY_MEANING[f][0].removeprefix("% ")
-                                 for f in self.families)
+            full = FAMILY_MEANING[self.families[0]][0]
+        else:
+            full = "% " + " · ".join(FAMILY_MEANING[f][0].removeprefix("% ")
+                                     for f in self.families)
+        brief = "% " + " · ".join(SHORT_MEANING.get(f, f) for f in self.families)
+        room = (self.size.width or 80) - 4
+        return next((t for t in (full, brief, "activation share %") if len(t) <= room),
+                    "share %")
 
     def draw(self, plt, no_color: bool) -> None:
         if self.step is None:

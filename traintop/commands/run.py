@@ -21,7 +21,7 @@ from traintop.engine.training.trainer import Trainer
 from traintop.engine.recording.recorder import LIVE_STATUS_STEPS
 from traintop.commands.run_end import (exit_code, final_events, final_status, live_status,
                                        say_report, timing_dict)
-from traintop.commands.loss_log import is_stage_sweep
+from traintop.commands.loss_log import is_stage_sweep, lecture_losses, text_with_loss_log
 from traintop.commands.options import Parser, add_train_options, check_device, config_for, sweep_for
 from traintop.commands.progress import Progress, stopping
 from traintop.commands.run_sweep import main_sweep, refuse_options
@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sample N words at the end")
     out.add_argument("--json", action="store_true",
                      help="print one JSON document on stdout instead of text")
+    out.add_argument("--fold", action="store_true",
+                     help="after training, fold each BatchNorm into the Linear before it "
+                          "and report the val loss with and without folding and the "
+                          "largest logit difference (the lecture's exercise)")
     out.add_argument("--checkpoint", metavar="PATH",
                      help="write a checkpoint here at the end (also after Ctrl-C)")
     out.add_argument("--resume", metavar="PATH",
@@ -76,6 +80,8 @@ def main(argv: list[str]) -> int:
     splits = parse_splits(args.eval)
     if args.samples < 0:
         raise InputError(f"--samples: must be >= 0, got {args.samples}")
+    if args.sweep and args.fold:
+        raise InputError("--fold: not with --sweep yet (fold one run: traintop run --fold)")
     if args.sweep:
         refuse_options(args)   # before --resume's checkpoint is read for a config
     runs = sweep_for(args, config_for(args))
@@ -117,6 +123,7 @@ def main(argv: list[str]) -> int:
     interrupted = bool(caught)
     eval_losses = trainer.evaluate(splits) if splits else None
     samples = trainer.sample(args.samples) if args.samples else None
+    fold = trainer.check_fold("val") if args.fold else None
     checkpoint = None
     if args.checkpoint:
         try:
@@ -128,6 +135,8 @@ def main(argv: list[str]) -> int:
     timing = timing_dict(trainer, trainer.steps_done - first_step, seconds)
     doc = report_dict(trainer, trainer.last_stats, trainer.last, eval_losses, samples,
                       health=health, timing=timing)
+    if fold is not None:
+        doc["fold"] = events.fold_dict(fold, "val")
     if interrupted:
         doc["interrupted"] = True
     if recorder is not None and recorder.failed is None:
@@ -138,7 +147,9 @@ def main(argv: list[str]) -> int:
             errors.append(str(exc))
     if errors:
         doc["errors"] = list(errors)
-    say_report(doc, report_text, args.json, errors)
+    if eval_losses and trainer.config.stage is not None:
+        doc["lecture_loss_log"] = lecture_losses(trainer.config.stage)
+    say_report(doc, text_with_loss_log, args.json, errors)
     code = exit_code(caught, errors, trainer.stopped is not None)
     exit_now_if_compiling(code)   # a run that ends mid-compile must not abort at exit
     return code

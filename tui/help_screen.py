@@ -19,6 +19,10 @@ SHARED = """\
 the first and the last) and sums up the rest in its border; `p` / `P` page
 through all of them in order and back to that default.
 
+**Marks** — `!` before a layer's or parameter's label: a health finding warns
+about it; `!!`: one is an error. The health tab (4) says which and why; the status
+line counts them (`health: 2 errors, 1 warn`).
+
 **Status line** — step · lr · init gain (`init zeros` with `--init zeros`) ·
 BatchNorm (the lecture's run; a watched
 model shows its class and optimizer instead) · steps/s · running, paused,
@@ -87,7 +91,18 @@ sample, calibrate, save) answer `read-only`: a recorded run cannot be changed.
 """
 
 
-def help_text(registered: tuple[Pane, ...] | None = None) -> str:
+# How the panes name a layer ({layer_names} in a pane's help): the lecture's
+# stack by its place, a watched model by its module path.
+LAYER_NAMES = {
+    True: "labelled `L` and its place in the lecture's stack of Linear, BatchNorm "
+          "and Tanh layers: `L2` is the first Tanh with BatchNorm, `L1` without",
+    False: "labelled by its module path, shortened to the parts that tell it from the "
+           "others: `h.3` for `transformer.h.3.mlp.gelu` where every layer is an "
+           "`mlp.gelu`, `layer1.0…conv1` for `layer1.0.conv1.weight`",
+}
+
+
+def help_text(registered: tuple[Pane, ...] | None = None, lecture: bool = True) -> str:
     """The whole help: the tabs' plots (one paragraph each, a shared one once),
     what every plot shares, a line per tab on its text panes, the keys with the
     overview's panes in one sentence, the health rules."""
@@ -100,6 +115,7 @@ def help_text(registered: tuple[Pane, ...] | None = None) -> str:
             texts.append(f"**{tab.name} tab** — {listed(words)}.\n")
     keys = KEYS.format(last_tab=len(TABS), tabs=", ".join(t.name for t in TABS),
                        overview=listed(p.help for p in registered if p.tab == OVERVIEW))
+    plots = [p.replace("{layer_names}", LAYER_NAMES[lecture]) for p in plots]
     return "\n".join([HEAD, *plots, SHARED, *texts, keys, rules_text()])
 
 
@@ -115,6 +131,12 @@ def rules_text() -> str:
     for rule in RULES:
         lines.append(f"- **{rule.title}** (`{rule.id}`): {rule.meaning}")
     return "\n".join(lines) + "\n"
+
+
+def is_lecture(app) -> bool:
+    """The app shows the lecture's stack (its config has a gain), not a watched model."""
+    info = getattr(getattr(app, "state", None), "info", None)
+    return info is None or "gain" in info.config
 
 
 class HelpScreen(ModalScreen[None]):
@@ -134,7 +156,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll():
-            yield Markdown(help_text())
+            yield Markdown(help_text(lecture=is_lecture(self.app)))
 
     def action_close(self) -> None:
         self.dismiss()

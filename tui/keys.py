@@ -46,10 +46,12 @@ BINDINGS = [
     Binding("space", "play", "play", priority=True),   # the same toggle, named for a replay
     Binding("space", "toggle_pause", "pause"),
     Binding("n", "step", "step"),
-    Binding("right_square_bracket", "scale_lr(2.0)", "lr×2", key_display="]"),
-    Binding("left_square_bracket", "scale_lr(0.5)", "lr÷2", key_display="["),
-    Binding("G", "gain(1)", "gain+", key_display="G"),
-    Binding("g", "gain(-1)", "gain-"),
+    # A pair of keys shows once in the footer (`]/[ lr×2 ÷2`): the whole key
+    # line fits 120 columns.
+    Binding("right_square_bracket", "scale_lr(2.0)", "lr×2 ÷2", key_display="]/["),
+    Binding("left_square_bracket", "scale_lr(0.5)", "lr÷2", key_display="[", show=False),
+    Binding("G", "gain(1)", "gain±", key_display="G/g"),
+    Binding("g", "gain(-1)", "gain-", show=False),
     Binding("b", "toggle('batchnorm')", "BN"),
     Binding("f", "toggle('fan_in')", "fan-in"),
     Binding("r", "restart", "restart"),

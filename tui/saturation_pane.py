@@ -26,8 +26,7 @@ SHORT_MEANING = {"tanh": "|t|>0.97", "sigmoid": "saturated", "relu": "zeros",
 
 # The help screen's paragraph on this pane (tui/panes.py registers it).
 HELP = """\
-**Activation share** — per activation layer (labelled by its module path, e.g.
-`h.3.mlp.gelu`, cut from the left to fit), the share of its outputs in the
+**Activation share** — per activation layer ({layer_names}), the share of its outputs in the
 family's regime; the title says which. A unit is a feature (the last dim of a
 Linear-style output) or a channel (of a convolution), counted over every example
 and position; `dN` is the count of dead units.

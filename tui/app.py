@@ -85,7 +85,7 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
         self.status_line = StatusLine(id="status")
         # The registry's panes (tui/panes.py), each also the app's attribute of its name.
         self.registered: tuple[Pane, ...] = panes()
-        # The overview's panes draw the runs it draws (at most 8: SweepState.overview).
+        # The overview's panes draw the runs it draws (at most 16: SweepState.overview).
         self.panes = {p.name: p.make(self.state if p.view == RUN else self.sweep.overview)
                       for p in self.registered}
         for name, pane in self.panes.items():

@@ -11,14 +11,15 @@ every run. Textual-free and torch-free, like RunState.
 from __future__ import annotations
 
 from traintop.engine.feed.messages import Event, Message, Sweep
+from traintop.engine.sweep.spec import MAX_RUNS
 from traintop.engine.viewer.run_state import RunState
 
 # Events about the source, not one of its runs: every run takes them.
 SOURCE_EVENTS = ("rewind", "trainer")
 
 
-# An overview draws this many runs at most (one per colour of tui/plotting.py).
-MOST_DRAWN = 8
+# An overview draws this many runs at most: as many as a --sweep may have.
+MOST_DRAWN = MAX_RUNS
 SEVERITY = {"error": 0, "warn": 1, "info": 2}
 
 

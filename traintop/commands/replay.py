@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-OVERVIEW_NOTE = ("8 runs (the most severe findings first) are drawn, v and V "
-                 "go through every run in full")
+OVERVIEW_NOTE = ("16 runs (those with the most severe findings, then the latest) "
+                 "are drawn; v and V go through every run in full")
 
 
 def _speed(text: str) -> float:

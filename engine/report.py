@@ -8,6 +8,12 @@ import textwrap
 from .results import FAMILY_MEANING, RunInfo, StatsSnapshot, StepResult
 
 
+# Why a linear layer has no saturation or dead figures (the report, the health
+# pane's and the saturation pane's words for the lecture's --activation linear).
+NO_TAILS = ("n/a: a linear stack has no activation function, so nothing saturates and no "
+            "unit dies (|t| > 0.97 marks no bad regime there)")
+
+
 def _finite(x: float) -> float | None:
     return x if isinstance(x, float) and math.isfinite(x) else (x if isinstance(x, int) else None)
 
@@ -50,11 +56,14 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
     }
     if last_stats is not None:
         # `saturation_pct` is the family's share: `share` says what it counts.
+        # A layer of no family (the lecture's linear stack) has no flat tails:
+        # its share and dead count are null and `share` says why.
         doc["layers"] = [{
             "index": l.index, "name": l.name or f"L{l.index}", "kind": l.kind, "family": l.fam,
-            "mean": l.mean, "std": l.std, "saturation_pct": l.saturation_pct,
-            "share": FAMILY_MEANING[l.fam][0], "grad_mean": l.grad_mean,
-            "grad_std": l.grad_std, "dead": l.dead, "units": l.units,
+            "mean": l.mean, "std": l.std,
+            "saturation_pct": l.saturation_pct if l.fam else None,
+            "share": FAMILY_MEANING[l.fam][0] if l.fam else NO_TAILS, "grad_mean": l.grad_mean,
+            "grad_std": l.grad_std, "dead": l.dead if l.fam else None, "units": l.units,
         } for l in last_stats.layers]
         doc["weights"] = [{
             "name": w.name, "shape": list(w.shape), "grad_mean": w.grad_mean,
@@ -100,11 +109,14 @@ def report_text(doc: dict) -> str:
         lines.append(f"activations (step {doc['stats_step']:,}):")
         for l in doc["layers"]:
             what = {"relu": "zeros", "gelu": "negative"}.get(l.get("family"), "saturated")
-            lines.append("layer %d (%10s): mean %s, std %s, %s: %s%%, dead %d"
+            share = ("%s: %s%%, dead %d" % (what, fmt(l["saturation_pct"], ".2f"), l["dead"])
+                     if l.get("dead") is not None else "saturated: n/a, dead n/a")
+            lines.append("layer %d (%10s): mean %s, std %s, %s"
                          % (l["index"], l["kind"] if l.get("name", "") in ("", f"L{l['index']}")
                             else l["name"],
-                            fmt(l["mean"], "+.2f"), fmt(l["std"], ".2f"), what,
-                            fmt(l["saturation_pct"], ".2f"), l["dead"]))
+                            fmt(l["mean"], "+.2f"), fmt(l["std"], ".2f"), share))
+        if any(l.get("dead") is None for l in doc["layers"]):
+            lines.append(f"  ({NO_TAILS.removeprefix('n/a: ')})")
         lines.append("gradients:")
         for l in doc["layers"]:
             lines.append("layer %d (%10s): mean %s, std %s"
@@ -126,6 +138,8 @@ def report_text(doc: dict) -> str:
         lines.append("loss: " + "  ".join(f"{k} {fmt(v)}" for k, v in doc["eval"].items()))
     if "samples" in doc:
         lines.append("samples: " + " ".join(doc["samples"]))
+    if "fold" in doc:
+        lines.append(fold_text(doc["fold"]))
     if doc.get("timing") is not None:
         lines.append(timing_text(doc["timing"]))
     if doc.get("health") is not None:
@@ -134,6 +148,17 @@ def report_text(doc: dict) -> str:
             value = "" if f["value"] is None else f" {f['value']:.4g} (healthy: {f['healthy']})"
             lines.append(f"  [{f['severity']}] {f['rule']} at {f['where']}{value}: {f['message']}")
     return "\n".join(lines)
+
+
+def fold_text(fold: dict) -> str:
+    """`--fold`'s line: the loss with and without folding, the largest logit difference."""
+    if not fold["folded_layers"]:
+        return (f"fold: no BatchNorm layers to fold; {fold['split']} loss "
+                f"{fmt(fold['loss'])}")
+    return (f"fold: {fold['folded_layers']} BatchNorm layers folded into the Linear before "
+            f"each; {fold['split']} loss {fmt(fold['loss'])} unfolded, "
+            f"{fmt(fold['loss_folded'])} folded; largest |logit difference| "
+            f"{fmt(fold['max_abs_logit_diff'], '.2e')}")
 
 
 def fmt(x, spec: str = ".4f") -> str:

@@ -11,6 +11,7 @@ traintop.engine.health.thresholds.
 
 from __future__ import annotations
 
+import bisect
 import math
 import statistics
 from collections import deque
@@ -18,9 +19,10 @@ from collections import deque
 # numpy is imported where used: the app's first frame does not wait for it.
 
 from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
-                                 initial_loss, loss_diverging, monitor_error, non_finite,
-                                 non_finite_traced, snapshot_findings, sort_key, update_burst,
-                                 update_level)
+                                 initial_loss, loss_cause, loss_diverging, monitor_error,
+                                 non_finite, non_finite_traced, snapshot_findings, sort_key,
+                                 update_burst, update_level)
+from .when import When
 from traintop.engine.results import Calibration, RunInfo, StatsSnapshot, StepResult
 from traintop.engine.step_block import StepBlock
 from .thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -36,11 +38,13 @@ def diagnose(info: RunInfo, snapshot: StatsSnapshot,
     """Findings of one stats snapshot alone, most severe first (no sustained
     update:data judgement: that needs the steps around it). A snapshot of
     step 1 also judges the initial loss."""
-    found = snapshot_findings(snapshot, _batch_size(info), thresholds, is_lecture(info),
-                              sparse_params(info))
+    lecture = is_lecture(info)
+    config = info.config if lecture else {}
+    found = snapshot_findings(snapshot, _batch_size(info), thresholds, lecture,
+                              sparse_params(info), When(config=config))
     if snapshot.step == 1:
         found += initial_loss(snapshot.loss, info.expected_initial_loss, _vocab_size(info), 1,
-                              thresholds)
+                              thresholds, loss_cause(snapshot, thresholds, lecture, config))
     return sorted(found, key=sort_key)
 
 
@@ -71,6 +75,11 @@ class HealthMonitor:
         self._loss_level = math.nan          # median of the window, every loss_every steps
         self._loss_best = math.inf           # lowest such median of the run
         self._loss_step = 0
+        self._init: StatsSnapshot | None = None   # the step-1 snapshot: the init's figures
+        # Each loss median's step, and the running sum of the medians (for the
+        # quarter means of `improving`).
+        self._level_steps: list[int] = []
+        self._level_sums: list[float] = [0.0]
 
     # ----- feeding ---------------------------------------------------------------
     def observe(self, result: StepResult) -> None:
@@ -79,8 +88,9 @@ class HealthMonitor:
         self._last_step = result.step
         t = self.thresholds
         if result.step == 1:
-            self._start = initial_loss(result.loss, self.info.expected_initial_loss,
-                                       _vocab_size(self.info), 1, t)
+            self._start = initial_loss(
+                result.loss, self.info.expected_initial_loss, _vocab_size(self.info), 1, t,
+                loss_cause(result.stats, t, self.lecture, self._config()))
         if result.nonfinite is not None:
             self._stop = non_finite(result.nonfinite, self.lecture)
         self._observe_loss(result.loss, result.step)
@@ -110,6 +120,45 @@ class HealthMonitor:
             self._loss_level = statistics.median(self._losses)
             self._loss_best = min(self._loss_best, self._loss_level)
             self._loss_step = step
+            self._add_levels([step], [self._loss_level])
+
+    def _add_levels(self, steps, levels) -> None:
+        self._level_steps.extend(steps)
+        total = self._level_sums[-1]
+        for v in levels:
+            total += v
+            self._level_sums.append(total)
+
+    def improving(self) -> bool | None:
+        """Whether the loss still goes down: the mean of its medians over the
+        last quarter of the run's steps below that of the quarter before by
+        more than `improving_rel`, with the loss under the uniform guess and
+        not risen from its lowest (a run recovering from a blow-up at lr 1
+        goes down too, from far above the guess); None until each quarter
+        holds `improving_min_steps` steps."""
+        if not self._level_steps:
+            return None
+        t, level = self.thresholds, self._loss_level
+        if not math.isfinite(level):
+            return None
+        if not (level < self.info.expected_initial_loss
+                and level <= self._loss_best * t.loss_rise_warn_ratio):
+            return False
+        end = self._level_steps[-1]
+        quarter = end / 4
+        if quarter < self.thresholds.improving_min_steps:
+            return None
+        a = bisect.bisect_right(self._level_steps, end - 2 * quarter)
+        b = bisect.bisect_right(self._level_steps, end - quarter)
+        n = len(self._level_steps)
+        if b <= a or n <= b:
+            return None
+        sums = self._level_sums
+        before, recent = (sums[b] - sums[a]) / (b - a), (sums[n] - sums[b]) / (n - b)
+        return recent < before * (1 - self.thresholds.improving_rel)
+
+    def _config(self) -> dict:
+        return self.info.config if self.lecture else {}
 
     def _observe_losses(self, losses, steps) -> None:
         """_observe_loss of each (loss, step) of increasing steps (arrays), at
@@ -142,6 +191,7 @@ class HealthMonitor:
             self._loss_level = medians[-1]
             self._loss_best = min(self._loss_best, min(medians))
             self._loss_step = int(at[due[-1]])
+            self._add_levels(at[due].tolist(), medians)
         self._losses.extend(loss[keep][-width:].tolist())
 
     def _judge_loss(self) -> list[Finding]:
@@ -204,8 +254,11 @@ class HealthMonitor:
 
     def observe_snapshot(self, snapshot: StatsSnapshot) -> None:
         """The latest stats snapshot's findings (replacing the previous ones)."""
+        if snapshot.step == 1:
+            self._init = snapshot
+        when = When(init=self._init, improving=self.improving(), config=self._config())
         self._snapshot = snapshot_findings(snapshot, _batch_size(self.info), self.thresholds,
-                                           self.lecture, sparse_params(self.info))
+                                           self.lecture, sparse_params(self.info), when)
 
     def observe_calibration(self, cal: Calibration) -> None:
         self._calibration = calibration(cal, self.info, self._last_step, self.thresholds)

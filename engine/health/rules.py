@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from traintop.engine.results import Calibration, NonFinite, RunInfo, StatsSnapshot
 from .thresholds import DEFAULT_THRESHOLDS as T, Thresholds
+from .when import (UNKNOWN, When, at_init, generic_fix, graded, init_fix, same_layer,
+                   trained_fix, unknown_fix)
 
 SEVERITIES = ("info", "warn", "error")  # in rank order
 
@@ -236,7 +238,8 @@ def is_gate(l) -> bool:
     return l.kind in RECURRENT_KINDS and l.name.endswith("_gate")
 
 
-def saturation(snap: StatsSnapshot, t: Thresholds = T, lecture: bool = True) -> list[Finding]:
+def saturation(snap: StatsSnapshot, t: Thresholds = T, lecture: bool = True,
+               when: When = UNKNOWN) -> list[Finding]:
     tanh = [l for l in snap.layers if l.fam in SATURATING and not is_gate(l)]
     rising = len(tanh) >= 2 and tanh[-1].saturation_pct > tanh[0].saturation_pct
     out = []
@@ -244,19 +247,33 @@ def saturation(snap: StatsSnapshot, t: Thresholds = T, lecture: bool = True) -> 
         severity = _grade(l.saturation_pct, t.saturation_warn_pct, t.saturation_error_pct)
         if severity and _ok(l.saturation_pct):
             trend = ", and saturation rises with depth" if rising else ""
+            init = at_init(snap, l, when, lambda b: b.saturation_pct > t.saturation_warn_pct)
+            was = (lambda b: f"{b.saturation_pct:.1f}%")
             out.append(Finding(
-                "tanh-saturation", severity, layer_where(l), l.saturation_pct,
-                f"<= {t.saturation_warn_pct:g}%",
+                "tanh-saturation", graded(severity, init is False, when), layer_where(l),
+                l.saturation_pct, f"<= {t.saturation_warn_pct:g}%",
                 f"{l.saturation_pct:.1f}% of this layer's {l.fam} outputs sit in the flat tails "
-                f"where almost no gradient passes{trend}; " + _fix(
-                    lecture, "lower --gain, turn on BatchNorm or keep fan-in normalisation on.",
+                f"where almost no gradient passes{trend}; " + _advice(
+                    lecture, init, when, "saturation", was(same_layer(when.init, l))
+                    if init is False else "",
                     "scale the init of the layer feeding it down or normalise its input "
                     "(BatchNorm/LayerNorm)."), snap.step))
     return out
 
 
+def _advice(lecture: bool, init: bool | None, when: When, what: str, was: str,
+            generic: str) -> str:
+    """The fix for a state there at init (init True), grown while training
+    (False) or of unknown origin (None): the lecture's options, or in general words."""
+    if not lecture:
+        return generic_fix(init is False, generic)
+    if init:
+        return init_fix(when.config, what)
+    return trained_fix(when, was) if init is False else unknown_fix(when.config)
+
+
 def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
-                 lecture: bool = True) -> list[Finding]:
+                 lecture: bool = True, when: When = UNKNOWN) -> list[Finding]:
     out = []
     for l in snap.layers:
         # The lecture's batch, or a watched layer's examples x positions per unit.
@@ -266,12 +283,17 @@ def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
         pct = 100.0 * l.dead / l.units
         severity = _grade(pct, t.dead_warn_pct, t.dead_error_pct)
         if severity:
+            init = at_init(snap, l, when,
+                           lambda b: b.units > 0 and 100.0 * b.dead / b.units > t.dead_warn_pct)
+            before = same_layer(when.init, l) if init is False else None
             out.append(Finding(
-                "dead-neurons", severity, layer_where(l), pct, "no dead units",
+                "dead-neurons", graded(severity, init is False, when), layer_where(l), pct,
+                "no dead units",
                 f"{l.dead} of {l.units} units are {DEAD_WORDS[l.fam]} on every example"
                 f"{'' if lecture else ' and position'} of the batch, so they get no gradient "
-                "and stop learning; " + _fix(
-                    lecture, "lower --gain or turn on BatchNorm.",
+                "and stop learning; " + _advice(
+                    lecture, init, when, "saturation",
+                    f"{before.dead} dead" if before is not None else "",
                     "lower the learning rate, check the init of the layer feeding it, or "
                     "normalise its input." if l.fam in ("relu", "gelu") else
                     "scale the init of the layer feeding it down or normalise its input."),
@@ -280,9 +302,9 @@ def dead_neurons(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
 
 
 def activation_trend(snap: StatsSnapshot, t: Thresholds = T,
-                     lecture: bool = True) -> list[Finding]:
+                     lecture: bool = True, when: When = UNKNOWN) -> list[Finding]:
     return [f for chain in depth_chains(snap.layers) for f in _activation_chain(chain, snap, t,
-                                                                                 lecture)]
+                                                                                 lecture, when)]
 
 
 def gradient_trend(snap: StatsSnapshot, t: Thresholds = T,
@@ -291,32 +313,64 @@ def gradient_trend(snap: StatsSnapshot, t: Thresholds = T,
                                                                                lecture)]
 
 
-def _activation_chain(layers, snap: StatsSnapshot, t: Thresholds, lecture: bool
-                      ) -> list[Finding]:
+def _activation_chain(layers, snap: StatsSnapshot, t: Thresholds, lecture: bool,
+                      when: When = UNKNOWN) -> list[Finding]:
     if len(layers) < 2:
         return []
     first, last = layers[0], layers[-1]
-    factor = _geo_factor(first.std, last.std, len(layers))
-    if factor is None:
+    found = _chain_grades(first, last, len(layers), t)
+    if found is None:
         return []
+    factor, total, shrink, grow = found
     where = span_where(first, last)
-    healthy = f"x{t.shrink_warn_factor:g} to x{t.grow_warn_factor:g} per layer"
+    healthy = (f"x{t.shrink_warn_factor:g} to x{t.grow_warn_factor:g} per layer, and at "
+               f"least x{t.shrink_chain_warn_factor:g} from first to last")
     span = (f"activation std goes from {first.std:.3g} at {layer_place(first)} to "
-            f"{last.std:.3g} at {layer_place(last)} (x{factor:.2f} per layer)")
-    shrink = _grade(factor, t.shrink_warn_factor, t.shrink_error_factor, above=False)
+            f"{last.std:.3g} at {layer_place(last)} (x{factor:.2f} per layer, x{total:.2f} "
+            f"over the {len(layers)} layers)")
+    rule, severity = (("activation-shrink", shrink) if shrink else
+                      ("activation-grow", grow) if grow else (None, None))
+    if rule is None:
+        return []
+
+    def crossed(_):   # the same chain at init already crossed the same line
+        a, b = same_layer(when.init, first), same_layer(when.init, last)
+        then = _chain_grades(a, b, len(layers), t) if a is not None and b is not None else None
+        return then is not None and bool(then[2] if shrink else then[3])
+
+    init = at_init(snap, first, when, crossed)
+    was = ""
+    if init is False:
+        a, b = same_layer(when.init, first), same_layer(when.init, last)
+        was = f"std {a.std:.3g} to {b.std:.3g}"
     if shrink:
-        return [Finding("activation-shrink", shrink, where, factor, healthy,
-                        f"{span}: the signal fades with depth; " + _fix(
-                            lecture, "raise --gain (5/3 for tanh, 1 for a linear stack) or "
-                            "turn on BatchNorm.", "scale the init up (Kaiming gain for the "
-                            "activation) or add normalisation."), snap.step)]
+        text = f"{span}: the signal fades with depth; " + _advice(
+            lecture, init, when, "shrink", was, "scale the init up (Kaiming gain for the "
+            "activation) or add normalisation.")
+    else:
+        text = f"{span}: the signal blows up with depth; " + _advice(
+            lecture, init, when, "grow", was, "scale the init down (by 1/sqrt(fan-in), "
+            "with the activation's gain) or add normalisation.")
+    return [Finding(rule, graded(severity, init is False, when), where, factor, healthy, text,
+                    snap.step)]
+
+
+def _chain_grades(first, last, blocks: int, t: Thresholds):
+    """(factor per layer, factor first to last, shrink grade, grow grade) of a
+    chain; None where the stds say nothing. A fade is judged per layer and
+    over the whole chain: the lecture's tanh stack at gain 1 loses half its
+    std over five layers (0.62 -> 0.32) at only x0.85 per layer."""
+    factor = _geo_factor(first.std, last.std, blocks)
+    if factor is None:
+        return None
+    total = last.std / first.std
+    grades = [g for g in (
+        _grade(factor, t.shrink_warn_factor, t.shrink_error_factor, above=False),
+        _grade(total, t.shrink_chain_warn_factor, t.shrink_chain_error_factor, above=False))
+        if g]
+    shrink = max(grades, key=SEVERITIES.index) if grades else None
     grow = _grade(factor, t.grow_warn_factor, t.grow_error_factor)
-    if grow:
-        return [Finding("activation-grow", grow, where, factor, healthy,
-                        f"{span}: the signal blows up with depth; " + _fix(
-                            lecture, "lower --gain or turn on BatchNorm.",
-                            "scale the init down or add normalisation."), snap.step)]
-    return []
+    return factor, total, shrink, grow
 
 
 def _gradient_chain(layers, snap: StatsSnapshot, t: Thresholds, lecture: bool
@@ -400,12 +454,14 @@ def grad_data_outliers(snap: StatsSnapshot, t: Thresholds = T,
 
 
 def snapshot_findings(snap: StatsSnapshot, batch_size: int, t: Thresholds = T,
-                      lecture: bool = True, sparse=()) -> list[Finding]:
+                      lecture: bool = True, sparse=(), when: When = UNKNOWN) -> list[Finding]:
     """Every rule that reads one stats snapshot. `lecture`: the run is the
     lecture's stack, so advice may name its options (--gain, BatchNorm);
-    `sparse`: the embedding tables judged as sparse (grad_data_factors)."""
-    return (saturation(snap, t, lecture) + dead_neurons(snap, batch_size, t, lecture)
-            + activation_trend(snap, t, lecture) + gradient_trend(snap, t, lecture)
+    `sparse`: the embedding tables judged as sparse (grad_data_factors);
+    `when`: the run's init figures and loss trend (health.when), which tell a
+    state from the init from one grown while training."""
+    return (saturation(snap, t, lecture, when) + dead_neurons(snap, batch_size, t, lecture, when)
+            + activation_trend(snap, t, lecture, when) + gradient_trend(snap, t, lecture)
             + grad_data_outliers(snap, t, lecture, sparse) + no_gradient(snap, lecture))
 
 
@@ -443,20 +499,52 @@ def no_gradient(snap: StatsSnapshot, lecture: bool = True) -> list[Finding]:
 
 # ----- figures outside a snapshot ------------------------------------------------
 def initial_loss(first_loss: float, expected: float, vocab_size: int, step: int = 1,
-                 t: Thresholds = T) -> list[Finding]:
+                 t: Thresholds = T, cause: str | None = None) -> list[Finding]:
+    """`cause`: what the init's figures blame instead of the last layer's
+    scale (loss_cause), if anything."""
     if not (_ok(first_loss) and _ok(expected)) or expected <= 0:
         return []
     ratio = first_loss / expected
     severity = _grade(ratio, t.initial_loss_warn_ratio, t.initial_loss_error_ratio)
     if not severity:
         return []
+    fix = cause or ("scale the last layer down (--last-layer-scale 0.1) and keep fan-in on.")
     return [Finding(
         "initial-loss", severity, "loss", first_loss,
         f"about {expected:.4f} = -log(1/{vocab_size}); at most "
         f"{expected * t.initial_loss_warn_ratio:.4f}",
         f"the first loss {first_loss:.4f} is {ratio:.2f}x the uniform guess {expected:.4f}: the "
-        "output starts confidently wrong and the first steps only squash it (the hockey stick); "
-        "scale the last layer down (--last-layer-scale 0.1) and keep fan-in on.", step)]
+        f"output starts confidently wrong and the first steps only squash it (the hockey "
+        f"stick); {fix}", step)]
+
+
+def loss_cause(snap: StatsSnapshot | None, t: Thresholds = T, lecture: bool = True,
+               config: dict | None = None) -> str | None:
+    """Where the init's figures (`snap`, of step 1) point at another cause of a
+    high first loss than the last layer's scale: activations growing with depth
+    (too high a gain, or fan-in off), or a saturated last hidden layer; the
+    logits then start large whatever the last layer's scale. None: nothing
+    points elsewhere."""
+    if snap is None:
+        return None
+    config = config or {}
+    for chain in depth_chains(snap.layers):
+        found = _chain_grades(chain[0], chain[-1], len(chain), t)
+        if found is not None and found[3]:
+            last = chain[-1]
+            return (f"the activations grow x{found[0]:.2f} per layer to std {last.std:.3g} at "
+                    f"{layer_place(last)}, so the logits start large, not the last layer: "
+                    + (init_fix(config, "grow", lead="") if lecture else
+                       "scale the init down (by 1/sqrt(fan-in)) or add normalisation."))
+    hidden = [l for l in snap.layers if l.fam in SATURATING and not is_gate(l)]
+    if hidden and _ok(hidden[-1].saturation_pct) \
+            and hidden[-1].saturation_pct > t.saturation_warn_pct:
+        last = hidden[-1]
+        return (f"{layer_place(last)}, the last hidden layer, is {last.saturation_pct:.1f}% "
+                "saturated, so the logits start large, not only by the last layer's scale: "
+                + (init_fix(config, "saturation", lead="") if lecture else
+                   "scale the init of the layers down or add normalisation."))
+    return None
 
 
 def loss_diverging(level: float, best: float, expected: float, steps: int, step: int,

@@ -105,6 +105,10 @@ class Thresholds:
     # activation-shrink / -grow: per-layer factor of the output std, layer 1 to last.
     shrink_warn_factor: float = 0.8
     shrink_error_factor: float = 0.6
+    # The same fade over the whole chain, first block to last (the lecture's
+    # tanh gain 1 stack: 0.62 -> 0.32, x0.5 over five layers at x0.85 per layer).
+    shrink_chain_warn_factor: float = 0.7
+    shrink_chain_error_factor: float = 0.3
     grow_warn_factor: float = 1.25
     grow_error_factor: float = 1.6
 
@@ -148,6 +152,12 @@ class Thresholds:
     loss_window: int = 100
     loss_min_steps: int = 100
     loss_every: int = 10
+    # "still improving" (health.when: a state grown while training is a note
+    # while the loss goes down): the mean of those medians over the last
+    # quarter of the run below the quarter before it by more than this share,
+    # judged once each quarter holds `improving_min_steps` steps.
+    improving_rel: float = 0.002
+    improving_min_steps: int = 500
 
     # bn-running-stats: running estimates against a calibration's exact values.
     bn_std_warn_rel: float = 0.25    # max |running std - exact std| / exact std

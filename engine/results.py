@@ -196,3 +196,5 @@ class FoldCheck:
 
     max_abs_diff: float
     folded_layers: int
+    loss: float = math.nan          # mean cross-entropy of the stack as it is (NaN: no targets)
+    loss_folded: float = math.nan   # the same of the folded copy

@@ -67,6 +67,20 @@ class Module(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+class Spy(TraintopCallback):
+    """The grad_norm each step hands to watch(): checked here, whether or not the
+    recording carries it yet."""
+
+    def on_fit_start(self, trainer, pl_module):
+        super().on_fit_start(trainer, pl_module)
+        self.norms, step = [], self.watcher.step
+
+        def spied(loss=None, grad_norm=None):
+            self.norms.append(float(grad_norm))
+            step(loss, grad_norm=grad_norm)
+        self.watcher.step = spied
+
+
 def fit(path, module=None, **options):
     X, Y = data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=BATCH)
@@ -75,7 +89,7 @@ def fit(path, module=None, **options):
                         enable_model_summary=False, accumulate_grad_batches=ACCUMULATE,
                         gradient_clip_val=CLIP,
                         plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler())],
-                        callbacks=[TraintopCallback(path, **options)])
+                        callbacks=[Spy(path, **options)])
     module = module or Module()
     trainer.fit(module, loader)
     return trainer, module
@@ -150,8 +164,12 @@ def test_lightning_records_as_watch_in_a_plain_loop(tmp_path):
             assert lg.mean == pytest.approx(lw.mean, rel=1e-3, abs=1e-4)
             assert lg.std == pytest.approx(lw.std, rel=1e-3)
             assert lg.saturation_pct == pytest.approx(lw.saturation_pct, abs=0.5)
-    if hasattr(got[0], "grad_norm"):    # the norm before clipping, per step
+    # grad_norm: the norm before clipping, clip_grad_norm_'s return value
+    spy = next(c for c in trainer.callbacks if isinstance(c, Spy))
+    assert spy.norms == pytest.approx([e["norm"] for e in expected], rel=1e-4)
+    if not math.isnan(getattr(want[0], "grad_norm", math.nan)):   # watch() records the norm before clipping
         assert [r.grad_norm for r in got] == pytest.approx([e["norm"] for e in expected], rel=1e-4)
+        assert [r.grad_norm for r in got] == pytest.approx([r.grad_norm for r in want], rel=1e-4)
     messages = load(tmp_path / "pl.jsonl").messages
     assert isinstance(messages[-1], Status) and messages[-1].finished
     assert not module.net[1]._forward_hooks     # torn down: the hooks are gone
@@ -184,7 +202,8 @@ def test_without_lightning_one_line_names_the_package(tmp_path):
             "try:\n"
             "    import traintop.lightning\n"
             "except ImportError as e:\n"
-            "    print(e)\n")
+            "    print(e)\n"
+            "assert 'torch' not in sys.modules   # it failed before loading anything heavy\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("traintop.lightning needs lightning: "

@@ -1,8 +1,8 @@
 """What the Lightning and Hugging Face callbacks share: their options, the
 optimizer watch() hooks, the gradient norm before clipping, the lr in force.
 
-Plain torch and the standard library only: traintop.lightning and
-traintop.huggingface import their framework, this module imports none.
+The standard library at import (torch where a function needs it): importing a
+callback without its framework fails at once, before torch loads.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-
-import torch
 
 log = logging.getLogger("traintop")
 
@@ -47,9 +45,10 @@ def hookable(optimizer):
     return optimizer
 
 
-def total_norm(params) -> torch.Tensor | None:
+def total_norm(params):
     """The 2-norm of all the gradients, as torch.nn.utils.clip_grad_norm_
     computes it before it clips (a tensor: no host sync). None: no gradient."""
+    import torch
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return None
@@ -68,7 +67,7 @@ def lr_now(optimizer):
         lr = optimizer.param_groups[0]["lr"]
     except Exception:
         return None
-    return lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
+    return lr.detach().clone() if hasattr(lr, "detach") else lr
 
 
 @contextlib.contextmanager

@@ -349,8 +349,24 @@ class Trainer:
         self.history.mark("calibrate BatchNorm" + (" (applied)" if apply else ""))
         return result
 
+    def apply_calibration(self, split: str = "val") -> tuple[Calibration, float, float]:
+        """`C` in the app: the exact training-set statistics replace the running
+        estimates, and `split`'s loss is evaluated on each: (calibration,
+        loss on the running estimates, loss on the exact statistics)."""
+        data = self.dataset.split(split)
+        before = inference.split_loss(self.stack, data.X, data.Y, self.device)
+        result = self.calibrate(apply=True)
+        return result, before, inference.split_loss(self.stack, data.X, data.Y, self.device)
+
     def check_fold(self, split: str = "val") -> FoldCheck:
-        return inference.check_fold(self.stack, self.dataset.split(split).X, self.device)
+        """Each BatchNorm folded into the Linear before it (a copy: the run goes
+        on unfolded): the largest logit difference and `split`'s loss with and
+        without folding."""
+        data = self.dataset.split(split)
+        result = inference.check_fold(self.stack, data.X, self.device, data.Y)
+        self.history.mark(f"fold BatchNorm: {split} loss {result.loss:.4f} -> "
+                          f"{result.loss_folded:.4f} folded")
+        return result
 
     def sample(self, n: int = 20) -> tuple[str, ...]:
         return inference.sample(self.stack, self.dataset.vocab.itos(), self.config.block_size,

@@ -60,12 +60,11 @@ async def test_the_overview_shows_every_run(trained):
         for pane in (app.sweep_loss, app.sweep_gradients, app.sweep_ratio):
             assert all(label in pane.border_title for label in ("gain=1", "gain=5/3",
                                                                      "gain=3"))
-        # Saturation: per layer, one bar per run, the run's own figure.
+        # Saturation: per block, one bar per run, the run's own figure.
         text = app.sweep_saturation.text().plain
-        first = app.sweep.runs[0].stats.layers[0]
         figures = [f"{s.stats.layers[0].saturation_pct:5.1f}%" for s in app.sweep.runs]
-        assert f"L{first.index}" in text and all(f in text for f in figures)
-        # Small multiples: one plot per run, all on the same axes.
+        assert text.startswith("tanh 1 ") and all(f in text for f in figures)
+        # Small multiples: one plot per run (tests/test_sweep_teach.py: their axes).
         assert [label for label, _, _ in app.sweep_gradients.plots] == \
             ["gain=1", "gain=5/3", "gain=3"]
         findings = str(app.sweep_findings.content)
@@ -188,7 +187,8 @@ async def test_many_runs_say_what_they_leave_out():
         await pilot.pause(0.1)
         drawn = app.sweep_gradients.fits()
         assert drawn < 16
-        assert app.sweep_gradients.border_subtitle == f"{drawn} of 16 runs drawn · v shows each"
+        assert app.sweep_gradients.border_subtitle == \
+            f"gradients · {drawn} of 16 runs drawn · v shows each"
         lines = str(app.sweep_findings.content).splitlines()
         assert len(lines) == 8 and lines[-1].startswith("… 9 more runs")
         # The runs kept are the most severe ones (an error before a warning).

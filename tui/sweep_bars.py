@@ -1,4 +1,4 @@
-"""The sweep overview's saturation bars: grouped per layer, one bar per run.
+"""The sweep overview's saturation bars: grouped per block, one bar per run.
 
 Text, not plotext: a group of 4-16 bars per layer needs one row per bar and
 its figures beside it (btop's way), and a run's bar keeps its colour from
@@ -26,8 +26,17 @@ def bar(value: float, top: float, width: int) -> str:
     return "█" * (eighths // 8) + (BLOCKS[eighths % 8] if eighths % 8 else "")
 
 
+def block_label(layer, j: int) -> str:
+    """The j-th activation layer by its block, `tanh 1`: the same in a run with
+    BatchNorm and one without, where the module index differs (L2, L5, ... with
+    BatchNorm; L1, L3, ... without) and a sweep of both would name one run's
+    layers by the other's indices. A watched model's layer keeps its path."""
+    return layer.name or f"{layer.kind.lower()} {j + 1}"
+
+
 # Its part of the help's sentence on the sweep overview (tui/panes.py registers it).
-HELP = "saturation bars grouped per layer (one bar per run)"
+HELP = ("saturation bars grouped per block (`tanh 1`: block 1's Tanh, with or without "
+        "BatchNorm; one bar per run)")
 
 
 class SweepSaturation(Static):
@@ -51,7 +60,9 @@ class SweepSaturation(Static):
         self.call_after_refresh(self.replot)
 
     def on_resize(self) -> None:
+        # At once: text laid out for the old width wraps until the next slow clock.
         self.dirty = True
+        self.call_after_refresh(self.replot)
 
     def replot(self, force: bool = False) -> bool:
         if not (self.dirty or force) or not self.seen:
@@ -66,13 +77,19 @@ class SweepSaturation(Static):
         no_color = self.app.no_color
         runs = [s.stats for s in sweep.runs]
         layers = next((s.layers for s in runs if s is not None), ())
-        self.border_title = "% saturated per layer · a bar per run"
+        room = (self.size.width or 40) - 6
+        self.border_title = next(t for t in ("% saturated per block · a bar per run",
+                                             "% saturated · a bar per run", "% saturated")
+                                 if len(t) <= room or t == "% saturated")
+        # a folder's runs of different models: its layers are paired by position (issue 24)
+        self.border_subtitle = "models differ: layers by position" if sweep.models_differ() else ""
         if not layers:
             return Text("waiting for diagnostics")
         n = len(runs)
-        rows = max(1, (self.size.height or 20) - 3)   # border and the note line
+        rows = max(1, (self.size.height or 20) - 1)   # the note line (size: inside the border)
         fit = max(1, rows // n)
-        width = max(8, (self.size.width or 40) - 4 - 4 - 7)   # label, figure
+        label_width = max(len(block_label(l, j)) for j, l in enumerate(layers)) + 1
+        width = max(8, (self.size.width or 40) - 1 - label_width - 7)   # label, figure
         top = max([GUIDE * 2] + [l.saturation_pct for s in runs if s is not None
                                  for l in s.layers if l.saturation_pct == l.saturation_pct])
         guide = min(width - 1, round(GUIDE / top * width))
@@ -80,7 +97,8 @@ class SweepSaturation(Static):
         for j, layer in enumerate(layers[:fit]):
             for k, s in enumerate(runs):
                 line = Text(no_wrap=True)
-                line.append(f"L{layer.index:<3}" if k == 0 else "    ", style="bold")
+                line.append(f"{block_label(layer, j):<{label_width}}" if k == 0
+                            else " " * label_width, style="bold")
                 if s is None or j >= len(s.layers):
                     line.append("·".ljust(width) + "    n/a")
                 else:
@@ -100,7 +118,7 @@ class SweepSaturation(Static):
         note = f"┊ {GUIDE:g}% guide · 0..{top:.0f}%"
         if hidden > 0:
             note += f" · {hidden} more layers: v shows a run"
-            if len(note) > width + 11:      # one row, however narrow the pane
+            if len(note) > width + label_width + 7:      # one row, however narrow the pane
                 note = f"┊ {GUIDE:g}% · {hidden} more layers (v)"
         text.append(note, style="grey50")
         return text

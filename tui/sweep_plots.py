@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 
+from rich.text import Text
+
 from .plot_pane import PlotPane
-from .plotting import (COLORS, NO_COLOR_MARKERS, axis_end, border_legend, downsample,
-                       draw_markers, finite_points, plot_width, steady_range, style)
+from .plotting import (COLORS, NO_COLOR_MARKERS, RICH_COLORS, axis_end, border_legend,
+                       downsample, draw_markers, finite_points, plot_width, steady_range, style)
 
 GUIDE = -3.0   # the update:data ratio's rule of thumb (as tui/ratio_pane.py)
 PLOT_CELLS = (24, 6)   # the least columns and rows of one small multiple
@@ -34,14 +36,61 @@ def markers(sweep) -> list:
 
 
 def legend(pane, sweep, no_color: bool) -> str:
-    """The runs' labels for the border; where they do not fit, their values only
-    (`━ 0.5  ━ 1  ━ 5/3`: the status line names the swept keys)."""
+    """The runs' labels for the border, every run's in full: where they do not
+    fit, their values only (`━ 0.5  ━ 1  ━ 5/3`: the status line names the
+    swept keys), then closer together (`━1 on ━5/3 off`), then the runs that
+    fit and how many more. A value is never cut: the border would end it in
+    `…`, and the last run's colour would name nothing."""
     labels = [sweep.label(k) for k in range(len(sweep.runs))]
+    values = [" ".join(part.partition("=")[2] or part for part in label.split())
+              for label in labels]
     room = (pane.size.width or 80) - 6
-    if sum(len(label) + 4 for label in labels) > room:
-        labels = [" ".join(part.partition("=")[2] for part in label.split())
-                  for label in labels]
-    return border_legend(labels, no_color)
+    for candidate in (border_legend(labels, no_color), border_legend(values, no_color),
+                      tight_legend(values, no_color)):
+        if cells(candidate) <= room:
+            return candidate
+    for shown in range(len(values) - 1, 0, -1):
+        candidate = tight_legend(values[:shown], no_color) + f" +{len(values) - shown}"
+        if cells(candidate) <= room:
+            return candidate
+    return f"{len(values)} runs"
+
+
+def tight_legend(labels: list[str], no_color: bool) -> str:
+    """border_legend's text with one space between runs and none after the mark."""
+    parts = []
+    for k, label in enumerate(labels):
+        text = label.replace("[", "\\[")
+        if no_color:
+            parts.append(f"{NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]}:{text}")
+        else:
+            parts.append(f"[{RICH_COLORS[k % len(RICH_COLORS)]}]━{text}[/]")
+    return " ".join(parts)
+
+
+def cells(markup: str) -> int:
+    """Columns a border title's markup takes on screen."""
+    return Text.from_markup(markup).cell_len
+
+
+# The lecture compares gains without BatchNorm: with it every run's layers are
+# renormalised, so a gain sweep's runs look alike. Longest first, fitted to the border.
+BATCHNORM_HINTS = (
+    "BatchNorm on undoes the gain: the lecture compares gains with --no-batchnorm",
+    "BatchNorm on: the lecture compares gains with --no-batchnorm",
+    "BatchNorm hides the gain: try --no-batchnorm",
+    "BatchNorm on: try --no-batchnorm",
+    "BN on: --no-batchnorm",
+)
+
+
+def batchnorm_hint(sweep, room: int) -> str:
+    """A gain sweep whose every run has BatchNorm on: the hint, in `room` columns."""
+    infos = [s.info for s in sweep.runs]
+    if ("gain" not in sweep.keys or "batchnorm" in sweep.keys or any(i is None for i in infos)
+            or not all(i.config.get("batchnorm") for i in infos)):
+        return ""
+    return next((hint for hint in BATCHNORM_HINTS if len(hint) <= room), "")
 
 
 # Its part of the help's sentence on the sweep overview (tui/panes.py registers it).
@@ -58,6 +107,7 @@ class SweepLossPane(PlotPane):
         self.tick = max((s.history.tick for s in sweep.runs), default=0)
         self.markers = markers(sweep)
         self.border_title = legend(self, sweep, self.app.no_color)
+        self.border_subtitle = batchnorm_hint(sweep, (self.size.width or 80) - 6)
 
     def draw(self, plt, no_color: bool) -> None:
         if not any(xs for xs, _ in self.lines):
@@ -123,21 +173,35 @@ def mean_line(series: list[tuple[list, list]]) -> tuple[list, list]:
     return xs, [sum(by_x[x]) / len(by_x[x]) for x in xs]
 
 
-HISTOGRAM_HELP = "the gradient histograms as one small plot per run on shared axes"
+HISTOGRAM_HELP = ("the gradient histograms at the activations as one small plot per run "
+                  "(shared x, each run's own y scale)")
+ACTIVATION_HELP = ("the activation histograms (the lecture's figure) as one small plot per run "
+                   "(shared x, each run's own y scale)")
 
 
 class SweepHistogramPane(PlotPane):
-    """Gradient histograms at the activations as small multiples, one plot
-    per run on the same x and y axes: a run's layers are drawn in its colour,
-    so the spread of its layers and the width of its gradients compare at a glance."""
+    """Histograms of every run's activation layers as small multiples, one plot
+    per run: kind "activation" the outputs t (the lecture's main figure),
+    "gradient" dloss/dt. A run's layers are drawn in its colour. The x axis is
+    shared, so widths compare at a glance; each plot's y axis is its own, since
+    one shared density axis flattens the wide runs under a narrow run's spike
+    (one axis topped at 27,423 drew the gain 5/3 and 3 plots as flat lines)."""
+
+    def __init__(self, state, kind: str = "gradient", *args, **kwargs):
+        super().__init__(state, *args, **kwargs)
+        self.kind = kind
+        self.plots: list = []
+        self.ranges: list[tuple[float, float]] = []   # every drawn histogram's lo, hi
 
     def take(self, sweep) -> None:
-        self.plots = []
+        self.plots, self.ranges = [], []
         for k, s in enumerate(sweep.runs):
             stats = s.stats
-            lines = [(list(l.grad_hist.centers()), list(l.grad_hist.density))
+            hists = [l.hist if self.kind == "activation" else l.grad_hist
                      for l in stats.layers] if stats is not None else []
+            lines = [(list(h.centers()), list(h.density)) for h in hists]
             self.plots.append((sweep.label(k), stats.step if stats else None, lines))
+            self.ranges += [(h.lo, h.hi) for h in hists if h.density]
         self.border_title = legend(self, sweep, self.app.no_color)
 
     def grid(self, n: int) -> tuple[int, int]:
@@ -152,33 +216,38 @@ class SweepHistogramPane(PlotPane):
         return max(1, (width // PLOT_CELLS[0]) * max(1, (height - 2) // PLOT_CELLS[1]))
 
     def draw(self, plt, no_color: bool) -> None:
+        what = "activations" if self.kind == "activation" else "gradients at activations"
         shown = [p for p in self.plots if p[1] is not None]
         if not shown:
-            plt.title("gradients at activations · waiting for diagnostics")
+            plt.title(f"{what} · waiting for diagnostics")
             return
-        xs = [x for _, _, lines in shown for line in lines for x in line[0]]
-        ys = [y for _, _, lines in shown for line in lines for y in line[1] if math.isfinite(y)]
-        if not xs or not ys:
-            plt.title("gradients at activations · no activation layers")
+        if not self.ranges:
+            plt.title(f"{what} · no activation layers")
             return
-        lo, hi, top = min(xs), max(xs), max(ys) or 1.0
+        # The bins' edges (tanh: -1..1), not their centres: the axis ends on round figures.
+        lo, hi = min(r[0] for r in self.ranges), max(r[1] for r in self.ranges)
         drawn = self.plots[:self.fits()]
         # More runs than plots fit: the first ones, and the border says so.
-        self.border_subtitle = (f"{len(drawn)} of {len(self.plots)} runs drawn · v shows each"
-                                if len(drawn) < len(self.plots) else "")
+        self.border_subtitle = (f"{self.kind}s · {len(drawn)} of {len(self.plots)} runs drawn"
+                                " · v shows each" if len(drawn) < len(self.plots)
+                                else f"{what} · y: each run its own scale")
         rows, cols = self.grid(len(drawn))
         plt.subplots(rows, cols)
         room = max(8, (self.size.width or 120) // cols - 4)
         for k, (label, step, lines) in enumerate(drawn):
             sub = plt.subplot(k // cols + 1, k % cols + 1)
             sub.title(subplot_title(label, step, room))
-            for j, (x, y) in enumerate(lines):
+            for x, y in lines:
                 sub.plot(x, y, **({"marker": NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]}
                                   if no_color else {"marker": "braille",
                                                     "color": COLORS[k % len(COLORS)]}))
-            # Shared axes: the same limits in every run's plot.
             sub.xlim(lo, hi)
-            sub.ylim(0, top * 1.05)
+            sub.ylim(0, run_top(lines) * 1.05)
+
+
+def run_top(lines: list[tuple[list, list]]) -> float:
+    """The highest finite density of one run's layers (1 where there is none)."""
+    return max((y for _, ys in lines for y in ys if math.isfinite(y)), default=0.0) or 1.0
 
 
 def subplot_title(label: str, step: int | None, room: int) -> str:

@@ -19,6 +19,7 @@ pytest.importorskip("accelerate", reason="the Trainer needs accelerate "
                     "(pip install 'traintop[huggingface]')")
 
 from traintop import watch  # noqa: E402
+from traintop.callback_support import with_framework  # noqa: E402
 from traintop.engine.feed.messages import Status, Steps  # noqa: E402
 from traintop.engine.recording.opener import load  # noqa: E402
 from traintop.huggingface import TraintopCallback  # noqa: E402
@@ -81,7 +82,8 @@ def plain_loop(path, batches, steps, every):
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1 - k / steps)
-    w = watch(model, path, optimizer=opt, every=every)
+    w = watch(model, path, optimizer=opt, every=every,
+              **with_framework({}, max_grad_norm=CLIP))    # as the callback passes it
     expected = []
     for start in range(0, len(batches), ACCUMULATE):
         losses = []

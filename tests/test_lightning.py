@@ -18,6 +18,7 @@ L = pytest.importorskip("lightning.pytorch", reason="lightning is not installed 
 from lightning.pytorch.plugins.precision import MixedPrecision  # noqa: E402
 
 from traintop import watch  # noqa: E402
+from traintop.callback_support import with_framework  # noqa: E402
 from traintop.engine.feed.messages import Status, Steps  # noqa: E402
 from traintop.engine.recording.opener import load  # noqa: E402
 from traintop.lightning import TraintopCallback  # noqa: E402
@@ -101,7 +102,9 @@ def plain_loop(path, every):
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
     amp = scaler()
-    w = watch(net, path, optimizer=opt, every=every)
+    # the clip threshold and the scaler, as the callback passes them (where watch() takes them)
+    w = watch(net, path, optimizer=opt, every=every,
+              **with_framework({}, max_grad_norm=CLIP, scaler=amp))
     X, Y = data()
     batches = list(zip(X.split(BATCH), Y.split(BATCH)))
     expected = []

@@ -34,6 +34,17 @@ def watch_options(options: dict) -> dict:
     return dict(options)
 
 
+def with_framework(options: dict, **known) -> dict:
+    """The user's options, plus what the framework knows that watch() takes
+    (its clip threshold, its GradScaler) where the user set none and this
+    watch() has the option."""
+    from traintop.engine.watch import watch
+    params = inspect.signature(watch).parameters
+    extra = {k: v for k, v in known.items()
+             if k in params and k not in options and v is not None}
+    return {**options, **extra}
+
+
 def hookable(optimizer):
     """The torch optimizer whose step hooks watch() registers: accelerate's
     AcceleratedOptimizer (and Lightning's LightningOptimizer) wrap one as

@@ -5,8 +5,9 @@
                       callbacks=[TraintopCallback("run.jsonl", every=10)])
 
 Every option of watch() is accepted (every, reduce, writer_rank, meta,
-expected_initial_loss, activations). What is recorded, and where the Trainer
-gives it:
+expected_initial_loss, activations, ...); where this watch() takes them and the
+user gave none, the clip threshold (`max_grad_norm`) and the fp16 GradScaler
+come from the Trainer. What is recorded, and where the Trainer gives it:
 
 - one step per optimizer step (`on_optimizer_step`: after the update, before
   the scheduler moves the lr and before `zero_grad`), so the micro-batches of
@@ -36,7 +37,7 @@ import weakref
 from collections.abc import Mapping
 
 from traintop.callback_support import (close_quietly, fault, hookable, missing, total_norm,
-                                       watch_options)
+                                       watch_options, with_framework)
 
 try:
     from transformers import TrainerCallback
@@ -75,7 +76,9 @@ class TraintopCallback(TrainerCallback):
         self._ranks = args.world_size if getattr(args, "average_tokens_across_devices", False) \
             and args.world_size > 1 else 1
         self._params = [p for p in model.parameters() if p.requires_grad]
-        watcher = watch(model, self.path, optimizer=self._optimizer, **self.options)
+        options = with_framework(self.options, max_grad_norm=args.max_grad_norm or None,
+                                 scaler=self._scaler)
+        watcher = watch(model, self.path, optimizer=self._optimizer, **options)
         self.watcher = watcher
         self._handle = model.register_forward_hook(self._forward, with_kwargs=True)
         self._finalizer = weakref.finalize(self, close_quietly, watcher)   # on an exception: at exit

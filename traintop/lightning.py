@@ -4,8 +4,9 @@
     trainer = L.Trainer(callbacks=[TraintopCallback("run.jsonl", every=10)])
 
 Every option of watch() is accepted (every, reduce, writer_rank, meta,
-expected_initial_loss, activations). What is recorded, and where Lightning
-gives it:
+expected_initial_loss, activations, ...); where this watch() takes them and the
+user gave none, the clip threshold (`gradient_clip_val`) and the fp16
+GradScaler come from the Trainer. What is recorded, and where Lightning gives it:
 
 - one step per optimizer step: a step is recorded when `trainer.global_step`
   has moved in `on_train_batch_end`, so the micro-batches of
@@ -30,7 +31,7 @@ The first optimizer of `trainer.optimizers` is watched (automatic optimization).
 from __future__ import annotations
 
 from traintop.callback_support import (close_quietly, fault, hookable, lr_now, lr_shown,
-                                       missing, total_norm, watch_options)
+                                       missing, total_norm, watch_options, with_framework)
 
 try:   # the unified package first; the standalone one where that is what is installed
     from lightning.pytorch import Callback
@@ -63,7 +64,11 @@ class TraintopCallback(Callback):
         self._optimizer = hookable(optimizers[0])
         self._losses, self._seen_step = [], trainer.global_step
         self._grad_norm = self._lr = None
-        self.watcher = watch(pl_module, self.path, optimizer=self._optimizer, **self.options)
+        clip = trainer.gradient_clip_val if getattr(trainer, "gradient_clip_algorithm", "norm") \
+            in ("norm", None) else None
+        options = with_framework(self.options, max_grad_norm=clip or None,
+                                 scaler=getattr(trainer.precision_plugin, "scaler", None))
+        self.watcher = watch(pl_module, self.path, optimizer=self._optimizer, **options)
 
     def teardown(self, trainer, pl_module, stage) -> None:
         self._close()

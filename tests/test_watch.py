@@ -66,7 +66,10 @@ def test_watch_records_what_torch_computes(tmp_path):
             "update": [math.log10(((p.detach() - b).std() / p.detach().std()).item())
                        for p, b in zip(model.parameters(), before)],
         }
-    assert len(model[1]._forward_hooks) == 2 and len(opt._optimizer_step_pre_hooks) == 1
+    # The forward hooks are there on measured steps only (step 8 is not one).
+    assert not w.armed and len(model[1]._forward_hooks) == 1
+    assert len(opt._optimizer_step_pre_hooks) == 1
+    opt.step()
     w.close()
     assert len(model[1]._forward_hooks) == 1     # the watcher's hooks are gone, the test's stays
     assert len(opt._optimizer_step_pre_hooks) == 0

@@ -80,7 +80,7 @@ class NonFiniteTrace:
         counted_at = step
         # A loss not read yet may have gone non-finite earlier (no look between
         # snapshots): then the updates since have spread it, a rerun tells nothing.
-        earlier = next((s for s, v, _ in self._pending if s < step
+        earlier = next((s for s, v, *_ in self._pending if s < step
                         and not math.isfinite(_float(v))), None) if before_update else None
         if before_update:
             try:

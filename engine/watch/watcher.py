@@ -22,6 +22,7 @@ from traintop.engine.steps.stats import BINS, FlatReader, _histogram
 from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _act_record,
                       _averaged, _grad_block, _grad_record, _hist, _units, _width)
 from .gates import _gate_names, _gate_values, _rnn_output
+from .calls import StepCalls
 from .trace import NonFiniteTrace, _Trace, _float
 
 log = logging.getLogger("traintop")
@@ -68,6 +69,25 @@ def _count(x: float) -> int:
     return int(round(x)) if math.isfinite(x) else 0
 
 
+def _scalar(x):
+    """A loss or norm as pending: a tensor stays one (no host sync; its mean
+    where it holds several values), anything else a float (NaN: none)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach()
+        return (x if x.numel() == 1 else x.float().mean()).reshape(())
+    return math.nan if x is None else _float(x)
+
+
+def _scale_of(scaler, device) -> torch.Tensor | None:
+    """A GradScaler's scale as a tensor copy (no host sync; None: disabled)."""
+    if not scaler.is_enabled():
+        return None
+    scale = getattr(scaler, "_scale", None)
+    if isinstance(scale, torch.Tensor):
+        return scale.detach().float().clone()
+    return torch.tensor(float(scaler.get_scale()), device=device)
+
+
 def _dist():
     d = torch.distributed
     return d if d.is_available() and d.is_initialized() else None
@@ -76,7 +96,8 @@ def _dist():
 class Watcher(NonFiniteTrace):
     def __init__(self, model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
                  reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
-                 expected_initial_loss: float = math.nan, activations: dict | None = None):
+                 expected_initial_loss: float = math.nan, activations: dict | None = None,
+                 max_grad_norm: float | None = None, scaler=None):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every: must be a whole number >= 1, got {every!r}")
         module = model.module if isinstance(
@@ -100,7 +121,7 @@ class Watcher(NonFiniteTrace):
         self._data_std: torch.Tensor | None = None   # per parameter, this snapshot's
         self._shape_groups: dict = {}
         self._weights: torch.Tensor | None = None
-        self._pending: list[tuple[int, object, float]] = []
+        self._pending: list[tuple] = []   # (step, loss, lr, grad norm)
         self._pending_since = time.monotonic()
         self._handles: list = []
         self._sizes: dict[int, tuple[int, int]] = {}   # layer -> (units, numel), last step
@@ -114,6 +135,12 @@ class Watcher(NonFiniteTrace):
         self._trace: _Trace | None = None       # the non-finite trace, once caught
         self.nonfinite_counts: dict[str, tuple[int, int]] = {}   # the last snapshot's
         self.nonfinite: dict | None = None      # what the trace found (the event's data)
+        # One recorded step per optimizer step (traintop.engine.watch.calls): the
+        # optimizer's steps counted by its hooks, w.step's calls matched to them.
+        self.scaler = scaler                    # a GradScaler: activation gradients unscaled
+        self._grad_scale: torch.Tensor | None = None   # its scale during this step's backward
+        self.calls = StepCalls(self)
+        self._fwd_handles: list = []            # forward hooks: on measured steps only
 
         leaves = [(n, m) for n, m in module.named_modules() if not any(True for _ in m.children())]
         table = user_table(activations)
@@ -166,6 +193,8 @@ class Watcher(NonFiniteTrace):
                     # Embedding weights only the batch's rows of which move (not tied
                     # to a dense layer): their grad:data is judged as sparse.
                     "sparse_params": _sparse_params(module),
+                    # the clip threshold (the grad-norm rule: how often clipping cuts)
+                    "max_grad_norm": None if max_grad_norm is None else float(max_grad_norm),
                     **({} if self.layers else {"no_activations": types_text(
                         type(m).__name__ for _, m in leaves if m is not module
                         or not leaves[1:])})},
@@ -186,14 +215,16 @@ class Watcher(NonFiniteTrace):
         if self.active:
             self._install()
             self.armed = True            # step 1 is always measured
+            self._hook_forward()
 
     # ----- hooks -------------------------------------------------------------
     def _install(self) -> None:
         gates = {g for v in self._gates.values() for g, _ in v}
-        for index, module, kind in self.layers:
-            if index not in gates:
-                self._handles.append(module.register_forward_hook(
-                    self._forward_hook(index, kind, module)))
+        # Made once, registered on measured steps only (_hook_forward): an unmeasured
+        # forward runs with no hook of traintop's, so torch.compile sees the same
+        # module as unwatched (no graph break, no recompile) and eager pays nothing.
+        self._fwd_hooks = [(module, torch._dynamo.disable(self._forward_hook(index, kind, module)))
+                           for index, module, kind in self.layers if index not in gates]
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
             self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
@@ -202,6 +233,18 @@ class Watcher(NonFiniteTrace):
             # leaves them, before the user's own update.
             for p in self._canaries:
                 self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
+
+    def _hook_forward(self) -> None:
+        """The forward hooks on while the next step is measured, off otherwise."""
+        try:
+            if self.armed and not self._fwd_handles:
+                self._fwd_handles = [m.register_forward_hook(h) for m, h in self._fwd_hooks]
+            elif not self.armed and self._fwd_handles:
+                for handle in self._fwd_handles:
+                    handle.remove()
+                self._fwd_handles = []
+        except Exception as exc:
+            self._fault("the forward hooks", exc)
 
     def _grad_ready(self, param: torch.Tensor) -> None:
         try:
@@ -250,6 +293,8 @@ class Watcher(NonFiniteTrace):
         def hook(grad):
             if self.armed and len(self._grads.get(index, ())) < MAX_CALLS:
                 try:
+                    if self.scaler is not None and self._grad_scale is None:
+                        self._grad_scale = _scale_of(self.scaler, grad.device)
                     # Separate passes: std_mean's mean loses digits on a mean near zero.
                     self._grads.setdefault(index, []).append(_grad_record(grad.detach().float()))
                 except Exception as exc:
@@ -272,6 +317,10 @@ class Watcher(NonFiniteTrace):
         if grads:
             try:
                 grad = _grad_block(grads).to(self.device)
+                if self._grad_scale is not None:
+                    # A GradScaler's backward carries loss * scale: mean, std, min
+                    # and max of the gradient unscaled (the counts are the same).
+                    grad = torch.cat([grad[:4] / self._grad_scale.to(grad.device), grad[4:]])
             except Exception as exc:
                 self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
         return torch.cat([act, grad])
@@ -304,6 +353,7 @@ class Watcher(NonFiniteTrace):
                 self._fault(f"gate statistics of {self._layer_label(g)}", exc)
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
+        self.calls.optimizer_begins()
         try:
             # Before the update spreads a non-finite gradient into every parameter:
             # where a look costs no device sync, or on a measured step (it syncs anyway).
@@ -315,7 +365,9 @@ class Watcher(NonFiniteTrace):
             self._fault("the check for non-finite gradients", exc)
         if self.armed:
             try:
-                groups = self._groups("params", self.params)
+                # Every trainable parameter, with a gradient yet or not: under
+                # optimizer.step(closure) (Lightning) the backward runs after this hook.
+                groups = self._groups("trainable", self.params)
                 self._before = (groups, groups.stack(self.params))   # the stacks are copies
             except Exception as exc:
                 self._before = None
@@ -340,7 +392,7 @@ class Watcher(NonFiniteTrace):
         """ShapeGroups of the tensors that are there (a parameter without a
         gradient has none), cached: the set rarely changes between steps."""
         have = tuple(i for i, t in enumerate(tensors) if t is not None and (
-            what != "params" or t.grad is not None))
+            what != "params" or t.grad is not None) and (what != "trainable" or t.requires_grad))
         key = (what, have)
         if key not in self._shape_groups:
             self._shape_groups[key] = ShapeGroups([tensors[i] for i in have], list(have),
@@ -348,14 +400,20 @@ class Watcher(NonFiniteTrace):
         return self._shape_groups[key]
 
     def _post_step(self, optimizer, args, kwargs) -> None:
+        self.calls.optimizer_ends()
         if self.armed and self._before is not None:
             try:
                 self._updates = self._update_ratios(*self._before)
+                # A parameter with no gradient was not stepped: no ratio (NaN), not -inf.
+                unused = [i for i, p in enumerate(self.params) if p.grad is None]
+                if unused:
+                    self._updates[unused] = math.nan
             except Exception as exc:
                 self._updates = torch.full((len(self.params),), math.nan, device=self.device)
                 self._fault("update:data ratios", exc)
             self._weights = self._weight_figures_or_nan()
             self._before, self._data_std = None, None
+        self.calls.closure_steps_end()   # w.step called inside this optimizer step: recorded now
 
     def _update_ratios(self, groups: ShapeGroups, before: list[torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
@@ -403,42 +461,67 @@ class Watcher(NonFiniteTrace):
 
     # ----- stepping ------------------------------------------------------------
     def step(self, loss=None, grad_norm=None) -> None:
-        """Call once after each optimizer.step(), with the step's loss (tensor or float)
-        and, where known, the total gradient norm before clipping (grad_norm: what
+        """Call once after each optimizer.step() (after scaler.step() under a
+        GradScaler), with the step's loss (tensor or float) and, where known, the
+        total gradient norm before clipping (grad_norm: what
         torch.nn.utils.clip_grad_norm_ returns, tensor or float).
+
+        Called otherwise, the steps recorded stay the optimizer's, with a
+        "misuse" event: a call inside optimizer.step (from its closure, as a
+        Lightning training_step runs) is recorded when that step ends; calls
+        with no optimizer step since the last one (a call per micro-batch under
+        gradient accumulation) are folded into the next step, its loss their
+        mean. A call with no optimizer step and non-finite (or no) gradients is
+        a step the GradScaler skipped: recorded, with a "skipped" event, and no
+        update ratios (none happened).
         Never raises: a failure of traintop's own is logged and recorded, the run goes on."""
-        self._grad_norm = grad_norm
-        self.steps += 1
         if not self.active:
+            self.steps += 1
             return
+        try:
+            call = self.calls.sort(loss, grad_norm)
+        except Exception as exc:
+            self._fault("matching w.step to the optimizer's steps", exc)
+            call = (loss, grad_norm, False)
+        if call is not None:
+            self._record(*call)
+
+    def _record(self, loss, grad_norm, skipped: bool = False) -> None:
+        """One step recorded: its loss, gradient norm and, when armed, its figures."""
+        self.steps += 1
         self._in_step = True
         try:
-            self._step(self.steps, loss)
+            self._step(self.steps, loss, grad_norm, skipped)
         except Exception as exc:
             if len(self._pending) > 4 * PENDING_STEPS:   # kept for the next try, not forever
                 self._pending = []
             self._fault("recording the step", exc)
         finally:
-            self.armed = (self.steps + 1) % self.every == 0
-            self._acts, self._grads = {}, {}
+            # A skipped step's figures are the scaler's inf gradients: the next is measured.
+            if not (skipped and self.armed):
+                self.armed = (self.steps + 1) % self.every == 0
+            self._acts, self._grads, self._grad_scale = {}, {}, None
+            self._hook_forward()
         try:
             self._write_events()
         except Exception as exc:
             self._fault("writing traintop's events", exc, write=False)
         self._in_step = False
 
-    def _step(self, step: int, loss) -> None:
+    def _step(self, step: int, loss, grad_norm=None, skipped: bool = False) -> None:
         try:
             lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None \
                 else math.nan
         except Exception:
             lr = math.nan
-        if isinstance(loss, torch.Tensor):   # its mean where it holds several values
-            value = loss.detach().float().reshape(()) if loss.numel() == 1 \
-                else loss.detach().float().mean()
-        else:
-            value = math.nan if loss is None else _float(loss)
-        self._pending.append((step, value, lr))
+        value = _scalar(loss)
+        norm = math.nan if grad_norm is None else _scalar(grad_norm)
+        self._pending.append((step, value, lr, norm))
+        if skipped:
+            self._events.append(Event("skipped", step, (
+                f"step {step:,}: the optimizer did not step (non-finite or no gradients: a "
+                "GradScaler skips such a step and lowers its scale); no update"),
+                {"reason": "no optimizer step", "scaler": self.scaler is not None}))
         tr = self._trace
         if tr is not None and tr.phase == "live" and step >= tr.trace_step and (
                 tr.first or tr.args is not None):
@@ -448,7 +531,7 @@ class Watcher(NonFiniteTrace):
         if not isinstance(value, torch.Tensor) and loss is not None \
                 and not math.isfinite(value) and self._trace is None:
             self._catch(step, "loss", before_update=False)   # on the host already
-        if self.armed:
+        if self.armed and not skipped:
             self._flush_losses(snapshot=True)
         elif len(self._pending) >= PENDING_STEPS or (
                 not self.reduce and time.monotonic() - self._pending_since >= PENDING_SECONDS):
@@ -462,19 +545,26 @@ class Watcher(NonFiniteTrace):
     def _flush_losses(self, snapshot: bool) -> None:
         """Losses of the pending steps to the host in one transfer (reduced
         across ranks on request), then written, the last with its snapshot."""
-        vals = [v for _, v, _ in self._pending]
+        n = len(self._pending)
+        vals = [v for _, v, _, _ in self._pending] + [g for _, _, _, g in self._pending]
         try:
             if all(isinstance(v, torch.Tensor) for v in vals):
-                losses = torch.stack(vals).to(self.device)
-            else:   # floats (or a mix): the tensors among them sync one by one
-                losses = torch.tensor([float(v) for v in vals], device=self.device)
+                losses = torch.stack([v.to(self.device, torch.float32) for v in vals])
+            elif any(isinstance(v, torch.Tensor) for v in vals):
+                # floats and tensors: the floats join the tensors on their device
+                losses = torch.stack([v.to(self.device, torch.float32)
+                                      if isinstance(v, torch.Tensor)
+                                      else torch.tensor(v, device=self.device) for v in vals])
+            else:
+                losses = torch.tensor(vals, dtype=torch.float64)
             if self.reduce:
-                losses = self._all_mean(losses)
-            values = losses.tolist()
+                losses = self._all_mean(losses.float().to(self.device))
+            values = losses.tolist()   # losses and gradient norms: one transfer
         except Exception as exc:     # one by one: a loss traintop cannot read is NaN
             self._fault("reading the losses", exc)
             values = [_float(v) for v in vals]
-        results = [StepResult(s, loss, lr, ()) for (s, _, lr), loss in zip(self._pending, values)]
+        results = [StepResult(s, loss, lr, (), grad_norm=g) for (s, _, lr, _), loss, g
+                   in zip(self._pending, values[:n], values[n:])]
         if self._trace is None:
             bad = next((r.step for r in results if not math.isfinite(r.loss)), None)
             if bad is not None:
@@ -484,7 +574,7 @@ class Watcher(NonFiniteTrace):
             try:
                 snap = self._snapshot(last.step, last.loss, last.lr)
                 results[-1] = StepResult(last.step, last.loss, last.lr, snap.update_ratio_log10,
-                                         snap)
+                                         snap, grad_norm=last.grad_norm)
             except Exception as exc:   # the step is written all the same, without figures
                 self._updates = self._weights = None
                 self._fault("the step's statistics (snapshot)", exc)
@@ -635,9 +725,9 @@ class Watcher(NonFiniteTrace):
             self._fault("writing the last steps", exc, write=False)
         # The final rate is the whole run's: the last interval may hold no steps.
         rate = self.steps / max(time.monotonic() - self._started, 1e-9)
-        for handle in self._handles:
+        for handle in self._handles + self._fwd_handles:
             handle.remove()
-        self._handles = []
+        self._handles, self._fwd_handles = [], []
         if self.recorder is not None:
             try:
                 lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer else math.nan
@@ -656,7 +746,8 @@ class Watcher(NonFiniteTrace):
 
 def watch(model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
           reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
-          expected_initial_loss: float = math.nan, activations: dict | None = None) -> Watcher:
+          expected_initial_loss: float = math.nan, activations: dict | None = None,
+          max_grad_norm: float | None = None, scaler=None) -> Watcher:
     """Record the diagnostics of `model`'s training to `path` (.jsonl or .jsonl.gz).
 
     optimizer: its step hooks give the update:data ratios (None: no ratios).
@@ -666,6 +757,12 @@ def watch(model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
     activations: your own activation classes, {class or class name: family}, the
     family one of "tanh", "sigmoid", "relu", "gelu" (None: never measure that class);
     others are recognised by traintop.engine.activations.
+    max_grad_norm: the clip threshold you pass to clip_grad_norm_: with the norms
+    given to w.step(loss, grad_norm=...), the grad-norm finding says when
+    clipping cuts most steps (None: not judged).
+    scaler: your torch.amp.GradScaler: the activation gradients, taken in the
+    backward of the scaled loss, are recorded divided by its scale (the
+    weights' gradients are read after it unscaled them).
     """
     return Watcher(model, path, optimizer, every, reduce, writer_rank, meta,
-                   expected_initial_loss, activations)
+                   expected_initial_loss, activations, max_grad_norm, scaler)

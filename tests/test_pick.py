@@ -54,5 +54,6 @@ def test_headroom_keeps_data_under_the_legend(rows, legend):
 def test_short_labels_drop_the_shared_ending_first():
     names = [f"transformer.h.{k}.mlp.gelu" for k in (0, 5, 11)]
     assert short_labels(names, 30) == names                      # room: whole
-    assert short_labels(names, 8) == ["…mer.h.0", "…mer.h.5", "…er.h.11"]
-    assert short_labels(names, 4) == ["…h.0", "…h.5", "….11"]    # still told apart
+    # the shared start (transformer.) goes too, the index keeps its parent's name
+    assert short_labels(names, 8) == ["h.0", "h.5", "h.11"]
+    assert short_labels(names, 4) == ["h.0", "h.5", "h.11"]      # still told apart

@@ -248,11 +248,10 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
 
     def notify(self, message: str, *, title: str = "", severity: str = "information",
                timeout: float | None = None, markup: bool = False) -> None:
-        """A notice as one line at the free end of the tab bar (app.tcss), one
-        at a time: a toast never covers a pane's figures or the status line.
+        """A notice as one line at the free end of the tab bar (app.tcss), the
+        newest alone shown: a toast never covers a pane's figures or the status line.
         Health findings make none (the health tab and the status line's
         summary hold them)."""
-        self.clear_notifications()
         text = " ".join((f"{title}: {message}" if title else str(message)).split())
         room = self.toast_room()
         if len(text) > room:

@@ -162,6 +162,9 @@ class StepResult:
     update_ratio_log10: tuple[float, ...]
     stats: StatsSnapshot | None = None
     nonfinite: NonFinite | None = None
+    # The total gradient norm before clipping, where the run said it
+    # (watch()'s w.step(loss, grad_norm=...)); NaN: not known.
+    grad_norm: float = math.nan
 
     @property
     def log10_loss(self) -> float:

@@ -13,7 +13,9 @@ that only checks `isinstance(x, StepBlock)` does not wait for it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from .results import NonFinite, StatsSnapshot, StepResult
 
@@ -22,15 +24,17 @@ class StepBlock(Sequence):
     """n step results: `steps` (int64), `loss` and `lr` (float64) of shape
     (n,), `ratios` (float64, (n, P)) or, where the rows differ in width (a
     step whose forward went non-finite has none), a list of n tuples;
-    `stats` and `nonfinite` by row, for the rows that have them."""
+    `stats` and `nonfinite` by row, for the rows that have them; `grad_norm`
+    (float64, (n,)) where some step has one (None: every step's is NaN)."""
 
-    __slots__ = ("steps", "loss", "lr", "ratios", "stats", "nonfinite")
+    __slots__ = ("steps", "loss", "lr", "ratios", "stats", "nonfinite", "grad_norm")
 
     def __init__(self, steps, loss, lr, ratios, stats: dict[int, StatsSnapshot] | None = None,
-                 nonfinite: dict[int, NonFinite] | None = None):
+                 nonfinite: dict[int, NonFinite] | None = None, grad_norm=None):
         self.steps, self.loss, self.lr, self.ratios = steps, loss, lr, ratios
         self.stats = stats or {}
         self.nonfinite = nonfinite or {}
+        self.grad_norm = grad_norm
 
     @property
     def width(self) -> int | None:
@@ -47,7 +51,8 @@ class StepBlock(Sequence):
                 return tuple(self)[index]
             return StepBlock(self.steps[lo:hi], self.loss[lo:hi], self.lr[lo:hi],
                              self.ratios[lo:hi], _shifted(self.stats, lo, hi),
-                             _shifted(self.nonfinite, lo, hi))
+                             _shifted(self.nonfinite, lo, hi),
+                             None if self.grad_norm is None else self.grad_norm[lo:hi])
         n = len(self)
         i = index + n if index < 0 else index
         if not 0 <= i < n:
@@ -55,12 +60,17 @@ class StepBlock(Sequence):
         ratios = self.ratios[i]
         return StepResult(int(self.steps[i]), float(self.loss[i]), float(self.lr[i]),
                           ratios if isinstance(ratios, tuple) else tuple(ratios.tolist()),
-                          self.stats.get(i), self.nonfinite.get(i))
+                          self.stats.get(i), self.nonfinite.get(i),
+                          math.nan if self.grad_norm is None else float(self.grad_norm[i]))
 
     def __iter__(self):
         ratios = self.ratios if isinstance(self.ratios, list) else map(tuple, self.ratios.tolist())
         results = map(StepResult, self.steps.tolist(), self.loss.tolist(), self.lr.tolist(),
                       ratios)   # the quick way: no per-row indexing
+        if self.grad_norm is not None:
+            return (replace(r, stats=self.stats.get(i), nonfinite=self.nonfinite.get(i),
+                            grad_norm=g)
+                    for i, (r, g) in enumerate(zip(results, self.grad_norm.tolist())))
         if not (self.stats or self.nonfinite):
             return results
         return (StepResult(r.step, r.loss, r.lr, r.update_ratio_log10, self.stats.get(i),
@@ -81,7 +91,7 @@ class StepBlock(Sequence):
     def with_stats(self, row: int, snapshot: StatsSnapshot) -> StepBlock:
         """The same block with `snapshot` as row `row`'s stats."""
         return StepBlock(self.steps, self.loss, self.lr, self.ratios,
-                         {**self.stats, row: snapshot}, self.nonfinite)
+                         {**self.stats, row: snapshot}, self.nonfinite, self.grad_norm)
 
     @classmethod
     def of(cls, results: Sequence[StepResult]) -> StepBlock:
@@ -93,11 +103,15 @@ class StepBlock(Sequence):
         ratios = [r.update_ratio_log10 for r in results]
         if len(widths) <= 1:
             ratios = np.array(ratios, dtype=np.float64).reshape(len(results), max(widths, default=0))
+        norms = [r.grad_norm for r in results]
+        grad_norm = (np.array(norms, dtype=np.float64)
+                     if any(g == g for g in norms) else None)   # some not NaN
         return cls(np.array([r.step for r in results], dtype=np.int64),
                    np.array([r.loss for r in results], dtype=np.float64),
                    np.array([r.lr for r in results], dtype=np.float64), ratios,
                    {i: r.stats for i, r in enumerate(results) if r.stats is not None},
-                   {i: r.nonfinite for i, r in enumerate(results) if r.nonfinite is not None})
+                   {i: r.nonfinite for i, r in enumerate(results) if r.nonfinite is not None},
+                   grad_norm)
 
     @classmethod
     def concat(cls, parts: Sequence[Sequence[StepResult]]) -> StepBlock:
@@ -117,9 +131,13 @@ class StepBlock(Sequence):
             stats.update((base + i, s) for i, s in b.stats.items())
             nonfinite.update((base + i, x) for i, x in b.nonfinite.items())
             base += len(b)
+        grad_norm = None
+        if any(b.grad_norm is not None for b in blocks):
+            grad_norm = np.concatenate([b.grad_norm if b.grad_norm is not None
+                                        else np.full(len(b), np.nan) for b in blocks])
         return cls(np.concatenate([b.steps for b in blocks]),
                    np.concatenate([b.loss for b in blocks]),
-                   np.concatenate([b.lr for b in blocks]), ratios, stats, nonfinite)
+                   np.concatenate([b.lr for b in blocks]), ratios, stats, nonfinite, grad_norm)
 
 
 def _shifted(rows: dict, lo: int, hi: int) -> dict:

@@ -53,7 +53,10 @@ def _decode_steps2(doc: dict) -> Steps:
         raise ValueError("step columns differ in length")
     stats = {_row(i, n): unpack_snapshot(d) for i, d in doc.get("x", {}).items()}
     nonfinite = {_row(i, n): _nonfinite(d) for i, d in doc.get("nf", {}).items()}
-    return Steps(StepBlock(steps, loss, lr, ratios, stats, nonfinite))
+    grad_norm = unpack_floats(doc["g"]).ravel() if "g" in doc else None   # older: none
+    if grad_norm is not None and len(grad_norm) != n:
+        raise ValueError("step columns differ in length")
+    return Steps(StepBlock(steps, loss, lr, ratios, stats, nonfinite, grad_norm))
 
 
 def _row(key: str, n: int) -> int:

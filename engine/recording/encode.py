@@ -74,6 +74,9 @@ def _steps2(results: tuple[StepResult, ...], totals: dict) -> dict:
         doc["steps"] = steps
     doc["loss"] = pack_floats([r.loss for r in results])
     doc["lr"] = _runs([r.lr for r in results])
+    norms = [r.grad_norm for r in results]
+    if any(g == g for g in norms):   # a run that passes w.step(grad_norm=...): "g"
+        doc["g"] = pack_floats(norms)
     widths = {len(r.update_ratio_log10) for r in results}
     if len(widths) == 1:
         doc["p"] = width = widths.pop()

@@ -15,7 +15,8 @@ reads") instead of folding its runs into one; a recording of one run stays
 version 2, byte for byte as before.
 
 Version 2 writes step results as columnar blocks: losses and update:data
-ratios as packed float arrays, the lr as runs of equal values, the stats
+ratios as packed float arrays (and "g", the gradient norms, where the run
+gave any: a file without it reads NaN), the lr as runs of equal values, the stats
 snapshots of the block keyed by row, their figures packed and their
 histograms as integer counts (traintop.engine.recording.packing; a
 snapshot's layout: traintop.engine.recording.snapshot_codec), and such a

@@ -23,6 +23,11 @@ def sweep_status_text(sweep, read_only: bool = False,
                       view: int | None = None) -> str:
     n = len(sweep.runs)
     if view is not None:
+        by_run = getattr(position, "by_run", ())
+        if by_run:    # a folder's run: its own writer's words, not the tally of every writer
+            position = (position[0], by_run[view] if view < len(by_run) else None)
+        elif position is not None and not sweep.keys:
+            position = (position[0], None)
         return (f"run {view + 1}/{n} {sweep.label(view)} · "
                 + status_text(sweep.runs[view], read_only, position))
     head, tail = position if position is not None else (None, None)

@@ -161,22 +161,25 @@ class FolderSource:
     def finished(self) -> bool:
         return all(self.writer(k) == "finished" for k in range(len(self.files)))
 
-    def position(self) -> tuple[str, str | None]:
+    def position(self) -> "Position":
         """(head, tail) for the status line: how many writers are live,
-        finished, quiet; a replay's, how many recordings are still being read."""
+        finished, quiet; a replay's, how many recordings are still being read.
+        `.by_run`: each run's own tail, for its view (its writer quiet, ...)."""
         n = len(self.files)
         if not self.follow:
             reading = sum(not f.done for f in self.files)
-            return "replay", (f"reading {n - reading} of {n} recordings" if reading else None)
+            return Position("replay", f"reading {n - reading} of {n} recordings"
+                            if reading else None)
+        by_run = tuple(self.files[file].source.position()[1] for file, _ in self.owner)
         counts: dict[str, int] = {}
         for k in range(n):
             word = self.writer(k)
             counts[word] = counts.get(word, 0) + 1
         if not n:
-            return "attach", f"waiting for recordings under {' '.join(self.paths)}"
+            return Position("attach", f"waiting for recordings under {' '.join(self.paths)}")
         words = [f"{counts[w]} {w}" for w in ("live", "quiet", "finished", "failed")
                  if w in counts]
-        return "attach", " · ".join(words)
+        return Position("attach", " · ".join(words), by_run)
 
     def send(self, command: Command) -> None:
         pass    # recordings take no commands
@@ -184,3 +187,12 @@ class FolderSource:
     def close(self) -> None:
         for f in self.files:
             f.source.close()
+
+
+class Position(tuple):
+    """(head, tail) as every source's position(), and each run's own tail."""
+
+    def __new__(cls, head: str, tail: str | None, by_run: tuple = ()):
+        self = super().__new__(cls, (head, tail))
+        self.by_run = by_run
+        return self

@@ -149,7 +149,11 @@ class SweepRatioPane(PlotPane):
         if not any(xs for xs, _ in self.lines):
             plt.title("update:data ratio · waiting for steps")
             return
-        plt.title("update:data, log10, mean of the weights (guide -3)")
+        # plotext drops a title wider than the plot: the top row's third is ~40 columns.
+        room = (self.size.width or 120) - 4
+        plt.title(next(t for t in ("update:data, log10, mean of the weights (guide -3)",
+                                   "update:data, log10 (guide -3)", "update:data")
+                       if len(t) <= room or t == "update:data"))
         values = [GUIDE]
         for k, (xs, ys) in enumerate(self.lines):
             if xs:

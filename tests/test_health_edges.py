@@ -64,7 +64,7 @@ def test_rules_are_the_issues_ids_each_with_a_meaning():
         "initial-loss", "tanh-saturation", "activation-shrink", "activation-grow",
         "gradient-vanish", "gradient-explode", "dead-neurons", "grad-data-outlier",
         "update-ratio-high", "update-ratio-low", "non-finite", "bn-running-stats",
-        "loss-diverging", "no-gradient", "monitor-error"}
+        "loss-diverging", "no-gradient", "monitor-error", "loss-spike", "grad-norm", "misuse"}
     assert len(RULE_IDS) == len(set(RULE_IDS))
     for rule in RULES:
         assert rule.title and len(rule.meaning) > 60, rule.id

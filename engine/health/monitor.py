@@ -22,6 +22,7 @@ from .rules import (RULES, RULE_IDS, SEVERITIES, Finding, Rule, calibration,
                                  initial_loss, loss_cause, loss_diverging, monitor_error,
                                  non_finite, non_finite_traced, snapshot_findings, sort_key,
                                  update_burst, update_level)
+from .step_rules import StepRules
 from .when import When
 from traintop.engine.results import Calibration, RunInfo, StatsSnapshot, StepResult
 from traintop.engine.step_block import StepBlock
@@ -71,6 +72,8 @@ class HealthMonitor:
         self._stop: list[Finding] = []       # non-finite
         self._faults: dict[str, Finding] = {}   # monitor-error, by the figure that failed
         self._calibration: list[Finding] = []
+        # loss-spike, grad-norm, misuse: a watched run's steps (not the lecture's)
+        self._steps = StepRules(self.info.config) if not self.lecture else None
         self._losses: deque[float] = deque(maxlen=self.thresholds.loss_window)
         self._loss_level = math.nan          # median of the window, every loss_every steps
         self._loss_best = math.inf           # lowest such median of the run
@@ -94,6 +97,8 @@ class HealthMonitor:
         if result.nonfinite is not None:
             self._stop = non_finite(result.nonfinite, self.lecture)
         self._observe_loss(result.loss, result.step)
+        if self._steps is not None:
+            self._steps.observe_columns((result.step,), (result.loss,), (result.grad_norm,))
         if result.stats is not None:
             self.observe_snapshot(result.stats)
         if result.update_ratio_log10:
@@ -219,6 +224,8 @@ class HealthMonitor:
         t = self.thresholds
         self._last_step = int(steps[-1])
         self._observe_losses(block.loss, steps)
+        if self._steps is not None:
+            self._steps.observe_columns(steps, block.loss, block.grad_norm)
         if block.stats:
             self.observe_snapshot(block.stats[max(block.stats)])
         rows = block.ratios[:, [i for i in self._weights if i < block.width]]
@@ -251,6 +258,8 @@ class HealthMonitor:
         elif event.kind == "monitor-error":
             f = monitor_error(event.data, event.step)
             self._faults.setdefault(f.where, f)
+        elif event.kind == "misuse" and self._steps is not None:
+            self._steps.observe_event(event)
 
     def observe_snapshot(self, snapshot: StatsSnapshot) -> None:
         """The latest stats snapshot's findings (replacing the previous ones)."""
@@ -276,7 +285,8 @@ class HealthMonitor:
         if self._update is None:
             self._update = self._judge_updates()
         return sorted(self._start + self._stop + self._snapshot + self._burst + self._update
-                      + self._calibration + self._judge_loss() + list(self._faults.values()),
+                      + self._calibration + self._judge_loss() + list(self._faults.values())
+                      + (self._steps.findings() if self._steps is not None else []),
                       key=sort_key)
 
     def new_findings(self) -> list[Finding]:

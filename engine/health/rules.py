@@ -18,6 +18,7 @@ import statistics
 from dataclasses import dataclass
 
 from traintop.engine.results import Calibration, NonFinite, RunInfo, StatsSnapshot
+from .step_rules import STEP_RULES
 from .thresholds import DEFAULT_THRESHOLDS as T, Thresholds
 from .when import (UNKNOWN, When, at_init, generic_fix, graded, init_fix, same_layer,
                    trained_fix, unknown_fix)
@@ -146,6 +147,7 @@ RULES += (
          "went on without that figure, which reads as missing (NaN). Not a problem of the "
          "model: please report it with the log line."),
 )
+RULES += tuple(Rule(*r) for r in STEP_RULES)   # a watched run's steps: health/step_rules.py
 RULE_IDS = tuple(r.id for r in RULES)
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 from textual.widgets import Static
 
 
 TITLE = "BatchNorm: running vs exact"
-PLACEHOLDER = "press c to compare the running mean/std with exact training-set values"
+PLACEHOLDER = ("press c to compare the running mean/std with exact training-set values, "
+               "C to apply the exact ones and re-evaluate, F to fold BatchNorm into Linear")
 
 
 # Its part of the help's line on its tab (tui/panes.py registers it).
-HELP = "BatchNorm running vs exact (`c`)"
+HELP = ("BatchNorm running vs exact (`c`; `C` applies the exact statistics and re-evaluates "
+        "val; `F` folds each BatchNorm into its Linear: val loss and largest logit change)")
 
 
 class CalibrationPane(Static):
@@ -29,26 +32,43 @@ class CalibrationPane(Static):
         # a watch()ed model, or the stack without BatchNorm, has no such pane.
         display = (state.info is None or bool(state.info.config.get("batchnorm"))
                    or state.calibration is not None)
-        event = state.calibration
+        event, fold = state.calibration, getattr(state, "fold", None)
         # Shown on every event (a calibration answers with one): the same figures
         # again are skipped, so a replay's stream of events costs no redraws.
-        if self._shown is not None and self._shown[0] == display and self._shown[1] is event:
+        shown = (display, event, fold)
+        if self._shown is not None and all(a is b for a, b in zip(self._shown, shown)):
             return
-        self._shown = (display, event)
+        self._shown = shown
         self.display = display
-        if event is None:   # none yet, or forgotten on a rewind
+        if event is None and fold is None:   # none yet, or forgotten on a rewind
             self.border_title = TITLE
             self.update(PLACEHOLDER)
             return
-        self.border_title = f"BatchNorm: running vs exact · step {event.step:,}"
-        layers = event.data.get("layers") or []
-        if not layers:
-            self.update("no BatchNorm layers in this run")
-            return
-        table = Table(box=None, padding=(0, 1), header_style="bold")
-        table.add_column("layer")
-        table.add_column("max |mean diff|", justify="right")
-        table.add_column("max std rel diff", justify="right")
-        for i, m, s in zip(layers, event.data["mean_max_diff"], event.data["std_max_rel_diff"]):
-            table.add_row(f"L{i}", f"{m:.3g}", f"{s:.2%}")
-        self.update(table)
+        parts: list = []
+        if event is not None:
+            self.border_title = f"BatchNorm: running vs exact · step {event.step:,}"
+            parts.append(calibration_table(event))
+        else:
+            self.border_title = TITLE
+        if fold is not None:
+            parts.append(f"step {fold.step:,}: {fold.text}")
+        self.update(Group(*parts) if len(parts) > 1 else parts[0])
+
+
+def calibration_table(event):
+    """The comparison as a table and, once applied (`C`), the loss it made."""
+    layers = event.data.get("layers") or []
+    if not layers:
+        return "no BatchNorm layers in this run"
+    table = Table(box=None, padding=(0, 1), header_style="bold")
+    table.add_column("layer")
+    table.add_column("max |mean diff|", justify="right")
+    table.add_column("max std rel diff", justify="right")
+    for i, m, s in zip(layers, event.data["mean_max_diff"], event.data["std_max_rel_diff"]):
+        table.add_row(f"L{i}", f"{m:.3g}", f"{s:.2%}")
+    data = event.data
+    if data.get("loss_exact") is not None:
+        return Group(table, f"applied the exact statistics: {data['split']} loss "
+                            f"{data['loss_running']:.4f} (running) -> {data['loss_exact']:.4f} "
+                            "(exact)")
+    return table

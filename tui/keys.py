@@ -19,7 +19,7 @@ TIMELINE_ACTIONS = frozenset({"timeline", "seek", "speed", "play"})
 # Keys that steer a live run: a source that takes no such commands (a
 # replay, a followed file) hides them from the footer and answers "read-only".
 STEERING_ACTIONS = frozenset({"toggle_pause", "step", "scale_lr", "gain", "toggle", "restart",
-                              "evaluate", "sample", "calibrate", "checkpoint"})
+                              "evaluate", "sample", "calibrate", "fold", "checkpoint"})
 # A sweep's keys: a run in full, the overview again; unbound for one run.
 SWEEP_ACTIONS = frozenset({"view_run", "overview"})
 MIN_SPEED, MAX_SPEED = 0.1, 1e7   # replay steps per second
@@ -58,6 +58,10 @@ BINDINGS = [
     Binding("e", "evaluate", "eval"),
     Binding("s", "sample", "sample"),
     Binding("c", "calibrate", "calib"),
+    # The lecture's exercises (the BatchNorm pane, tab health): C applies the exact
+    # statistics and re-evaluates, F folds each BatchNorm into its Linear.
+    Binding("C", "calibrate(True)", "apply", show=False),
+    Binding("F", "fold", "fold", show=False),
     Binding("w", "checkpoint", "save"),
     *(Binding(str(k + 1), f"tab('{tab.name}')", tab.name, show=False)
       for k, tab in enumerate(TABS)),
@@ -171,8 +175,11 @@ class KeyActions:
     def action_sample(self) -> None:
         self.send("sample", n=10, **self.run_args())
 
-    def action_calibrate(self) -> None:
-        self.send("calibrate", apply=False, **self.run_args())
+    def action_calibrate(self, apply: bool = False) -> None:
+        self.send("calibrate", apply=bool(apply), **self.run_args())
+
+    def action_fold(self) -> None:
+        self.send("fold", **self.run_args())
 
     def action_checkpoint(self) -> None:
         self.send("checkpoint", **self.run_args())

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import math
+
 from traintop.engine.report import timing_text
 from traintop.engine.feed.messages import Event
 
@@ -26,7 +28,9 @@ def sampled(step: int, samples) -> Event:
     return Event("sample", step, f"sampled {len(samples)} names", {"samples": samples})
 
 
-def calibrated(step: int, cal) -> Event:
+def calibrated(step: int, cal, losses: tuple[str, float, float] | None = None) -> Event:
+    """`losses`: (split, loss on the running estimates, loss on the exact
+    statistics) where the exact ones were applied and the split re-evaluated."""
     data = {"layers": list(cal.layers), "mean_max_diff": list(cal.mean_max_diff),
             "std_max_rel_diff": list(cal.std_max_rel_diff), "applied": cal.applied}
     if cal.layers:
@@ -35,7 +39,33 @@ def calibrated(step: int, cal) -> Event:
                 f"max std rel diff {max(cal.std_max_rel_diff):.3g}")
     else:
         text = "calibrate: no BatchNorm layers in this run"
+    if losses is not None and cal.layers:
+        split, running, exact = losses
+        data.update(split=split, loss_running=running, loss_exact=exact)
+        text += f"; applied: {split} loss {running:.4f} -> {exact:.4f}"
     return Event("calibrate", step, text, data)
+
+
+def folded(step: int, fold, split: str = "val") -> Event:
+    """Each BatchNorm folded into its Linear (a results.FoldCheck of `split`)."""
+    data = fold_dict(fold, split)
+    if fold.folded_layers:
+        text = (f"fold: {fold.folded_layers} BatchNorm layers into their Linear; {split} loss "
+                f"{fold.loss:.4f} -> {fold.loss_folded:.4f} folded, largest |logit diff| "
+                f"{fold.max_abs_diff:.2e}")
+    else:
+        text = "fold: no BatchNorm layers in this run, nothing to fold"
+    return Event("fold", step, text, data)
+
+
+def fold_dict(fold, split: str = "val") -> dict:
+    """A FoldCheck as plain values: `--json`'s "fold" and the "fold" event's data."""
+    def plain(x: float) -> float | None:   # JSON has no NaN: a diverged run's figures
+        return x if math.isfinite(x) else None
+
+    return {"split": split, "folded_layers": fold.folded_layers, "loss": plain(fold.loss),
+            "loss_folded": plain(fold.loss_folded),
+            "max_abs_logit_diff": plain(fold.max_abs_diff)}
 
 
 def checkpointed(step: int, path) -> Event:

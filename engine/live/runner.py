@@ -287,7 +287,15 @@ class Runner:
 
     def do_calibrate(self, apply: bool = False, run: int | None = None) -> None:
         for k, t in self.targets(run):
-            self.put_run(k, events.calibrated(t.steps_done, t.calibrate(bool(apply))))
+            if apply:   # apply, and re-evaluate on the running and the exact statistics
+                cal, running, exact = t.apply_calibration("val")
+                self.put_run(k, events.calibrated(t.steps_done, cal, ("val", running, exact)))
+            else:
+                self.put_run(k, events.calibrated(t.steps_done, t.calibrate(bool(apply))))
+
+    def do_fold(self, run: int | None = None) -> None:
+        for k, t in self.targets(run):
+            self.put_run(k, events.folded(t.steps_done, t.check_fold("val"), "val"))
 
     def do_checkpoint(self, path: str | None = None, run: int | None = None) -> None:
         from traintop.engine.training.checkpoint import save_checkpoint

@@ -137,18 +137,29 @@ def fold_batchnorm(stack: Stack) -> Stack:
 
 
 @torch.no_grad()
-def check_fold(stack: Stack, X: torch.Tensor, device: torch.device) -> FoldCheck:
-    """Largest |logit difference| between the stack and its folded copy on X."""
+def check_fold(stack: Stack, X: torch.Tensor, device: torch.device,
+               Y: torch.Tensor | None = None) -> FoldCheck:
+    """Largest |logit difference| between the stack and its folded copy on X,
+    and with the targets Y the mean cross-entropy of each (eval mode: the
+    running statistics, which the folded copy carries in its weights)."""
     folded = fold_batchnorm(stack)
-    worst = 0.0
+    worst, total, total_folded = 0.0, 0.0, 0.0
     with _eval_mode(stack):
         for start in range(0, len(X), CHUNK):
             xb = X[start:start + CHUNK].to(device)
-            diff = (stack.forward(xb) - folded.forward(xb)).abs().max().item()
-            worst = max(worst, diff)
+            logits, logits_folded = stack.forward(xb), folded.forward(xb)
+            worst = max(worst, (logits - logits_folded).abs().max().item())
+            if Y is not None:
+                yb = Y[start:start + CHUNK].to(device)
+                total += F.cross_entropy(logits, yb, reduction="sum").double().item()
+                total_folded += F.cross_entropy(logits_folded, yb,
+                                                reduction="sum").double().item()
     for layer in folded.layers:
         layer.out = None
-    return FoldCheck(max_abs_diff=worst, folded_layers=len(stack.batchnorms()))
+    n = max(len(X), 1)
+    return FoldCheck(max_abs_diff=worst, folded_layers=len(stack.batchnorms()),
+                     loss=total / n if Y is not None else math.nan,
+                     loss_folded=total_folded / n if Y is not None else math.nan)
 
 
 @torch.no_grad()

@@ -44,6 +44,7 @@ class RunState:
     samples: tuple[str, ...] | None = None
     samples_step: int | None = None
     calibration: Event | None = None
+    fold: Event | None = None                    # the last BatchNorm fold (`F`, --fold)
     recorded_health: list | None = None          # findings the writer recorded at its end
     timing: dict | None = None
     interrupted: bool = False
@@ -246,6 +247,9 @@ class RunState:
             self.samples = tuple(data.get("samples", data.get("names", ())))
             self.samples_step = event.step
             changed.add("samples")
+        elif event.kind == "fold":
+            self.fold = event
+            changed.add("calibration")
         elif event.kind == "calibrate":
             self.calibration = event
             if self.monitor is not None and data.get("layers") is not None:

@@ -228,7 +228,7 @@ class RunState:
             self.history.mark(event.text)
             self.lr_events.append(event)
             changed |= {"loss", "ratio", "status"}
-        elif event.kind in ("non-finite", "monitor-error"):   # a watch()ed run's own findings
+        elif event.kind in ("non-finite", "monitor-error", "misuse"):   # a watched run's findings
             if event.kind == "non-finite":   # the plot's label: the place first, short
                 self.history.mark(f"NaN/inf {data.get('where') or event.text}")
                 changed.add("loss")

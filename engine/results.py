@@ -98,6 +98,9 @@ class LayerStats:
     # the lecture's first network (--stage): |t| > 0.99 per example, a bit per
     # unit (bit j = unit j); () where not measured (the deep stack, a recording)
     saturation_map: tuple[int, ...] = ()
+    # the lecture's first network: the histogram of the layer's input, the
+    # pre-activation (hpreact); None where not measured
+    preact_hist: Histogram | None = None
 
     @property
     def fam(self) -> str:

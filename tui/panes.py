@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from textual.widget import Widget
 
 from . import (calibration_pane, events_pane, health_pane, histogram_pane, loss_pane,
-               ratio_pane, samples_pane, saturation_pane, sweep_bars, sweep_plots,
-               sweep_view, weights_pane)
+               ratio_pane, samples_pane, saturation_map_pane, saturation_pane, sweep_bars,
+               sweep_plots, sweep_view, weights_pane)
 
 # How often a pane redraws. A plot (replot(): seen, dirty, drawn_at) on the
 # loss clock or SLOW_REFRESHES times slower (tui/app.py); a text pane
@@ -82,6 +82,9 @@ _PANES: list[Pane] = [
     Pane("gradients", lambda s: histogram_pane.HistogramPane(s, "gradient", id="grad-hist"),
          _follows("histograms"), SLOW, "activations", "activations",
          histogram_pane.GRADIENT_HELP, picks=True),
+    Pane("saturation_map", lambda s: saturation_map_pane.SaturationMapPane(id="saturation-map"),
+         _follows("saturation"), TEXT_CLOCK, "activations", "activations",
+         saturation_map_pane.HELP),
     # The first tab's copy of the gradient histograms: the design's four panes
     # side by side where the terminal holds them (GRID_MIN, app.tcss); it keeps
     # the default set of layers (p pages tab 2's).

@@ -26,6 +26,8 @@ from dataclasses import replace
 import torch
 
 from traintop.engine.config import TrainConfig
+from traintop.engine.results import Histogram
+from traintop.engine.steps.stats import BINS
 from .layers import BatchNorm1d, Linear, Tanh
 
 # Init scale of b1 and b2 per stage (W1's and W2's are config fields).
@@ -74,8 +76,22 @@ def saturation_map(t: torch.Tensor) -> tuple[int, ...]:
     return tuple(sum(w for w, on in zip(weights, row) if on) for row in white.tolist())
 
 
-def with_saturation_map(snap, stack):
-    """`snap` with the saturation map of each measured layer's last output."""
-    layers = tuple(replace(layer, saturation_map=saturation_map(stack.layers[layer.index].out))
+def with_first_network_figures(snap, stack):
+    """`snap` with the lecture's figures of the first network for each measured
+    layer: the saturation map of its last output and its pre-activation's
+    histogram (the output of the layer before it)."""
+    layers = tuple(replace(layer, saturation_map=saturation_map(stack.layers[layer.index].out),
+                           preact_hist=_histogram(stack.layers[layer.index - 1].out))
                    for layer in snap.layers)
     return replace(snap, layers=layers)
+
+
+def _histogram(t: torch.Tensor) -> Histogram:
+    """Density histogram over t's own range, as the snapshot's (torch.histc, BINS bins)."""
+    t = t.detach().float()
+    lo, hi = t.min().item(), t.max().item()
+    counts = torch.histc(t, bins=BINS).tolist()
+    if hi == lo:  # torch widens a zero-width range by 0.5 on each side
+        lo, hi = lo - 0.5, hi + 0.5
+    width = (hi - lo) / BINS
+    return Histogram(lo, hi, tuple(c / (t.numel() * width) for c in counts))

@@ -238,7 +238,7 @@ class Trainer:
     def _finish(self, step: int, loss_value: float, lr: float, ratios: torch.Tensor,
                 snap: StatsSnapshot | None) -> StepResult:
         if snap is not None and self.config.stage is not None:
-            snap = stages.with_saturation_map(snap, self.stack)
+            snap = stages.with_first_network_figures(snap, self.stack)
         ratio_values = snap.update_ratio_log10 if snap else tuple(ratios.tolist())
         self.steps_done = step
         if self.first_loss is None:

@@ -1,0 +1,96 @@
+"""The app on the lecture's first network (--stage): tab 2's saturation map
+of |h| > 0.99 (examples x units, dead units marked) with the h and
+pre-activation histograms, drawn from a real step's values; hidden for the
+deep stack; the keys that do not apply say so."""
+
+from __future__ import annotations
+
+import torch
+
+from textual.widgets import TabbedContent
+
+from traintop.data.dataset import build_dataset
+from traintop.engine.config import TrainConfig
+from traintop.engine.feed.messages import RunStarted, Status, Steps
+from traintop.engine.training.trainer import Trainer
+from traintop.tui import keys
+from traintop.tui.app import TraintopApp
+from traintop.tui.saturation_map_pane import SaturationMapPane, braille
+from tui_fakes import FakeSource, async_test, small_words, until
+
+
+def one_step(stage: str, steps: int = 1):
+    """`steps` real steps of `stage` (full diagnostics) and the last one's h, directly."""
+    dataset = build_dataset(small_words(), 3, 42, source="small")
+    trainer = Trainer(TrainConfig(stage=stage, stats_every=1), dataset, engine="fast")
+    results = tuple(trainer.step() for _ in range(steps))
+    result = results[-1]
+    h = trainer.stack.layers[trainer.stack.tanh_positions()[0]].out.detach().clone()
+    pre = trainer.stack.layers[trainer.stack.tanh_positions()[0] - 1].out.detach().clone()
+    messages = [RunStarted(trainer.info(), None), Steps(results),
+                Status(step=steps, lr=0.1, running=False, finished=False, steps_per_sec=0.0)]
+    return messages, h, pre, result
+
+
+async def show_activations(pilot, app) -> None:
+    await until(pilot, lambda: not app.source.queue and app.state.status is not None,
+                what="the run to load")
+    await pilot.press(keys.tab_key("activations"))
+    await until(pilot, lambda: app.query_one(TabbedContent).active == "activations",
+                what="tab 2")
+    await pilot.pause(0.2)
+
+
+def test_the_figures_are_the_steps():
+    messages, h, pre, result = one_step("original", 3)
+    layer = result.stats.layers[0]
+    white = h.abs() > 0.99
+    # the original init saturates h: the lecture's mostly white image; at step 3
+    # of this data one column is white on all 32 examples (a dead unit)
+    assert white.float().mean() > 0.5 and int(white.all(0).sum()) == 1
+    hist = torch.histogram(pre.float(), bins=100, density=True)
+    assert torch.allclose(torch.tensor(layer.preact_hist.density, dtype=torch.float64),
+                          hist.hist.double(), rtol=1e-4, atol=1e-6)
+    assert abs(layer.preact_hist.lo - float(pre.min())) < 1e-5
+
+
+@async_test
+async def test_saturation_map_pane_shows_the_batch():
+    messages, h, _, _ = one_step("original", 3)
+    white = h.abs() > 0.99
+    dead = [j for j in range(200) if bool(white[:, j].all())]
+    app = TraintopApp(FakeSource(messages))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_activations(pilot, app)
+        pane = app.query_one(SaturationMapPane)
+        await until(pilot, lambda: pane.display and pane.shown_layer is not None, what="the map")
+        title = pane.border_title
+        assert "32 examples x 200 units" in title and "step 3" in title
+        assert f"white {white.float().mean().item():.1%}" in title
+        assert f"dead {len(dead)} ▲" in title
+        lines = str(pane.content).split("\n")
+        # 8 braille rows of 4 examples, 2 units a character at this width
+        rows, cells = braille(white.tolist(), pane.size.width - 4)
+        assert lines[:8] == rows and all(len(r) == 100 for r in rows)
+        marks = [c for c, ch in enumerate(lines[8]) if ch == "▲"]
+        assert len(dead) == 1 and marks == [dead[0] // 2]
+        # a dot a unit at this width: the first character is units 0, 1 of examples 0-3
+        code = ord(lines[0][0]) - 0x2800
+        assert bool(code & 0x01) == bool(white[0, 0]) and bool(code & 0x08) == bool(white[0, 1])
+        assert bool(code & 0x40) == bool(white[3, 0]) and bool(code & 0x80) == bool(white[3, 1])
+        assert lines[9].startswith("h       [-1.00, +1.00]")
+        assert lines[10].startswith("pre-act")
+
+
+@async_test
+async def test_the_deep_stack_has_no_map():
+    dataset = build_dataset(small_words(), 3, 42, source="small")
+    trainer = Trainer(TrainConfig(n_hidden=30, stats_every=1), dataset, engine="fast")
+    result = trainer.step()
+    assert result.stats.layers[0].saturation_map == ()
+    app = TraintopApp(FakeSource([RunStarted(trainer.info(), None), Steps((result,)),
+                                  Status(step=1, lr=0.1, running=False, finished=False,
+                                         steps_per_sec=0.0)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_activations(pilot, app)
+        assert not app.query_one(SaturationMapPane).display

@@ -104,7 +104,7 @@ class TraintopCallback(TrainerCallback):
             loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
             if not isinstance(loss, torch.Tensor):
                 return
-            self._losses.append(loss.detach().float().reshape(-1).mean())
+            self._losses.append(loss.detach().float() if loss.numel() == 1 else loss.detach().float().mean())
             self._summed = kwargs.get("num_items_in_batch") is not None
             if loss.requires_grad and (self._sync is None or self._sync.sync_gradients):
                 loss.register_hook(self._backward_started)   # the step's last backward
@@ -142,7 +142,9 @@ class TraintopCallback(TrainerCallback):
         try:
             losses = self._losses
             loss = None
-            if losses:
+            if len(losses) == 1:
+                loss = losses[0] * self._ranks if self._summed and self._ranks != 1 else losses[0]
+            elif losses:
                 total = torch.stack(losses).sum()
                 loss = total * self._ranks if self._summed else total / len(losses)
             w.step(loss, grad_norm=self._grad_norm)

@@ -98,12 +98,14 @@ class TraintopCallback(Callback):
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             if loss is not None and hasattr(loss, "detach"):
                 # training_step's loss, divided by accumulate_grad_batches for backward
-                self._losses.append(loss.detach() * trainer.accumulate_grad_batches)
+                n = trainer.accumulate_grad_batches
+                self._losses.append(loss.detach() * n if n != 1 else loss.detach())
             if trainer.global_step == self._seen_step:
                 return                         # a micro-batch: the step is still accumulating
             self._seen_step = trainer.global_step
             losses, self._losses = self._losses, []
-            mean = sum(losses[1:], losses[0]) / len(losses) if losses else None
+            mean = (losses[0] if len(losses) == 1 else
+                    sum(losses[1:], losses[0]) / len(losses)) if losses else None
             with lr_shown(self._optimizer, self._lr):
                 w.step(mean, grad_norm=self._grad_norm)
             self._grad_norm = self._lr = None

@@ -94,3 +94,23 @@ async def test_the_deep_stack_has_no_map():
     async with app.run_test(size=(120, 40)) as pilot:
         await show_activations(pilot, app)
         assert not app.query_one(SaturationMapPane).display
+
+
+@async_test
+async def test_keys_that_do_not_apply_say_so():
+    """gain, BatchNorm and fan-in are the stage's: the keys send no restart
+    (the trainer would refuse it: test_stages.py) and say why."""
+    messages, _, _, _ = one_step("kaiming")
+    app = TraintopApp(FakeSource(messages))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: not app.source.queue and app.state.status is not None,
+                    what="the run to load")
+        for key, word in (("G", "gain"), ("g", "gain"), ("b", "batchnorm"), ("f", "fan-in")):
+            await pilot.press(key)
+            await pilot.pause(0.05)
+            notices = [n.message for n in app._notifications]
+            assert notices and notices[-1].startswith(f"{word}: not for --stage kaiming"), notices
+        assert not [c for c in app.source.commands if c.name == "restart"]
+        await pilot.press("r")
+        await until(pilot, lambda: any(c.name == "restart" for c in app.source.commands),
+                    what="r restarts")

@@ -152,7 +152,7 @@ class KeyActions:
         self.send("scale_lr", factor=float(factor), **self.run_args())
 
     def action_gain(self, direction: int) -> None:
-        if self.state.info is None or self.swept_in_overview("gain"):
+        if self.state.info is None or self.swept_in_overview("gain") or self.stage_sets("gain"):
             return
         gain = next_gain(self.state.info.config["gain"], int(direction))
         if gain is None:
@@ -162,9 +162,19 @@ class KeyActions:
         self.send("restart", gain=gain, **self.run_args())
 
     def action_toggle(self, key: str) -> None:
-        if self.state.info is None or self.swept_in_overview(key):
+        if self.state.info is None or self.swept_in_overview(key) or self.stage_sets(key):
             return
         self.send("restart", **{key: not self.state.info.config[key]}, **self.run_args())
+
+    def stage_sets(self, key: str) -> bool:
+        """The lecture's first network (--stage) has its init set by the stage:
+        the gain, BatchNorm and fan-in keys do not apply to it (the trainer
+        would refuse the restart), and say so instead."""
+        stage = self.state.info.config.get("stage")
+        if stage:
+            self.notify(f"{key.replace('_', '-')}: not for --stage {stage} (the stage sets "
+                        "the init)", timeout=3)
+        return bool(stage)
 
     def action_restart(self) -> None:
         self.send("restart", **self.run_args())

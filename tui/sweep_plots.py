@@ -8,12 +8,14 @@ Their state is the app's SweepState; each reads its runs' RunStates.
 from __future__ import annotations
 
 import math
+import re
 
 from rich.text import Text
 
 from .plot_pane import PlotPane
 from .plotting import (COLORS, NO_COLOR_MARKERS, RICH_COLORS, axis_end, border_legend,
-                       downsample, draw_markers, finite_points, plot_width, steady_range, style)
+                       downsample, draw_markers, finite_points, plot_width, steady_range,
+                       step_ticks, style)
 
 GUIDE = -3.0   # the update:data ratio's rule of thumb (as tui/ratio_pane.py)
 PLOT_CELLS = (24, 6)   # the least columns and rows of one small multiple
@@ -42,7 +44,9 @@ def legend(pane, sweep, no_color: bool) -> str:
     fit and how many more. A value is never cut: the border would end it in
     `…`, and the last run's colour would name nothing."""
     labels = [sweep.label(k) for k in range(len(sweep.runs))]
-    values = [" ".join(part.partition("=")[2] or part for part in label.split())
+    # "gain=5/3 (run 2)", a run restarted to another's values: "5/3#2"
+    values = [re.sub(r" \(run (\d+)\)$", r"#\1",
+                     " ".join(part.partition("=")[2] or part for part in label.split()))
               for label in labels]
     room = (pane.size.width or 80) - 6
     for candidate in (border_legend(labels, no_color), border_legend(values, no_color),
@@ -122,6 +126,7 @@ class SweepLossPane(PlotPane):
         lo, hi = steady_range(min(every), max(every))
         plt.ylim(lo, hi)
         plt.xlim(0, axis_end(self.tick))
+        step_ticks(plt, axis_end(self.tick))   # whole steps, never 312.5
         draw_markers(plt, self.markers, 0, axis_end(self.tick), None)
         plt.xlabel("step · grey: restarts, lr changes")
 
@@ -163,6 +168,7 @@ class SweepRatioPane(PlotPane):
         lo, hi = steady_range(min(values), max(values))
         plt.ylim(lo, hi)
         plt.xlim(0, axis_end(self.tick))
+        step_ticks(plt, axis_end(self.tick))   # whole steps, never 312.5
         draw_markers(plt, self.markers, 0, axis_end(self.tick), None)
 
 

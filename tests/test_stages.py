@@ -186,11 +186,22 @@ def test_an_option_that_does_not_apply_is_one_line():
     assert "--gain: does not apply" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_json_and_eval(small_file):
+def test_json_eval_and_record(small_file, tmp_path):
+    recording = tmp_path / "stage.jsonl"
     proc = run_cli("--stage", "fix-tanh", "--steps", "30", "--eval", "train,val", "--json",
-                   "--engine", "fast", "--data", small_file)
+                   "--engine", "fast", "--data", small_file, "--record", str(recording))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
+    # the recording says which network it is, and holds its steps
+    from traintop.engine.feed.messages import RunStarted, Steps
+    from traintop.engine.recording.opener import load
+
+    messages = load(recording).messages
+    started = next(m for m in messages if isinstance(m, RunStarted))
+    assert started.info.config["stage"] == "fix-tanh"
+    assert started.info.layer_kinds == ("Linear", "Tanh", "Linear")
+    losses = [r.loss for m in messages if isinstance(m, Steps) for r in m.results]
+    assert len(losses) == 30 and losses[-1] == pytest.approx(doc["last_loss"])
     assert doc["config"]["stage"] == "fix-tanh" and doc["config"]["n_hidden"] == 200
     assert doc["steps"] == 30 and doc["first_loss"] > doc["last_loss"]
     assert set(doc["eval"]) == {"train", "val"} and 2 < doc["eval"]["val"] < 3.4

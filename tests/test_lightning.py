@@ -1,6 +1,7 @@
 """TraintopCallback for PyTorch Lightning against watch() in a plain loop: the same
 model, seed and batches under accumulation, clipping and fp16 mixed precision give
-the same steps, losses, lrs, gradients (unscaled, clipped) and update ratios."""
+the same steps, losses, lrs, gradients (unscaled, clipped) and update ratios; and
+under bf16-mixed, where Lightning runs the closure inside optimizer.step."""
 
 from __future__ import annotations
 
@@ -82,36 +83,40 @@ class Spy(TraintopCallback):
         self.watcher.step = spied
 
 
-def fit(path, module=None, **options):
+def fit(path, module=None, precision="16-mixed", **options):
     X, Y = data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=BATCH)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accumulate_grad_batches=ACCUMULATE,
                         gradient_clip_val=CLIP,
-                        plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler())],
+                        # 16-mixed: the plugin with a CPU GradScaler (see scaler());
+                        # bf16-mixed: autocast only, and the closure runs inside optimizer.step
+                        **({"plugins": [MixedPrecision("16-mixed", "cpu", scaler=scaler())]}
+                           if precision == "16-mixed" else {"precision": precision}),
                         callbacks=[Spy(path, **options)])
     module = module or Module()
     trainer.fit(module, loader)
     return trainer, module
 
 
-def plain_loop(path, every):
+def plain_loop(path, every, precision="16-mixed"):
     """The same training written by hand, recorded by watch()."""
     net = make_net()
     opt = torch.optim.Adam(net.parameters(), lr=LR)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-    amp = scaler()
+    fp16 = precision == "16-mixed"
+    amp = scaler() if fp16 else torch.amp.GradScaler("cpu", enabled=False)   # disabled: a no-op
     # the clip threshold and the scaler, as the callback passes them (where watch() takes them)
     w = watch(net, path, optimizer=opt, every=every,
-              **with_framework({}, max_grad_norm=CLIP, scaler=amp))
+              **with_framework({}, max_grad_norm=CLIP, scaler=amp if fp16 else None))
     X, Y = data()
     batches = list(zip(X.split(BATCH), Y.split(BATCH)))
     expected = []
     for start in range(0, len(batches), ACCUMULATE):
         losses = []
         for x, y in batches[start:start + ACCUMULATE]:
-            with torch.autocast("cpu", dtype=torch.float16):
+            with torch.autocast("cpu", dtype=torch.float16 if fp16 else torch.bfloat16):
                 loss = F.cross_entropy(net(x).float(), y)
             amp.scale(loss / ACCUMULATE).backward()   # Lightning divides by the setting
             losses.append(loss.detach())
@@ -135,9 +140,10 @@ def results(path):
     return [r for m in load(path).messages if isinstance(m, Steps) for r in m.results]
 
 
-def test_lightning_records_as_watch_in_a_plain_loop(tmp_path):
-    trainer, module = fit(tmp_path / "pl.jsonl", every=2)
-    expected = plain_loop(tmp_path / "plain.jsonl", every=2)
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_lightning_records_as_watch_in_a_plain_loop(tmp_path, precision):
+    trainer, module = fit(tmp_path / "pl.jsonl", precision=precision, every=2)
+    expected = plain_loop(tmp_path / "plain.jsonl", every=2, precision=precision)
     got, want = results(tmp_path / "pl.jsonl"), results(tmp_path / "plain.jsonl")
 
     # one step per optimizer step: 26 micro-batches of 4 are 7 steps, not 26

@@ -229,3 +229,19 @@ def test_stage_sweep_ends_on_the_loss_log(small_file):
         train, val = float(cells[1]), float(cells[2])
         assert 2 < val < (30 if stage == "original" else 3.4) and train > 2
         assert (float(cells[3]), float(cells[5])) == STAGE_LOSS_LOG[stage]
+
+
+def test_a_stage_sweep_batches_and_keeps_the_map(small_dataset):
+    """original and fix-softmax have one shape: one batched step trains both,
+    and each run's saturation map is its own batch's h (as its solo run's)."""
+    from traintop.engine.sweep.spec import parse_sweep
+    from traintop.engine.sweep.trainer import SweepTrainer
+
+    runs = parse_sweep(["stage=original,fix-softmax"], TrainConfig(stats_every=1))
+    sweep = SweepTrainer(runs, small_dataset, engine="fast")
+    assert [(idx, group is not None) for idx, group in sweep.groups] == [([0, 1], True)]
+    batched = sweep.step()
+    for run, result in zip(runs, batched):
+        solo = Trainer(run.config, small_dataset, engine="fast").step()
+        assert result.stats.layers[0].saturation_map == solo.stats.layers[0].saturation_map
+        assert math.isclose(result.loss, solo.loss, rel_tol=1e-6)

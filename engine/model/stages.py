@@ -80,10 +80,17 @@ def with_first_network_figures(snap, stack):
     """`snap` with the lecture's figures of the first network for each measured
     layer: the saturation map of its last output and its pre-activation's
     histogram (the output of the layer before it)."""
-    layers = tuple(replace(layer, saturation_map=saturation_map(stack.layers[layer.index].out),
-                           preact_hist=_histogram(stack.layers[layer.index - 1].out))
-                   for layer in snap.layers)
-    return replace(snap, layers=layers)
+    def figures(layer):
+        # A sweep's batched step sets only the measured outputs (a run's
+        # pre-activation then has no histogram; its stack's is None, never
+        # another step's: a run joins a batched group only with a fresh stack).
+        out, pre = stack.layers[layer.index].out, stack.layers[layer.index - 1].out
+        if out is None:
+            return layer
+        return replace(layer, saturation_map=saturation_map(out),
+                       preact_hist=None if pre is None else _histogram(pre))
+
+    return replace(snap, layers=tuple(figures(layer) for layer in snap.layers))
 
 
 def _histogram(t: torch.Tensor) -> Histogram:

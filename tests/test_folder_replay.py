@@ -77,3 +77,26 @@ def test_a_folder_with_no_recording_is_one_line(tmp_path, capsys):
     assert err.strip() == f"traintop: error: {tmp_path}: no traintop recordings found"
     assert cli.main(["replay", str(tmp_path / "nope"), str(tmp_path)]) == 2
     assert "nope: no such file or folder" in capsys.readouterr().err
+
+
+def test_the_overview_folds_what_json_prints(mixed):
+    """The app's runs (FolderSource, each recording read whole) hold the
+    figures and findings `replay --json` prints for each recording."""
+    from traintop.commands.replay import summary
+    from traintop.engine.recording.folder_source import FolderSource
+    from traintop.engine.viewer.sweep_state import SweepState
+
+    root, _ = mixed
+    source = FolderSource([str(root)])
+    source.start()
+    state = SweepState()
+    while not source.loaded:
+        for message in source.poll(limit=7):     # small polls: blocks cut anywhere
+            state.apply(message)
+    assert state.labels == ("a/small", "b/deep", "lecture") and not source.catching_up
+    for run, path in zip(state.runs, source.run_paths()):
+        run.meta = source.files[source.run_paths().index(path)].found.meta
+        assert run.report() == summary(path)
+    assert [f.message for f in state.runs[1].findings()] == \
+        [h["message"] for h in summary(root / "b" / "deep.jsonl")["health"]]
+    source.close()

@@ -7,8 +7,8 @@ as long as the viewer is open) and says the runs as a Sweep with no swept
 keys, labelled by what differs (traintop.engine.recording.folder). A
 recording that is itself a sweep adds one run per run of it.
 
-replay (follow=False): the recordings there when it opens, each read to its
-end and closed, so hundreds of them hold few files open. attach
+replay (follow=False): the recordings there when it opens, each read whole
+in turn (WholeRecording: as `replay --json` folds it), one file open at a time. attach
 (follow=True): the PATHs are looked at again every RESCAN_SECONDS, and a
 recording that appears later (a new Tune trial, a late rank) joins as a
 new run (Sweep with grows=True: the runs already there keep their state).
@@ -21,12 +21,98 @@ import time
 from pathlib import Path
 
 from traintop.data.errors import InputError
-from traintop.engine.feed.messages import Command, Message, Sweep
+from traintop.engine.feed.messages import Command, Event, Message, Status, Steps, Sweep
+from traintop.engine.recording.coalesce import coalesced
 from traintop.engine.recording.folder import Found, discover, labels
 from traintop.engine.recording.follow_source import FollowSource
+from traintop.engine.recording.lines import LineDecoder
+from traintop.engine.recording.opener import read
+from traintop.engine.step_block import StepBlock
 
 RESCAN_SECONDS = 1.0
 POLL_SECONDS = 0.05     # a poll's reading stops after this long; the next goes on
+
+
+class WholeRecording:
+    """A finished recording read start to end, as `replay --json` folds it:
+    its steps coalesced into blocks, their stats snapshots left undecoded
+    but a run's latest where its block goes out (at its end, or before an
+    event of its own), so a folder of hundreds of recordings reads in
+    seconds, and its figures and findings are those its --json prints.
+    One file is open at a time: the one being read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.decoder = LineDecoder(str(path), snapshots=False)
+        self._messages = None
+        self._held: dict[int, Steps] = {}    # run -> its latest block, not gone out yet
+        self.done = False
+        self.failed: str | None = None
+        self.finished = self.quiet = False
+
+    def start(self) -> None:
+        pass      # opened by the first poll: one file open at a time
+
+    def poll(self, limit: int = 1000) -> list[Message]:
+        if self.done:
+            return []
+        if self._messages is None:
+            self._messages = coalesced(read(self.path, self.decoder))
+        out: list[Message] = []
+        while len(out) < limit:
+            try:
+                m = next(self._messages)
+            except StopIteration:
+                self.done = self.finished = True
+                break
+            except InputError as exc:   # cut short or corrupt: what was read stays
+                self.done, self.failed = True, str(exc)
+                out += self._release()
+                out.append(Event("error", 0, self.failed))
+                return out
+            if isinstance(m, Steps):
+                out += self._release(m.run)
+                self._held[m.run] = m
+            elif isinstance(m, Status):
+                out.append(m)            # where it stands: no need to wait for the steps
+            else:
+                out += self._release(getattr(m, "run", None))
+                out.append(m)
+        if self.done:
+            out += self._release()
+        return out
+
+    def _release(self, run: int | None = None) -> list[Message]:
+        """The held blocks (of `run`, or every run), each with its run's latest
+        snapshot where that is one of its steps."""
+        import numpy as np   # where used: the app's first frame does not wait for it
+
+        out = []
+        for r in ([run] if run is not None else list(self._held)):
+            held = self._held.pop(r, None)
+            if held is None:
+                continue
+            block, snapshot = held.results, self._snapshot(r)
+            if snapshot is not None and isinstance(block, StepBlock):
+                rows = np.flatnonzero(block.steps == snapshot.step)
+                if len(rows):
+                    block.stats = {**block.stats, int(rows[-1]): snapshot}
+            out.append(held)
+        return out
+
+    def _snapshot(self, run: int):
+        try:
+            return self.decoder.snapshot(run)
+        except InputError:
+            return None
+
+    def position(self) -> tuple[str, str | None]:
+        return "replay", None
+
+    def close(self) -> None:
+        if self._messages is not None:
+            self._messages.close()     # the generator's `with` closes the file
+        self.done = True
 
 
 @dataclasses.dataclass
@@ -34,7 +120,7 @@ class FileRun:
     """One recording and the runs it feeds."""
 
     found: Found
-    source: FollowSource
+    source: FollowSource | WholeRecording
     slots: list[int]                       # its run k -> the view's run index
     inner: tuple[str, ...] = ()            # a sweep recording's own labels
     done: bool = False                     # replay: read to its end and closed
@@ -66,8 +152,8 @@ class FolderSource:
         known = {f.found.path for f in self.files}
         new, self.left_out = discover(self.paths, known, missing_ok)
         for found in new:
-            source = FollowSource(found.path, quiet_after=self.quiet_after, clock=self._clock,
-                                  jump=self.jump)
+            source = (FollowSource(found.path, quiet_after=self.quiet_after, clock=self._clock,
+                                   jump=self.jump) if self.follow else WholeRecording(found.path))
             self.files.append(FileRun(found, source, [len(self.owner)]))
             self.owner.append((len(self.files) - 1, 0))
             if self._started:
@@ -109,21 +195,31 @@ class FolderSource:
         if self._announce:
             self._announce = False
             out.append(self.sweep())
-        live = [k for k, f in enumerate(self.files) if not f.done]
         deadline = time.monotonic() + POLL_SECONDS
-        for j in range(len(live)):
-            k = live[(self._cursor + j) % len(live)]
+        if not self.follow:
+            # one recording after the other, each read whole (one file open at a time)
+            for k, f in enumerate(self.files):
+                while not f.done and len(out) < limit and time.monotonic() <= deadline:
+                    for m in f.source.poll(limit):
+                        out += self._renumbered(k, f, m)
+                    f.done = f.source.done
+                if not f.done:
+                    break
+            return out
+        for j in range(len(self.files)):
+            k = (self._cursor + j) % len(self.files)
             f = self.files[k]
-            got = f.source.poll(limit)
-            for m in got:
+            for m in f.source.poll(limit):
                 out += self._renumbered(k, f, m)
-            if not got and not self.follow:
-                f.done = True        # read to its end: its file closed, its runs stay
-                f.source.close()
             if time.monotonic() > deadline or len(out) >= limit:
-                self._cursor = (self._cursor + j + 1) % max(1, len(live))
+                self._cursor = (k + 1) % len(self.files)
                 break
         return out
+
+    @property
+    def catching_up(self) -> bool:
+        """A replay still reading its recordings: the app draws once they are in."""
+        return not self.follow and not self.loaded
 
     def _renumbered(self, k: int, f: FileRun, m: Message) -> list[Message]:
         if isinstance(m, Sweep):      # a sweep recording: one run per run of it

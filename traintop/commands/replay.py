@@ -16,14 +16,14 @@ import json
 import sys
 
 from traintop.data.errors import InputError
-from traintop.engine.feed.messages import Steps, Sweep
+from traintop.engine.feed.messages import Sweep
+from traintop.engine.recording.coalesce import coalesced
 from traintop.engine.recording.folder import discover, is_folder_args, labels
 from traintop.engine.viewer.run_state import RunState
 from traintop.engine.viewer.sweep_state import SweepState
 from traintop.engine.training.history import History
 from traintop.engine.recording.lines import LineDecoder
 from traintop.engine.recording.opener import read
-from traintop.engine.step_block import StepBlock
 from .options import Parser
 
 # Steps folded together by --json (see _coalesced).
@@ -101,30 +101,8 @@ def summary(path: str) -> dict:
 
 
 def _coalesced(messages, steps: int | None = None):
-    """Runs of consecutive Steps messages of one run as one (up to `steps`
-    results): RunState folds a block in a few numpy passes, so one block of
-    10,000 steps costs what one line of 70 does, and the state after it is the
-    same. A sweep's runs take turns line by line: each run's steps are held
-    apart, and every held block goes out before any other message."""
-    steps = COALESCE_STEPS if steps is None else steps
-    held: dict[int, list] = {}   # run -> its blocks held, joined when they go out
-
-    def blocks():
-        for run, parts in held.items():
-            yield Steps(StepBlock.concat(parts), run=run)
-        held.clear()
-
-    for message in messages:
-        if isinstance(message, Steps):
-            parts = held.setdefault(message.run, [])
-            parts.append(message.results)
-            if sum(map(len, parts)) >= steps:
-                yield Steps(StepBlock.concat(parts), run=message.run)
-                del held[message.run]
-            continue
-        yield from blocks()
-        yield message
-    yield from blocks()
+    """engine.recording.coalesce, by COALESCE_STEPS (tests change it here)."""
+    return coalesced(messages, COALESCE_STEPS if steps is None else steps)
 
 
 def folder_summary(paths: list[str]) -> dict:

@@ -322,6 +322,24 @@ def test_marker_texts_leave_the_legend_and_each_other_alone():
     assert len(texts[700]) > 18             # not cut at 18 where the room holds more
 
 
+def test_a_narrow_status_line_keeps_the_health_summary_shorter():
+    from traintop.tui.status_line import fit_status, health_summary
+
+    class F:
+        def __init__(self, severity):
+            self.severity = severity
+
+    summary = health_summary([[F("error"), F("warn"), F("info")], [F("error")]], "4")
+    assert summary == "health: 2 errors, 1 warn (tab 4)"
+    assert health_summary([[F("info")]]) == ""
+    line = f"step 300 · lr 0.1 · gain 1 · BatchNorm on · 812 steps/s · running · {summary}"
+    assert fit_status(line, 200) == line
+    assert fit_status(line, 95) == ("step 300 · lr 0.1 · gain 1 · BatchNorm on · 812 steps/s · "
+                                    "running · health: 2 errors, 1 warn")
+    assert fit_status(line, 78) == ("step 300 · lr 0.1 · 812 steps/s · running · "
+                                    "health: 2 errors, 1 warn")
+
+
 def test_the_status_line_names_the_gain_as_the_markers_do():
     from traintop.engine.training.trainer import describe
     from traintop.tui.status_line import gain_text

@@ -50,7 +50,8 @@ def legend_figures(layer, kind: str, brief: bool = False) -> str:
     if brief and kind == "activation":
         return f"μ{layer.mean:+.2f} σ{layer.std:.2f} {layer.saturation_pct:.0f}%"
     if brief:
-        return f"μ{layer.grad_mean:+.0e} σ{layer.grad_std:.1e}"
+        return f"μ{layer.grad_mean:+.0e} σ{layer.grad_std:.1e}" if layer.grad_mean else \
+            f"μ0 σ{layer.grad_std:.1e}"
     if kind == "activation":
         return (f"mean {layer.mean:+.2f} std {layer.std:.2f} "
                 f"sat {layer.saturation_pct:.1f}%")
@@ -78,12 +79,15 @@ class HistogramPane(PlotPane):
         figures = [legend_figures(l, self.kind) for l in drawn]
         width = self.label_width(0.6) - max((len(f) for f in figures), default=0)
         labels = short_labels([l.label for l in drawn], max(8, width))
-        self.names = short_labels([l.label for l in drawn], 16)
+        names = [badge(marks.get(l.index)) + n
+                 for l, n in zip(drawn, short_labels([l.label for l in drawn], 16))]
+        # The border's legend (a short pane) carries the figures too, briefly,
+        # where they all fit in it; else the names alone.
+        briefs = [f"{n} {legend_figures(l, self.kind, brief=True)}" for n, l in zip(names, drawn)]
+        room = (self.size.width or 80) - 6
+        self.names = briefs if sum(len(b) + 4 for b in briefs) <= room else names
         self.lines = []
         for k, l in enumerate(drawn):
-            # the border's legend (a short pane) carries the figures too, briefly
-            self.names[k] = (badge(marks.get(l.index)) + self.names[k] + " "
-                             + legend_figures(l, self.kind, brief=True))
             hist = l.hist if self.kind == "activation" else l.grad_hist
             self.lines.append((f"{badge(marks.get(l.index))}{labels[k]} {figures[k]}",
                                list(hist.centers()), list(hist.density)))

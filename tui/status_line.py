@@ -10,6 +10,8 @@ head comes first; a tail takes the place of the rate and the run word.
 
 from __future__ import annotations
 
+import re
+
 from textual.widgets import Static
 
 from traintop.engine.config import gain_label, parse_gain
@@ -122,6 +124,10 @@ def fit_status(text: str, width: int) -> str:
     if width <= 0 or len(text) <= width:
         return text
     parts = text.split(" · ")
+    # The health summary says less before any segment goes: `health: 5 warn`.
+    parts = [re.sub(r" \(tab \d+\)$", "", p) if p.startswith("health: ") else p for p in parts]
+    if len(" · ".join(parts)) <= width:
+        return " · ".join(parts)
     for prefix in DROPPABLE:
         for i in range(len(parts) - 1, -1, -1):
             if parts[i].startswith(prefix):

@@ -124,6 +124,7 @@ class FileRun:
     slots: list[int]                       # its run k -> the view's run index
     inner: tuple[str, ...] = ()            # a sweep recording's own labels
     done: bool = False                     # replay: read to its end and closed
+    caught_up: bool = False                # attach: read once to where its writer is
 
 
 class FolderSource:
@@ -209,8 +210,10 @@ class FolderSource:
         for j in range(len(self.files)):
             k = (self._cursor + j) % len(self.files)
             f = self.files[k]
-            for m in f.source.poll(limit):
+            got = f.source.poll(limit)
+            for m in got:
                 out += self._renumbered(k, f, m)
+            f.caught_up = f.caught_up or not got or at_end(f.source)
             if time.monotonic() > deadline or len(out) >= limit:
                 self._cursor = (k + 1) % len(self.files)
                 break
@@ -218,8 +221,11 @@ class FolderSource:
 
     @property
     def catching_up(self) -> bool:
-        """A replay still reading its recordings: the app draws once they are in."""
-        return not self.follow and not self.loaded
+        """Still reading the recordings there when it opened (a replay's, or
+        the backlog an attach joins): the app draws once they are in."""
+        if not self.follow:
+            return not self.loaded
+        return not all(f.caught_up for f in self.files)
 
     def _renumbered(self, k: int, f: FileRun, m: Message) -> list[Message]:
         if isinstance(m, Sweep):      # a sweep recording: one run per run of it
@@ -275,6 +281,9 @@ class FolderSource:
             return Position("attach", f"waiting for recordings under {' '.join(self.paths)}")
         words = [f"{counts[w]} {w}" for w in ("live", "quiet", "finished", "failed")
                  if w in counts]
+        caught = sum(f.caught_up for f in self.files)
+        if caught < n:      # the backlog first: the panes are drawn once it is read
+            words.insert(0, f"reading {caught} of {n} recordings")
         return Position("attach", " · ".join(words), by_run)
 
     def send(self, command: Command) -> None:
@@ -292,3 +301,10 @@ class Position(tuple):
         self = super().__new__(cls, (head, tail))
         self.by_run = by_run
         return self
+
+
+def at_end(source: FollowSource) -> bool:
+    """The follower has read its file as far as the writer has written it (a
+    busy writer may never leave a poll with nothing new)."""
+    file = source._file      # the follower's open file, its offset: same package
+    return file is None or source._offset >= file.size

@@ -69,7 +69,9 @@ RULES: tuple[Rule, ...] = (
          "The first loss against -log(1/vocab), the loss of a uniform guess (3.2958 for 27 "
          f"characters). Warn above {T.initial_loss_warn_ratio:g}x it, error above "
          f"{T.initial_loss_error_ratio:g}x: the output starts confidently wrong and the first "
-         "steps are spent squashing it (the hockey-stick loss). Scale the last layer down."),
+         "steps are spent squashing it (the hockey-stick loss). Scale the last layer down, "
+         "unless the init's activations grow with depth or saturate: then the gain (or "
+         "fan-in off) makes the logits large, and the finding says so."),
     Rule("loss-diverging", "Loss diverging",
          f"The loss's median over the last {T.loss_window} steps against the uniform guess "
          f"-log(1/vocab): above {T.loss_far_warn_ratio:g}x it (warn) or "
@@ -82,8 +84,11 @@ RULES: tuple[Rule, ...] = (
          "sigmoid t < 0.015 or t > 0.985), where almost no gradient passes. The lecture aims "
          "at about 5% at init; its healthy stack without BatchNorm starts near 20% on layer 1 "
          f"and drifts up as it trains. Warn above {T.saturation_warn_pct:g}%, error above "
-         f"{T.saturation_error_pct:g}%. Not judged for ReLU- or GELU-like layers: their share "
-         "of zeros or of the negative regime is no saturation (about half is normal)."),
+         f"{T.saturation_error_pct:g}%. Saturation there at init is the init's (lower the gain, "
+         "keep fan-in on); grown while training it is the learning rate's (or no BatchNorm's), "
+         "and only a note (info) while the loss still goes down. Not judged for ReLU- or "
+         "GELU-like layers: their share of zeros or of the negative regime is no saturation "
+         "(about half is normal), nor for the lecture's linear stack (n/a: no activation)."),
     Rule("dead-neurons", "Dead neurons",
          "Units (features, or channels of a convolution) that pass no gradient on every "
          "example and position of the batch: tanh/sigmoid-like saturated everywhere, "
@@ -91,16 +96,20 @@ RULES: tuple[Rule, ...] = (
          "threshold everywhere (GELU -3, SiLU/Mish -6, ELU-like -5, where the slope is under "
          "about 1%). They get no gradient and never learn. Healthy: none. Warn on any, error "
          f"above {T.dead_error_pct:g}% of a layer's units (batches under "
-         f"{T.dead_min_batch} observations per unit are not judged)."),
+         f"{T.dead_min_batch} observations per unit are not judged). As with saturation, "
+         "dead at init is the init's, grown while training the learning rate's."),
     Rule("activation-shrink", "Activations shrinking",
          "Activation std from the first hidden block to the last, as a factor per layer. "
-         f"Below x{T.shrink_warn_factor:g} (warn) or x{T.shrink_error_factor:g} (error) the "
-         "signal fades with depth: the init gain is too low (tanh needs 5/3, a linear "
-         "stack 1) or BatchNorm is off."),
+         f"Below x{T.shrink_warn_factor:g} (warn) or x{T.shrink_error_factor:g} (error), or "
+         f"over the whole chain below x{T.shrink_chain_warn_factor:g} (warn) or "
+         f"x{T.shrink_chain_error_factor:g} (error), the signal fades with depth: the init "
+         "gain is too low (tanh needs 5/3, a linear stack 1) or BatchNorm is off. The "
+         "lecture's tanh stack at gain 1 halves its std over five layers at x0.85 per layer."),
     Rule("activation-grow", "Activations growing",
          "The same factor above "
          f"x{T.grow_warn_factor:g} (warn) or x{T.grow_error_factor:g} (error): the signal "
-         "blows up with depth and soon overflows; the gain is too high."),
+         "blows up with depth and soon overflows; the gain is too high, or fan-in normalisation "
+         "is off (each layer then multiplies the signal by about sqrt(fan-in))."),
     Rule("gradient-vanish", "Gradients vanishing",
          "Std of dloss/d(activation) as the gradient travels from the last hidden block back "
          f"to the first, as a factor per layer. Below x{T.vanish_warn_factor:g} (warn) or "

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from traintop.data.errors import InputError
+from traintop.engine.config import parse_gain
 from traintop.engine.results import StatsSnapshot
 
 
@@ -69,24 +71,40 @@ def init_fix(config: dict, what: str, lead: str = "it was so at init: ") -> str:
 
 def _init_fix(config: dict, what: str) -> str:
     linear = config.get("activation") == "linear"
-    right = "1 for a linear stack" if linear else "5/3 for tanh"
+    right, right_text = (1.0, "1 for a linear stack") if linear else (5 / 3, "5/3 for tanh")
+    gain = _gain(config)
     if what == "shrink":
-        return (f"the gain {gain_of(config)} is too low; raise --gain "
-                f"({right}) or turn on BatchNorm.")
+        return (f"the gain {gain_of(config)} is too low; raise --gain ({right_text}) or turn "
+                "on BatchNorm.")
     if config.get("fan_in") is False:
-        return ("fan-in normalisation is off (--no-fan-in), so each "
-                "layer's weights have std gain instead of gain/sqrt(fan-in) and every layer "
-                "multiplies the signal by about sqrt(fan-in) (10 for 100 inputs); keep fan-in on (drop "
-                "--no-fan-in) or turn on BatchNorm.")
-    return (f"the gain {gain_of(config)} is too high; lower --gain "
-            f"({right}), keep fan-in normalisation on, or turn on BatchNorm.")
+        return ("fan-in normalisation is off (--no-fan-in), so each layer's weights have std "
+                "gain instead of gain/sqrt(fan-in) and every layer multiplies the signal by "
+                "about sqrt(fan-in) (10 for 100 inputs); keep fan-in on (drop --no-fan-in) or "
+                "turn on BatchNorm.")
+    if config.get("batchnorm"):
+        return ("BatchNorm is on, so the init's scale is normalised away (not the gain): it "
+                "is the batch's own spread, which should fade as gamma and beta learn; if it "
+                "stays, lower --lr.")
+    if gain is not None and gain <= right:
+        return (f"even at gain {gain_of(config)} (the lecture's is {right_text}): lower "
+                "--gain further or turn on BatchNorm.")
+    return (f"the gain {gain_of(config)} is too high; lower --gain ({right_text}), keep "
+            "fan-in normalisation on, or turn on BatchNorm.")
+
+
+def _gain(config: dict) -> float | None:
+    try:
+        return parse_gain(config.get("gain", "5/3"))
+    except (InputError, TypeError):
+        return None
 
 
 def trained_fix(when: When, was: str) -> str:
     """The lecture's advice for a state that grew while training (`was`: the
     figure at init, in words)."""
+    bn = "" if when.config.get("batchnorm") else " or turn on BatchNorm"
     fix = (f"it grew while training ({was} at init): the learning rate pushes the "
-           "pre-activations out; lower --lr (or [ live) or turn on BatchNorm")
+           f"pre-activations out; lower --lr (or [ live){bn}")
     if when.improving:
         return fix + "; the loss still goes down, so this is a note, not yet a problem."
     return fix + "."

@@ -336,8 +336,10 @@ def test_a_narrow_status_line_keeps_the_health_summary_shorter():
     assert fit_status(line, 200) == line
     assert fit_status(line, 95) == ("step 300 · lr 0.1 · gain 1 · BatchNorm on · 812 steps/s · "
                                     "running · health: 2 errors, 1 warn")
-    assert fit_status(line, 78) == ("step 300 · lr 0.1 · 812 steps/s · running · "
-                                    "health: 2 errors, 1 warn")
+    # then as the panes mark layers, before the gain or BatchNorm go
+    assert fit_status(line, 78) == ("step 300 · lr 0.1 · gain 1 · BatchNorm on · 812 steps/s · "
+                                    "running · !!2 !1")
+    assert fit_status(line, 60) == "step 300 · lr 0.1 · 812 steps/s · running · !!2 !1"
 
 
 def test_the_status_line_names_the_gain_as_the_markers_do():

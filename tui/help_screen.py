@@ -21,7 +21,7 @@ through all of them in order and back to that default.
 
 **Marks** — `!` before a layer's or parameter's label: a health finding warns
 about it; `!!`: one is an error. The health tab (4) says which and why; the status
-line counts them (`health: 2 errors, 1 warn`).
+line counts them (`health: 2 errors, 1 warn`, or `!!2 !1` where the line is short).
 
 **Status line** — step · lr · init gain (`init zeros` with `--init zeros`) ·
 BatchNorm (the lecture's run; a watched
@@ -91,8 +91,8 @@ sample, calibrate, save) answer `read-only`: a recorded run cannot be changed.
 """
 
 
-# How the panes name a layer ({layer_names} in a pane's help): the lecture's
-# stack by its place, a watched model by its module path.
+# How the panes name a layer: the lecture's stack by its place (the lecture's
+# app says it in those terms), a watched model by its module path.
 LAYER_NAMES = {
     True: "labelled `L` and its place in the lecture's stack of Linear, BatchNorm "
           "and Tanh layers: `L2` is the first Tanh with BatchNorm, `L1` without",
@@ -115,8 +115,8 @@ def help_text(registered: tuple[Pane, ...] | None = None, lecture: bool = True) 
             texts.append(f"**{tab.name} tab** — {listed(words)}.\n")
     keys = KEYS.format(last_tab=len(TABS), tabs=", ".join(t.name for t in TABS),
                        overview=listed(p.help for p in registered if p.tab == OVERVIEW))
-    plots = [p.replace("{layer_names}", LAYER_NAMES[lecture]) for p in plots]
-    return "\n".join([HEAD, *plots, SHARED, *texts, keys, rules_text()])
+    names = f"**Layer names** — a layer is {LAYER_NAMES[lecture]}.\n"
+    return "\n".join([HEAD, *plots, names, SHARED, *texts, keys, rules_text()])
 
 
 def listed(clauses) -> str:

@@ -85,6 +85,16 @@ def health_summary(findings_by_run, tab: str = "4") -> str:
     return f"health: {', '.join(said)} (tab {tab})" if said else ""
 
 
+def compact_health(segment: str) -> str:
+    """`health: 2 errors, 1 warn` as the panes mark layers: `!!2 !1`."""
+    if not segment.startswith("health: "):
+        return segment
+    errors = re.search(r"(\d+) errors?", segment)
+    warns = re.search(r"(\d+) warn", segment)
+    return " ".join(x for x in (f"!!{errors.group(1)}" if errors else "",
+                                f"!{warns.group(1)}" if warns else "") if x)
+
+
 def rate_text(rate: float | None) -> str:
     """`812 steps/s`; a slow model's `0.42 steps/s` (never a bare 0 while it runs)."""
     if rate is None or rate != rate:
@@ -129,6 +139,10 @@ def fit_status(text: str, width: int) -> str:
     if len(" · ".join(parts)) <= width:
         return " · ".join(parts)
     for prefix in DROPPABLE:
+        if prefix == "gain ":   # before the lecture's knobs go: `!!2 !1`, the panes' marks
+            parts = [compact_health(p) for p in parts]
+            if len(" · ".join(parts)) <= width:
+                return " · ".join(parts)
         for i in range(len(parts) - 1, -1, -1):
             if parts[i].startswith(prefix):
                 del parts[i]

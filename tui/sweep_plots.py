@@ -267,7 +267,7 @@ def subplot_title(label: str, step: int | None, room: int) -> str:
     when = f"step {step:,}" if step is not None else "waiting"
     title = f"{label} · {when}"
     if len(title) > room:
-        values = " ".join(part.partition("=")[2] for part in label.split())
+        values = " ".join(part.partition("=")[2] or part for part in label.split())
         title = f"{values} · {when}"
     return title if len(title) <= room else title[:room - 1] + "…"
 

@@ -113,3 +113,12 @@ def test_reduced_figures_are_the_mean_of_the_ranks(job):
             assert wa.grad_std == pytest.approx(wb.grad_std, rel=1e-6)
             assert wb.grad_std == pytest.approx(wc.grad_std, rel=1e-6)
         assert a.update_ratio_log10 == pytest.approx(b.update_ratio_log10, abs=1e-6)
+
+
+def test_the_per_rank_files_open_together_by_rank(job):
+    """issue 24: writer_rank=None's files in one view, labelled by their rank."""
+    from traintop.commands.replay import folder_summary, summary
+    runs = folder_summary([str(job / "rank0.jsonl"), str(job / "rank1.jsonl")])["runs"]
+    assert [r["label"] for r in runs] == ["rank=0", "rank=1"]
+    assert runs[1] == {"path": str(job / "rank1.jsonl"), "label": "rank=1",
+                       **summary(job / "rank1.jsonl")}

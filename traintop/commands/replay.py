@@ -20,11 +20,15 @@ from traintop.engine.feed.messages import Sweep
 from traintop.engine.recording.coalesce import coalesced
 from traintop.engine.recording.folder import discover, is_folder_args, labels
 from traintop.engine.viewer.run_state import RunState
-from traintop.engine.viewer.sweep_state import SweepState
+from traintop.engine.viewer.sweep_state import MOST_DRAWN, SweepState
 from traintop.engine.training.history import History
 from traintop.engine.recording.lines import LineDecoder
 from traintop.engine.recording.opener import read
 from .options import Parser
+
+# What the folder's overview draws (engine/viewer/sweep_state.py: Drawn).
+OVERVIEW_NOTE = (f"draws {MOST_DRAWN} runs at most (those with the most severe findings, "
+                 "then the latest); v and V go through every run in full")
 
 # Steps folded together by --json (see _coalesced).
 COALESCE_STEPS = 10_000
@@ -38,8 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="+", metavar="PATH",
                         help="a recording (.jsonl or .jsonl.gz), or a folder: every "
                              "recording under it, at any depth. Several recordings open "
-                             "as one overview (the sweep's): the first "
-                             f"{OVERVIEW_NOTE}")
+                             f"as one overview (the sweep's), which {OVERVIEW_NOTE}")
     parser.add_argument("--speed", type=_speed, metavar="STEPS_PER_SEC",
                         help="play speed in steps per second (default: the whole recording "
                              "in about 30 s); + and - change it in the app")
@@ -50,10 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the run's JSON summary (figures of the last snapshot; "
                              "a sweep's: {\"runs\": [...]}, one per run); no app")
     return parser
-
-
-OVERVIEW_NOTE = ("16 runs (those with the most severe findings, then the latest) "
-                 "are drawn; v and V go through every run in full")
 
 
 def _speed(text: str) -> float:

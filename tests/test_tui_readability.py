@@ -115,6 +115,9 @@ def test_labels_keep_the_block_and_the_leaf_of_real_module_paths():
     # The ReLU of every block: not `….relu` for each, the block says which.
     relus = ["relu"] + [f"layer{i}.{j}.relu" for i in (1, 2) for j in (0, 1)]
     assert short_labels(relus, 8) == ["relu", "layer1.0", "layer1.1", "layer2.0", "layer2.1"]
+    # the picked few all of a block's second half: still `layer1.1`, never `layer1`
+    assert short_labels(["relu", "layer1.1.relu", "layer2.1.relu"], 8) == \
+        ["relu", "layer1.1", "layer2.1"]
     # A middle elided where the names differ at both ends.
     names = [f"encoder.block.{k}.layer.{j}.DenseReluDense.wi" for k in range(3) for j in (0, 1)]
     names += [f"encoder.block.{k}.layer.{j}.DenseReluDense.wo" for k in range(3) for j in (0, 1)]
@@ -135,6 +138,11 @@ async def test_a_resnet_reads_at_80x24(resnet_recording):
         assert "layer1.0.relu" in names and "layer2.1.relu" in names
         assert len(set(bars)) == len(bars) == len(app.saturation.bars)
         assert not any(label.startswith("…") for label in bars), bars
+        # each bar names its block: the module path's head and index
+        for i, label, _, _ in app.saturation.bars:
+            name = next(layer.name for layer in app.state.stats.layers if layer.index == i)
+            assert name == label or name.startswith(label + "."), (name, label)
+            assert name == "relu" or re.match(r"layer\d\.\d", label), label
         assert any(b.startswith("layer1.") for b in bars), bars
 
         await pilot.press("3")

@@ -123,7 +123,8 @@ def _strip_shared(parts: list[tuple]) -> list[tuple]:
     longer = [p for p in parts if len(p) > 1]
     trail = 0
     while longer and all(len(p) > trail + 1 for p in longer) and \
-            len({p[len(p) - trail - 1] for p in longer}) == 1:
+            len({p[len(p) - trail - 1] for p in longer}) == 1 and \
+            not longer[0][len(longer[0]) - trail - 1].isdigit():   # an index says which block
         trail += 1
     cut = [p[:len(p) - trail] if len(p) > 1 else p for p in parts]
     while trail and len(set(cut)) < len(set(parts)):   # fc and fc.relu would both read fc

@@ -178,6 +178,14 @@ async def test_j_and_k_scroll_the_health_findings_in_replay(broken_recording):
         await pilot.press("k")
         await until(pilot, lambda: pane.scroll_y == 1, what="k scrolled back")
 
+        # Back on tab 1 (issue 25 item 9): the activation share keeps a title that fits.
+        await pilot.press("1")
+        await pilot.pause(0.3)
+        app.redraw_all()
+        await pilot.pause(0.1)
+        title = app.saturation.title()
+        assert title.startswith("% ") and title in app.saturation._built, title
+
 
 # ----- notices -------------------------------------------------------------------------
 def shown(app) -> list:

@@ -26,7 +26,8 @@ SHORT_MEANING = {"tanh": "|t|>0.97", "sigmoid": "saturated", "relu": "zeros",
 
 # The help screen's paragraph on this pane (tui/panes.py registers it).
 HELP = """\
-**Activation share** — per activation layer ({layer_names}), the share of its outputs in the
+**Activation share** — per activation layer (its label: *Layer names* below),
+the share of its outputs in the
 family's regime; the title says which. A unit is a feature (the last dim of a
 Linear-style output) or a channel (of a convolution), counted over every example
 and position; `dN` is the count of dead units.
@@ -110,9 +111,16 @@ class SaturationPane(PlotPane):
             full = "% " + " · ".join(FAMILY_MEANING[f][0].removeprefix("% ")
                                      for f in self.families)
         brief = "% " + " · ".join(SHORT_MEANING.get(f, f) for f in self.families)
-        room = (self.size.width or 80) - 4
+        # plotext centres the title over the bars, right of their labels
+        labels = max((len(self.label_text(bar)) for bar in self.bars), default=0)
+        room = (self.size.width or 80) - 4 - labels
         return next((t for t in (full, brief, "activation share %") if len(t) <= room),
                     "share %")
+
+    def label_text(self, bar) -> str:
+        """A bar's label: its mark (`!`, `!!`), its layer and its dead units."""
+        i, label, _, dead = bar
+        return f"{badge(self.marks.get(i))}{label} d{dead}"
 
     def draw(self, plt, no_color: bool) -> None:
         if self.step is None:
@@ -131,8 +139,7 @@ class SaturationPane(PlotPane):
         # Horizontal bars: every layer keeps its label, however narrow the pane.
         # A layer a health finding names is labelled "!" (warn) or "!!" (error);
         # plotext draws one colour per bar series, so the label carries the mark.
-        labels = [f"{badge(self.marks.get(i))}{label} d{dead}"
-                  for i, label, _, dead in self.bars]
+        labels = [self.label_text(bar) for bar in self.bars]
         values = [pct for _, _, pct, _ in self.bars]
         worst = "red" if "error" in self.marks.values() else "orange+"
         plt.bar(labels, values, orientation="horizontal", width=0.6,

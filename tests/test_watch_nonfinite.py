@@ -67,8 +67,8 @@ def train(model, path, every=10, before=None, inputs=None, spy=None, float_loss=
     """The user's loop: `before(step)` runs before each forward (it breaks things),
     `spy(step)` after the backward, before the update (the test's own record)."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    w = watch(model, path, optimizer=opt, every=every)
-    w._canary_always = cpu_check     # False: as on a GPU, no look between snapshots
+    w = watch(model, path, optimizer=opt, every=every, check_every_step=cpu_check)
+    w._host = cpu_check      # False: as on a GPU, no look between snapshots
     done = 0
     for step in range(1, STEPS + 1):
         if before is not None:
@@ -372,7 +372,7 @@ def test_a_gpt_names_the_module_by_its_path(tmp_path):
     opt = gpt_optimizer(model)
     g = torch.Generator().manual_seed(0)
     path = tmp_path / "gpt.jsonl"
-    w = watch(model, path, optimizer=opt, every=10)
+    w = watch(model, path, optimizer=opt, every=10, check_every_step=True)
     fc = model.transformer.h[1].mlp.c_fc
     for step in range(1, 13):
         if step == 5:
@@ -434,7 +434,7 @@ def test_the_trace_leaves_training_as_it_was(tmp_path):
         model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.3),
                               poison, nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
         opt = SkipNonFinite(model.parameters(), lr=0.05)
-        w = watch(model, path, optimizer=opt, every=5) if path else None
+        w = watch(model, path, optimizer=opt, every=5, check_every_step=True) if path else None
         def keep(m, i, o):
             if o.requires_grad:    # (the watcher's rerun is a forward without grad)
                 o.register_hook(lambda g: seen.__setitem__("relu_grad", g.clone()))
@@ -507,7 +507,7 @@ def test_an_lstm_without_an_optimizer(tmp_path):
     model = LM()
     x, y = torch.randint(0, 20, (8, 12)), torch.randint(0, 20, (8, 12))
     path = tmp_path / "lstm.jsonl"
-    w = watch(model, path, every=5)
+    w = watch(model, path, every=5, check_every_step=True)
     kept = None
     for step in range(1, 15):
         if step == 6:

@@ -69,6 +69,16 @@ def _count(x: float) -> int:
     return int(round(x)) if math.isfinite(x) else 0
 
 
+def _is_compiled(module) -> bool:
+    """Whether `module` is what torch.compile(model) returned."""
+    try:
+        from torch._dynamo.eval_frame import OptimizedModule
+    except Exception:
+        return False
+    return isinstance(module, OptimizedModule) and isinstance(
+        getattr(module, "_orig_mod", None), nn.Module)
+
+
 def _scalar(x):
     """A loss or norm as pending: a tensor stays one (no host sync; its mean
     where it holds several values), anything else a float (NaN: none)."""
@@ -97,11 +107,16 @@ class Watcher(NonFiniteTrace):
     def __init__(self, model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
                  reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
                  expected_initial_loss: float = math.nan, activations: dict | None = None,
-                 max_grad_norm: float | None = None, scaler=None):
+                 max_grad_norm: float | None = None, scaler=None,
+                 check_every_step: bool = False):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every: must be a whole number >= 1, got {every!r}")
         module = model.module if isinstance(
             model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else model
+        # What torch.compile returned: its model is watched (names without "_orig_mod."),
+        # and its measured forwards run eagerly (_hook_forward).
+        self._compiled = module if _is_compiled(module) else None
+        module = module._orig_mod if self._compiled is not None else module
         dist = _dist()
         self.rank = dist.get_rank() if dist else 0
         self.world = dist.get_world_size() if dist else 1
@@ -181,7 +196,12 @@ class Watcher(NonFiniteTrace):
         if not small:
             small = sorted((p for p in self.params if p.requires_grad), key=torch.numel)[:1]
         self._canaries = list({id(p): p for p in (small[-1:] + small[:1])}.values())
-        self._canary_always = self.device.type == "cpu"
+        # Every step too (check_every_step): ~8 us a step on a CPU, a sync on a GPU;
+        # else on measured steps, and a non-finite loss is seen when it is read.
+        self._canary_always = bool(check_every_step)
+        # CPU losses are read at each w.step (no sync to spare: a float costs less
+        # than a tensor kept); ranks that reduce read them together.
+        self._host = self.device.type == "cpu" and not self.reduce
         self.weights = [(n, p) for n, p in named if p.ndim >= 2]
         self._weight_positions = torch.tensor(
             [i for i, (_, p) in enumerate(named) if p.ndim >= 2], dtype=torch.long,
@@ -235,16 +255,39 @@ class Watcher(NonFiniteTrace):
                 self._handles.append(p.register_post_accumulate_grad_hook(self._grad_ready))
 
     def _hook_forward(self) -> None:
-        """The forward hooks on while the next step is measured, off otherwise."""
+        """The forward hooks on while the next step is measured, off otherwise.
+        A compiled model's measured forward runs eagerly (the compiler's stance
+        force_eager for that call): the compiled graph, made on an unmeasured
+        step, never sees a hook (no graph break, no recompile)."""
         try:
             if self.armed and not self._fwd_handles:
                 self._fwd_handles = [m.register_forward_hook(h) for m, h in self._fwd_hooks]
+                if self._compiled is not None:
+                    self._fwd_handles += [
+                        self._compiled.register_forward_pre_hook(self._eager_begins),
+                        self._compiled.register_forward_hook(self._eager_ends, always_call=True)]
             elif not self.armed and self._fwd_handles:
                 for handle in self._fwd_handles:
                     handle.remove()
                 self._fwd_handles = []
         except Exception as exc:
             self._fault("the forward hooks", exc)
+
+    def _eager_begins(self, module, args) -> None:
+        try:
+            from torch._dynamo.eval_frame import DynamoStance, _set_stance
+            self._stance = _set_stance(DynamoStance("force_eager"))
+        except Exception as exc:
+            self._fault("running the measured forward eagerly", exc)
+
+    def _eager_ends(self, module, args, output) -> None:
+        stance, self._stance = getattr(self, "_stance", None), None
+        if stance is not None:
+            try:
+                from torch._dynamo.eval_frame import _set_stance
+                _set_stance(stance)
+            except Exception as exc:
+                self._fault("running the measured forward eagerly", exc)
 
     def _grad_ready(self, param: torch.Tensor) -> None:
         try:
@@ -353,7 +396,11 @@ class Watcher(NonFiniteTrace):
                 self._fault(f"gate statistics of {self._layer_label(g)}", exc)
 
     def _pre_step(self, optimizer, args, kwargs) -> None:
-        self.calls.optimizer_begins()
+        calls = self.calls
+        calls.started += 1                  # calls.optimizer_begins(), inline: every step
+        calls.inside = True
+        if not (self.armed or self._canary_always):
+            return
         try:
             # Before the update spreads a non-finite gradient into every parameter:
             # where a look costs no device sync, or on a measured step (it syncs anyway).
@@ -400,7 +447,8 @@ class Watcher(NonFiniteTrace):
         return self._shape_groups[key]
 
     def _post_step(self, optimizer, args, kwargs) -> None:
-        self.calls.optimizer_ends()
+        calls = self.calls
+        calls.inside = False
         if self.armed and self._before is not None:
             try:
                 self._updates = self._update_ratios(*self._before)
@@ -413,7 +461,8 @@ class Watcher(NonFiniteTrace):
                 self._fault("update:data ratios", exc)
             self._weights = self._weight_figures_or_nan()
             self._before, self._data_std = None, None
-        self.calls.closure_steps_end()   # w.step called inside this optimizer step: recorded now
+        if calls.closure:
+            calls.closure_steps_end()   # w.step called inside this optimizer step: recorded now
 
     def _update_ratios(self, groups: ShapeGroups, before: list[torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
@@ -478,8 +527,13 @@ class Watcher(NonFiniteTrace):
         if not self.active:
             self.steps += 1
             return
+        calls = self.calls
+        if calls.started == calls.seen + 1 and not calls.inside and not calls.micro:
+            calls.seen = calls.started       # the usual call: one optimizer step since the last
+            self._record(loss, grad_norm)
+            return
         try:
-            call = self.calls.sort(loss, grad_norm)
+            call = calls.sort(loss, grad_norm)
         except Exception as exc:
             self._fault("matching w.step to the optimizer's steps", exc)
             call = (loss, grad_norm, False)
@@ -498,24 +552,27 @@ class Watcher(NonFiniteTrace):
             self._fault("recording the step", exc)
         finally:
             # A skipped step's figures are the scaler's inf gradients: the next is measured.
-            if not (skipped and self.armed):
-                self.armed = (self.steps + 1) % self.every == 0
-            self._acts, self._grads, self._grad_scale = {}, {}, None
-            self._hook_forward()
-        try:
-            self._write_events()
-        except Exception as exc:
-            self._fault("writing traintop's events", exc, write=False)
+            if self.armed or (self.steps + 1) % self.every == 0:
+                if not (skipped and self.armed):
+                    self.armed = (self.steps + 1) % self.every == 0
+                self._acts, self._grads, self._grad_scale = {}, {}, None
+                self._hook_forward()
+        if self._events:
+            try:
+                self._write_events()
+            except Exception as exc:
+                self._fault("writing traintop's events", exc, write=False)
         self._in_step = False
 
     def _step(self, step: int, loss, grad_norm=None, skipped: bool = False) -> None:
         try:
-            lr = float(self.optimizer.param_groups[0]["lr"]) if self.optimizer is not None \
+            lr = self.optimizer.param_groups[0]["lr"] if self.optimizer is not None \
                 else math.nan
+            lr = lr if type(lr) is float else float(lr)
         except Exception:
             lr = math.nan
-        value = _scalar(loss)
-        norm = math.nan if grad_norm is None else _scalar(grad_norm)
+        value = self._scalar(loss)
+        norm = math.nan if grad_norm is None else self._scalar(grad_norm)
         self._pending.append((step, value, lr, norm))
         if skipped:
             self._events.append(Event("skipped", step, (
@@ -531,16 +588,29 @@ class Watcher(NonFiniteTrace):
         if not isinstance(value, torch.Tensor) and loss is not None \
                 and not math.isfinite(value) and self._trace is None:
             self._catch(step, "loss", before_update=False)   # on the host already
+        now = time.monotonic()
         if self.armed and not skipped:
             self._flush_losses(snapshot=True)
         elif len(self._pending) >= PENDING_STEPS or (
-                not self.reduce and time.monotonic() - self._pending_since >= PENDING_SECONDS):
+                not self.reduce and now - self._pending_since >= PENDING_SECONDS):
             self._flush_losses(snapshot=False)
-        now = time.monotonic()
         if self.recorder is not None and now - self._status_at >= WATCH_STATUS_SECONDS:
             rate = (step - self._status_steps) / (now - self._status_at)
             self._status_at, self._status_steps = now, step
             self.recorder.consume(Status(step, lr, True, False, rate))
+
+    def _scalar(self, x):
+        """A loss or norm as pending: on the CPU a float at once (reading it costs
+        less than keeping a tensor, and a NaN loss is seen at its step); on a
+        device a tensor, read with the others (no host sync per step)."""
+        if type(x) is float:
+            return x
+        if self._host and isinstance(x, torch.Tensor) and x.device.type == "cpu":
+            try:
+                return x.item() if x.numel() == 1 else float(x.detach().float().mean())
+            except Exception:
+                return math.nan
+        return _scalar(x)
 
     def _flush_losses(self, snapshot: bool) -> None:
         """Losses of the pending steps to the host in one transfer (reduced
@@ -747,7 +817,8 @@ class Watcher(NonFiniteTrace):
 def watch(model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
           reduce: bool = False, writer_rank: int | None = 0, meta: dict | None = None,
           expected_initial_loss: float = math.nan, activations: dict | None = None,
-          max_grad_norm: float | None = None, scaler=None) -> Watcher:
+          max_grad_norm: float | None = None, scaler=None,
+          check_every_step: bool = False) -> Watcher:
     """Record the diagnostics of `model`'s training to `path` (.jsonl or .jsonl.gz).
 
     optimizer: its step hooks give the update:data ratios (None: no ratios).
@@ -763,6 +834,11 @@ def watch(model: nn.Module, path: str | Path, optimizer=None, every: int = 10,
     scaler: your torch.amp.GradScaler: the activation gradients, taken in the
     backward of the scaled loss, are recorded divided by its scale (the
     weights' gradients are read after it unscaled them).
+    check_every_step: look for non-finite gradients before every update, not
+    only on measured steps (two small gradients read: ~8 us a step on a CPU, a
+    host sync on a GPU), so the parameters a NaN first reached are named
+    before the update spreads it. Off: a non-finite loss is seen at its step
+    on a CPU (where reading it costs nothing), at the next read on a GPU.
     """
     return Watcher(model, path, optimizer, every, reduce, writer_rank, meta,
-                   expected_initial_loss, activations, max_grad_norm, scaler)
+                   expected_initial_loss, activations, max_grad_norm, scaler, check_every_step)

@@ -113,7 +113,7 @@ class SaturationPane(PlotPane):
         brief = "% " + " · ".join(SHORT_MEANING.get(f, f) for f in self.families)
         # plotext centres the title over the bars, right of their labels
         labels = max((len(self.label_text(bar)) for bar in self.bars), default=0)
-        room = (self.size.width or 80) - 4 - labels
+        room = (self.size.width or 80) - 2 - labels   # (measured: plotext 5's rule, ±1)
         return next((t for t in (full, brief, "activation share %") if len(t) <= room),
                     "share %")
 

@@ -100,3 +100,33 @@ def test_the_overview_folds_what_json_prints(mixed):
     assert [f.message for f in state.runs[1].findings()] == \
         [h["message"] for h in summary(root / "b" / "deep.jsonl")["health"]]
     source.close()
+
+
+@pytest.mark.parametrize("follow", [False, True])
+def test_old_and_new_versions_fold_as_json_prints(tmp_path, follow):
+    """A version 1 and a version 2 recording in one folder, read whole
+    (replay) or followed (attach), snapshots decoded only where handed on:
+    each run ends with what `replay --json` prints for its file."""
+    import shutil
+    import time
+    from helpers import ROOT
+    from traintop.commands.replay import summary
+    from traintop.engine.recording.folder_source import FolderSource
+    from traintop.engine.viewer.sweep_state import SweepState
+
+    for name in ("v1_small.jsonl", "v2_small.jsonl"):
+        shutil.copy(ROOT / "tests" / "fixtures" / name, tmp_path / name)
+    source = FolderSource([str(tmp_path)], follow=follow, quiet_after=30)
+    source.start()
+    state = SweepState()
+    deadline = time.monotonic() + 20
+    while source.catching_up or not all(s.last is not None for s in state.runs):
+        assert time.monotonic() < deadline
+        for message in source.poll(limit=5):
+            state.apply(message)
+    assert state.labels == ("v1_small", "v2_small")
+    for run, f in zip(state.runs, source.files):
+        run.meta = f.found.meta
+        assert run.stats is not None and run.stats.step == 120
+        assert run.report() == summary(f.found.path)
+    source.close()

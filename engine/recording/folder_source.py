@@ -85,18 +85,12 @@ class WholeRecording:
     def _release(self, run: int | None = None) -> list[Message]:
         """The held blocks (of `run`, or every run), each with its run's latest
         snapshot where that is one of its steps."""
-        import numpy as np   # where used: the app's first frame does not wait for it
-
         out = []
         for r in ([run] if run is not None else list(self._held)):
             held = self._held.pop(r, None)
             if held is None:
                 continue
-            block, snapshot = held.results, self._snapshot(r)
-            if snapshot is not None and isinstance(block, StepBlock):
-                rows = np.flatnonzero(block.steps == snapshot.step)
-                if len(rows):
-                    block.stats = {**block.stats, int(rows[-1]): snapshot}
+            with_snapshot([held], self._snapshot(r))
             out.append(held)
         return out
 
@@ -154,7 +148,8 @@ class FolderSource:
         new, self.left_out = discover(self.paths, known, missing_ok)
         for found in new:
             source = (FollowSource(found.path, quiet_after=self.quiet_after, clock=self._clock,
-                                   jump=self.jump) if self.follow else WholeRecording(found.path))
+                                   jump=self.jump, snapshots=False)
+                      if self.follow else WholeRecording(found.path))
             self.files.append(FileRun(found, source, [len(self.owner)]))
             self.owner.append((len(self.files) - 1, 0))
             if self._started:
@@ -210,10 +205,20 @@ class FolderSource:
         for j in range(len(self.files)):
             k = (self._cursor + j) % len(self.files)
             f = self.files[k]
-            got = f.source.poll(limit)
+            # a version 1 file's rows as a block too: it can then take its snapshot
+            got = [dataclasses.replace(m, results=StepBlock.of(m.results))
+                   if isinstance(m, Steps) and not isinstance(m.results, StepBlock) else m
+                   for m in f.source.poll(limit)]
+            by_run: dict[int, list[Steps]] = {}
+            for m in got:
+                if isinstance(m, Steps):
+                    by_run.setdefault(m.run, []).append(m)
+            for run, steps in by_run.items():   # the poll's latest snapshot of each run
+                with_snapshot(steps, self._snapshot(f.source, run))
             for m in got:
                 out += self._renumbered(k, f, m)
-            f.caught_up = f.caught_up or not got or at_end(f.source)
+            # (fewer than asked: the follower's queue is empty too)
+            f.caught_up = f.caught_up or not got or len(got) < limit and at_end(f.source)
             if time.monotonic() > deadline or len(out) >= limit:
                 self._cursor = (k + 1) % len(self.files)
                 break
@@ -238,6 +243,13 @@ class FolderSource:
         if not 0 <= run < len(f.slots):
             return []                 # a run its header never announced: the file's fault
         return [dataclasses.replace(m, run=f.slots[run])]
+
+    @staticmethod
+    def _snapshot(source: FollowSource, run: int):
+        try:
+            return source.snapshot(run)
+        except InputError:
+            return None
 
     # ----- where the writers stand ---------------------------------------------
     def writer(self, file: int) -> str:
@@ -308,3 +320,20 @@ def at_end(source: FollowSource) -> bool:
     busy writer may never leave a poll with nothing new)."""
     file = source._file      # the follower's open file, its offset: same package
     return file is None or source._offset >= file.size
+
+
+def with_snapshot(steps: list[Steps], snapshot) -> None:
+    """Give `snapshot` to the latest of `steps` (a run's blocks, in order)
+    that holds its step: a follower or reader that left the snapshots out
+    (decoding each costs ~1 ms) hands the viewer the latest one only."""
+    if snapshot is None:
+        return
+    import numpy as np   # where used: the app's first frame does not wait for it
+
+    for m in reversed(steps):
+        block = m.results
+        if isinstance(block, StepBlock):
+            rows = np.flatnonzero(block.steps == snapshot.step)
+            if len(rows):
+                block.stats = {**block.stats, int(rows[-1]): snapshot}
+                return

@@ -33,9 +33,12 @@ class FollowSource:
     JUMP_BYTES = 8 << 20  # a plain file longer than this is joined near its end
 
     def __init__(self, path: str | Path, quiet_after: float = 10.0, clock=time.monotonic,
-                 jump: bool = True):
+                 jump: bool = True, snapshots: bool = True):
         self.path = Path(path)
         self.jump = jump      # False: read from the start (a summary needs every step)
+        # False: steps come without their stats snapshots, the latest kept
+        # undecoded for snapshot() (a folder's many followers catch up faster)
+        self.snapshots = snapshots
         self.quiet_after = quiet_after
         self._clock = clock
         self._file = None
@@ -64,7 +67,7 @@ class FollowSource:
         self._file = recording
         self._offset = 0
         self._prefix = b""
-        self._decoder = LineDecoder(str(self.path))
+        self._decoder = LineDecoder(str(self.path), snapshots=self.snapshots)
         self._last_data = self._clock()
         if self.jump and not recording.gzip:
             self._jump_near_end()
@@ -191,6 +194,10 @@ class FollowSource:
         if self.quiet:
             return "attach", f"writer quiet for {self._clock() - self._last_data:,.0f} s"
         return "attach", None
+
+    def snapshot(self, run: int = 0):
+        """snapshots=False: the latest stats snapshot of `run` read so far, decoded."""
+        return self._decoder.snapshot(run) if self._file is not None else None
 
     @property
     def meta(self) -> dict:

@@ -39,11 +39,13 @@ class Run:
         self.monitor = HealthMonitor(self.trainer.info())
         self.init = None
         self.losses: list[float] = []
+        self.results: list = []
         self.trainer.run(on_step=self._on_step)
 
     def _on_step(self, result) -> None:
         self.monitor.observe(result)
         self.losses.append(result.loss)
+        self.results.append(result)
         if result.step == 1:
             self.init = result.stats
 
@@ -170,6 +172,17 @@ def test_grown_saturation_is_a_note_while_the_loss_still_goes_down():
         assert "grew while training" in f.message and "lower --lr" in f.message
         assert "the loss still goes down, so this is a note" in f.message
         assert "--gain" not in f.message
+
+
+def test_a_recording_read_in_blocks_judges_the_same():
+    """The app and replay feed blocks (observe_many): the same loss medians, the
+    same trend, the same findings as step by step."""
+    r = run(2000, 1000, batchnorm=False, lr=0.5)
+    for size in (1500, 50):
+        m = HealthMonitor(r.trainer.info())
+        for i in range(0, len(r.results), size):
+            m.observe_many(r.results[i:i + size])
+        assert m.improving() is True and m.findings() == r.monitor.findings()
 
 
 def test_a_snapshot_judged_alone_names_both_causes():

@@ -421,3 +421,38 @@ async def test_events_count_the_runs_steps_as_the_status_line_does():
         assert app.state.history.tick == 400
         assert (0, "restart: gain 3") == app.state.events[-1]
         assert re.search(r"\bstep 0\b", str(app.status_line.content))
+
+
+def test_the_activation_share_title_rule_is_plotexts():
+    """title_fits says what plotext does: it drops a title that would pass
+    the plot's right edge (the activation share picks a shorter one then)."""
+    import plotext as plt
+
+    from traintop.tui.saturation_pane import title_fits
+
+    for width in (23, 25, 27, 40):
+        for labels in (3, 6, 7, 11):
+            for length in range(8, 30, 3):
+                plt.clear_figure()
+                plt.plotsize(width, 10)
+                plt.title("%" * length)
+                plt.bar(["x" * labels, "y" * labels], [1, 2], orientation="horizontal")
+                assert ("%" * length in plt.build()) == title_fits(length, width, labels), \
+                    (width, labels, length)
+    plt.clear_figure()
+
+
+@async_test
+async def test_gain_keys_in_one_burst_each_go_on_from_the_last():
+    """`g g` before the first restart answers: 5/3 -> 1 -> 1/2 asked, not 1 twice
+    (the walk saw two `restart: gain 5/3` lines after G g g)."""
+    source = FakeSource(recorded_run())
+    app = TraintopApp(source)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: not source.queue)
+        await pilot.press("g", "g")
+        await until(pilot, lambda: len(source.commands) == 2, what="two restarts")
+        assert [c.args["gain"] for c in source.commands] == ["1", "0.5"]
+        await pilot.press("G")
+        await until(pilot, lambda: len(source.commands) == 3)
+        assert source.commands[-1].args["gain"] == "1"

@@ -154,12 +154,18 @@ class KeyActions:
     def action_gain(self, direction: int) -> None:
         if self.state.info is None or self.swept_in_overview("gain") or self.stage_sets("gain"):
             return
-        gain = next_gain(self.state.info.config["gain"], int(direction))
+        # Keys in one burst (g g) arrive before the first restart's RunStarted:
+        # each goes on from the gain the one before asked, as `+`/`-` do.
+        shown = self.state.info.config["gain"]
+        asked = getattr(self, "_gain_asked", None)   # (the config's gain then, gain asked)
+        base = asked[1] if asked is not None and asked[0] == shown else shown
+        gain = next_gain(base, int(direction))
         if gain is None:
             self.notify(f"gain is already at the {'top' if direction > 0 else 'bottom'} "
                         f"of {', '.join(GAIN_STEPS)}", timeout=2)
             return
-        self.send("restart", gain=gain, **self.run_args())
+        if self.send("restart", gain=gain, **self.run_args()):
+            self._gain_asked = (shown, gain)
 
     def action_toggle(self, key: str) -> None:
         if self.state.info is None or self.swept_in_overview(key) or self.stage_sets(key):

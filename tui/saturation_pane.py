@@ -57,6 +57,15 @@ def no_activation_text(state) -> tuple[str, ...] | None:
             f"seen: {seen}")
 
 
+def title_fits(length: int, cols: int, labels: int) -> bool:
+    """Whether plotext draws a title of `length` in a plot `cols` wide whose
+    y labels are `labels` wide: it centres the title on the canvas (right of
+    the labels and their axis) and drops one that would pass the right edge."""
+    start = labels + 1
+    centre = start + (cols - start - 1) // 2
+    return centre - length // 2 + length <= cols
+
+
 def draw_words(pane, plt, titles: tuple[str, ...], words: tuple[str, ...]) -> None:
     """A title that fits (plotext drops a wider one) and the longest words that
     fit, wrapped, in the canvas."""
@@ -111,11 +120,9 @@ class SaturationPane(PlotPane):
             full = "% " + " · ".join(FAMILY_MEANING[f][0].removeprefix("% ")
                                      for f in self.families)
         brief = "% " + " · ".join(SHORT_MEANING.get(f, f) for f in self.families)
-        # plotext centres the title over the bars, right of their labels
         labels = max((len(self.label_text(bar)) for bar in self.bars), default=0)
-        room = (self.size.width or 80) - 2 - labels   # (measured: plotext 5's rule, ±1)
-        return next((t for t in (full, brief, "activation share %") if len(t) <= room),
-                    "share %")
+        return next((t for t in (full, brief, "activation share %")
+                     if title_fits(len(t), (self.size.width or 80) - 2, labels)), "share %")
 
     def label_text(self, bar) -> str:
         """A bar's label: its mark (`!`, `!!`), its layer and its dead units."""

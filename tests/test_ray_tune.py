@@ -63,6 +63,15 @@ def test_two_trials_record_into_their_folders(tmp_path):
                     [l.std for l in w.stats.layers], rel=1e-6)
         assert isinstance(load(path).messages[-1], Status) and load(path).messages[-1].finished
 
+    # the experiment's folder opens as one view, each trial labelled by its config
+    replay = subprocess.run([sys.executable, "-m", "traintop", "replay", str(tmp_path / "exp"),
+                             "--json"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert replay.returncode == 0, replay.stderr
+    runs = json.loads(replay.stdout)["runs"]
+    assert sorted(r["path"] for r in runs) == [str(p) for p in recordings]
+    assert all("gain=" in r["label"] and "lr=" in r["label"] for r in runs)
+    assert [r["steps"] for r in runs] == [40, 40]
+
 
 def test_trial_path_outside_a_trial_says_so():
     from traintop.ray import trial_path

@@ -67,7 +67,8 @@ class TraintopCallback(Callback):
         clip = trainer.gradient_clip_val if getattr(trainer, "gradient_clip_algorithm", "norm") \
             in ("norm", None) else None
         options = with_framework(self.options, max_grad_norm=clip or None,
-                                 scaler=getattr(trainer.precision_plugin, "scaler", None))
+                                 scaler=getattr(getattr(trainer, "precision_plugin", None),
+                                                "scaler", None))
         self.watcher = watch(pl_module, self.path, optimizer=self._optimizer, **options)
 
     def teardown(self, trainer, pl_module, stage) -> None:

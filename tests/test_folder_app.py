@@ -102,6 +102,10 @@ async def test_attach_picks_up_a_recording_that_appears(tmp_path, monkeypatch):
         await pilot.press("o")
         await until(pilot, lambda: "attach · 2 runs · steps 4-6 · 1 live · 1 finished"
                     in status_of(app), what="one live, one finished")
+        app.redraw_text({"sweep_findings"})
+        findings = str(app.sweep_findings.content).splitlines()
+        assert findings[0].startswith("━ rank=0 (finished): ")
+        assert findings[1].startswith("━ rank=1 (live): ")
         await pilot.press("v", "v")
         await until(pilot, lambda: status_of(app).startswith("run 2/2 rank=1 · attach · step 4"),
                     what="the late rank in full")

@@ -90,7 +90,9 @@ def worst_rank(state) -> int:
 
 
 # Its part of the help's sentence on the sweep overview (tui/panes.py registers it).
-HELP = "each run's most severe health finding"
+HELP = "each run's most severe health finding (attached to a folder: its writer's state too)"
+
+WRITER_STYLE = {"live": "green", "quiet": "yellow", "failed": "red", "finished": "grey50"}
 
 
 class SweepFindings(Static):
@@ -105,7 +107,8 @@ class SweepFindings(Static):
         width = max(10, (self.size.width or 80) - 2)
         lines = []
         order = list(range(len(sweep.runs)))
-        undrawn = getattr(sweep, "hidden", 0)    # a folder's runs past the overview's 8
+        undrawn = getattr(sweep, "hidden", 0)    # a folder's runs past those drawn
+        writers = self.writers(sweep)
         if len(order) > self.MOST or undrawn and len(order) >= self.MOST:
             order.sort(key=lambda k: worst_rank(sweep.runs[k]))
             order = sorted(order[:self.MOST - 1])
@@ -114,8 +117,11 @@ class SweepFindings(Static):
             text = Text()
             lines.append(text)
             mark = NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)] if no_color else "━"
-            text.append(f"{mark} {sweep.label(k)}: ",
+            text.append(f"{mark} {sweep.label(k)}",
                         style="" if no_color else RICH_COLORS[k % len(RICH_COLORS)])
+            if writers:
+                text.append(f" ({writers[k]})", style=WRITER_STYLE.get(writers[k], ""))
+            text.append(": ")
             findings = state.findings()
             if not findings:
                 text.append("no findings yet" if state.last is None else "no findings")
@@ -134,3 +140,13 @@ class SweepFindings(Static):
         for text in lines:   # one row per run, whatever the terminal's width
             text.truncate(width, overflow="ellipsis")
         self.update(Text("\n").join(lines))
+
+    def writers(self, sweep) -> list[str]:
+        """An attach of a folder: each drawn run's writer (live, quiet,
+        finished), from the source; [] for any other source."""
+        source = getattr(self.app, "source", None)
+        if not getattr(source, "follow", False) or not hasattr(source, "writers"):
+            return []
+        every = source.writers()
+        indices = getattr(sweep, "indices", range(len(sweep.runs)))
+        return [every[i] if i < len(every) else "" for i in indices]

@@ -163,3 +163,44 @@ def test_without_transformers_one_line_names_the_package():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("traintop.huggingface needs transformers: "
                                   "pip install 'traintop[huggingface]' (or pip install transformers)")
+
+
+def test_a_run_that_raises_is_closed_at_exit(tmp_path):
+    """The Trainer has no callback for an exception: the recording is closed whole
+    when the interpreter exits (its steps written, a final status)."""
+    path = tmp_path / "raised.jsonl"
+    code = f"""
+import types, torch
+from torch import nn
+from traintop.huggingface import TraintopCallback
+
+class Out(dict):
+    pass
+
+class Model(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    def forward(self, x):
+        return Out(loss=self.net(x).pow(2).mean())
+
+torch.manual_seed(0)
+model = Model()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+args = types.SimpleNamespace(world_size=1, average_tokens_across_devices=False, max_grad_norm=1.0)
+cb = TraintopCallback({str(path)!r}, every=1)
+cb.on_train_begin(args, None, None, model=model, optimizer=opt)
+for step in range(3):
+    model(torch.randn(16, 4))["loss"].backward()
+    opt.step()
+    cb.on_optimizer_step(args, None, None)
+    opt.zero_grad()
+raise RuntimeError("the user's bug")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "the user's bug" in out.stderr
+    messages = load(path).messages
+    assert [r.step for r in results(path)] == [1, 2, 3]
+    assert all(math.isfinite(r.loss) and math.isfinite(r.grad_norm) for r in results(path)) \
+        if hasattr(results(path)[0], "grad_norm") else True
+    assert isinstance(messages[-1], Status) and messages[-1].finished

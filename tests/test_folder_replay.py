@@ -130,3 +130,32 @@ def test_old_and_new_versions_fold_as_json_prints(tmp_path, follow):
         assert run.stats is not None and run.stats.step == 120
         assert run.report() == summary(f.found.path)
     source.close()
+
+
+def test_a_sweep_recording_in_a_folder(tmp_path, capsys):
+    """A `--sweep` recording beside a watch() one: one run per run of the
+    sweep in the view (its file's label, then its own), its own `runs` in --json."""
+    from traintop.commands.replay import summary
+    from traintop.engine.recording.folder_source import FolderSource
+    from traintop.engine.viewer.sweep_state import SweepState
+
+    assert cli.main(["run", "--engine", "fast", "--sweep", "gain=1,5/3", "--steps", "20",
+                     "--n-hidden", "16", "--stats-every", "10", "--json",
+                     "--record", str(tmp_path / "sweep.jsonl")]) == 0
+    watched(tmp_path / "small.jsonl", steps=5)
+    runs = printed(capsys, "replay", str(tmp_path), "--json")["runs"]
+    assert [r["label"] for r in runs] == ["small", "sweep"]
+    assert runs[1]["runs"] == summary(tmp_path / "sweep.jsonl")["runs"]
+    assert [r["label"] for r in runs[1]["runs"]] == ["gain=1", "gain=5/3"]
+    for follow in (False, True):
+        source = FolderSource([str(tmp_path)], follow=follow, quiet_after=30)
+        source.start()
+        state = SweepState()
+        while source.catching_up or len(state.runs) < 3 or any(
+                s.last is None for s in state.runs):
+            for message in source.poll():
+                state.apply(message)
+        assert state.labels == ("small", "sweep gain=1", "sweep gain=5/3")
+        assert [s.step for s in state.runs] == [5, 20, 20]
+        source.close()
+    assert printed(capsys, "attach", str(tmp_path), "--json", "--quiet", "1")["runs"] == runs

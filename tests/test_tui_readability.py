@@ -290,6 +290,18 @@ async def test_tab_2_shows_one_step_with_the_lectures_legend_figures():
         for label, _, _ in grad.lines:
             layer = by_label[label.split(" mean ")[0].lstrip("!")]
             assert f"mean {layer.grad_mean:+.1e} std {layer.grad_std:.1e}" in label
+        # At 120x40 five layers' legends go in the border: their figures too, briefly.
+        assert act.border_title and grad.border_title
+        for label, _, _ in act.lines:
+            layer = by_label[label.split(" mean ")[0].lstrip("!")]
+            std = f"{layer.std:.2f}".removeprefix("0")
+            assert f"{layer.label} μ" in act.border_title and f"σ{std} " in act.border_title
+            assert f" {layer.saturation_pct:.0f}%" in act.border_title
+        for label, _, _ in grad.lines:
+            layer = by_label[label.split(" mean ")[0].lstrip("!")]
+            assert f"{layer.label} μ" in grad.border_title
+            mantissa, exponent = f"{layer.grad_std:.1e}".split("e")
+            assert f"σ{mantissa}e{int(exponent)}" in grad.border_title
 
 
 # ----- cosmetics -----------------------------------------------------------------------

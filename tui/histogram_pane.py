@@ -8,6 +8,7 @@ the border says which are drawn and sums up the others.
 from __future__ import annotations
 
 import math
+import re
 
 from .health_marks import badge, layer_marks
 from .pick import fitting, headroom, pick, short_labels
@@ -47,15 +48,26 @@ def draw_lines(pane, plt, lines, no_color: bool, names: list[str] | None = None)
 def legend_figures(layer, kind: str, brief: bool = False) -> str:
     """A layer's figures in its legend: mean, std and (activations) the
     family's share, of the snapshot drawn (brief: `μ+0.01 σ0.62 5%`)."""
-    if brief and kind == "activation":
-        return f"μ{layer.mean:+.2f} σ{layer.std:.2f} {layer.saturation_pct:.0f}%"
-    if brief:
-        return f"μ{layer.grad_mean:+.0e} σ{layer.grad_std:.1e}" if layer.grad_mean else \
-            f"μ0 σ{layer.grad_std:.1e}"
+    if brief and kind == "activation":   # `μ-.02 σ.75 20%`: five fit a 120-column border
+        return (f"μ{_bare(f'{layer.mean:+.2f}')} σ{_bare(f'{layer.std:.2f}')} "
+                f"{layer.saturation_pct:.0f}%")
+    if brief:   # `μ+1e-5 σ6.0e-3`
+        mean = _sci(f"{layer.grad_mean:+.0e}") if layer.grad_mean else "0"
+        return f"μ{mean} σ{_sci(f'{layer.grad_std:.1e}')}"
     if kind == "activation":
         return (f"mean {layer.mean:+.2f} std {layer.std:.2f} "
                 f"sat {layer.saturation_pct:.1f}%")
     return f"mean {layer.grad_mean:+.1e} std {layer.grad_std:.1e}"
+
+
+def _sci(number: str) -> str:
+    """`6.0e-03` as `6.0e-3`."""
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", number)
+
+
+def _bare(number: str) -> str:
+    """`-0.02` as `-.02`, `0.75` as `.75` (a legend in a border has few columns)."""
+    return re.sub(r"^([+-]?)0\.", r"\1.", number)
 
 
 class HistogramPane(PlotPane):

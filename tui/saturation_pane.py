@@ -122,7 +122,7 @@ class SaturationPane(PlotPane):
         brief = "% " + " · ".join(SHORT_MEANING.get(f, f) for f in self.families)
         labels = max((len(self.label_text(bar)) for bar in self.bars), default=0)
         return next((t for t in (full, brief, "activation share %")
-                     if title_fits(len(t), (self.size.width or 80) - 2, labels)), "share %")
+                     if title_fits(len(t), self.size.width or 80, labels)), "share %")
 
     def label_text(self, bar) -> str:
         """A bar's label: its mark (`!`, `!!`), its layer and its dead units."""

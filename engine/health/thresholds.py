@@ -78,6 +78,16 @@ exact (calibrate)      <= 0.21, std rel <= 0.16    1.4-1.7, std rel 0.57-0.69 0.
                                                                               mean > 1
 =====================  ==========================  =========================  ===============
 
+Added for issue 25 (embedded data, fast engine, lecture seed):
+- the fade over the whole chain (last std / first std): no-BN 5/3 0.86 at step 1,
+  0.96 at step 60,000; BN about 1.0-1.1; tanh gain 1 no-BN 0.49 (0.629 -> 0.311,
+  x0.84 per layer): warn below 0.7, error below 0.3.
+- "still improving" (a grown state is then a note): the mean loss of the last
+  quarter of the run against the quarter before: no-BN lr 0.1 -0.95% at 60,000
+  steps (saturation 30-54%, info), and at 200,000 still improving past the decay;
+  no-BN lr 0.5 -1.2% at 2,000 (saturation 32-50%); BN -1.3% at 20,000; no-BN lr 1
+  sits above the uniform guess (4.7 against 3.30): not improving, the grades stand.
+
 Every comparison is strict: a value exactly at a threshold does not fire it.
 """
 

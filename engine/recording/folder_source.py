@@ -138,6 +138,7 @@ class FolderSource:
         self._scanned = clock()
         self._cursor = 0
         self._announce = False
+        self._started = False
         self._add(missing_ok=follow)
         if not follow and not self.files:
             raise InputError(f"{' '.join(self.paths)}: no traintop recordings found")
@@ -155,8 +156,6 @@ class FolderSource:
             if self._started:
                 source.start()
             self._announce = True
-
-    _started = False
 
     def labels(self) -> list[str]:
         """Every run's label: its recording's, and a sweep recording's own after it."""

@@ -245,3 +245,23 @@ def test_a_stage_sweep_batches_and_keeps_the_map(small_dataset):
         solo = Trainer(run.config, small_dataset, engine="fast").step()
         assert result.stats.layers[0].saturation_map == solo.stats.layers[0].saturation_map
         assert math.isclose(result.loss, solo.loss, rel_tol=1e-6)
+
+
+def test_a_checkpoint_resumes_the_stage(small_dataset, tmp_path):
+    """A stage run saved at step 20 and resumed ends where the whole run does
+    (BatchNorm's running estimates and the generator included)."""
+    from traintop.engine.training.checkpoint import load_checkpoint, save_checkpoint
+
+    config = TrainConfig(stage="batchnorm", steps=40)
+    whole = Trainer(config, small_dataset, engine="fast")
+    whole.run()
+    half = Trainer(config, small_dataset, engine="fast")
+    half.run(steps=20)
+    save_checkpoint(half, tmp_path / "stage.ckpt")
+    resumed = Trainer(TrainConfig(), small_dataset, engine="fast")
+    load_checkpoint(resumed, tmp_path / "stage.ckpt")
+    assert resumed.config.stage == "batchnorm" and resumed.steps_done == 20
+    resumed.run()
+    assert resumed.last.loss == whole.last.loss
+    bn = resumed.stack.layers[1]
+    assert torch.equal(bn.running_var, whole.stack.layers[1].running_var)

@@ -67,6 +67,8 @@ def _sci(number: str) -> str:
 
 def _bare(number: str) -> str:
     """`-0.02` as `-.02`, `0.75` as `.75` (a legend in a border has few columns)."""
+    if re.fullmatch(r"[+-]?0\.0*", number):
+        return "0"          # not `-.00`
     return re.sub(r"^([+-]?)0\.", r"\1.", number)
 
 

@@ -12,8 +12,14 @@ forward hooks on activation modules measure their outputs, tensor hooks on
 those outputs measure the gradients flowing back, and the optimizer's step
 pre/post hooks measure each parameter's real change, so update:data ratios
 are right for any optimizer (Adam's update is not lr * grad). On the other
-steps every hook returns at once and the loss stays a tensor until the
-next batch is written: no host sync per step.
+steps no forward hook is registered at all (a torch.compile'd model's graph
+never sees one: its measured forwards run eagerly), the optimizer's hooks
+only count its steps, and on a GPU the loss stays a tensor until the next
+batch is written: no host sync per step (on a CPU it is read at once, which
+costs less than keeping it). w.step matches its calls to the optimizer's
+steps (traintop.engine.watch.calls): one recorded step per optimizer step,
+with a "misuse" event where the loop calls it otherwise, and a "skipped"
+event for a step a GradScaler skipped.
 
 All figures of a snapshot are computed on the device and moved to the host
 in one transfer. Under torch.distributed the writer rank (0 by default)
@@ -27,8 +33,8 @@ step is written without it. Histograms count the finite values only; each
 tensor's non-finite values are counted (`nonfinite_counts`).
 
 Where a NaN or inf started: the first non-finite gradient (two small ones
-are read before every update where that costs no device sync, i.e. on the
-CPU, and on every measured step), loss (read when the losses are) or figure
+are read before the update of every measured step, and of every step with
+watch(check_every_step=True)), loss (read when the losses are) or figure
 arms a trace of the model's next forward: every module's output is checked
 in the order they finish, the first non-finite one named by its path, with
 whether its input already was; the parameters holding non-finite values are

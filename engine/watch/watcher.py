@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -70,7 +71,10 @@ def _count(x: float) -> int:
 
 
 def _is_compiled(module) -> bool:
-    """Whether `module` is what torch.compile(model) returned."""
+    """Whether `module` is what torch.compile(model) returned (torch._dynamo not
+    imported yet: it cannot be, and importing it would cost seconds)."""
+    if "torch._dynamo" not in sys.modules:
+        return False
     try:
         from torch._dynamo.eval_frame import OptimizedModule
     except Exception:
@@ -243,7 +247,7 @@ class Watcher(NonFiniteTrace):
         # Made once, registered on measured steps only (_hook_forward): an unmeasured
         # forward runs with no hook of traintop's, so torch.compile sees the same
         # module as unwatched (no graph break, no recompile) and eager pays nothing.
-        self._fwd_hooks = [(module, torch._dynamo.disable(self._forward_hook(index, kind, module)))
+        self._fwd_hooks = [(module, self._forward_hook(index, kind, module))
                            for index, module, kind in self.layers if index not in gates]
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))

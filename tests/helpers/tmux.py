@@ -9,6 +9,7 @@ past their timeouts."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -37,6 +38,11 @@ def tmux_test(fn):
     return fn
 
 
+# The server and its panes without the caller's COLUMNS/LINES: a shell that
+# exported them (80x24) would make Textual draw at that size whatever the pane's.
+TMUX_ENV = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+
+
 class Tmux:
     def __init__(self, tmp: Path):
         self.socket = f"traintop-test-{uuid.uuid4().hex[:8]}"
@@ -44,7 +50,8 @@ class Tmux:
 
     def __call__(self, *args: str) -> str:
         return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args],
-                              check=True, capture_output=True, text=True, timeout=20).stdout
+                              check=True, capture_output=True, text=True, timeout=20,
+                              env=TMUX_ENV).stdout
 
     def screen(self) -> str:
         return self("capture-pane", "-p", "-t", "app")

@@ -468,3 +468,27 @@ async def test_gain_keys_in_one_burst_each_go_on_from_the_last():
         await pilot.press("G")
         await until(pilot, lambda: len(source.commands) == 3)
         assert source.commands[-1].args["gain"] == "1"
+
+
+@async_test
+async def test_tab_2_at_80x24_draws_the_layers_whose_figures_fit():
+    source = FakeSource(recorded_run(BROKEN, steps=100))
+    app = TraintopApp(source)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: not source.queue)
+        await pilot.press("2")
+        await pilot.pause(0.5)
+        app.redraw_all()
+        stats = app.state.stats
+        for pane in (app.activations, app.gradients):
+            assert pane.step == stats.step
+            drawn = [label.split(" mean ")[0].lstrip("!") for label, _, _ in pane.lines]
+            assert 2 <= len(drawn) < len(stats.layers)      # the rest: p pages them
+            assert f"{len(drawn)} of {len(stats.layers)} drawn" in pane.border_subtitle
+            title = pane.border_title
+            assert len(re.sub(r"\[[^\]]*\]", "", title)) <= 80 - 6
+            for name in drawn:
+                layer = next(l for l in stats.layers if l.label == name)
+                assert f"{name} μ" in title
+                if pane is app.activations:
+                    assert f" {layer.saturation_pct:.0f}%" in title

@@ -11,7 +11,7 @@ import math
 import re
 
 from .health_marks import badge, layer_marks
-from .pick import fitting, headroom, pick, short_labels
+from .pick import MAX_DRAWN, fitting, headroom, pick, short_labels
 from .saturation_pane import draw_words, no_activation_text
 from .plot_pane import PlotPane
 from .plotting import border_legend, style
@@ -75,9 +75,13 @@ def _bare(number: str) -> str:
 class HistogramPane(PlotPane):
     """kind "activation": t per activation layer; kind "gradient": dloss/dt."""
 
-    def __init__(self, state, kind: str, *args, **kwargs):
+    def __init__(self, state, kind: str, *args, figures: bool = True, **kwargs):
         super().__init__(state, *args, **kwargs)
         self.kind = kind
+        # figures: a narrow pane draws fewer layers so each keeps its figures
+        # (tab 2's); else it keeps the default set, names alone where the
+        # figures do not fit (tab 1's quarter pane: the design's four panes)
+        self.figures = figures
 
     def take(self, state) -> None:
         self.missing = no_activation_text(state)
@@ -86,20 +90,26 @@ class HistogramPane(PlotPane):
         layers = list(stats.layers) if stats else []
         marks = layer_marks(state.findings() if stats else None, [l.index for l in layers],
                             {l.index: l.name for l in layers})
-        chosen, self.which = pick([l.index for l in layers], marks, self.page)
-        drawn = [l for l in layers if l.index in chosen]
+        # The border's legend (a pane too short for one over the data) carries
+        # the figures too, briefly: a narrow pane draws fewer layers (two at
+        # least: p pages the rest) so that every drawn one keeps its figures.
+        room = (self.size.width or 80) - 6
+        for most in range(MAX_DRAWN, 1 if self.figures else MAX_DRAWN - 1, -1):
+            chosen, self.which = pick([l.index for l in layers], marks, self.page, most=most)
+            drawn = [l for l in layers if l.index in chosen]
+            names = [badge(marks.get(l.index)) + n
+                     for l, n in zip(drawn, short_labels([l.label for l in drawn], 16))]
+            briefs = [f"{n} {legend_figures(l, self.kind, brief=True)}"
+                      for n, l in zip(names, drawn)]
+            fits = sum(len(b) + 4 for b in briefs) <= room
+            if fits or len(drawn) <= fitting(self.canvas_rows()):
+                break
+        self.names = briefs if fits else names
         # One snapshot's figures (the step in the title), as the lecture's legends:
         # `layer 1 (Tanh): mean -0.02, std 0.75, saturated: 20.25%`.
         figures = [legend_figures(l, self.kind) for l in drawn]
         width = self.label_width(0.6) - max((len(f) for f in figures), default=0)
         labels = short_labels([l.label for l in drawn], max(8, width))
-        names = [badge(marks.get(l.index)) + n
-                 for l, n in zip(drawn, short_labels([l.label for l in drawn], 16))]
-        # The border's legend (a short pane) carries the figures too, briefly,
-        # where they all fit in it; else the names alone.
-        briefs = [f"{n} {legend_figures(l, self.kind, brief=True)}" for n, l in zip(names, drawn)]
-        room = (self.size.width or 80) - 6
-        self.names = briefs if sum(len(b) + 4 for b in briefs) <= room else names
         self.lines = []
         for k, l in enumerate(drawn):
             hist = l.hist if self.kind == "activation" else l.grad_hist

@@ -89,7 +89,8 @@ _PANES: list[Pane] = [
     # side by side where the terminal holds them (GRID_MIN, app.tcss); it keeps
     # the default set of layers (p pages tab 2's).
     Pane("gradients_first",
-         lambda s: histogram_pane.HistogramPane(s, "gradient", id="grad-hist-first"),
+         lambda s: histogram_pane.HistogramPane(s, "gradient", id="grad-hist-first",
+                                                figures=False),
          _follows("histograms"), SLOW, "training", "training-bottom",
          histogram_pane.GRADIENT_HELP),
     Pane("weights", lambda s: weights_pane.WeightsPane(s, id="weights"), _follows("weights"),

@@ -133,11 +133,13 @@ def main() -> None:
             for name, m, every, _ in variants:
                 # A fresh watcher per round (its hooks gone after close()), so the
                 # unwatched rounds carry no hooks at all; its step 1 (always
-                # measured) runs untimed, so a round times exactly steps/every
-                # snapshots, as a long run has.
+                # measured) runs and is written untimed, so a round times exactly
+                # steps/every snapshots, as a long run has.
                 w = None if every is None else watch(
                     m, Path(tmp) / f"{r}-{name}.jsonl", optimizer=opt, every=every)
                 run(m, w, 1)
+                if w is not None:
+                    w.flush()
                 times[name].append(run(m, w, steps))
                 if w is not None:
                     w.close()

@@ -16,6 +16,7 @@ The optimizer's step pre- and post-hooks count its steps. A call of w.step
     - with no optimizer step and non-finite or no gradients: a step the
       GradScaler skipped (scaler.step found inf/NaN and did not call
       optimizer.step): recorded as a step, with a "skipped" event.
+Calls still folded when the watcher closes are recorded as its last step.
 Only the last case reads the gradients (one reduction, one host sync), and
 only when the optimizer did not step: a loop that calls w.step once per
 optimizer step never pays for it. Without an optimizer every call is a step.

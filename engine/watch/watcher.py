@@ -23,7 +23,7 @@ from traintop.engine.steps.stats import BINS, FlatReader, _histogram
 from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _act_record,
                       _averaged, _grad_block, _grad_record, _hist, _units, _width)
 from .gates import _gate_names, _gate_values, _rnn_output
-from .calls import StepCalls
+from .calls import StepCalls, _folded
 from .trace import NonFiniteTrace, _Trace, _float
 
 log = logging.getLogger("traintop")
@@ -789,6 +789,12 @@ class Watcher(NonFiniteTrace):
 
     def close(self) -> None:
         """Write what is pending, end the recording and remove every hook."""
+        try:
+            if self.calls.micro:     # calls not followed by an optimizer step: the last step
+                micro, self.calls.micro = self.calls.micro, []
+                self._record(*_folded(micro), False)
+        except Exception as exc:
+            self._fault("recording the last calls", exc, write=False)
         try:
             if self._trace is not None and self._trace.phase == "live":
                 self._finish_trace(traced=False)    # no forward came after it

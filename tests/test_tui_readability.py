@@ -480,9 +480,11 @@ async def test_tab_2_at_80x24_draws_the_layers_whose_figures_fit():
         await pilot.pause(0.5)
         app.redraw_all()
         stats = app.state.stats
+        sets = []
         for pane in (app.activations, app.gradients):
             assert pane.step == stats.step
             drawn = [label.split(" mean ")[0].lstrip("!") for label, _, _ in pane.lines]
+            sets.append(drawn)
             assert 2 <= len(drawn) < len(stats.layers)      # the rest: p pages them
             assert f"{len(drawn)} of {len(stats.layers)} drawn" in pane.border_subtitle
             title = pane.border_title
@@ -492,3 +494,4 @@ async def test_tab_2_at_80x24_draws_the_layers_whose_figures_fit():
                 assert f"{name} μ" in title
                 if pane is app.activations:
                     assert f" {layer.saturation_pct:.0f}%" in title
+        assert sets[0] == sets[1]        # one set of layers in both panes

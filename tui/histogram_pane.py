@@ -95,13 +95,17 @@ class HistogramPane(PlotPane):
         # least: p pages the rest) so that every drawn one keeps its figures.
         room = (self.size.width or 80) - 6
         for most in range(MAX_DRAWN, 1 if self.figures else MAX_DRAWN - 1, -1):
-            chosen, self.which = pick([l.index for l in layers], marks, self.page, most=most)
+            chosen, self.which = pick([l.index for l in layers], marks, self.page, most=most,
+                                      fill=most < MAX_DRAWN)   # as many as fit, spread
             drawn = [l for l in layers if l.index in chosen]
             names = [badge(marks.get(l.index)) + n
                      for l, n in zip(drawn, short_labels([l.label for l in drawn], 16))]
             briefs = [f"{n} {legend_figures(l, self.kind, brief=True)}"
                       for n, l in zip(names, drawn)]
-            fits = sum(len(b) + 4 for b in briefs) <= room
+            # as many as both kinds' figures fit: tab 2's two panes draw one set
+            fits = all(sum(len(n) + len(legend_figures(l, kind, brief=True)) + 5
+                           for n, l in zip(names, drawn)) <= room
+                       for kind in (("activation", "gradient") if self.figures else (self.kind,)))
             if fits or len(drawn) <= fitting(self.canvas_rows()):
                 break
         self.names = briefs if fits else names

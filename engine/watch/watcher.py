@@ -503,8 +503,12 @@ class Watcher(NonFiniteTrace):
             nan_hist = torch.full((_HIST + 1,), math.nan, device=self.device)
             hists = torch.stack([self._hist_and_count(g) if g is not None else nan_hist
                                  for g in grads])
-            data_bad = torch.stack([(~torch.isfinite(p.detach())).sum().to(self.device)
-                                    for _, p in self.weights]).float()
+            if self._host and bool(torch.isfinite(dstd).all()):
+                # A finite std holds no NaN or inf (either makes it NaN): nothing to count.
+                data_bad = torch.zeros(len(self.weights), device=self.device)
+            else:
+                data_bad = torch.stack([(~torch.isfinite(p.detach())).sum().to(self.device)
+                                        for _, p in self.weights]).float()
             return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists,
                               data_bad.reshape(-1, 1)], dim=1).reshape(-1)
 

@@ -294,3 +294,35 @@ def test_a_skipped_measured_step_measures_the_next(tmp_path):
     assert [r.step for r in got if r.stats] == [1, 4]
     assert [e.step for e in events(path, "skipped")] == [3]
     assert not events(path, "non-finite")      # the scaler's inf is no divergence
+
+
+def test_a_callback_after_a_closure_step_has_step_1s_ratios(tmp_path):
+    """Lightning's loop: optimizer.step(closure) runs the forward and backward
+    inside the step (after the optimizer's pre-hook), the callback calls w.step
+    after it. Step 1's update ratios and grad:data were NaN: the copy before
+    the update took only the parameters that had a gradient yet (none)."""
+    model = model_of()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    path = tmp_path / "callback.jsonl"
+    w = watch(model, path, optimizer=opt, every=5)
+    expected = {}
+    for step in range(1, 7):
+        x, y = batch(step)
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        before = [p.detach().clone() for p in model.parameters()]
+        loss = opt.step(closure)
+        expected[step] = [log10_ratio(p.detach(), b) for p, b in zip(model.parameters(), before)]
+        w.step(loss)                           # the callback, after the step
+    w.close()
+    measured = [r for r in results(path) if r.stats]
+    assert [r.step for r in measured] == [1, 5]
+    for r in measured:
+        assert list(r.update_ratio_log10) == pytest.approx(expected[r.step], abs=1e-5)
+        assert all(math.isfinite(x.grad_data_ratio) for x in r.stats.weights)
+    assert not events(path, "misuse")

@@ -265,3 +265,15 @@ def test_a_checkpoint_resumes_the_stage(small_dataset, tmp_path):
     assert resumed.last.loss == whole.last.loss
     bn = resumed.stack.layers[1]
     assert torch.equal(bn.running_var, whole.stack.layers[1].running_var)
+
+
+def test_the_readme_loss_log_names_the_printed_figures():
+    """The README's loss log sets each stage beside what the lecture printed."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The lecture's first network", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(" `"): [c.strip() for c in line.split("|")[2:-1]]
+            for line in section.splitlines() if line.startswith("| `")}
+    for stage, (train, val) in STAGE_LOSS_LOG.items():
+        cells = rows[stage]
+        assert (float(cells[2]), float(cells[3])) == (train, val), stage
+        assert abs(float(cells[0]) - train) < 0.01 and abs(float(cells[1]) - val) < 0.01

@@ -186,6 +186,17 @@ def test_an_option_that_does_not_apply_is_one_line():
     assert "--gain: does not apply" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_stage_sweep_refuses_what_the_stages_set():
+    from traintop.commands.options import config_for, sweep_for
+    from traintop.commands.run import build_parser
+
+    args = build_parser().parse_args(["--sweep", "stage=original,kaiming", "--gain", "3"])
+    with pytest.raises(InputError, match="--gain: does not apply"):
+        sweep_for(args, config_for(args))
+    args = build_parser().parse_args(["--sweep", "stage=original,kaiming", "--lr", "0.05"])
+    assert [r.config.lr for r in sweep_for(args, config_for(args))] == [0.05, 0.05]
+
+
 def test_json_eval_and_record(small_file, tmp_path):
     recording = tmp_path / "stage.jsonl"
     proc = run_cli("--stage", "fix-tanh", "--steps", "30", "--eval", "train,val", "--json",

@@ -6,7 +6,7 @@ import argparse
 import math
 
 from traintop.data.errors import InputError
-from traintop.engine.config import DEFAULT_ENGINE, ENGINES, STAGES, TrainConfig
+from traintop.engine.config import DEFAULT_ENGINE, ENGINES, STAGE_FIXED, STAGES, TrainConfig
 from traintop.engine.sweep.spec import SweepRun, parse_sweep
 from traintop.engine.training.checkpoint_header import read_header
 
@@ -131,7 +131,12 @@ def config_for(args: argparse.Namespace) -> TrainConfig:
 def sweep_for(args: argparse.Namespace, config: TrainConfig) -> tuple[SweepRun, ...]:
     """The runs of the --sweep options over `config` (none without them);
     InputError, one line, for a bad one."""
-    return parse_sweep(getattr(args, "sweep", None) or (), config)
+    runs = parse_sweep(getattr(args, "sweep", None) or (), config)
+    given = [k for k in STAGE_FIXED if getattr(args, k, None) is not None]
+    if given and any(run.config.stage is not None for run in runs):
+        raise InputError(f"--{given[0].replace('_', '-')}: does not apply to the lecture's first "
+                         "network (each --sweep stage= sets its network and init)")
+    return runs
 
 
 def check_device(device: str) -> str:

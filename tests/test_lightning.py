@@ -75,6 +75,7 @@ class Spy(TraintopCallback):
 
     def on_fit_start(self, trainer, pl_module):
         super().on_fit_start(trainer, pl_module)
+        self.kept_clip_norm = self._plugin is not None    # Lightning's clip hands its norm over
         self.norms, step = [], self.watcher.step
 
         def spied(loss=None, grad_norm=None):
@@ -83,13 +84,13 @@ class Spy(TraintopCallback):
         self.watcher.step = spied
 
 
-def fit(path, module=None, precision="16-mixed", **options):
+def fit(path, module=None, precision="16-mixed", clip=CLIP, **options):
     X, Y = data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=BATCH)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accumulate_grad_batches=ACCUMULATE,
-                        gradient_clip_val=CLIP,
+                        gradient_clip_val=clip,
                         # 16-mixed: the plugin with a CPU GradScaler (see scaler());
                         # bf16-mixed: autocast only, and the closure runs inside optimizer.step
                         **({"plugins": [MixedPrecision("16-mixed", "cpu", scaler=scaler())]}
@@ -100,7 +101,7 @@ def fit(path, module=None, precision="16-mixed", **options):
     return trainer, module
 
 
-def plain_loop(path, every, precision="16-mixed"):
+def plain_loop(path, every, precision="16-mixed", clip=CLIP):
     """The same training written by hand, recorded by watch()."""
     net = make_net()
     opt = torch.optim.Adam(net.parameters(), lr=LR)
@@ -109,7 +110,7 @@ def plain_loop(path, every, precision="16-mixed"):
     amp = scaler() if fp16 else torch.amp.GradScaler("cpu", enabled=False)   # disabled: a no-op
     # the clip threshold and the scaler, as the callback passes them (where watch() takes them)
     w = watch(net, path, optimizer=opt, every=every,
-              **with_framework({}, max_grad_norm=CLIP, scaler=amp if fp16 else None))
+              **with_framework({}, max_grad_norm=clip, scaler=amp if fp16 else None))
     X, Y = data()
     batches = list(zip(X.split(BATCH), Y.split(BATCH)))
     expected = []
@@ -121,7 +122,7 @@ def plain_loop(path, every, precision="16-mixed"):
             amp.scale(loss / ACCUMULATE).backward()   # Lightning divides by the setting
             losses.append(loss.detach())
         amp.unscale_(opt)
-        norm = torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
+        norm = torch.nn.utils.clip_grad_norm_(net.parameters(), clip if clip else math.inf)
         lr = opt.param_groups[0]["lr"]
         grads = [p.grad.clone() for p in net.parameters()]
         amp.step(opt)
@@ -176,12 +177,24 @@ def test_lightning_records_as_watch_in_a_plain_loop(tmp_path, precision):
     # grad_norm: the norm before clipping, clip_grad_norm_'s return value
     spy = next(c for c in trainer.callbacks if isinstance(c, Spy))
     assert spy.norms == pytest.approx([e["norm"] for e in expected], rel=1e-4)
+    assert spy.kept_clip_norm and spy._plugin is None      # taken from the clip, handed back
     if not math.isnan(getattr(want[0], "grad_norm", math.nan)):   # watch() records the norm before clipping
         assert [r.grad_norm for r in got] == pytest.approx([e["norm"] for e in expected], rel=1e-4)
         assert [r.grad_norm for r in got] == pytest.approx([r.grad_norm for r in want], rel=1e-4)
     messages = load(tmp_path / "pl.jsonl").messages
     assert isinstance(messages[-1], Status) and messages[-1].finished
     assert not module.net[1]._forward_hooks     # torn down: the hooks are gone
+
+
+def test_without_clipping_grad_norm_is_the_gradients_norm(tmp_path):
+    """No clip to take it from: the callback's own pass over the gradients."""
+    trainer, _ = fit(tmp_path / "pl.jsonl", precision="bf16-mixed", clip=None, every=100)
+    expected = plain_loop(tmp_path / "plain.jsonl", every=100, precision="bf16-mixed", clip=None)
+    spy = next(c for c in trainer.callbacks if isinstance(c, Spy))
+    assert not spy.kept_clip_norm
+    assert spy.norms == pytest.approx([e["norm"] for e in expected], rel=1e-4)
+    assert [r.loss for r in results(tmp_path / "pl.jsonl")] == pytest.approx(
+        [e["loss"] for e in expected], rel=1e-5)
 
 
 def test_an_exception_in_training_closes_the_recording(tmp_path):

@@ -16,9 +16,10 @@ GradScaler come from the Trainer. What is recorded, and where Lightning gives it
   callback multiplies that back);
 - the gradients as the optimizer uses them: watch()'s hooks on the optimizer
   read them at the update, after AMP unscaling and AFTER clipping
-  (`gradient_clip_val`); the total gradient norm BEFORE clipping is taken in
-  `on_before_optimizer_step` (accumulation done, unscaled, not yet clipped)
-  and recorded as the step's grad_norm;
+  (`gradient_clip_val`); the total gradient norm BEFORE clipping is recorded
+  as the step's grad_norm: the norm Lightning's own clip computes (kept from
+  its precision plugin's clip_grad_by_norm, which drops it), or without
+  clipping one taken in `on_before_optimizer_step` (accumulation done, unscaled);
 - update:data from the parameters just before and after `optimizer.step`;
 - the lr in force at the step (read in `on_before_optimizer_step`: by
   `on_train_batch_end` a per-step scheduler has already moved it);
@@ -35,9 +36,11 @@ from traintop.callback_support import (close_quietly, fault, hookable, lr_now, l
 
 try:   # the unified package first; the standalone one where that is what is installed
     from lightning.pytorch import Callback
+    from lightning.pytorch.plugins.precision import Precision
 except ImportError:
     try:
         from pytorch_lightning import Callback
+        from pytorch_lightning.plugins.precision import Precision
     except ImportError:
         raise missing("lightning", "lightning", "lightning") from None
 
@@ -55,6 +58,8 @@ class TraintopCallback(Callback):
         self._seen_step = 0           # trainer.global_step at the last recorded step
         self._grad_norm = None
         self._lr = None
+        self._plugin = None           # the precision plugin whose clip hands us its norm
+        self._clip_norm = None
 
     # ----- start and end ------------------------------------------------------------
     def on_fit_start(self, trainer, pl_module) -> None:
@@ -70,6 +75,22 @@ class TraintopCallback(Callback):
                                  scaler=getattr(getattr(trainer, "precision_plugin", None),
                                                 "scaler", None))
         self.watcher = watch(pl_module, self.path, optimizer=self._optimizer, **options)
+        self._keep_clip_norm(trainer)
+
+    def _keep_clip_norm(self, trainer) -> None:
+        """Where Lightning clips by norm through its own Precision plugin, keep the
+        norm clip_grad_norm_ returns (Lightning drops it): no second pass over the
+        gradients for grad_norm. Other plugins (DeepSpeed, FSDP) are left alone."""
+        plugin = getattr(trainer, "precision_plugin", None)
+        if plugin is None or type(plugin).clip_grad_by_norm is not Precision.clip_grad_by_norm \
+                or not self._clips_by_norm(trainer):
+            return
+        import torch
+
+        def clip_grad_by_norm(optimizer, clip_val):   # Precision.clip_grad_by_norm, norm kept
+            self._clip_norm = torch.nn.utils.clip_grad_norm_(plugin.main_params(optimizer), clip_val)
+        plugin.clip_grad_by_norm = clip_grad_by_norm
+        self._plugin = plugin
 
     def teardown(self, trainer, pl_module, stage) -> None:
         self._close()
@@ -78,6 +99,9 @@ class TraintopCallback(Callback):
         self._close()
 
     def _close(self) -> None:
+        if self._plugin is not None:
+            self._plugin.__dict__.pop("clip_grad_by_norm", None)   # the class's own again
+            self._plugin = None
         watcher, self.watcher = self.watcher, None
         close_quietly(watcher)
 
@@ -86,10 +110,18 @@ class TraintopCallback(Callback):
         if self.watcher is None:
             return
         try:
-            self._grad_norm = total_norm(pl_module.parameters())
             self._lr = lr_now(hookable(optimizer))
+            self._clip_norm = None
+            # Clipping by norm through the plugin hands its norm over (see _keep_clip_norm).
+            self._grad_norm = None if self._plugin is not None and self._clips_by_norm(trainer) \
+                else total_norm(pl_module.parameters())
         except Exception as exc:
             fault(self.watcher, "the gradient norm before clipping", exc)
+
+    @staticmethod
+    def _clips_by_norm(trainer) -> bool:
+        return bool(trainer.gradient_clip_val) and \
+            getattr(trainer, "gradient_clip_algorithm", None) in ("norm", None)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         w = self.watcher
@@ -105,10 +137,13 @@ class TraintopCallback(Callback):
                 return                         # a micro-batch: the step is still accumulating
             self._seen_step = trainer.global_step
             losses, self._losses = self._losses, []
+            norm = self._clip_norm if self._clip_norm is not None else self._grad_norm
+            if norm is None:      # no clip ran after all (a configure_gradient_clipping that skips)
+                norm = total_norm(pl_module.parameters())     # the gradients, unclipped
             mean = (losses[0] if len(losses) == 1 else
                     sum(losses[1:], losses[0]) / len(losses)) if losses else None
             with lr_shown(self._optimizer, self._lr):
-                w.step(mean, grad_norm=self._grad_norm)
-            self._grad_norm = self._lr = None
+                w.step(mean, grad_norm=norm)
+            self._grad_norm = self._clip_norm = self._lr = None
         except Exception as exc:
             fault(w, "recording the Lightning step", exc)

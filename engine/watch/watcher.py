@@ -633,11 +633,14 @@ class Watcher(NonFiniteTrace):
                 losses = torch.stack([v.to(self.device, torch.float32)
                                       if isinstance(v, torch.Tensor)
                                       else torch.tensor(v, device=self.device) for v in vals])
+            elif not self.reduce:
+                losses = None         # floats already (the CPU's): nothing to move
             else:
                 losses = torch.tensor(vals, dtype=torch.float64)
             if self.reduce:
                 losses = self._all_mean(losses.float().to(self.device))
-            values = losses.tolist()   # losses and gradient norms: one transfer
+            # losses and gradient norms: one transfer
+            values = vals if losses is None else losses.tolist()
         except Exception as exc:     # one by one: a loss traintop cannot read is NaN
             self._fault("reading the losses", exc)
             values = [_float(v) for v in vals]

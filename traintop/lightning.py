@@ -36,13 +36,16 @@ from traintop.callback_support import (close_quietly, fault, hookable, lr_now, l
 
 try:   # the unified package first; the standalone one where that is what is installed
     from lightning.pytorch import Callback
-    from lightning.pytorch.plugins.precision import Precision
+    from lightning.pytorch import plugins as _plugins
 except ImportError:
     try:
         from pytorch_lightning import Callback
-        from pytorch_lightning.plugins.precision import Precision
+        from pytorch_lightning import plugins as _plugins
     except ImportError:
         raise missing("lightning", "lightning", "lightning") from None
+
+# The base precision plugin (named PrecisionPlugin before Lightning 2.2).
+Precision = getattr(_plugins, "Precision", None) or getattr(_plugins, "PrecisionPlugin", None)
 
 __all__ = ["TraintopCallback"]
 
@@ -82,7 +85,8 @@ class TraintopCallback(Callback):
         norm clip_grad_norm_ returns (Lightning drops it): no second pass over the
         gradients for grad_norm. Other plugins (DeepSpeed, FSDP) are left alone."""
         plugin = getattr(trainer, "precision_plugin", None)
-        if plugin is None or type(plugin).clip_grad_by_norm is not Precision.clip_grad_by_norm \
+        if plugin is None or Precision is None \
+                or type(plugin).clip_grad_by_norm is not Precision.clip_grad_by_norm \
                 or not self._clips_by_norm(trainer):
             return
         import torch

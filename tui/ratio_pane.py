@@ -40,12 +40,14 @@ def median_line(series: list[tuple[list, list]]) -> tuple[list, list]:
     return xs, [statistics.median(by_x[x]) for x in xs]
 
 
-def guide_ticks(plt, lo: float, hi: float, count: int = 4) -> None:
+def guide_ticks(plt, lo: float, hi: float, rows: int, count: int = 4) -> None:
     """y ticks evenly over lo..hi with the one nearest the guide moved onto it,
-    so the guide's row reads -3 (plotext's own put it between two labels)."""
+    so the guide's row reads -3 (plotext's own put it between two labels);
+    none within two rows of it, where the guide's label could lose its row."""
     ticks = [lo + (hi - lo) * k / (count - 1) for k in range(count)]
     if lo <= GUIDE <= hi:
-        ticks[min(range(count), key=lambda k: abs(ticks[k] - GUIDE))] = GUIDE
+        row = (hi - lo) / max(1, rows - 1)
+        ticks = [GUIDE] + [t for t in ticks if abs(t - GUIDE) > 2 * row]
     plt.yticks(ticks, [f"{t:.1f}" for t in ticks])
 
 
@@ -112,7 +114,7 @@ class RatioPane(PlotPane):
         top = headroom(lo, hi, self.canvas_rows(), legend)
         top = max(top, hi + pad * 3)
         plt.ylim(lo, top)
-        guide_ticks(plt, lo, top)
+        guide_ticks(plt, lo, top, self.canvas_rows() + (1 if short else 0))
         plt.xlim(0, axis_end(self.tick))
         step_ticks(plt, axis_end(self.tick))
         named = [name for name, xs, _ in self.lines if xs] + (

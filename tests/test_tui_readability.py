@@ -185,6 +185,12 @@ async def test_j_and_k_scroll_the_health_findings_in_replay(broken_recording):
         await pilot.pause(0.1)
         title = app.saturation.title()
         assert title.startswith("% ") and title in app.saturation._built, title
+        # The update:data plot: its title in the border, the guide's row labelled -3.0.
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", app.ratio._built).splitlines()
+        guide = [line for line in plain if line.lstrip().startswith("-3.0")]
+        assert len(guide) == 1 and guide[0].lstrip()[4] == "├" and guide[0].endswith("┤"), plain
+        assert "guide -3" in str(app.ratio.border_subtitle)
+        assert app.ratio.size.height < 12                  # 80x24: a short pane
 
 
 # ----- notices -------------------------------------------------------------------------

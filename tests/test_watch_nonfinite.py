@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import traintop.engine.watch.figures as figures_module
+import traintop.engine.watch.snapshot as snapshot_module
 import traintop.engine.watch.watcher as watch_module
 from traintop import watch
 from traintop.commands import cli
@@ -297,7 +298,7 @@ def test_a_statistic_that_raises_is_a_finding_not_an_exception(tmp_path, capsys,
         raise RuntimeError("boom")
 
     monkeypatch.setattr(figures_module, "_share_and_dead", boom)   # in a forward hook
-    monkeypatch.setattr(watch_module, "stds", boom)              # in the optimizer's hook
+    monkeypatch.setattr(snapshot_module, "stds", boom)           # in the optimizer's hook
     model = Model()
     path = tmp_path / "boom.jsonl"
     with caplog.at_level(logging.WARNING, logger="traintop"):

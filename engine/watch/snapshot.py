@@ -1,0 +1,173 @@
+"""A measured step's figures gathered into the snapshot: each layer's blocks,
+the weights' and the update ratios, moved to the host in one transfer
+(averaged across ranks on request) and read back into a StatsSnapshot.
+The Watcher's part that does it (a mixin: they share the watcher's state)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from traintop.engine.results import LayerStats, StatsSnapshot, WeightStats
+from traintop.engine.steps.by_shape import ShapeGroups, stds
+from traintop.engine.steps.stats import BINS, FlatReader, _histogram
+from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _averaged,
+                      _grad_block, _hist, _width)
+
+
+def _finite_total(numel: int, bad: float) -> int:
+    """The values a histogram counts (its finite ones); at least 1, so a
+    histogram of no finite value reads as all zeros."""
+    return max(numel - _count(bad), 1)
+
+
+def _count(x: float) -> int:
+    return int(round(x)) if math.isfinite(x) else 0
+
+
+
+class SnapshotFigures:
+    """The Watcher's measured-step figures."""
+
+    def _layer_blocks(self, index: int, nan_layer: torch.Tensor, nan_grad: torch.Tensor
+                      ) -> torch.Tensor:
+        """A layer's figures over all its calls on the step (NaN: not measured)."""
+        act, grad = nan_layer, nan_grad
+        calls = self._acts.get(index)
+        if calls:
+            try:
+                act = _act_block(calls).to(self.device)
+                self._sizes[index] = (calls[0]["units"], sum(r["n"] for r in calls))
+            except Exception as exc:
+                self._fault(f"activation statistics of {self._layer_label(index)}", exc)
+        grads = self._grads.get(index)
+        if grads:
+            try:
+                grad = _grad_block(grads).to(self.device)
+                if self._grad_scale is not None:
+                    # A GradScaler's backward carries loss * scale: mean, std, min
+                    # and max of the gradient unscaled (the counts are the same).
+                    grad = torch.cat([grad[:4] / self._grad_scale.to(grad.device), grad[4:]])
+            except Exception as exc:
+                self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
+        return torch.cat([act, grad])
+
+    def _update_ratios(self, groups: ShapeGroups, before: list[torch.Tensor]) -> torch.Tensor:
+        with torch.no_grad():
+            now = groups.stack(self.params, copy=False)
+            data = stds(now)
+            # Each parameter's std once: the weight figures reuse it (grad:data).
+            self._data_std = groups.spread(data).to(self.device)
+            changes = stds([n - b for n, b in zip(now, before)])
+            return groups.spread([(c / d).log10() for c, d in zip(changes, data)]).to(self.device)
+
+    def _weight_figures_or_nan(self) -> torch.Tensor:
+        try:
+            return self._weight_figures()
+        except Exception as exc:
+            self._fault("weight statistics", exc)
+            return torch.full((len(self.weights) * _width(WEIGHT_BLOCKS),), math.nan,
+                              device=self.device)
+
+    def _weight_figures(self) -> torch.Tensor:
+        if not self.weights:
+            return torch.zeros(0, device=self.device)
+        with torch.no_grad():
+            grads = [p.grad for _, p in self.weights]
+            groups = self._groups("grads", grads)
+            blocks = groups.stack(grads, copy=False)
+            gmean = groups.spread([b.mean(dim=1) for b in blocks]).to(self.device)
+            gstd = groups.spread(stds(blocks)).to(self.device)
+            if self._data_std is not None:
+                dstd = self._data_std[self._weight_positions]
+            else:   # no optimizer hooks fired: the data's std here
+                data = [p for _, p in self.weights]
+                dgroups = self._groups("data", data)
+                dstd = dgroups.spread(stds(dgroups.stack(data, copy=False))).to(self.device)
+            nan_hist = torch.full((_HIST + 1,), math.nan, device=self.device)
+            hists = torch.stack([self._hist_and_count(g) if g is not None else nan_hist
+                                 for g in grads])
+            if self._host and bool(torch.isfinite(dstd).all()):
+                # A finite std holds no NaN or inf (either makes it NaN): nothing to count.
+                data_bad = torch.zeros(len(self.weights), device=self.device)
+            else:
+                data_bad = torch.stack([(~torch.isfinite(p.detach())).sum().to(self.device)
+                                        for _, p in self.weights]).float()
+            return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists,
+                              data_bad.reshape(-1, 1)], dim=1).reshape(-1)
+
+    def _hist_and_count(self, g: torch.Tensor) -> torch.Tensor:
+        parts, bad = _hist(g.detach().float())
+        return torch.cat([*parts, bad.float().reshape(1)]).to(self.device)
+
+    def _snapshot(self, step: int, loss: float, lr: float) -> StatsSnapshot:
+        if self._updates is None:         # no optimizer hooks fired: measure grads now
+            self._updates = torch.full((len(self.params),), math.nan, device=self.device)
+            self._weights = self._weight_figures_or_nan()
+        nan_layer = torch.full((_width(ACT_BLOCKS),), math.nan, device=self.device)
+        nan_grad = torch.full((_width(GRAD_BLOCKS),), math.nan, device=self.device)
+        layer_parts = [self._layer_blocks(i, nan_layer, nan_grad) for i, _, _ in self.layers]
+        flat = torch.cat([*layer_parts, self._weights, self._updates])
+        if self.reduce:
+            flat = self._reduce(flat)
+        values = flat.tolist()   # the one host sync of the snapshot
+        self._updates = self._weights = None
+        return self._build(step, loss, lr, values)
+
+    def _reduce(self, flat: torch.Tensor) -> torch.Tensor:
+        """Average the scalar figures across ranks; histograms stay this rank's
+        (their bins cover each rank's own range, so they do not add up)."""
+        averaged = (_averaged(ACT_BLOCKS + GRAD_BLOCKS) * len(self.layers)
+                    + _averaged(WEIGHT_BLOCKS) * len(self.weights) + [True] * len(self.params))
+        scalar = torch.tensor(averaged, dtype=torch.bool, device=flat.device)
+        reduced = flat.clone()
+        reduced[scalar] = self._all_mean(flat[scalar].contiguous())
+        return reduced
+
+    def _build(self, step: int, loss: float, lr: float, values: list[float]) -> StatsSnapshot:
+        take = FlatReader(values).take
+        nonfinite: dict[str, tuple[float, float]] = {}
+        layers = []
+        for index, module, kind in self.layers:
+            mean, std, sat, dead = take(4)
+            lo, hi = take(2)
+            counts = take(BINS)
+            (bad,) = take(1)
+            gmean, gstd = take(2)
+            glo, ghi = take(2)
+            gcounts = take(BINS)
+            (gbad,) = take(1)
+            units, numel = self._sizes.get(index, (0, 1))
+            nonfinite[self._layer_label(index)] = (bad, gbad)
+            layers.append(LayerStats(
+                index=index, kind=type(module).__name__, mean=mean, std=std,
+                saturation_pct=sat, dead=int(round(dead)) if math.isfinite(dead) else 0,
+                units=units, grad_mean=gmean, grad_std=gstd,
+                # the histogram's range is the finite values' min and max (this
+                # rank's); where some are not finite, how large is not known here
+                absmax=max(-lo, hi) if not bad else math.nan,
+                nonfinite=bad, grad_nonfinite=gbad,
+                hist=_histogram(lo, hi, counts, _finite_total(numel, bad)),
+                grad_hist=_histogram(glo, ghi, gcounts, _finite_total(numel, gbad)),
+                name=self.layer_names[index], family=kind,
+                per_unit=numel // units if units else 0))
+        weights = []
+        for name, p in self.weights:
+            gmean, gstd, ratio = take(3)
+            lo, hi = take(2)
+            counts = take(BINS)
+            gbad, bad = take(2)
+            nonfinite[name] = (bad, gbad)
+            weights.append(WeightStats(name=name, shape=tuple(p.shape), grad_mean=gmean,
+                                       grad_std=gstd, grad_data_ratio=ratio,
+                                       hist=_histogram(lo, hi, counts,
+                                                       _finite_total(p.numel(), gbad)),
+                                       nonfinite=bad, grad_nonfinite=gbad))
+        # Non-finite values per tensor (its own, its gradient's): NaN = not measured.
+        self.nonfinite_counts = {k: (_count(a), _count(g)) for k, (a, g) in nonfinite.items()}
+        if self._trace is None and any(a or g for a, g in self.nonfinite_counts.values()):
+            self._catch(step, "figures", before_update=False)
+        return StatsSnapshot(step=step, loss=loss, lr=lr, layers=tuple(layers),
+                             weights=tuple(weights),
+                             update_ratio_log10=tuple(take(len(self.params))))

@@ -531,7 +531,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         device a tensor, read with the others (no host sync per step)."""
         if type(x) is float:
             return x
-        if self._host and isinstance(x, torch.Tensor) and x.device.type == "cpu":
+        if self._host and isinstance(x, torch.Tensor) and x.is_cpu:
             try:
                 return x.item() if x.numel() == 1 else float(x.detach().float().mean())
             except Exception:

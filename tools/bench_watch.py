@@ -21,6 +21,7 @@ every=1 <= 30%.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -140,6 +141,7 @@ def main() -> None:
                 run(m, w, 1)
                 if w is not None:
                     w.flush()
+                gc.collect()      # every round from the same heap (the last round's watchers gone)
                 times[name].append(run(m, w, steps))
                 if w is not None:
                     w.close()

@@ -255,7 +255,7 @@ class _Plot:
 def test_the_five_percent_guide_only_where_every_family_saturates(families, guide):
     from traintop.tui.saturation_pane import SaturationPane
 
-    pane = SaturationPane.__new__(SaturationPane)
+    pane = SaturationPane(None)   # not mounted: its size is 0x0, its title's room the default
     pane.step, pane.families, pane.marks, pane.rest, pane.which = 3, families, {}, None, "all"
     pane.bars = [(k, f"net.{k}", 10.0, 0) for k in range(len(families))]
     plt = _Plot()

@@ -15,48 +15,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
 
 from traintop.engine.results import Calibration, NonFinite, RunInfo, StatsSnapshot
+from .finding import SEVERITIES, Finding, Rule
 from .step_rules import STEP_RULES
 from .thresholds import DEFAULT_THRESHOLDS as T, Thresholds
 from .when import (UNKNOWN, When, at_init, generic_fix, graded, init_fix, same_layer,
                    trained_fix, unknown_fix)
-
-SEVERITIES = ("info", "warn", "error")  # in rank order
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str          # one of RULE_IDS
-    severity: str      # "info" | "warn" | "error"
-    where: str         # see the module docstring
-    value: float | None  # the measured value the rule judged
-    healthy: str       # the healthy range, in words and numbers
-    message: str       # one sentence: what it means and what to try
-    step: int          # step of the figures it was found on
-
-    @property
-    def rank(self) -> int:
-        return SEVERITIES.index(self.severity)
-
-    def key(self) -> tuple[str, str, str]:
-        """Identity across frames: the same problem at the same place and severity."""
-        return (self.rule, self.where, self.severity)
-
-    def to_dict(self) -> dict:
-        value = self.value if self.value is not None and math.isfinite(self.value) else None
-        return {"rule": self.rule, "severity": self.severity, "where": self.where,
-                "value": value, "healthy": self.healthy, "message": self.message,
-                "step": self.step}
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    title: str
-    meaning: str  # help text: what it checks and what healthy looks like
-
 
 RULES: tuple[Rule, ...] = (
     Rule("non-finite", "Non-finite values",

@@ -13,8 +13,8 @@ import math
 import statistics
 from collections import deque
 
-# Finding comes from .rules inside the functions: rules.py adds STEP_RULES to its
-# RULES, so this module imports nothing of it at import time (no import cycle).
+from .finding import Finding
+
 
 # A step's loss is a spike when it is above both SPIKE_RATIO x the median of
 # the SPIKE_WINDOW finite losses before it and that median plus SPIKE_MADS
@@ -84,7 +84,6 @@ class StepRules:
             self._last_step = steps[-1]
 
     def _loss(self, step: int, loss: float) -> None:
-        from .rules import Finding
         if not math.isfinite(loss):
             return                       # the non-finite rule speaks
         held = self._losses
@@ -110,7 +109,6 @@ class StepRules:
 
     def observe_event(self, event) -> None:
         """A watcher's "misuse" event (its data's kind: closure or accumulation)."""
-        from .rules import Finding
         kind = str((event.data or {}).get("kind", "?"))
         where = MISUSE_WHERE.get(kind, f"w.step ({kind})")
         self._misuse.setdefault(where, Finding(
@@ -118,7 +116,6 @@ class StepRules:
             event.text, event.step))
 
     def _clipping(self) -> list:
-        from .rules import Finding
         if self.max_norm is None or len(self._norms) < CLIP_MIN_STEPS:
             return []
         cut = sum(g > self.max_norm for g in self._norms)

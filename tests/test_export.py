@@ -49,6 +49,7 @@ def test_csv_tables_hold_every_figure(tmp_path, recording, capsys):
     assert [(int(s["run"]), int(s["step"])) for s in steps] == [(run, r.step) for run, r in results]
     assert [float(s["loss"]) for s in steps] == [r.loss for _, r in results]   # exact
     assert [float(s["lr"]) for s in steps] == [r.lr for _, r in results]
+    assert all(s["grad_norm"] == "nan" for s in steps)    # the trainer records none
     ratios = read(out / "update_ratios.csv")
     info = load(recording).messages[0].info
     assert len(ratios) == len(results) * len(info.param_names)
@@ -69,6 +70,33 @@ def test_csv_tables_hold_every_figure(tmp_path, recording, capsys):
     assert read(out / "events.csv") == [{"run": "1", "step": "40", "kind": "lr",
                                          "text": "lr 0.1 -> 0.05"}]
     assert not list(out.glob(".*"))    # no temp files left behind
+
+
+def test_csv_steps_hold_the_gradient_norms_given_to_watch(tmp_path):
+    """w.step(loss, grad_norm=...)'s norms in steps.csv, exact; a step given none: nan."""
+    import torch
+    from torch import nn
+
+    from traintop import watch
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    norms = []
+    with watch(model, tmp_path / "w.jsonl", optimizer=opt, every=5) as w:
+        for k in range(12):
+            loss = nn.functional.mse_loss(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            norm = nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            norms.append(norm.item() if k != 7 else float("nan"))
+            w.step(loss, grad_norm=norm if k != 7 else None)
+    assert cli.main(["export", str(tmp_path / "w.jsonl"), "--csv", str(tmp_path / "csv")]) == 0
+    steps = read(tmp_path / "csv" / "steps.csv")
+    assert list(steps[0]) == ["run", "step", "loss", "log10_loss", "lr", "grad_norm"]
+    got = [float(s["grad_norm"]) for s in steps]
+    assert got[:7] + got[8:] == norms[:7] + norms[8:] and steps[7]["grad_norm"] == "nan"
 
 
 def _by_run(path):

@@ -47,7 +47,8 @@ def reference_tables(messages) -> dict[str, bytes]:
             rows["events.csv"].append((*head, m.step, m.kind, m.text))
         elif isinstance(m, Steps):
             for r in tuple(m.results):
-                rows["steps.csv"].append((*head, r.step, r.loss, r.log10_loss, r.lr))
+                rows["steps.csv"].append((*head, r.step, r.loss, r.log10_loss, r.lr,
+                                          r.grad_norm))
                 rows["update_ratios.csv"] += [(*head, r.step, n, x)
                                               for n, x in zip(names, r.update_ratio_log10)]
                 s = r.stats

@@ -124,7 +124,7 @@ def test_export_csv_has_a_sweep_column(tmp_path, trained):
     path = record(trained[1], tmp_path / "sweep.jsonl")
     write_csv(opener.load(path), tmp_path / "csv")
     lines = (tmp_path / "csv" / "steps.csv").read_text().splitlines()
-    assert lines[0] == "sweep,run,step,loss,log10_loss,lr"
+    assert lines[0] == "sweep,run,step,loss,log10_loss,lr,grad_norm"
     rows = [line.split(",") for line in lines[1:]]
     assert len(rows) == 240
     assert {r[0] for r in rows} == {"gain=1", "gain=5/3"}

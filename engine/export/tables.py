@@ -2,7 +2,8 @@
 
 CSV (one row per observation; the recording read line by line, every table
 written to a temporary file and all renamed in once all are complete):
-  steps.csv          run, step, loss, log10_loss, lr
+  steps.csv          run, step, loss, log10_loss, lr, grad_norm (the total gradient
+                     norm before clipping, where w.step was given it; nan: not known)
   update_ratios.csv  run, step, param, update_ratio_log10   (steps that measured them)
   layers.csv         run, step, layer, kind, then every LAYER_FIGURES name (per
                      snapshot, per layer): mean, std, saturation_pct, dead, units,
@@ -36,7 +37,7 @@ from traintop.engine.results import LAYER_FIGURES, WEIGHT_FIGURES
 from traintop.engine.step_block import StepBlock
 
 TABLES = {
-    "steps.csv": ("run", "step", "loss", "log10_loss", "lr"),
+    "steps.csv": ("run", "step", "loss", "log10_loss", "lr", "grad_norm"),
     "update_ratios.csv": ("run", "step", "param", "update_ratio_log10"),
     "layers.csv": ("run", "step", "layer", "kind", *LAYER_FIGURES, "name"),
     "weights.csv": ("run", "step", "name", "shape", *WEIGHT_FIGURES),
@@ -103,8 +104,9 @@ def _block_text(block: StepBlock, head: tuple, names: tuple, csv_text: _CsvText
     steps = block.steps.tolist()                       # Python ints and floats, as a
     loss = block.loss.tolist()                         # StepResult holds them
     log10 = [math.log10(x) if x > 0 and math.isfinite(x) else math.nan for x in loss]
-    yield "steps.csv", "".join([f"{prefix}{s},{x!r},{g!r},{r!r}\r\n" for s, x, g, r
-                                in zip(steps, loss, log10, block.lr.tolist())])
+    norms = [math.nan] * n if block.grad_norm is None else block.grad_norm.tolist()
+    yield "steps.csv", "".join([f"{prefix}{s},{x!r},{g!r},{r!r},{m!r}\r\n" for s, x, g, r, m
+                                in zip(steps, loss, log10, block.lr.tolist(), norms)])
     k = min(block.width, len(names))     # a StepResult's rows: zip(names, ratios)
     if k:
         ratios = block.ratios if k == block.width else block.ratios[:, :k]
@@ -121,7 +123,8 @@ def _result_text(results, head: tuple, names: tuple, csv_text: _CsvText
     """Step results one by one (a live run's tuple, a version-1 recording,
     a block whose rows differ in width)."""
     for r in results:
-        yield "steps.csv", csv_text.rows(((*head, r.step, r.loss, r.log10_loss, r.lr),))
+        yield "steps.csv", csv_text.rows(((*head, r.step, r.loss, r.log10_loss, r.lr,
+                                           r.grad_norm),))
         yield "update_ratios.csv", csv_text.rows((*head, r.step, n, x)
                                                  for n, x in zip(names, r.update_ratio_log10))
         if r.stats is not None:

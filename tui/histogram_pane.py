@@ -38,6 +38,10 @@ def draw_lines(pane, plt, lines, no_color: bool, names: list[str] | None = None)
     inline = len(lines) <= fitting(pane.canvas_rows())
     top = 0.0
     for k, (label, xs, ys) in enumerate(lines):
+        if not xs:   # plotext fails building the legend of a labelled empty series
+            continue
+        # nor may a series be all NaN (a diverged layer): drawn on the floor, its legend says nan
+        ys = [y if math.isfinite(y) else 0.0 for y in ys]
         plt.plot(xs, ys, **({"label": label} if inline else {}), **style(k, no_color))
         top = max([top, *(y for y in ys if math.isfinite(y))])
     pane.border_title = None if inline else border_legend(
@@ -88,6 +92,11 @@ class HistogramPane(PlotPane):
         stats = state.stats
         self.step = stats.step if stats else None
         layers = list(stats.layers) if stats else []
+        if self.kind == "gradient":
+            # An LSTM's gates are recomputed without a gradient (an all-NaN histogram):
+            # not drawn beside layers that have one (a diverged model keeps them all).
+            finite = [l for l in layers if any(map(math.isfinite, l.grad_hist.density))]
+            layers = finite or layers
         marks = layer_marks(state.findings() if stats else None, [l.index for l in layers],
                             {l.index: l.name for l in layers})
         # The border's legend (a pane too short for one over the data) carries

@@ -9,6 +9,8 @@ the rows, the picked set (tui/pick.py, `p`) is drawn and the rest summed up.
 
 from __future__ import annotations
 
+import math
+
 from traintop.engine.results import FAMILY_MEANING
 from .health_marks import badge, layer_marks
 from .pick import pick, short_labels
@@ -18,7 +20,9 @@ from .plot_pane import PlotPane
 LINEAR = ("a linear stack has no activation function, so nothing saturates and no unit "
           "dies: no share to draw", "no activation function: nothing saturates", "n/a")
 GUIDE = 5.0   # the lecture aims for about 5% saturated (tanh/sigmoid only)
-ROWS_PER_BAR = 1
+# plotext drops a bar's label, or draws one bar over another, when the bars
+# outnumber half the rows (80x24: 5 bars in 5 rows hid L8): two rows a bar.
+ROWS_PER_BAR = 2
 # A narrow pane's title: the family's share in a word or two.
 SHORT_MEANING = {"tanh": "|t|>0.97", "sigmoid": "saturated", "relu": "zeros",
                  "gelu": "x<0", "": "|t|>0.97"}
@@ -87,6 +91,20 @@ def draw_words(pane, plt, titles: tuple[str, ...], words: tuple[str, ...]) -> No
     plt.frame(False)
 
 
+def share(layer) -> float:
+    """The layer's share, NaN where its outputs were not finite: a NaN is in no
+    regime (NaN > 0.97 is false), so the engine's count reads 0% for a diverged layer."""
+    ok = all(v is not None and math.isfinite(v)
+             for v in (getattr(layer, 'mean', 0.0), getattr(layer, 'std', 0.0)))
+    return layer.saturation_pct if ok else math.nan
+
+
+def fitting(notes: tuple[str, ...], cols: int, labels: int) -> str:
+    """The longest note plotext draws as the x label (centred as a title is, it
+    drops one that would pass the right edge: at 80x24 the rest's count went)."""
+    return next((n for n in notes if title_fits(len(n), cols, labels)), notes[-1])
+
+
 class SaturationPane(PlotPane):
     def take(self, state) -> None:
         self.missing = no_activation_text(state)
@@ -104,10 +122,11 @@ class SaturationPane(PlotPane):
         by_index = {l.index: l for l in layers}
         width = self.label_width(0.5) - 4   # less ` dN`
         labels = short_labels([by_index[i].label for i in chosen], width)
-        self.bars = [(i, label, by_index[i].saturation_pct, by_index[i].dead)
+        self.bars = [(i, label, share(by_index[i]), by_index[i].dead)
                      for i, label in zip(chosen, labels)]
-        rest = [l.saturation_pct for l in layers if l.index not in chosen]
-        self.rest = (len(rest), max(rest)) if rest else None
+        rest = [share(l) for l in layers if l.index not in chosen]
+        finite_rest = [v for v in rest if math.isfinite(v)]
+        self.rest = (len(rest), max(finite_rest) if finite_rest else math.nan) if rest else None
         if layers and self.families == [""]:   # the lecture's linear stack: no tails, no dead
             self.bars, self.missing = [], LINEAR
 
@@ -147,7 +166,10 @@ class SaturationPane(PlotPane):
         # A layer a health finding names is labelled "!" (warn) or "!!" (error);
         # plotext draws one colour per bar series, so the label carries the mark.
         labels = [self.label_text(bar) for bar in self.bars]
-        values = [pct for _, _, pct, _ in self.bars]
+        # A non-finite share (a run that diverged) has no bar: drawn as 0 and said below.
+        finite = [pct is not None and math.isfinite(pct) for _, _, pct, _ in self.bars]
+        values = [pct if ok else 0.0 for (_, _, pct, _), ok in zip(self.bars, finite)]
+        unknown = finite.count(False)
         worst = "red" if "error" in self.marks.values() else "orange+"
         plt.bar(labels, values, orientation="horizontal", width=0.6,
                 marker="#" if no_color else "sd", **({} if no_color else {"color": worst}))
@@ -157,8 +179,17 @@ class SaturationPane(PlotPane):
         if saturating:
             plt.vertical_line(GUIDE, color="gray")
         top = max(values + ([GUIDE] if saturating else []))
-        plt.xlim(0, max(top, 1e-9) * 1.15)
+        plt.xlim(0, (top if top > 0 else 1.0) * 1.15)   # all 0: a readable 0-1% axis
         note = f"step {self.step:,} · dN: dead units"
+        notes = (note,)
+        if unknown:
+            note = f"step {self.step:,} · {unknown} non-finite"
+            notes = (f"{note} (no bar)", note, f"{unknown} non-finite")
         if self.rest:
-            note += f" · {self.which}, {self.rest[0]} more ≤{self.rest[1]:.0f}% (p)"
-        plt.xlabel(note)
+            count, most = self.rest
+            most = f"≤{most:.0f}%" if math.isfinite(most) else "non-finite"
+            notes = (f"{note} · {self.which}, {count} more {most} (p)",
+                     f"step {self.step:,} · {count} more {most} (p)",
+                     f"{count} more {most} (p)", f"+{count} (p)")
+        label_cols = max((len(label) for label in labels), default=0)
+        plt.xlabel(fitting(notes, self.size.width or 80, label_cols))

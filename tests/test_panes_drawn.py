@@ -1,0 +1,126 @@
+"""What plotext draws of the layer panes: every saturation bar drawn carries its
+own label and length (plotext merges bars packed one a row: at 80x24 the
+lecture's 5 bars in 5 rows hid L8), the rest summed up in words that fit, a
+diverged layer's share (NaN outputs are in no regime) never read as 0%, and
+the gradient histograms of an LSTM (gates without a gradient) or a NaN run."""
+
+from __future__ import annotations
+
+import math
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from traintop.tui.app import TraintopApp
+from tui_fakes import FakeSource, async_test, until
+from tui_fixed_run import fixed_run
+
+
+def drawn_bars(built: str) -> dict[str, int]:
+    """label -> bar length in cells, of each labelled row of plotext's output."""
+    rows = re.sub(r"\x1b\[[0-9;]*m", "", built).splitlines()
+    return {m.group(1).strip(): len(m.group(2))
+            for m in (re.match(r"\s*(\S.*?)┤([█#▉▊▋▌▍▎▏]*)", r) for r in rows) if m}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+@async_test
+async def test_every_bar_drawn_has_its_label_and_length(size):
+    app = TraintopApp(FakeSource(fixed_run()))
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: not app.source.queue, what="the run to load")
+        await pilot.pause(0.2)
+        app.redraw_all()
+        await pilot.pause(0.2)
+        pane = app.query_one("#saturation")
+        bars = drawn_bars(pane._built)
+        expected = {pane.label_text(bar): bar[2] for bar in pane.bars}
+        assert set(bars) == set(expected), (bars, expected)
+        layers = pane.state.stats.layers
+        # every layer is a bar or counted in the note under the axis
+        hidden = len(layers) - len(bars)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", pane._built)
+        assert (hidden == 0) == (pane.rest is None)
+        if hidden:
+            assert f"{hidden} more" in text or f"+{hidden} (p)" in text
+        # a longer bar for a larger share (plotext merged neighbours before)
+        top = max(expected.values())
+        for a in expected:
+            for b in expected:
+                if expected[a] - expected[b] > 0.15 * top:
+                    assert bars[a] > bars[b], (a, b, bars, expected)
+
+
+class _Plot:
+    def __init__(self):
+        self.calls = {}
+
+    def __getattr__(self, name):
+        return lambda *a, **k: self.calls.setdefault(name, []).append(a)
+
+
+def test_a_diverged_layer_has_no_bar_and_the_note_says_so():
+    from traintop.tui.saturation_pane import SaturationPane
+
+    layer = lambda i, mean: SimpleNamespace(index=i, name=f"h.{i}.mlp.act", saturation_pct=0.0,
+                                            dead=0, units=32, fam="gelu", label=f"h.{i}.act",
+                                            mean=mean, std=abs(mean))
+    stats = SimpleNamespace(step=300, layers=[layer(0, math.nan), layer(1, math.nan)])
+    pane = SaturationPane(None)   # not mounted: its size is 0x0, the default width
+    pane.canvas_rows, pane.label_width = lambda: 20, lambda share: 40
+    pane.take(SimpleNamespace(stats=stats, findings=lambda: [], info=None))
+    assert [math.isnan(pct) for _, _, pct, _ in pane.bars] == [True, True]
+    plt = _Plot()
+    pane.draw(plt, no_color=True)
+    (labels, values), = [a[:2] for a in plt.calls["bar"]]
+    assert values == [0.0, 0.0]
+    (low, high), = plt.calls["xlim"]
+    assert low == 0 and high == pytest.approx(1.15)   # a readable 0-1% axis, not 0-1e-9
+    (note,), = plt.calls["xlabel"]
+    assert "2 non-finite" in note
+
+
+def test_a_healthy_layer_keeps_its_share():
+    from traintop.tui.saturation_pane import share
+
+    assert share(SimpleNamespace(mean=0.1, std=0.6, saturation_pct=12.5)) == 12.5
+    assert math.isnan(share(SimpleNamespace(mean=math.inf, std=0.6, saturation_pct=0.0)))
+
+
+# ----- the histogram panes on an LSTM (gates without a gradient) and a diverged run ----------
+
+def _layer(i, name, grad_density):
+    from traintop.engine.results import Histogram
+
+    return SimpleNamespace(index=i, name=name, label=name, fam="tanh", mean=0.0, std=0.5,
+                           saturation_pct=1.0, dead=0, units=8,
+                           grad_mean=0.0 if math.isfinite(grad_density[0]) else math.nan,
+                           grad_std=1e-3 if math.isfinite(grad_density[0]) else math.nan,
+                           hist=Histogram(-1.0, 1.0, (0.5,) * 4),
+                           grad_hist=Histogram(-1e-3, 1e-3, grad_density))
+
+
+@pytest.mark.parametrize("densities, drawn", [
+    # an LSTM's output and its recomputed gates (NaN: no gradient): the gates are not drawn
+    ([(1.0, 2.0, 3.0, 1.0), (math.nan,) * 4, (math.nan,) * 4], ["rnn"]),
+    # a diverged run: every gradient NaN, every layer kept (its legend says nan)
+    ([(math.nan,) * 4, (math.nan,) * 4], ["rnn", "rnn.l0.input_gate"]),
+])
+def test_a_gradient_pane_builds_with_layers_that_have_no_gradient(densities, drawn):
+    import plotext as plt
+
+    from traintop.tui.histogram_pane import HistogramPane
+
+    names = ["rnn", "rnn.l0.input_gate", "rnn.l0.forget_gate"]
+    layers = [_layer(i, n, d) for i, (n, d) in enumerate(zip(names, densities))]
+    pane = HistogramPane(None, "gradient")   # not mounted: the default sizes
+    pane.take(SimpleNamespace(stats=SimpleNamespace(step=300, layers=layers),
+                              findings=lambda: [], info=None))
+    assert [label.split()[0] for label, _, _ in pane.lines] == drawn
+    plt.clf()
+    plt.plotsize(58, 18)
+    pane.draw(plt, no_color=True)
+    out = plt.build()          # plotext raised IndexError on a labelled all-NaN series
+    assert drawn[0] in out
+    plt.clf()

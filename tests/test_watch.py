@@ -149,3 +149,27 @@ def test_without_an_optimizer_and_bad_every(tmp_path):
             for r in m.results]
     assert r.stats is not None and all(math.isnan(x) for x in r.update_ratio_log10)
     assert r.stats.weights[0].grad_std == pytest.approx(model[0].weight.grad.std().item())
+
+
+def test_cpu_histogram_is_torch_histc_bit_for_bit():
+    """figures._histc_cpu (numpy's bincount of histc's own bin) against
+    torch.histc itself: shapes a model gives (ReLU's zeros, a narrow range far
+    from zero, ties on the edges, steps of equal values, one value, 1e30s)."""
+    from traintop.engine.steps.stats import BINS
+    from traintop.engine.watch.figures import _histc_cpu
+    g = torch.Generator().manual_seed(0)
+    cases = [torch.randn(8192, generator=g).relu(),
+             torch.randn(4096, generator=g) * 1e-7 + 3.0,
+             torch.randint(-50, 51, (5000,), generator=g).float() / 7,
+             torch.rand(16384, generator=g) ** 9 * 1e30,
+             torch.linspace(-1, 1, 1001), torch.full((33,), 2.5), torch.tensor([-0.0, 0.0]),
+             torch.tensor([1.0, 2.0]), torch.randn(128, 10, generator=g)]
+    cases += [torch.randn(int(n), generator=g) * float(s) for n, s in
+              zip(torch.randint(1, 20000, (40,), generator=g),
+                  torch.logspace(-20, 20, 40))]
+    for t in cases:
+        flat = t.reshape(-1)
+        lo, hi = flat.min().item(), flat.max().item()
+        got = _histc_cpu(flat, lo, hi)
+        want = torch.histc(flat, bins=BINS, min=lo, max=hi)
+        assert got.dtype == want.dtype and torch.equal(got, want), (lo, hi, flat.numel())

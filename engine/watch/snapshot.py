@@ -60,7 +60,9 @@ class SnapshotFigures:
             # Each parameter's std once: the weight figures reuse it (grad:data).
             self._data_std = groups.spread(data).to(self.device)
             changes = stds([n - b for n, b in zip(now, before)])
-            return groups.spread([(c / d).log10() for c, d in zip(changes, data)]).to(self.device)
+            # one division and one log10 over every parameter's (elementwise: the same values)
+            return groups.spread([(torch.cat(changes) / torch.cat(data)).log10()]
+                                 if changes else []).to(self.device)
 
     def _weight_figures_or_nan(self) -> torch.Tensor:
         try:

@@ -124,3 +124,24 @@ def test_a_gradient_pane_builds_with_layers_that_have_no_gradient(densities, dra
     out = plt.build()          # plotext raised IndexError on a labelled all-NaN series
     assert drawn[0] in out
     plt.clf()
+
+
+def test_a_diverged_run_does_not_set_the_shared_histogram_axis(monkeypatch):
+    """A folder holding a run that went NaN: its gradient histograms count nothing
+    (placeholder range -0.5..0.5), and the other runs keep their own scale (the
+    lecture's gradients, ~1e-2 wide, were drawn as one spike on a -0.5..0.5 axis)."""
+    from traintop.engine.results import Histogram
+    from traintop.tui.sweep_plots import SweepHistogramPane
+
+    def run(grad_hist):
+        layer = SimpleNamespace(hist=Histogram(-1.0, 1.0, (0.5,) * 4), grad_hist=grad_hist)
+        return SimpleNamespace(stats=SimpleNamespace(step=300, layers=[layer]))
+
+    diverged = run(Histogram(-0.5, 0.5, (0.0,) * 4))
+    healthy = run(Histogram(-0.014, 0.008, (10.0, 40.0, 30.0, 5.0)))
+    sweep = SimpleNamespace(runs=[diverged, healthy], label=lambda k: ("gpt", "lecture")[k])
+    monkeypatch.setattr(SweepHistogramPane, "app", SimpleNamespace(no_color=True))
+    monkeypatch.setattr("traintop.tui.sweep_plots.legend", lambda *a: "")
+    pane = SweepHistogramPane(None, "gradient")
+    pane.take(sweep)
+    assert pane.ranges == [(-0.014, 0.008)]

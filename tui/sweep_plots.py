@@ -211,7 +211,11 @@ class SweepHistogramPane(PlotPane):
                      for l in stats.layers] if stats is not None else []
             lines = [(list(h.centers()), list(h.density)) for h in hists]
             self.plots.append((sweep.label(k), stats.step if stats else None, lines))
-            self.ranges += [(h.lo, h.hi) for h in hists if h.density]
+            # a diverged run's histogram counts nothing (its values are NaN): its
+            # placeholder range -0.5..0.5 would set every run's shared axis
+            self.ranges += [(h.lo, h.hi) for h in hists
+                            if any(math.isfinite(d) and d > 0 for d in h.density)
+                            and math.isfinite(h.lo) and math.isfinite(h.hi)]
         self.border_title = legend(self, sweep, self.app.no_color)
 
     def grid(self, n: int) -> tuple[int, int]:

@@ -18,7 +18,11 @@ import torch
 from helpers import ROOT
 from traintop.commands.bench import format_text, main
 
-TINY = ["--steps", "4", "--rounds", "2", "--warmup", "1", "--scaling-steps", "1"]
+# A small stack for the main rows and the sweep: its graphs compile in a fraction
+# of the lecture's time on a cold cache (what the bench does is the same; the
+# compiled engine at the lecture's size is checked in test_lecture_reference).
+TINY = ["--steps", "4", "--rounds", "2", "--warmup", "1", "--scaling-steps", "1",
+        "--n-hidden", "16", "--depth", "2"]
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
@@ -36,6 +40,7 @@ def bench_doc() -> dict:
 def test_bench_json_has_every_row_and_the_scaling_table(bench_doc):
     doc = bench_doc
     assert doc["device"] == "cpu" and doc["threads"] >= 1 and doc["threads_chosen"] is True
+    assert (doc["config"]["n_hidden"], doc["config"]["depth"]) == (16, 2)   # the stack asked for
     rows = {r["key"]: r for r in doc["rows"]}
     assert list(rows) == ["auto_stats100", "auto_stats1", "fast_stats100", "fast_stats1", "compiled_stats100",
                           "compiled_stats1", "exact_stats100", "exact_stats1", "plain", "lecture"]
@@ -104,6 +109,9 @@ def test_bench_bad_options_are_one_line_errors():
     proc = bench("--steps", "0")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "traintop: error: --steps: must be >= 1, got 0"
+    proc = bench("--depth", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "traintop: error: --depth: must be >= 1, got 0"
     proc = bench("--device", "tpu", "--no-scaling", *TINY)
     assert proc.returncode == 2
     assert "--device" in proc.stderr and "Traceback" not in proc.stderr

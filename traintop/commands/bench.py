@@ -66,12 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-only", action="store_true",
                    help="only the sweep rows: a 4-run gain sweep against the four solo runs")
     p.add_argument("--no-sweep", action="store_true", help="skip the sweep rows")
+    p.add_argument("--n-hidden", type=int, default=TrainConfig.n_hidden, metavar="N",
+                   help=f"hidden units of the main rows' and the sweep's stack "
+                        f"(default {TrainConfig.n_hidden}, the lecture's)")
+    p.add_argument("--depth", type=int, default=TrainConfig.depth, metavar="N",
+                   help=f"hidden blocks of that stack (default {TrainConfig.depth}, the lecture's)")
     p.add_argument("--data", metavar="PATH", help="word list (default: the embedded names)")
     return p
 
 
 def _check(args: argparse.Namespace) -> None:
-    for name in ("steps", "rounds", "scaling_steps"):
+    for name in ("steps", "rounds", "scaling_steps", "n_hidden", "depth"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
@@ -160,7 +165,7 @@ def make_loops(keys, config: TrainConfig, dataset, device: torch.device,
 
 def run_bench(args: argparse.Namespace) -> dict:
     device = torch.device(check_device(args.device))
-    base = TrainConfig().validated()
+    base = TrainConfig(n_hidden=args.n_hidden, depth=args.depth).validated()
     dataset = load_dataset(args.data, base.block_size, base.split_seed)
     threads = args.threads or choose_threads(base, dataset.vocab.size)
     apply_threads(threads)

@@ -65,6 +65,7 @@ def _share_and_dead(t: torch.Tensor, x, kind: str, below: float | None):
     return share, x.amax(dim=0) < below   # dead only deep in the flat tail
 
 
+NUMPY_HIST_MIN = 2048   # values: below this torch.histc itself is as fast (_histc_cpu)
 _SAMPLES: dict = {}
 
 
@@ -88,7 +89,8 @@ def _histc_cpu(flat: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     lo and hi, bit for bit, in a third of its time (it is most of a measured
     step's cost on a small model): histc's own bin, (x - lo) * BINS / (hi - lo)
     in float32 truncated (the max in the last bin), counted by numpy's bincount."""
-    if flat.dtype != torch.float32 or not hi > lo:   # histc widens an empty range
+    if flat.dtype != torch.float32 or not hi > lo or flat.numel() < NUMPY_HIST_MIN:
+        # histc widens an empty range; on a few values numpy's calls cost more
         return torch.histc(flat, bins=BINS, min=lo, max=hi)
     low = np.float32(lo)
     pos = np.subtract(flat.numpy(), low)

@@ -145,3 +145,22 @@ def test_a_diverged_run_does_not_set_the_shared_histogram_axis(monkeypatch):
     pane = SweepHistogramPane(None, "gradient")
     pane.take(sweep)
     assert pane.ranges == [(-0.014, 0.008)]
+
+
+def test_a_killed_writer_is_not_called_live_in_the_overview():
+    """attach DIR: a writer killed sends no message, so the findings (which print
+    `(live)` beside each run) are marked for the text clock when the writers change."""
+    from traintop.tui.app import TraintopApp
+    from tui_fakes import FakeSource
+
+    app = TraintopApp(FakeSource(fixed_run()))
+    words = ["live", "finished"]
+    app.source.follow, app.source.writers = True, lambda: list(words)
+    app.mark_writers()
+    assert "sweep_findings" in app._text_dirty
+    app._text_dirty.clear()
+    app.mark_writers()                 # nothing changed: nothing to redraw
+    assert "sweep_findings" not in app._text_dirty
+    words[0] = "quiet"                 # the writer was killed
+    app.mark_writers()
+    assert "sweep_findings" in app._text_dirty

@@ -318,6 +318,7 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
         if now - self._status_at >= period * STATUS_SHARE:
             self._status_at = now
             self.show_status()
+            self.mark_writers()
         if getattr(self.source, "catching_up", False):
             # A replay on its way to the cursor: the panes keep the frame they
             # show (the status line says it is catching up) and are all drawn
@@ -404,6 +405,17 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
             self._text_at = now
             self.redraw_text(self._text_dirty)
             self.alert_new_errors()
+
+    def mark_writers(self) -> None:
+        """An attach of a folder: a writer gone quiet (killed) sends no message, so
+        the overview's findings, which print each run's writer, are marked when
+        the writers' words change (they said `(live)` of a dead writer)."""
+        if not getattr(self.source, "follow", False) or not hasattr(self.source, "writers"):
+            return
+        writers = self.source.writers()
+        if writers != getattr(self, "_writers_seen", None):
+            self._writers_seen = writers
+            self._text_dirty.add("sweep_findings")
 
     def redraw_all(self) -> None:
         """Every visible pane at once (tests and snapshots use it)."""

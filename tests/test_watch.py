@@ -173,3 +173,22 @@ def test_cpu_histogram_is_torch_histc_bit_for_bit():
         got = _histc_cpu(flat, lo, hi)
         want = torch.histc(flat, bins=BINS, min=lo, max=hi)
         assert got.dtype == want.dtype and torch.equal(got, want), (lo, hi, flat.numel())
+
+
+def test_snapshot_densities_are_stats_histogram_bit_for_bit():
+    """The snapshot's densities, one numpy division a histogram (snapshot._Reader),
+    against stats._histogram's Python division bin by bin."""
+    import numpy as np
+
+    from traintop.engine.steps.stats import BINS, _histogram
+    from traintop.engine.watch.snapshot import _Reader
+    g = torch.Generator().manual_seed(1)
+    counts = torch.randint(0, 900, (3, BINS), generator=g).float()
+    counts[2] = 0.0
+    ranges = [(-1.7, 2.3, 8192), (0.25, 0.25, 77), (float("nan"), float("nan"), 1)]
+    values = torch.cat([counts.reshape(-1)]).double()
+    reader = _Reader(values.tolist(), values.numpy())
+    for (lo, hi, total), c in zip(ranges, counts.tolist()):
+        got, want = reader.histogram(lo, hi, total), _histogram(lo, hi, c, total)
+        assert np.array_equal(got.density, want.density, equal_nan=True)
+        assert (got.lo, got.hi) == (want.lo, want.hi) or math.isnan(got.lo)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from traintop.engine.results import LayerStats, StatsSnapshot, WeightStats
+from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, WeightStats
 from traintop.engine.steps.by_shape import ShapeGroups, stds
-from traintop.engine.steps.stats import BINS, FlatReader, _histogram
+from traintop.engine.steps.stats import BINS, FlatReader
 from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _averaged,
                       _grad_block, _hist, _width)
 
@@ -24,6 +25,25 @@ def _finite_total(numel: int, bad: float) -> int:
 
 def _count(x: float) -> int:
     return int(round(x)) if math.isfinite(x) else 0
+
+
+class _Reader(FlatReader):
+    """FlatReader, and the histograms' densities from the same values as a
+    numpy array: stats._histogram's division (count / (total * width), float64),
+    one numpy call per histogram instead of a Python one per bin."""
+
+    def __init__(self, values: list[float], array: np.ndarray):
+        super().__init__(values)
+        self.array = array
+
+    def histogram(self, lo: float, hi: float, total: int) -> Histogram:
+        counts = self.array[self.pos:self.pos + BINS]
+        self.pos += BINS
+        if hi == lo:  # torch widens a zero-width range by 0.5 on each side
+            lo, hi = lo - 0.5, hi + 0.5
+        with np.errstate(all="ignore"):
+            density = counts / (total * ((hi - lo) / BINS))
+        return Histogram(lo=lo, hi=hi, density=tuple(density.tolist()))
 
 
 
@@ -113,9 +133,9 @@ class SnapshotFigures:
         flat = torch.cat([*layer_parts, self._weights, self._updates])
         if self.reduce:
             flat = self._reduce(flat)
-        values = flat.tolist()   # the one host sync of the snapshot
+        host = flat.cpu()        # the one host sync of the snapshot
         self._updates = self._weights = None
-        return self._build(step, loss, lr, values)
+        return self._build(step, loss, lr, host.tolist(), host.double().numpy())
 
     def _reduce(self, flat: torch.Tensor) -> torch.Tensor:
         """Average the scalar figures across ranks; histograms stay this rank's
@@ -127,20 +147,25 @@ class SnapshotFigures:
         reduced[scalar] = self._all_mean(flat[scalar].contiguous())
         return reduced
 
-    def _build(self, step: int, loss: float, lr: float, values: list[float]) -> StatsSnapshot:
-        take = FlatReader(values).take
+    def _build(self, step: int, loss: float, lr: float, values: list[float],
+               array: np.ndarray) -> StatsSnapshot:
+        reader = _Reader(values, array)
+        take = reader.take
         nonfinite: dict[str, tuple[float, float]] = {}
         layers = []
         for index, module, kind in self.layers:
+            units, numel = self._sizes.get(index, (0, 1))
             mean, std, sat, dead = take(4)
             lo, hi = take(2)
-            counts = take(BINS)
-            (bad,) = take(1)
+            # the non-finite count follows the counts: read first, the histogram's total
+            bad = values[reader.pos + BINS]
+            hist = reader.histogram(lo, hi, _finite_total(numel, bad))
+            take(1)
             gmean, gstd = take(2)
             glo, ghi = take(2)
-            gcounts = take(BINS)
-            (gbad,) = take(1)
-            units, numel = self._sizes.get(index, (0, 1))
+            gbad = values[reader.pos + BINS]
+            grad_hist = reader.histogram(glo, ghi, _finite_total(numel, gbad))
+            take(1)
             nonfinite[self._layer_label(index)] = (bad, gbad)
             layers.append(LayerStats(
                 index=index, kind=type(module).__name__, mean=mean, std=std,
@@ -150,21 +175,20 @@ class SnapshotFigures:
                 # rank's); where some are not finite, how large is not known here
                 absmax=max(-lo, hi) if not bad else math.nan,
                 nonfinite=bad, grad_nonfinite=gbad,
-                hist=_histogram(lo, hi, counts, _finite_total(numel, bad)),
-                grad_hist=_histogram(glo, ghi, gcounts, _finite_total(numel, gbad)),
+                hist=hist, grad_hist=grad_hist,
                 name=self.layer_names[index], family=kind,
                 per_unit=numel // units if units else 0))
         weights = []
         for name, p in self.weights:
             gmean, gstd, ratio = take(3)
             lo, hi = take(2)
-            counts = take(BINS)
+            gbad = values[reader.pos + BINS]
+            hist = reader.histogram(lo, hi, _finite_total(p.numel(), gbad))
             gbad, bad = take(2)
             nonfinite[name] = (bad, gbad)
             weights.append(WeightStats(name=name, shape=tuple(p.shape), grad_mean=gmean,
                                        grad_std=gstd, grad_data_ratio=ratio,
-                                       hist=_histogram(lo, hi, counts,
-                                                       _finite_total(p.numel(), gbad)),
+                                       hist=hist,
                                        nonfinite=bad, grad_nonfinite=gbad))
         # Non-finite values per tensor (its own, its gradient's): NaN = not measured.
         self.nonfinite_counts = {k: (_count(a), _count(g)) for k, (a, g) in nonfinite.items()}

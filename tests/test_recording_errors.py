@@ -71,10 +71,10 @@ def test_the_commands_print_the_readers_words(tmp_path, capsys):
     for name, (path, said) in _bad_files(tmp_path).items():
         for argv in (["replay", str(path), "--json"],
                      ["export", str(path), "--csv", str(tmp_path / f"csv-{name}")]):
-            if name == "folder" and argv[0] == "replay":
-                # replay opens a folder as its recordings (issue 24): the
-                # corrupt one among them is named, by file and line
-                said = _bad_files(tmp_path)["corrupt"][1]
+            # replay opens a folder as its recordings (issue 24): the corrupt
+            # one among them is named, by file and line; export refuses a folder
+            words = (_bad_files(tmp_path)["corrupt"][1]
+                     if name == "folder" and argv[0] == "replay" else said)
             capsys.readouterr()
             assert cli.main(argv) == 2, argv
-            assert capsys.readouterr().err == f"traintop: error: {said}\n", argv
+            assert capsys.readouterr().err == f"traintop: error: {words}\n", argv

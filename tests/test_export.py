@@ -79,9 +79,9 @@ def test_csv_steps_hold_the_gradient_norms_given_to_watch(tmp_path):
 
     from traintop import watch
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    x, y = torch.randn(16, 4), torch.randn(16, 1)
+    x, y = torch.randn(16, 4), torch.randn(16, 2)
     norms = []
     with watch(model, tmp_path / "w.jsonl", optimizer=opt, every=5) as w:
         for k in range(12):

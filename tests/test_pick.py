@@ -57,3 +57,15 @@ def test_short_labels_drop_the_shared_ending_first():
     # the shared start (transformer.) goes too, the index keeps its parent's name
     assert short_labels(names, 8) == ["h.0", "h.5", "h.11"]
     assert short_labels(names, 4) == ["h.0", "h.5", "h.11"]      # still told apart
+
+
+def test_an_lstms_gates_stay_apart_in_a_narrow_label():
+    """At 80x24 every gate read `…_gate`: the leaf's words go to initials last."""
+    from traintop.tui.pick import short_labels
+    names = ["emb", "rnn"] + [f"rnn.l{k}.{g}_gate" for k in (0, 1)
+                              for g in ("input", "forget", "cell", "output")]
+    for width in (6, 8, 10, 12):
+        labels = short_labels(names, width)
+        assert len(set(labels)) == len(labels) and all(len(l) <= width for l in labels)
+    assert short_labels(names, 6)[2:] == ["l0.ig", "l0.fg", "l0.cg", "l0.og",
+                                          "l1.ig", "l1.fg", "l1.cg", "l1.og"]

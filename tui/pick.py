@@ -149,6 +149,10 @@ def _initials(p: tuple, width: int) -> str:
             break
         if not p[i].isdigit():
             p[i] = p[i][0] + p[i][len(p[i].rstrip("0123456789")):]
+    if len(".".join(p)) > width and "_" in p[-1]:
+        # the leaf's words to initials last (`output_gate` og, `c_attn` ca): at
+        # 80x24 `…_gate` for every gate of an LSTM told none of them apart
+        p[-1] = "".join(w[0] for w in p[-1].split("_") if w)
     return ".".join(p)
 
 

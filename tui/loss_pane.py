@@ -14,9 +14,10 @@ from .plotting import (axis_end, downsample, draw_markers, finite_points, legend
 HELP = """\
 **Loss** — log10 of the training loss per step, the mean over each 1,000 steps
 (as the lecture averages) and val loss points after `e`. A grey line marks the
-uniform guess, the loss of a model that gives each of the 27 characters the same
-chance (-log(1/27) = ln 27 = 3.2958, log10 0.52); the title gives the run's first
-loss beside it (`first 3.2962 · uniform 3.2958`). Healthy: it starts on that
+uniform guess, the loss of a model that gives each class the same chance (ln of
+their number: the lecture's 27 characters give ln 27 = 3.2958, log10 0.52; a
+watched model's where `watch(..., expected_initial_loss=)` gives it); the title
+gives the run's first loss beside it (`first 3.2962 · uniform 3.2958`). Healthy: it starts on that
 line and falls smoothly; a first loss far above it (a hockey stick) means the
 output layer was too confident at init. Vertical lines mark restarts and every
 learning-rate change, by key or by the schedule's decay.

@@ -45,3 +45,16 @@ def test_missing_positions_read_nan_and_copies_do_not_follow_the_tensors():
             assert math.isclose(changes[i].item(), 1.0, rel_tol=1e-5)
         else:
             assert math.isnan(changes[i].item())
+
+
+def test_a_one_value_row_has_a_nan_std_without_a_warning():
+    """A Linear(n, 1)'s bias: torch warned 'degrees of freedom is <= 0' on every
+    measured step of a watched model; the figure is NaN as Tensor.std gives."""
+    import math
+    import warnings
+
+    from traintop.engine.steps.by_shape import stds
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one, two = stds([torch.tensor([[3.0]]), torch.tensor([[1.0, 3.0]])])
+    assert math.isnan(one.item()) and two.item() == torch.tensor([1.0, 3.0]).std().item()

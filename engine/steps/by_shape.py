@@ -58,5 +58,8 @@ class ShapeGroups:
 
 
 def stds(blocks: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each row's std (unbiased, as Tensor.std) of each (k, n) block."""
-    return [b.std(dim=1) for b in blocks]
+    """Each row's std (unbiased, as Tensor.std) of each (k, n) block. A row of
+    one value has none: NaN, as Tensor.std gives, but without its warning on
+    every measured step (a Linear(n, 1)'s bias is such a row)."""
+    return [b.std(dim=1) if b.shape[1] > 1 else torch.full_like(b[:, 0], math.nan)
+            for b in blocks]

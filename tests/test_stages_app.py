@@ -114,3 +114,30 @@ async def test_keys_that_do_not_apply_say_so():
         await pilot.press("r")
         await until(pilot, lambda: any(c.name == "restart" for c in app.source.commands),
                     what="r restarts")
+
+
+@async_test
+async def test_at_80x24_the_map_keeps_to_3_rows_and_the_histograms_keep_theirs():
+    """At 80x24 the map's 8 rows squeezed tab 2's two histograms to a line of
+    junk each: a short screen folds the examples to 3 braille rows (a dot white
+    where most of its examples are)."""
+    from traintop.tui.histogram_pane import HistogramPane
+    from traintop.tui.saturation_map_pane import fold_rows
+
+    messages, h, _, _ = one_step("original", 3)
+    white = (h.abs() > 0.99).tolist()
+    folded = fold_rows(white, 3)           # 32 examples: 3 a dot row, 11 dot rows
+    assert len(folded) == 11
+    assert folded[0] == [2 * sum(r[j] for r in white[0:3]) > 3 for j in range(200)]
+    app = TraintopApp(FakeSource(messages))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show_activations(pilot, app)
+        pane = app.query_one(SaturationMapPane)
+        await until(pilot, lambda: pane.display and pane.shown_layer is not None, what="the map")
+        await pilot.pause(0.2)
+        lines = str(pane.content).split("\n")
+        rows, _ = braille(white, pane.size.width - 4, 3)
+        assert len(rows) == 3 and lines[:3] == rows
+        for hist in app.query(HistogramPane):
+            if hist.display:
+                assert hist.size.height >= 4, (hist.id, hist.size)   # 1 row with 8 map rows

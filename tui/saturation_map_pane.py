@@ -18,6 +18,7 @@ THRESHOLD = 0.99   # the lecture's |h| > 0.99 (traintop.engine.model.stages.MAP_
 DOTS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
 SPARK = " ▁▂▃▄▅▆▇█"
 TITLE = "saturation map |h|>0.99"
+SHORT_SCREEN = 30   # rows of the terminal below which the map is folded to 3 rows
 
 # Its part of the help's line on its tab (tui/panes.py registers it).
 HELP = ("the first network's saturation map (--stage: |h|>0.99, examples x units, "
@@ -36,9 +37,22 @@ def dead_units(white: list[list[bool]]) -> list[int]:
     return [j for j in range(len(white[0])) if all(row[j] for row in white)]
 
 
-def braille(white: list[list[bool]], columns: int) -> tuple[list[str], list[int]]:
+def fold_rows(white: list[list[bool]], lines: int) -> list[list[bool]]:
+    """The examples in at most `lines` braille rows (4 dots each): a dot white
+    where most of the examples it holds are, as for units in a column."""
+    per_dot = max(1, -(-len(white) // (4 * max(1, lines))))
+    if per_dot == 1:
+        return white
+    groups = [white[i:i + per_dot] for i in range(0, len(white), per_dot)]
+    return [[2 * sum(row[j] for row in g) > len(g) for j in range(len(g[0]))] for g in groups]
+
+
+def braille(white: list[list[bool]], columns: int,
+            lines: int | None = None) -> tuple[list[str], list[int]]:
     """(rows of braille, the units each character column holds) in at most
-    `columns` characters."""
+    `columns` characters and, given, `lines` rows."""
+    if lines is not None:
+        white = fold_rows(white, lines)
     units = len(white[0]) if white else 0
     per_dot = max(1, -(-units // (2 * max(1, columns))))
     groups = [list(range(j, min(units, j + per_dot))) for j in range(0, units, per_dot)]
@@ -112,7 +126,10 @@ class SaturationMapPane(Static):
         width = max(10, (self.size.width or 120) - 4)
         self.border_title = (f"{TITLE} · {len(white)} examples x {units} units · "
                              f"step {self.step:,} · white {share:.1%} · dead {len(dead)} ▲")
-        lines, cells = braille(white, width)
+        # A short screen (80x24) keeps the map to 3 rows so the tab's two
+        # histograms keep theirs; 8 rows (32 examples, 4 a row) otherwise.
+        short = (self.app.size.height if self.is_attached else 40) < SHORT_SCREEN
+        lines, cells = braille(white, width, 3 if short else None)
         text = Text()
         for line in lines:
             text.append(line + "\n", style="bold white")

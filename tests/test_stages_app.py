@@ -141,3 +141,18 @@ async def test_at_80x24_the_map_keeps_to_3_rows_and_the_histograms_keep_theirs()
         for hist in app.query(HistogramPane):
             if hist.display:
                 assert hist.size.height >= 4, (hist.id, hist.size)   # 1 row with 8 map rows
+
+
+def test_the_status_line_names_the_stage_not_the_gain_it_implies():
+    """fix-tanh reads as gain 0.2, fan-in off in the stack's terms: the line
+    said `gain 1/5 · fan-in off`, knobs the user never turned."""
+    from traintop.engine.viewer.run_state import RunState
+    from traintop.tui.status_line import status_text
+
+    messages, *_ = one_step("fix-tanh")
+    state = RunState()
+    for m in messages:
+        state.apply(m)
+    line = status_text(state)
+    assert "stage fix-tanh" in line and "gain" not in line and "fan-in" not in line
+    assert "BatchNorm off" in line

@@ -1,6 +1,7 @@
 """The always-visible status line:
 `step 12,345 · lr 0.1 · gain 5/3 · BatchNorm on · 812 steps/s · running`
-(`init zeros` in place of the gain for --init zeros).
+(`init zeros` in place of the gain for --init zeros, `stage fix-tanh` for the
+lecture's first network).
 
 A source that is not a live run says where it stands (Source.position():
 head, tail): a replay `replay · snapshot 12/40 · step 1,200 · ... · playing
@@ -30,7 +31,12 @@ def status_text(state: RunState, read_only: bool = False,
     parts += [f"step {state.step:,}", f"lr {lr:g}" if lr is not None else "lr n/a"]
     # The lecture's init choices; a watch()ed model has none, so its line
     # names the model instead (never a field the recording lacks).
-    if config.get("init") == "zeros":
+    stage = config.get("stage")
+    if stage:
+        # the lecture's first network: its stage sets the init (the gain and
+        # fan-in it implies are not knobs the user turned), so it is named
+        parts.append(f"stage {stage}")
+    elif config.get("init") == "zeros":
         parts.append("init zeros")      # no gain applies: every weight and bias starts at 0
     elif "gain" in config:
         # named as the restart's marker names it (gain_label: 1/2, 5/3)
@@ -42,7 +48,7 @@ def status_text(state: RunState, read_only: bool = False,
         parts.append(f"{config['model']}" + (f" + {optimizer}" if optimizer else ""))
     # Off-default init choices show only when changed, so the usual line
     # keeps its documented form.
-    if not config.get("fan_in", True):
+    if not config.get("fan_in", True) and not stage:
         parts.append("fan-in off")
     if config.get("activation", "tanh") != "tanh":
         parts.append(f"{config['activation']} activation")

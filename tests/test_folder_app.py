@@ -67,6 +67,28 @@ async def test_a_folder_in_the_overview_v_and_back(mixed):
         assert app.screen.has_class("-overview")
 
 
+@async_test
+async def test_a_run_in_full_counts_its_own_findings(mixed):
+    """The status line of a run in full summed every run's findings (`!!1 !1`
+    on a run with none): it counts that run's only."""
+    from traintop.tui.keys import tab_key
+    from traintop.tui.status_line import health_summary
+
+    app = TraintopApp(FolderSource([str(mixed)]))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(pilot, lambda: every_run_in(app, 3), what="three runs")
+        whole = health_summary([r.findings() for r in app.sweep.runs], tab_key("health"))
+        owns = []
+        for k in range(3):
+            await pilot.press("v")
+            await until(pilot, lambda: app.view == k, what=f"run {k + 1} in full")
+            app.show_status()
+            own = health_summary([app.sweep.runs[k].findings()], tab_key("health"))
+            owns.append(own)
+            assert ("health:" in status_of(app)) == bool(own) and own in status_of(app)
+        assert any(own != whole for own in owns)   # the runs' findings differ
+
+
 def steps(model, opt, w, n: int) -> None:
     X, Y = torch.randn(16, 6, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 3
     for _ in range(n):

@@ -223,7 +223,9 @@ class TraintopApp(KeyActions, SweepKeys, App[int]):
             text = sweep_status_text(self.sweep, self.read_only, position, self.view)
         else:
             text = status_text(self.state, self.read_only, position)
-        summary = health_summary([run.findings() for run in self.sweep.runs], tab_key("health"))
+        # A sweep's run in full counts its own findings, not every run's.
+        runs = self.sweep.runs if self.view is None else self.sweep.runs[self.view:self.view + 1]
+        summary = health_summary([run.findings() for run in runs], tab_key("health"))
         self.status_line.show_text(f"{text} · {summary}" if summary else text)
         self.status_line.set_class(self.state.trainer_state == "died", "dead")
 

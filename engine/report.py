@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import textwrap
 
@@ -38,8 +40,11 @@ def event_dict(event) -> dict:
 def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float | None,
                  lr: float, last_stats: StatsSnapshot | None, last: StepResult | None,
                  eval_losses: dict | None = None, samples: tuple | None = None,
-                 health: list | None = None, timing: dict | None = None) -> dict:
-    """The report from plain figures: a live trainer's or a recording's (traintop.engine.viewer.run_state)."""
+                 health: list | None = None, timing: dict | None = None,
+                 ratios: tuple | None = None) -> dict:
+    """The report from plain figures: a live trainer's or a recording's (traintop.engine.viewer.run_state).
+    `ratios`: the latest update:data ratios where `last` has none (a watch()ed
+    model measures them on snapshot steps only; a stopped step keeps none)."""
     doc = {
         "config": info.config,
         "data": data,
@@ -69,6 +74,8 @@ def build_report(info: RunInfo, data: str | None, steps: int, first_loss: float 
             "name": w.name, "shape": list(w.shape), "grad_mean": w.grad_mean,
             "grad_std": w.grad_std, "grad_data_ratio": _finite(w.grad_data_ratio),
         } for w in last_stats.weights]
+    if last is not None and not last.update_ratio_log10 and last.nonfinite is None and ratios:
+        last = dataclasses.replace(last, update_ratio_log10=tuple(ratios))
     if last is not None and last.update_ratio_log10:
         doc["update_ratio_log10"] = {n: _finite(r) for n, r in
                                      zip(info.param_names, last.update_ratio_log10)}

@@ -131,7 +131,13 @@ def test_replay_json_of_a_watched_model(tmp_path, capsys):
     assert doc["steps"] == 5 and doc["stats_step"] == 4
     assert [l["kind"] for l in doc["layers"]] == ["ReLU", "Tanh", "Sigmoid"]
     assert doc["eval"] == {"val": 1.0} and doc["expected_initial_loss"] is None
-    assert doc["update_ratio_log10"] == {}    # step 5 took no snapshot: no ratios measured
+    # step 5 took no snapshot and measured no ratios: those of step 4, the
+    # stats step, as recorded (they were {} before, a report without ratios)
+    steps = [r for m in load(path).messages if isinstance(m, Steps) for r in m.results]
+    at_4 = next(r for r in steps if r.step == 4).update_ratio_log10
+    assert not next(r for r in steps if r.step == 5).update_ratio_log10 and at_4
+    assert doc["update_ratio_log10"] == {
+        n: (r if math.isfinite(r) else None) for n, r in zip(dict(model.named_parameters()), at_4)}
     events = [m for m in load(path).messages if isinstance(m, Event)]
     assert events == [Event("evaluate", 5, "evaluate val 1.0", {"losses": {"val": 1.0}})]
 

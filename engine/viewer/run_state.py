@@ -38,6 +38,9 @@ class RunState:
     runs: int = 0
     status: Status | None = None
     last: StepResult | None = None
+    # The latest step's update:data ratios that has them: a watch()ed model's
+    # only on its snapshot steps, so its last step may have none.
+    last_ratios: tuple = ()
     stats: StatsSnapshot | None = None           # the latest snapshot of this run
     first_loss: float | None = None
     eval_losses: dict | None = None
@@ -147,6 +150,8 @@ class RunState:
             if self.first_loss is None:
                 self.first_loss = r.loss
             history.add(r.log10_loss, r.lr, r.update_ratio_log10)
+            if r.update_ratio_log10:
+                self.last_ratios = r.update_ratio_log10
             if monitor is not None:
                 monitor.observe(r)
             if r.stats is not None:
@@ -192,6 +197,8 @@ class RunState:
         with np.errstate(divide="ignore", invalid="ignore"):   # StepResult.log10_loss, at once
             log10 = np.where((loss > 0) & np.isfinite(loss), np.log10(loss), np.nan)
         self.history.add_many(log10, block.lr, block.ratios)
+        if block.ratios.shape[1]:
+            self.last_ratios = tuple(block.ratios[-1].tolist())
         if self.monitor is not None:
             self.monitor.observe_many(block)
             changed.add("health")
@@ -275,7 +282,8 @@ class RunState:
             health = [f.to_dict() for f in self.findings()]   # judged here: watch() records none
         doc = build_report(self.info, self.meta.get("data"), self.steps, self.first_loss,
                            self.lr if self.lr is not None else math.nan, self.stats, self.last,
-                           self.eval_losses, self.samples, health, self.timing)
+                           self.eval_losses, self.samples, health, self.timing,
+                           ratios=self.last_ratios)
         doc["events"] = [event_dict(e) for e in self.lr_events]   # as report_dict lists them
         if self.interrupted:
             doc["interrupted"] = True

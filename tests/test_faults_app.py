@@ -17,7 +17,7 @@ from traintop.engine.live.spec import SessionSpec
 from traintop.engine.recording.opener import load
 from traintop.tui.app import TraintopApp
 from full_disk import small_disk  # noqa: F401 - a fixture
-from tui_fakes import async_test, until, write_words
+from tui_fakes import async_test, run_word, until, write_words
 from helpers import TIMING
 
 # An endless run on the fast engine: no background compile beside the test.
@@ -32,7 +32,7 @@ async def test_killed_trainer_is_said_and_r_starts_a_fresh_one(tmp_path):
     app = TraintopApp(session)
     status = lambda: str(app.status_line.content)  # noqa: E731
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.state.step > 50 and status().endswith("running"),
+        await until(pilot, lambda: app.state.step > 50 and run_word(status()) == "running",
                     timeout=60, what="training")
         first = session.pid
         points = len(app.state.history.log10_loss)
@@ -49,7 +49,7 @@ async def test_killed_trainer_is_said_and_r_starts_a_fresh_one(tmp_path):
         assert "trainer died" in status() and app.errors == 0
 
         await pilot.press("r")
-        await until(pilot, lambda: app.state.runs == 2 and status().endswith("running"),
+        await until(pilot, lambda: app.state.runs == 2 and run_word(status()) == "running",
                     timeout=60, what="a fresh trainer")
         assert session.pid != first and not app.status_line.has_class("dead")
         second = session.pid

@@ -16,7 +16,7 @@ from traintop.tui.app import TraintopApp
 from traintop.tui.keys import next_gain
 from traintop.tui.help_screen import HelpScreen
 from traintop.tui.status_line import status_text
-from tui_fakes import FakeSource, async_test, recorded_run, until
+from tui_fakes import FakeSource, async_test, recorded_run, run_word, until
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -47,10 +47,10 @@ async def test_status_line_has_the_documented_form(run_messages):
         assert status_of(app) == (f"step 400 · lr {final.lr:g} · gain 5/3 · BatchNorm on · "
                                   f"812 steps/s · paused")
         source.push(dataclasses.replace(final, running=True, steps_per_sec=1234.4))
-        await until(pilot, lambda: status_of(app).endswith("running"))
+        await until(pilot, lambda: run_word(status_of(app)) == "running")
         assert "1,234 steps/s" in status_of(app)
         source.push(dataclasses.replace(final, running=False, finished=True))
-        await until(pilot, lambda: status_of(app).endswith("finished"))
+        await until(pilot, lambda: run_word(status_of(app)) == "finished")
         why = "non-finite activation at step 401 in layer 0 (Linear)"
         source.push(dataclasses.replace(final, running=False, stopped=why))
         await until(pilot, lambda: status_of(app).endswith(f"stopped: {why}"))
@@ -86,7 +86,7 @@ async def test_every_key_sends_its_command(run_messages):
             assert source.commands == [command], key
         # Space pauses a running run.
         source.push(dataclasses.replace(run_messages[-1], running=True))
-        await until(pilot, lambda: status_of(app).endswith("running"))
+        await until(pilot, lambda: run_word(status_of(app)) == "running")
         source.commands.clear()
         await pilot.press("space")
         assert source.commands == [Command("pause")]

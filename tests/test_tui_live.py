@@ -10,7 +10,7 @@ from traintop.engine.config import TrainConfig
 from traintop.engine.live.session import LiveSession
 from traintop.engine.live.spec import SessionSpec
 from traintop.tui.app import TraintopApp
-from tui_fakes import async_test, write_words, until
+from tui_fakes import async_test, run_word, write_words, until
 
 
 
@@ -24,12 +24,12 @@ async def test_every_key_steers_the_live_trainer(tmp_path):
     app = TraintopApp(session)
     status = lambda: str(app.status_line.content)  # noqa: E731
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.state.step > 50 and status().endswith("running"),
+        await until(pilot, lambda: app.state.step > 50 and run_word(status()) == "running",
                     timeout=60, what="training to start")   # the child imports torch first
         assert status().startswith("step ") and " · lr 0.1 · gain 5/3 · BatchNorm on · " in status()
 
         await pilot.press("space")
-        await until(pilot, lambda: status().endswith("paused"), what="pause")
+        await until(pilot, lambda: run_word(status()) == "paused", what="pause")
         await pilot.pause(0.3)
         paused_at = app.state.step
         await pilot.pause(0.3)
@@ -39,7 +39,7 @@ async def test_every_key_steers_the_live_trainer(tmp_path):
         await until(pilot, lambda: app.state.step == paused_at + 1, what="one step")
         assert status().startswith(f"step {paused_at + 1:,} · ")
         await pilot.pause(0.3)
-        assert app.state.step == paused_at + 1 and status().endswith("paused")
+        assert app.state.step == paused_at + 1 and run_word(status()) == "paused"
 
         await pilot.press("right_square_bracket")
         await until(pilot, lambda: " · lr 0.2 · " in status(), what="lr x2")
@@ -64,7 +64,7 @@ async def test_every_key_steers_the_live_trainer(tmp_path):
                             "restart: batchnorm off", "restart: fan_in off"]
 
         await pilot.press("space")
-        await until(pilot, lambda: status().endswith("running") and app.state.step > 20,
+        await until(pilot, lambda: run_word(status()) == "running" and app.state.step > 20,
                     what="resume")
         await pilot.press("r")
         await until(pilot, lambda: app.state.history.markers[-1].text == "restart",

@@ -21,7 +21,7 @@ from traintop.engine.live.spec import SessionSpec
 from traintop.engine.recording.opener import load
 from traintop.tui.app import TraintopApp
 from traintop.commands.app import build_parser, spec_from_args
-from tui_fakes import async_test, write_words, until
+from tui_fakes import async_test, run_word, write_words, until
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -45,7 +45,7 @@ async def test_the_app_records_a_session_that_replay_reads(tmp_path, capsys):
     app = TraintopApp(source)
     status = lambda: str(app.status_line.content)  # noqa: E731
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: status().endswith("paused"), what="the paused start")
+        await until(pilot, lambda: run_word(status()) == "paused", what="the paused start")
         for _ in range(3):
             await pilot.press("n")
         await until(pilot, lambda: app.state.step == 3, what="three steps")

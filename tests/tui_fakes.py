@@ -117,3 +117,13 @@ async def until(pilot, condition, timeout: float = 10.0, what: str = "") -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await pilot.pause(0.05)
+
+
+def run_word(line: str) -> str:
+    """The status line's state word (running, paused, finished, ...): the line
+    may end with a health summary after it (`· health: 1 warn (tab 4)`, `· !1`)
+    once a finding is made, which a run of a few seconds may or may not reach."""
+    parts = line.split(" · ")
+    while len(parts) > 1 and parts[-1].startswith(("health: ", "!")):
+        parts.pop()
+    return parts[-1]

@@ -74,18 +74,19 @@ RICH_COLORS = ("bright_blue", "dark_orange", "bright_green", "bright_red", "brig
                "bright_cyan", "bright_yellow", "white")
 
 
-def border_legend(labels: list[str], no_color: bool) -> str:
+def border_legend(labels: list[str], no_color: bool, tight: bool = False) -> str:
     """A legend for the pane's top border, where a plot too short to keep its
     own legend above the data puts it: `━ L2  ━ L4 ...` in the lines' colours
-    (markers without colour)."""
+    (markers without colour); `tight`: `━L2 ━L4`, for a narrow sweep legend."""
+    mark_gap, between = ("", " ") if tight else (" ", "  ")
     parts = []
     for k, label in enumerate(labels):
         text = label.replace("[", "\\[")
         if no_color:
-            parts.append(f"{NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]} {text}")
+            parts.append(f"{NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]}{mark_gap or ':'}{text}")
         else:
-            parts.append(f"[{RICH_COLORS[k % len(RICH_COLORS)]}]━ {text}[/]")
-    return "  ".join(parts)
+            parts.append(f"[{RICH_COLORS[k % len(RICH_COLORS)]}]━{mark_gap}{text}[/]")
+    return between.join(parts)
 
 
 def style(index: int, no_color: bool) -> dict:

@@ -13,7 +13,7 @@ import re
 from rich.text import Text
 
 from .plot_pane import PlotPane
-from .plotting import (COLORS, NO_COLOR_MARKERS, RICH_COLORS, axis_end, border_legend,
+from .plotting import (COLORS, NO_COLOR_MARKERS, axis_end, border_legend,
                        downsample, draw_markers, finite_points, plot_width, steady_range,
                        step_ticks, style)
 
@@ -50,26 +50,14 @@ def legend(pane, sweep, no_color: bool) -> str:
               for label in labels]
     room = (pane.size.width or 80) - 6
     for candidate in (border_legend(labels, no_color), border_legend(values, no_color),
-                      tight_legend(values, no_color)):
+                      border_legend(values, no_color, tight=True)):
         if cells(candidate) <= room:
             return candidate
     for shown in range(len(values) - 1, 0, -1):
-        candidate = tight_legend(values[:shown], no_color) + f" +{len(values) - shown}"
+        candidate = border_legend(values[:shown], no_color, tight=True) + f" +{len(values) - shown}"
         if cells(candidate) <= room:
             return candidate
     return f"{len(values)} runs"
-
-
-def tight_legend(labels: list[str], no_color: bool) -> str:
-    """border_legend's text with one space between runs and none after the mark."""
-    parts = []
-    for k, label in enumerate(labels):
-        text = label.replace("[", "\\[")
-        if no_color:
-            parts.append(f"{NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]}:{text}")
-        else:
-            parts.append(f"[{RICH_COLORS[k % len(RICH_COLORS)]}]━{text}[/]")
-    return " ".join(parts)
 
 
 def cells(markup: str) -> int:

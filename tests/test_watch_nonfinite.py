@@ -27,6 +27,7 @@ from traintop import watch
 from traintop.commands import cli
 from traintop.engine.feed.messages import Event, Steps
 from traintop.engine.recording.opener import load
+from traintop.engine.steps.by_shape import FlatMoments
 from traintop.engine.viewer.run_state import RunState
 from traintop.engine.watch import BINS, HIST_SAMPLE, _hist
 
@@ -299,6 +300,9 @@ def test_a_statistic_that_raises_is_a_finding_not_an_exception(tmp_path, capsys,
 
     monkeypatch.setattr(figures_module, "_share_and_dead", boom)   # in a forward hook
     monkeypatch.setattr(snapshot_module, "stds", boom)           # in the optimizer's hook
+    # the CPU's ways of the same figures (numpy's, in few calls)
+    monkeypatch.setattr(figures_module, "_share_and_dead_np", boom)
+    monkeypatch.setattr(FlatMoments, "moments", boom)
     model = Model()
     path = tmp_path / "boom.jsonl"
     with caplog.at_level(logging.WARNING, logger="traintop"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 SMALL = 4096   # elements: tensors up to this size are stacked with their shape-mates
@@ -63,3 +64,47 @@ def stds(blocks: list[torch.Tensor]) -> list[torch.Tensor]:
     every measured step (a Linear(n, 1)'s bias is such a row)."""
     return [b.std(dim=1) if b.shape[1] > 1 else torch.full_like(b[:, 0], math.nan)
             for b in blocks]
+
+
+class FlatMoments:
+    """Per-tensor mean and std (unbiased, as Tensor.std) of many CPU tensors in
+    a few numpy calls over their values laid end to end, summed in float64.
+
+    On a CPU most of a small model's tensors are small: a reduction costs
+    torch's per-call overhead more than its arithmetic. A tiny MLP's six
+    parameters' stds (data and update) took ~100 us as torch calls, ~35 us
+    here. Only for what `fits`: CPU, strided, one float dtype, no empty tensor."""
+
+    def __init__(self, tensors: list[torch.Tensor]):
+        self.sizes = np.array([t.numel() for t in tensors], dtype=np.int64)
+        self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1])).astype(np.int64)
+        self.dtype = tensors[0].dtype if tensors else None
+        with np.errstate(divide="ignore"):
+            self._dof = 1.0 / (self.sizes - 1).astype(np.float64)   # a lone value: inf -> NaN
+
+    @staticmethod
+    def fits(tensors: list) -> bool:
+        return bool(tensors) and all(
+            t is not None and t.device.type == "cpu" and t.layout == torch.strided
+            and t.dtype == tensors[0].dtype and t.numel() > 0 for t in tensors
+        ) and tensors[0].dtype in (torch.float32, torch.float64)
+
+    def same(self, tensors: list) -> bool:
+        """Whether `tensors` (gradients, say) lie as the ones this was made for."""
+        return all(t is not None and t.layout == torch.strided and t.dtype == self.dtype
+                   and t.device.type == "cpu" for t in tensors)
+
+    def flat(self, tensors: list[torch.Tensor]) -> np.ndarray:
+        """Their values end to end: a copy, in their own dtype."""
+        return np.concatenate([t.detach().numpy().reshape(-1) for t in tensors])
+
+    def moments(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(means, stds) in float64, one per tensor of `flat`."""
+        x = flat.astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            mean = np.add.reduceat(x, self.starts) / self.sizes
+            x -= np.repeat(mean, self.sizes)
+            np.multiply(x, x, out=x)
+            var = np.add.reduceat(x, self.starts) * self._dof
+            var[self.sizes == 1] = np.nan   # no spread from one value (Tensor.std's NaN)
+        return mean, np.sqrt(var)

@@ -65,7 +65,7 @@ def _share_and_dead(t: torch.Tensor, x, kind: str, below: float | None):
     return share, x.amax(dim=0) < below   # dead only deep in the flat tail
 
 
-NUMPY_HIST_MIN = 2048   # values: below this torch.histc itself is as fast (_histc_cpu)
+NUMPY_HIST_MIN = 256   # values: below this torch.histc itself is as fast (numpy: ~5 us + 5 ns a value)
 _SAMPLES: dict = {}
 
 
@@ -99,6 +99,43 @@ def _histc_cpu(flat: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     counts = np.bincount(pos.astype(np.int32), minlength=BINS + 1)
     counts[BINS - 1] += counts[BINS:].sum()
     return torch.from_numpy(counts[:BINS].astype(np.float32))
+
+
+def _histc_np(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """_histc_cpu of a float32 numpy array: float32 counts, histc's bit for bit."""
+    if not hi > lo or a.size < NUMPY_HIST_MIN:
+        return torch.histc(torch.from_numpy(a), bins=BINS, min=lo, max=hi).numpy()
+    low = np.float32(lo)
+    pos = np.subtract(a, low)
+    np.multiply(pos, np.float32(BINS), out=pos)
+    np.divide(pos, np.float32(hi) - low, out=pos)
+    counts = np.bincount(pos.astype(np.int32), minlength=BINS + 1)
+    counts[BINS - 1] += counts[BINS:].sum()
+    return counts[:BINS].astype(np.float32)
+
+
+def _hist_row(t: torch.Tensor, row: np.ndarray) -> bool:
+    """_hist of a CPU tensor into `row` (lo, hi, BINS counts, non-finite: the
+    layout's _HIST + 1 floats), in numpy: no torch call on a tensor of finite
+    values (the usual one). False, `row` untouched, where some value is not
+    finite or the tensor is not a float32 or float64 one (then _hist)."""
+    if t.dtype not in (torch.float32, torch.float64) or t.layout != torch.strided:
+        return False
+    a = t.detach().numpy().reshape(-1)
+    n = a.size
+    if not n:
+        return False
+    a = a.astype(np.float32, copy=False)
+    lo, hi = a.min(), a.max()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return False
+    if n <= HIST_SAMPLE:
+        row[2:2 + BINS] = _histc_np(a, float(lo), float(hi))
+    else:   # as _hist: a float32 tensor's counts times the scale (torch's rounding)
+        counts = _histc_np(a[_sample_index(n, "cpu").numpy()], float(lo), float(hi))
+        row[2:2 + BINS] = (torch.from_numpy(counts) * (n / HIST_SAMPLE)).numpy()
+    row[0], row[1], row[2 + BINS] = lo, hi, 0.0
+    return True
 
 
 def _hist(t: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -144,20 +181,55 @@ def _hist(t: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
     return [lo.reshape(1), hi.reshape(1), counts], bad
 
 
+def _share_and_dead_np(a: np.ndarray, x, kind: str, below: float | None):
+    """_share_and_dead of a CPU float32 (observations, units) array, in numpy
+    (the same comparisons, elementwise: the same counts); x: a tensor or None."""
+    if kind in ("tanh", "sigmoid"):
+        s = np.abs(a) if kind == "tanh" else np.abs(2 * a - 1)
+        return np.count_nonzero(s > SATURATION), s.min(axis=0) > SATURATION
+    if kind == "relu":
+        return np.count_nonzero(a <= 0), a.max(axis=0) <= 0
+    share = np.count_nonzero(a < 0)
+    if below is None or x is None:
+        return share, np.zeros(a.shape[1], dtype=bool)
+    return share, (x.amax(dim=0) < below).numpy()
+
+
+def _row_record(t: torch.Tensor) -> dict | None:
+    """The histogram part of a CPU float32 record as one numpy row (lo, hi,
+    counts, non-finite: _hist_row), or None where _hist's way is needed."""
+    if t.device.type != "cpu" or t.dtype != torch.float32:
+        return None
+    row = np.empty(_HIST + 1, dtype=np.float32)
+    if not _hist_row(t, row):
+        return None
+    return {"row": row, "lo": torch.from_numpy(row[0:1]), "hi": torch.from_numpy(row[1:2]),
+            "counts": torch.from_numpy(row[2:2 + BINS]), "bad": _ZERO}
+
+
 def _act_record(t: torch.Tensor, x, kind: str, below) -> dict:
     """One call's activation figures (t: (observations, units)), to be merged
-    with the step's other calls of the module (_act_block)."""
-    share, dead = _share_and_dead(t, x, kind, below)
-    (lo, hi, counts), bad = _hist(t)
+    with the step's other calls of the module (_act_block). On the CPU the
+    counts and histogram come from numpy: torch's call costs more than the work."""
+    record = _row_record(t)
+    if record is not None and (x is None or x.dtype == torch.float32):
+        share, dead = _share_and_dead_np(t.numpy(), x, kind, below)
+    else:
+        share, dead = _share_and_dead(t, x, kind, below)
+        (lo, hi, counts), bad = _hist(t)
+        record = {"lo": lo, "hi": hi, "counts": counts, "bad": bad}
     # (torch.std_mean's one pass loses digits on a mean near zero.)
-    return {"n": t.numel(), "mean": t.mean(), "std": t.std(), "share": share, "dead": dead,
-            "lo": lo, "hi": hi, "counts": counts, "bad": bad}
+    record.update(n=t.numel(), mean=t.mean(), std=t.std(), share=share, dead=dead)
+    return record
 
 
 def _grad_record(g: torch.Tensor) -> dict:
-    (lo, hi, counts), bad = _hist(g)
-    return {"n": g.numel(), "mean": g.mean(), "std": g.std(), "lo": lo, "hi": hi,
-            "counts": counts, "bad": bad}
+    record = _row_record(g)
+    if record is None:
+        (lo, hi, counts), bad = _hist(g)
+        record = {"lo": lo, "hi": hi, "counts": counts, "bad": bad}
+    record.update(n=g.numel(), mean=g.mean(), std=g.std())
+    return record
 
 
 def _moments(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,13 +275,21 @@ def _merged_hist(records: list[dict]) -> list[torch.Tensor]:
 def _act_block(records: list[dict]) -> torch.Tensor:
     """ACT_BLOCKS of a module over all its calls on the step: mean, std, share %,
     dead units (dead on every call: its units as the first call's), histogram, non-finite."""
+    if len(records) == 1 and "row" in records[0]:   # a CPU module called once: numpy's
+        r = records[0]
+        out = np.empty(_width(ACT_BLOCKS), dtype=np.float32)
+        # float32 as torch's share * (100 / n)
+        out[:4] = (r["mean"].item(), r["std"].item(),
+                   np.float32(r["share"]) * np.float32(100.0 / r["n"]), r["dead"].sum())
+        out[4:] = r["row"]
+        return torch.from_numpy(out)
     mean, std = _moments(records)
     n = sum(r["n"] for r in records)
-    share = sum(r["share"].float() for r in records)
-    dead = records[0]["dead"]
+    share = sum(torch.as_tensor(r["share"]).float() for r in records)
+    dead = torch.as_tensor(records[0]["dead"])
     for r in records[1:]:
         if r["dead"].shape == dead.shape:
-            dead = dead & r["dead"]
+            dead = dead & torch.as_tensor(r["dead"])
     bad = sum(r["bad"].float() for r in records)
     return torch.cat([torch.stack([mean.float(), std.float(), share * (100.0 / n),
                                    dead.sum().float()]),
@@ -217,6 +297,12 @@ def _act_block(records: list[dict]) -> torch.Tensor:
 
 
 def _grad_block(records: list[dict]) -> torch.Tensor:
+    if len(records) == 1 and "row" in records[0]:
+        r = records[0]
+        out = np.empty(_width(GRAD_BLOCKS), dtype=np.float32)
+        out[:2] = r["mean"].item(), r["std"].item()
+        out[2:] = r["row"]
+        return torch.from_numpy(out)
     mean, std = _moments(records)
     bad = sum(r["bad"].float() for r in records)
     return torch.cat([torch.stack([mean.float(), std.float()]), *_merged_hist(records),

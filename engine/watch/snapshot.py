@@ -10,11 +10,12 @@ import math
 import numpy as np
 import torch
 
+from traintop.engine.recording.snapshot_codec import carry_counts
 from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, WeightStats
 from traintop.engine.steps.by_shape import ShapeGroups, stds
 from traintop.engine.steps.stats import BINS, FlatReader
 from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _averaged,
-                      _grad_block, _hist, _width)
+                      _grad_block, _hist, _hist_row, _width)
 
 
 def _finite_total(numel: int, bad: float) -> int:
@@ -35,16 +36,24 @@ class _Reader(FlatReader):
     def __init__(self, values: list[float], array: np.ndarray):
         super().__init__(values)
         self.array = array
+        # Whole, non-negative counts (all of them are, but a sampled histogram's
+        # and a NaN's) go to the writer as they are (snapshot_codec.carry_counts).
+        with np.errstate(all="ignore"):
+            self.ints = array.astype(np.int64)
+        self.whole = (self.ints == array) & (array >= 0)
 
     def histogram(self, lo: float, hi: float, total: int) -> Histogram:
-        counts = self.array[self.pos:self.pos + BINS]
+        pos = self.pos
+        counts = self.array[pos:pos + BINS]
         self.pos += BINS
         if hi == lo:  # torch widens a zero-width range by 0.5 on each side
             lo, hi = lo - 0.5, hi + 0.5
         with np.errstate(all="ignore"):
             density = counts / (total * ((hi - lo) / BINS))
-        return Histogram(lo=lo, hi=hi, density=tuple(density.tolist()))
-
+        hist = Histogram(lo=lo, hi=hi, density=tuple(density.tolist()))
+        if hi > lo and hi - lo < math.inf and self.whole[pos:pos + BINS].all():
+            carry_counts(hist, int(total), self.ints[pos:pos + BINS].tolist())
+        return hist
 
 
 class SnapshotFigures:
@@ -73,7 +82,9 @@ class SnapshotFigures:
                 self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
         return torch.cat([act, grad])
 
-    def _update_ratios(self, groups: ShapeGroups, before: list[torch.Tensor]) -> torch.Tensor:
+    def _update_ratios(self, groups: ShapeGroups | None, before) -> torch.Tensor:
+        if groups is None:     # the CPU's copy, the parameters end to end (_pre_step)
+            return self._flat_update_ratios(before)
         with torch.no_grad():
             now = groups.stack(self.params, copy=False)
             data = stds(now)
@@ -83,6 +94,19 @@ class SnapshotFigures:
             # one division and one log10 over every parameter's (elementwise: the same values)
             return groups.spread([(torch.cat(changes) / torch.cat(data)).log10()]
                                  if changes else []).to(self.device)
+
+    def _flat_update_ratios(self, before: np.ndarray) -> torch.Tensor:
+        """_update_ratios on the CPU: every parameter's std and its update's
+        in a few numpy calls (by_shape.FlatMoments); a frozen one: NaN."""
+        flat = self._flat
+        now = flat.flat(self.params)
+        data = flat.moments(now)[1].astype(np.float32)
+        change = flat.moments(np.subtract(now, before, out=now))[1].astype(np.float32)
+        self._data_std = torch.from_numpy(data)
+        with np.errstate(all="ignore"):
+            ratios = np.log10(change / data)
+        ratios[[not p.requires_grad for p in self.params]] = np.nan
+        return torch.from_numpy(ratios)
 
     def _weight_figures_or_nan(self) -> torch.Tensor:
         try:
@@ -95,8 +119,10 @@ class SnapshotFigures:
     def _weight_figures(self) -> torch.Tensor:
         if not self.weights:
             return torch.zeros(0, device=self.device)
+        grads = [p.grad for _, p in self.weights]
+        if self._flat_weights is not None and self._flat_weights.same(grads):
+            return self._flat_weight_figures(grads)
         with torch.no_grad():
-            grads = [p.grad for _, p in self.weights]
             groups = self._groups("grads", grads)
             blocks = groups.stack(grads, copy=False)
             gmean = groups.spread([b.mean(dim=1) for b in blocks]).to(self.device)
@@ -118,6 +144,30 @@ class SnapshotFigures:
                                         for _, p in self.weights]).float()
             return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists,
                               data_bad.reshape(-1, 1)], dim=1).reshape(-1)
+
+    def _flat_weight_figures(self, grads: list[torch.Tensor]) -> torch.Tensor:
+        """_weight_figures on the CPU, every gradient there: the WEIGHT_BLOCKS
+        rows filled in numpy (by_shape.FlatMoments, figures._hist_row)."""
+        fw = self._flat_weights
+        gmean, gstd = fw.moments(fw.flat(grads))
+        if self._data_std is not None:
+            dstd = self._data_std.numpy()[self._weight_index]
+        else:   # no optimizer hooks fired: the data's std here
+            dstd = fw.moments(fw.flat([p for _, p in self.weights]))[1].astype(np.float32)
+        out = np.empty((len(grads), _width(WEIGHT_BLOCKS)), dtype=np.float32)
+        out[:, 0], out[:, 1] = gmean, gstd
+        with np.errstate(all="ignore"):
+            out[:, 2] = out[:, 1] / dstd
+        end = 3 + _HIST + 1
+        for row, g in zip(out, grads):
+            if not _hist_row(g, row[3:end]):   # some value not finite: torch's way
+                row[3:end] = self._hist_and_count(g).numpy()
+        if np.isfinite(dstd).all():
+            # A finite std holds no NaN or inf (either makes it NaN): nothing to count.
+            out[:, end] = 0.0
+        else:
+            out[:, end] = [int((~torch.isfinite(p.detach())).sum()) for _, p in self.weights]
+        return torch.from_numpy(out.reshape(-1))
 
     def _hist_and_count(self, g: torch.Tensor) -> torch.Tensor:
         parts, bad = _hist(g.detach().float())

@@ -18,7 +18,7 @@ from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.activations import recognise, torch_family, types_text, user_table
 from traintop.engine.results import RunInfo, StepResult
-from traintop.engine.steps.by_shape import ShapeGroups
+from traintop.engine.steps.by_shape import FlatMoments, ShapeGroups
 from .calls import StepCalls, _folded
 from .figures import _act_record, _grad_record, _units
 from .gates import _gate_names, _gate_values, _rnn_output
@@ -196,6 +196,15 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         # than a tensor kept); ranks that reduce read them together.
         self._host = self.device.type == "cpu" and not self.reduce
         self.weights = [(n, p) for n, p in named if p.ndim >= 2]
+        # On the CPU the parameters' and weights' figures come from numpy over
+        # their values end to end (snapshot._flat_*): a few calls, not a few per tensor.
+        weights = [p for _, p in self.weights]
+        self._flat = FlatMoments(self.params) if self._host and FlatMoments.fits(
+            self.params) else None
+        self._flat_weights = FlatMoments(weights) if self._host and FlatMoments.fits(
+            weights) else None
+        self._weight_index = np.array([i for i, (_, p) in enumerate(named) if p.ndim >= 2],
+                                      dtype=np.int64)
         self._weight_positions = torch.tensor(
             [i for i, (_, p) in enumerate(named) if p.ndim >= 2], dtype=torch.long,
             device=self.device)
@@ -384,8 +393,11 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
             try:
                 # Every trainable parameter, with a gradient yet or not: under
                 # optimizer.step(closure) (Lightning) the backward runs after this hook.
-                groups = self._groups("trainable", self.params)
-                self._before = (groups, groups.stack(self.params))   # the stacks are copies
+                if self._flat is not None and self._flat.same(self.params):
+                    self._before = (None, self._flat.flat(self.params))   # a copy
+                else:
+                    groups = self._groups("trainable", self.params)
+                    self._before = (groups, groups.stack(self.params))   # the stacks are copies
             except Exception as exc:
                 self._before = None
                 self._fault("the parameters' copy before the update (update:data)", exc)

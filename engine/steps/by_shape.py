@@ -79,8 +79,9 @@ class FlatMoments:
         self.sizes = np.array([t.numel() for t in tensors], dtype=np.int64)
         self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1])).astype(np.int64)
         self.dtype = tensors[0].dtype if tensors else None
-        with np.errstate(divide="ignore"):
-            self._dof = 1.0 / (self.sizes - 1).astype(np.float64)   # a lone value: inf -> NaN
+        # moments(twice=True): two sets of the tensors end to end
+        self._twice = (np.concatenate([self.sizes, self.sizes]),
+                       np.concatenate([self.starts, self.starts + self.sizes.sum()]))
 
     @staticmethod
     def fits(tensors: list) -> bool:
@@ -98,13 +99,15 @@ class FlatMoments:
         """Their values end to end: a copy, in their own dtype."""
         return np.concatenate([t.detach().numpy().reshape(-1) for t in tensors])
 
-    def moments(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(means, stds) in float64, one per tensor of `flat`."""
+    def moments(self, flat: np.ndarray, twice: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(means, stds) in float64, one per tensor of `flat` (`twice`: `flat`
+        holds two sets of the tensors end to end, and so do the results)."""
+        sizes, starts = self._twice if twice else (self.sizes, self.starts)
         x = flat.astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore"):
-            mean = np.add.reduceat(x, self.starts) / self.sizes
-            x -= np.repeat(mean, self.sizes)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            mean = np.add.reduceat(x, starts) / sizes
+            x -= np.repeat(mean, sizes)
             np.multiply(x, x, out=x)
-            var = np.add.reduceat(x, self.starts) * self._dof
-            var[self.sizes == 1] = np.nan   # no spread from one value (Tensor.std's NaN)
+            var = np.add.reduceat(x, starts) / (sizes - 1)
+        var[sizes == 1] = np.nan   # no spread from one value (Tensor.std's NaN)
         return mean, np.sqrt(var)

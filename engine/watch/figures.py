@@ -121,7 +121,11 @@ def _hist_row(t: torch.Tensor, row: np.ndarray) -> bool:
     finite or the tensor is not a float32 or float64 one (then _hist)."""
     if t.dtype not in (torch.float32, torch.float64) or t.layout != torch.strided:
         return False
-    a = t.detach().numpy().reshape(-1)
+    return _hist_row_np(t.detach().numpy().reshape(-1), row)
+
+
+def _hist_row_np(a: np.ndarray, row: np.ndarray) -> bool:
+    """_hist_row of a flat float32 or float64 array (counted as float32)."""
     n = a.size
     if not n:
         return False

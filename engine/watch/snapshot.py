@@ -15,7 +15,7 @@ from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, Weight
 from traintop.engine.steps.by_shape import ShapeGroups, stds
 from traintop.engine.steps.stats import BINS, FlatReader
 from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _averaged,
-                      _grad_block, _hist, _hist_row, _width)
+                      _grad_block, _hist, _hist_row_np, _width)
 
 
 def _finite_total(numel: int, bad: float) -> int:
@@ -48,10 +48,14 @@ class _Reader(FlatReader):
         self.pos += BINS
         if hi == lo:  # torch widens a zero-width range by 0.5 on each side
             lo, hi = lo - 0.5, hi + 0.5
-        with np.errstate(all="ignore"):
-            density = counts / (total * ((hi - lo) / BINS))
-        hist = Histogram(lo=lo, hi=hi, density=tuple(density.tolist()))
-        if hi > lo and hi - lo < math.inf and self.whole[pos:pos + BINS].all():
+        norm = total * ((hi - lo) / BINS)
+        if 0 < norm < math.inf:   # the usual range: nothing to warn of (no errstate's cost)
+            density = counts / norm
+        else:
+            with np.errstate(all="ignore"):
+                density = counts / norm
+        hist = Histogram(lo, hi, tuple(density.tolist()))
+        if 0 < norm and hi - lo < math.inf and self.whole[pos:pos + BINS].all():
             carry_counts(hist, int(total), self.ints[pos:pos + BINS].tolist())
         return hist
 
@@ -100,8 +104,10 @@ class SnapshotFigures:
         in a few numpy calls (by_shape.FlatMoments); a frozen one: NaN."""
         flat = self._flat
         now = flat.flat(self.params)
-        data = flat.moments(now)[1].astype(np.float32)
-        change = flat.moments(np.subtract(now, before, out=now))[1].astype(np.float32)
+        k = len(self.params)
+        # the data and the change end to end: one pass of numpy's calls for both
+        stds = flat.moments(np.concatenate([now, now - before]), twice=True)[1]
+        data, change = stds[:k].astype(np.float32), stds[k:].astype(np.float32)
         self._data_std = torch.from_numpy(data)
         with np.errstate(all="ignore"):
             ratios = np.log10(change / data)
@@ -149,7 +155,8 @@ class SnapshotFigures:
         """_weight_figures on the CPU, every gradient there: the WEIGHT_BLOCKS
         rows filled in numpy (by_shape.FlatMoments, figures._hist_row)."""
         fw = self._flat_weights
-        gmean, gstd = fw.moments(fw.flat(grads))
+        flat = fw.flat(grads)
+        gmean, gstd = fw.moments(flat)
         if self._data_std is not None:
             dstd = self._data_std.numpy()[self._weight_index]
         else:   # no optimizer hooks fired: the data's std here
@@ -159,9 +166,9 @@ class SnapshotFigures:
         with np.errstate(all="ignore"):
             out[:, 2] = out[:, 1] / dstd
         end = 3 + _HIST + 1
-        for row, g in zip(out, grads):
-            if not _hist_row(g, row[3:end]):   # some value not finite: torch's way
-                row[3:end] = self._hist_and_count(g).numpy()
+        for row, g, start, size in zip(out, grads, fw.starts.tolist(), fw.sizes.tolist()):
+            if not _hist_row_np(flat[start:start + size], row[3:end]):
+                row[3:end] = self._hist_and_count(g).numpy()   # some value not finite
         if np.isfinite(dstd).all():
             # A finite std holds no NaN or inf (either makes it NaN): nothing to count.
             out[:, end] = 0.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -94,3 +95,114 @@ def test_a_compiled_model_compiles_once_without_graph_breaks(tmp_path):
             assert a.grad_std == pytest.approx(b.grad_std, rel=1e-4)
         assert all(math.isfinite(v) for v in got[step].update_ratio_log10)
     torch._dynamo.reset()
+
+
+# ----- the measured step's cheaper ways give the same figures -----------------
+
+def test_histograms_counted_together_are_histc_bit_for_bit():
+    """figures.HistBatch (every CPU tensor of a step counted in one bincount,
+    each offset by its own bins) against torch.histc tensor by tensor; one
+    value, an empty range and non-finite values take their own ways (_hist)."""
+    import numpy as np
+
+    from traintop.engine.steps.stats import BINS
+    from traintop.engine.watch.figures import HistBatch, _hist
+    g = torch.Generator().manual_seed(3)
+    cases = [torch.randn(64, 128, generator=g).relu(), torch.randn(7, generator=g),
+             torch.randn(300, generator=g) * 1e-7 + 3.0, torch.full((33,), 2.5),
+             torch.tensor([1.0]), torch.linspace(-1, 1, 1001),
+             torch.randint(-50, 51, (5000,), generator=g).float() / 7,
+             torch.tensor([1.0, math.nan, 3.0, -2.0]), torch.tensor([math.inf, 0.5, 0.25])]
+    cases += [torch.randn(int(n), generator=g) * float(s) for n, s in
+              zip(torch.randint(1, 3000, (20,), generator=g), torch.logspace(-20, 20, 20))]
+    batch = HistBatch()
+    rows = [np.empty(BINS + 3, dtype=np.float32) for _ in cases]
+    for t, row in zip(cases, rows):
+        batch.add(t.numpy().reshape(-1).copy(), row)
+    batch.run()
+    assert not batch.jobs
+    for t, row in zip(cases, rows):
+        (lo, hi, counts), bad = _hist(t)
+        want = torch.cat([lo, hi, counts, bad.float().reshape(1)]).numpy()
+        assert np.array_equal(row, want), t[:5]
+        finite = t[torch.isfinite(t)]
+        assert row[2:2 + BINS].tolist() == torch.histc(finite, bins=BINS, min=finite.min().item(),
+                                                       max=finite.max().item()).tolist()
+
+
+def test_flat_moments_are_each_tensors_mean_and_std():
+    from traintop.engine.steps.by_shape import FlatMoments
+    g = torch.Generator().manual_seed(4)
+    ts = [torch.randn(128, 32, generator=g), torch.randn(128, generator=g) * 1e-3 + 5,
+          torch.randn(1, generator=g), torch.randn(10, 128, generator=g)]
+    assert FlatMoments.fits(ts) and not FlatMoments.fits(ts + [torch.zeros(0)])
+    flat = FlatMoments(ts)
+    mean, std = flat.moments(flat.flat(ts))
+    for t, m, s in zip(ts, mean.tolist(), std.tolist()):
+        assert m == pytest.approx(t.double().mean().item(), rel=1e-12)
+        if t.numel() == 1:
+            assert math.isnan(s)     # as Tensor.std of one value
+        else:
+            assert s == pytest.approx(t.std().item(), rel=1e-6)
+    both = flat.moments(np.concatenate([flat.flat(ts), 2 * flat.flat(ts)]), twice=True)[1]
+    assert both[4:].tolist() == pytest.approx((2 * std).tolist(), rel=1e-12, nan_ok=True)
+
+
+def test_short_float_lists_pack_to_numpys_bytes():
+    """packing._pack_few (the array module) against pack_floats' numpy way."""
+    from traintop.engine.recording.packing import pack_floats, unpack_floats
+    rng = np.random.default_rng(5)
+    lists = [[1.0], [math.nan, math.inf, -math.inf, -0.0, 0.0], [1e300, 3.5e38, 1e-45],
+             [None, 2.0]]
+    lists += [(rng.standard_normal(3 * int(k)) * 10.0 ** rng.integers(-30, 30)).tolist()
+              for k in rng.integers(1, 20, 30)]
+    lists += [np.float32(rng.standard_normal(6)).astype(np.float64).tolist() for _ in range(5)]
+    for values in lists:
+        for columns in (1, 3):
+            if len(values) % columns:
+                continue
+            packed = pack_floats(values, columns)
+            assert packed == pack_floats(np.array(values, dtype=np.float64), columns)
+            back = unpack_floats(packed, columns).ravel()
+            want = np.array(values, dtype=np.float64)
+            assert np.array_equal(back, want, equal_nan=True)
+
+
+def test_a_recordings_histograms_are_the_counts_measured(tmp_path):
+    """The snapshot's counts travel to the file as measured (carried, not
+    searched back from the densities): read back, every density is the live
+    one bit for bit and every histogram is stored as counts."""
+    import json
+
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    path = tmp_path / "counts.jsonl"
+    w = watch(model, path, optimizer=opt, every=3)
+    live = {}
+    consume = w.recorder.consume
+
+    def keep(message):
+        if isinstance(message, Steps):
+            live.update((r.step, r.stats) for r in message.results if r.stats)
+        consume(message)
+    w.recorder.consume = keep
+    for step in range(1, 8):
+        x, y = batch(step)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        w.step(loss)
+    w.close()
+    got = snapshots(path)
+    assert sorted(got) == sorted(live) == [1, 3, 6]
+    for step, snap in got.items():
+        hists = [h for l in snap.layers for h in (l.hist, l.grad_hist)] + [
+            x.hist for x in snap.weights]
+        want = [h for l in live[step].layers for h in (l.hist, l.grad_hist)] + [
+            x.hist for x in live[step].weights]
+        assert len(hists) == 7 and hists == want
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    packed = [h for d in lines if d.get("t") == "s" for x in d.get("x", {}).values()
+              for h in x["hists"]]
+    assert len(packed) == 21 and all(len(h) == 2 and h[1][0] == "v" for h in packed)

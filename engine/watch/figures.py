@@ -199,24 +199,93 @@ def _share_and_dead_np(a: np.ndarray, x, kind: str, below: float | None):
     return share, (x.amax(dim=0) < below).numpy()
 
 
-def _row_record(t: torch.Tensor) -> dict | None:
+class HistBatch:
+    """The histograms of a measured step's CPU tensors counted together at the
+    snapshot: one numpy call of each kind over all of them, end to end, each
+    tensor's bins offset by its own (bin, as histc's, bit for bit).
+
+    Between snapshots a training step's own code pushes numpy's out of the
+    CPU's caches: each distinct call costs ~10 us there, a tensor's histogram
+    alone ~12 calls. Rows are filled in place (views of the snapshot's blocks)."""
+
+    def __init__(self):
+        self.jobs: list[tuple[np.ndarray, np.ndarray]] = []   # (flat float32 values, row)
+
+    def add(self, values: np.ndarray, row: np.ndarray) -> None:
+        """`row` (lo, hi, BINS counts, non-finite) is filled by run(); until then NaN."""
+        row[:] = math.nan
+        self.jobs.append((values, row))
+
+    def run(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        if not jobs:
+            return
+        sizes = np.array([v.size for v, _ in jobs], dtype=np.int64)
+        x = np.concatenate([v for v, _ in jobs])
+        starts = np.zeros(len(jobs), dtype=np.int64)
+        np.cumsum(sizes[:-1], out=starts[1:])
+        lo, hi = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
+        width = hi - lo
+        ok = width > 0                         # finite, and histc's own range (no widening)
+        ok &= width < np.inf
+        if not ok.all():                       # those alone, histc's way or _hist's
+            for j in np.flatnonzero(~ok).tolist():
+                _hist_job(*jobs[j])
+            width[~ok] = 1.0
+            lo[~ok] = 0.0
+        with np.errstate(all="ignore"):        # a NaN or inf among the values not counted here
+            pos = np.subtract(x, np.repeat(lo, sizes))
+            np.multiply(pos, np.float32(BINS), out=pos)
+            np.divide(pos, np.repeat(width, sizes), out=pos)
+            bins = pos.astype(np.int32)
+        np.clip(bins, 0, BINS, out=bins)
+        bins += np.repeat(np.arange(0, len(jobs) * (BINS + 1), BINS + 1, dtype=np.int32), sizes)
+        counts = np.bincount(bins, minlength=len(jobs) * (BINS + 1)).reshape(len(jobs), BINS + 1)
+        counts[:, BINS - 1] += counts[:, BINS]    # the max in the last bin
+        rows = np.empty((len(jobs), _HIST + 1), dtype=np.float32)
+        rows[:, 0], rows[:, 1], rows[:, 2:2 + BINS], rows[:, -1] = lo, hi, counts[:, :BINS], 0.0
+        for (_, row), new, good in zip(jobs, rows, ok.tolist()):
+            if good:
+                row[:] = new
+
+
+def _hist_job(values: np.ndarray, row: np.ndarray) -> None:
+    """One HistBatch job the batch leaves: one value, or a non-finite one."""
+    if not _hist_row_np(values, row):
+        parts, bad = _hist(torch.from_numpy(values))
+        row[:] = torch.cat([*parts, bad.float().reshape(1)]).numpy()
+
+
+def _row_record(t: torch.Tensor, batch: HistBatch | None) -> dict | None:
     """The histogram part of a CPU float32 record as one numpy row (lo, hi,
-    counts, non-finite: _hist_row), or None where _hist's way is needed."""
-    if t.device.type != "cpu" or t.dtype != torch.float32:
+    counts, non-finite), counted with the step's others (`batch`) where
+    small enough, or at once (_hist_row); None where _hist's way is needed."""
+    if t.device.type != "cpu" or t.dtype != torch.float32 or not t.numel():
         return None
     row = np.empty(_HIST + 1, dtype=np.float32)
-    if not _hist_row(t, row):
+    if batch is not None and t.numel() <= HIST_SAMPLE:
+        batch.add(t.detach().numpy().reshape(-1).copy(), row)   # a copy: the values now
+    elif not _hist_row(t, row):
         return None
-    return {"row": row, "lo": torch.from_numpy(row[0:1]), "hi": torch.from_numpy(row[1:2]),
-            "counts": torch.from_numpy(row[2:2 + BINS]), "bad": _ZERO}
+    return {"row": row}
 
 
-def _act_record(t: torch.Tensor, x, kind: str, below) -> dict:
+def _parts(r: dict) -> dict:
+    """A record's lo, hi, counts and non-finite count as tensors (a row's views)."""
+    if "row" in r and "lo" not in r:
+        row = r["row"]
+        r.update(lo=torch.from_numpy(row[0:1]), hi=torch.from_numpy(row[1:2]),
+                 counts=torch.from_numpy(row[2:2 + BINS]),
+                 bad=torch.from_numpy(row[2 + BINS:]).reshape(()))
+    return r
+
+
+def _act_record(t: torch.Tensor, x, kind: str, below, batch: HistBatch | None = None) -> dict:
     """One call's activation figures (t: (observations, units)), to be merged
     with the step's other calls of the module (_act_block). On the CPU the
     counts and histogram come from numpy: torch's call costs more than the work."""
-    record = _row_record(t)
-    if record is not None and (x is None or x.dtype == torch.float32):
+    record = _row_record(t, batch) if x is None or x.dtype == torch.float32 else None
+    if record is not None:
         share, dead = _share_and_dead_np(t.numpy(), x, kind, below)
     else:
         share, dead = _share_and_dead(t, x, kind, below)
@@ -227,8 +296,8 @@ def _act_record(t: torch.Tensor, x, kind: str, below) -> dict:
     return record
 
 
-def _grad_record(g: torch.Tensor) -> dict:
-    record = _row_record(g)
+def _grad_record(g: torch.Tensor, batch: HistBatch | None = None) -> dict:
+    record = _row_record(g, batch)
     if record is None:
         (lo, hi, counts), bad = _hist(g)
         record = {"lo": lo, "hi": hi, "counts": counts, "bad": bad}
@@ -253,6 +322,7 @@ def _merged_hist(records: list[dict]) -> list[torch.Tensor]:
     """min, max and BINS counts over all calls: each call's counts spread
     evenly over its bins and re-binned on the common range (exact where the
     module ran once; a call of one value counts in the bin of that value)."""
+    records = [_parts(r) for r in records]
     if len(records) == 1:
         r = records[0]
         return [r["lo"], r["hi"], r["counts"]]
@@ -287,6 +357,7 @@ def _act_block(records: list[dict]) -> torch.Tensor:
                    np.float32(r["share"]) * np.float32(100.0 / r["n"]), r["dead"].sum())
         out[4:] = r["row"]
         return torch.from_numpy(out)
+    records = [_parts(r) for r in records]
     mean, std = _moments(records)
     n = sum(r["n"] for r in records)
     share = sum(torch.as_tensor(r["share"]).float() for r in records)
@@ -307,6 +378,7 @@ def _grad_block(records: list[dict]) -> torch.Tensor:
         out[:2] = r["mean"].item(), r["std"].item()
         out[2:] = r["row"]
         return torch.from_numpy(out)
+    records = [_parts(r) for r in records]
     mean, std = _moments(records)
     bad = sum(r["bad"].float() for r in records)
     return torch.cat([torch.stack([mean.float(), std.float()]), *_merged_hist(records),

@@ -15,7 +15,7 @@ from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, Weight
 from traintop.engine.steps.by_shape import ShapeGroups, stds
 from traintop.engine.steps.stats import BINS, FlatReader
 from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _averaged,
-                      _grad_block, _hist, _hist_row_np, _width)
+                      _grad_block, _hist, _hist_job, _width)
 
 
 def _finite_total(numel: int, bad: float) -> int:
@@ -166,9 +166,13 @@ class SnapshotFigures:
         with np.errstate(all="ignore"):
             out[:, 2] = out[:, 1] / dstd
         end = 3 + _HIST + 1
-        for row, g, start, size in zip(out, grads, fw.starts.tolist(), fw.sizes.tolist()):
-            if not _hist_row_np(flat[start:start + size], row[3:end]):
-                row[3:end] = self._hist_and_count(g).numpy()   # some value not finite
+        # the histograms: counted with the step's others at the snapshot (HistBatch)
+        flat32 = flat.astype(np.float32, copy=False)
+        for row, start, size in zip(out, fw.starts.tolist(), fw.sizes.tolist()):
+            if self._batch is not None:
+                self._batch.add(flat32[start:start + size], row[3:end])
+            else:
+                _hist_job(flat32[start:start + size], row[3:end])
         if np.isfinite(dstd).all():
             # A finite std holds no NaN or inf (either makes it NaN): nothing to count.
             out[:, end] = 0.0
@@ -184,6 +188,11 @@ class SnapshotFigures:
         if self._updates is None:         # no optimizer hooks fired: measure grads now
             self._updates = torch.full((len(self.params),), math.nan, device=self.device)
             self._weights = self._weight_figures_or_nan()
+        if self._batch is not None:
+            try:
+                self._batch.run()
+            except Exception as exc:     # their rows stay NaN
+                self._fault("histograms", exc)
         nan_layer = torch.full((_width(ACT_BLOCKS),), math.nan, device=self.device)
         nan_grad = torch.full((_width(GRAD_BLOCKS),), math.nan, device=self.device)
         layer_parts = [self._layer_blocks(i, nan_layer, nan_grad) for i, _, _ in self.layers]

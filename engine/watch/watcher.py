@@ -20,7 +20,7 @@ from traintop.engine.activations import recognise, torch_family, types_text, use
 from traintop.engine.results import RunInfo, StepResult
 from traintop.engine.steps.by_shape import FlatMoments, ShapeGroups
 from .calls import StepCalls, _folded
-from .figures import _act_record, _grad_record, _units
+from .figures import HistBatch, _act_record, _grad_record, _units
 from .gates import _gate_names, _gate_values, _rnn_output
 from .snapshot import SnapshotFigures
 from .trace import NonFiniteTrace, _Trace, _float
@@ -203,6 +203,8 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
             self.params) else None
         self._flat_weights = FlatMoments(weights) if self._host and FlatMoments.fits(
             weights) else None
+        # Histograms of CPU tensors counted together at the snapshot (figures.HistBatch)
+        self._batch = HistBatch() if self._host else None
         self._weight_index = np.array([i for i, (_, p) in enumerate(named) if p.ndim >= 2],
                                       dtype=np.int64)
         self._weight_positions = torch.tensor(
@@ -324,7 +326,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                 x = _units(x.detach()) if x is not None else None
                 if t.shape[0] == 0:
                     return
-                record = _act_record(t, x, kind, below)
+                record = _act_record(t, x, kind, below, self._batch)
                 record["units"] = t.shape[1]
                 self._acts.setdefault(index, []).append(record)
                 if output.requires_grad:
@@ -341,7 +343,8 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                     if self.scaler is not None and self._grad_scale is None:
                         self._grad_scale = _scale_of(self.scaler, grad.device)
                     # Separate passes: std_mean's mean loses digits on a mean near zero.
-                    self._grads.setdefault(index, []).append(_grad_record(grad.detach().float()))
+                    self._grads.setdefault(index, []).append(
+                        _grad_record(grad.detach().float(), self._batch))
                 except Exception as exc:
                     self._grads.pop(index, None)
                     self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
@@ -367,7 +370,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         for (g, fam), v in zip(gates, values):
             try:
                 t = v.reshape(-1, v.shape[-1]).float()
-                record = _act_record(t, None, fam, None)
+                record = _act_record(t, None, fam, None, self._batch)
                 record["units"] = t.shape[1]
                 self._acts.setdefault(g, []).append(record)
             except Exception as exc:
@@ -494,6 +497,8 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                 if not (skipped and self.armed):
                     self.armed = (self.steps + 1) % self.every == 0
                 self._acts, self._grads, self._grad_scale = {}, {}, None
+                if self._batch is not None:
+                    self._batch.jobs = []     # a step measured but not snapshotted: its rows go
                 self._hook_forward()
         if self._events:
             try:

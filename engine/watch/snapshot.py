@@ -31,33 +31,48 @@ def _count(x: float) -> int:
 class _Reader(FlatReader):
     """FlatReader, and the histograms' densities from the same values as a
     numpy array: stats._histogram's division (count / (total * width), float64),
-    one numpy call per histogram instead of a Python one per bin."""
+    for every histogram of the snapshot at once (prepare), then handed out in
+    the order they are read (histogram)."""
 
     def __init__(self, values: list[float], array: np.ndarray):
         super().__init__(values)
         self.array = array
-        # Whole, non-negative counts (all of them are, but a sampled histogram's
-        # and a NaN's) go to the writer as they are (snapshot_codec.carry_counts).
+        self._hists: list[Histogram] = []
+
+    def prepare(self, specs: list[tuple[int, float, float, int]]) -> None:
+        """The histograms at (counts' position, lo, hi, total), in reading order."""
+        if not specs:
+            return
+        ranges = []
+        for _, lo, hi, total in specs:
+            if hi == lo:  # torch widens a zero-width range by 0.5 on each side
+                lo, hi = lo - 0.5, hi + 0.5
+            ranges.append((lo, hi, total * ((hi - lo) / BINS)))
+        at = np.array([pos for pos, *_ in specs], dtype=np.int64)[:, None] + np.arange(BINS)
+        counts = self.array[at]
+        norms = np.array([n for _, _, n in ranges])
         with np.errstate(all="ignore"):
-            self.ints = array.astype(np.int64)
-        self.whole = (self.ints == array) & (array >= 0)
+            densities = (counts / norms[:, None]).tolist()
+            ints = counts.astype(np.int64)
+        # Whole, non-negative counts over a finite range (all of them but a sampled
+        # histogram's and a NaN's) go to the writer as they are (carry_counts).
+        whole = ((ints == counts) & (counts >= 0)).all(axis=1) & (norms > 0)
+        ints = ints.tolist()
+        self._hists = []
+        for (lo, hi, norm), (_, _, _, total), density, carried, w in zip(
+                ranges, specs, densities, ints, whole.tolist()):
+            hist = Histogram(lo, hi, tuple(density))
+            if w and hi - lo < math.inf:
+                carry_counts(hist, int(total), carried)
+            self._hists.append(hist)
+        self._hists.reverse()
 
     def histogram(self, lo: float, hi: float, total: int) -> Histogram:
-        pos = self.pos
-        counts = self.array[pos:pos + BINS]
+        """The next prepared histogram (none prepared: this one), its counts read."""
+        if not self._hists:
+            self.prepare([(self.pos, lo, hi, total)])
         self.pos += BINS
-        if hi == lo:  # torch widens a zero-width range by 0.5 on each side
-            lo, hi = lo - 0.5, hi + 0.5
-        norm = total * ((hi - lo) / BINS)
-        if 0 < norm < math.inf:   # the usual range: nothing to warn of (no errstate's cost)
-            density = counts / norm
-        else:
-            with np.errstate(all="ignore"):
-                density = counts / norm
-        hist = Histogram(lo, hi, tuple(density.tolist()))
-        if 0 < norm and hi - lo < math.inf and self.whole[pos:pos + BINS].all():
-            carry_counts(hist, int(total), self.ints[pos:pos + BINS].tolist())
-        return hist
+        return self._hists.pop()
 
 
 class SnapshotFigures:
@@ -217,6 +232,20 @@ class SnapshotFigures:
                array: np.ndarray) -> StatsSnapshot:
         reader = _Reader(values, array)
         take = reader.take
+        # every histogram's place, range and total first: their densities in one go
+        specs, pos = [], 0
+        aw, gw, ww = _width(ACT_BLOCKS), _width(GRAD_BLOCKS), _width(WEIGHT_BLOCKS)
+        for index, _, _ in self.layers:
+            numel = self._sizes.get(index, (0, 1))[1]
+            for at in (pos + 4, pos + aw + 2):    # act, then grad: lo, hi, counts, non-finite
+                specs.append((at + 2, values[at], values[at + 1],
+                              _finite_total(numel, values[at + 2 + BINS])))
+            pos += aw + gw
+        for _, p in self.weights:
+            specs.append((pos + 5, values[pos + 3], values[pos + 4],
+                          _finite_total(p.numel(), values[pos + 5 + BINS])))
+            pos += ww
+        reader.prepare(specs)
         nonfinite: dict[str, tuple[float, float]] = {}
         layers = []
         for index, module, kind in self.layers:

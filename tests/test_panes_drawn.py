@@ -101,13 +101,17 @@ def _layer(i, name, grad_density):
                            grad_hist=Histogram(-1e-3, 1e-3, grad_density))
 
 
-@pytest.mark.parametrize("densities, drawn", [
+@pytest.mark.parametrize("densities, drawn, unlined", [
     # an LSTM's output and its recomputed gates (NaN: no gradient): the gates are not drawn
-    ([(1.0, 2.0, 3.0, 1.0), (math.nan,) * 4, (math.nan,) * 4], ["rnn"]),
-    # a diverged run: every gradient NaN, every layer kept (its legend says nan)
-    ([(math.nan,) * 4, (math.nan,) * 4], ["rnn", "rnn.l0.input_gate"]),
+    ([(1.0, 2.0, 3.0, 1.0), (math.nan,) * 4, (math.nan,) * 4], ["rnn"], 0),
+    # a diverged run: every gradient NaN, no layer drawn (a flat line on a made-up
+    # axis read as a histogram), the words say why
+    ([(math.nan,) * 4, (math.nan,) * 4], [], 2),
+    # as watch() records an all-NaN layer: no count on a placeholder axis; the
+    # finite layer drawn, the other counted under the plot
+    ([(1.0, 2.0, 3.0, 1.0), (0.0,) * 4], ["rnn"], 1),
 ])
-def test_a_gradient_pane_builds_with_layers_that_have_no_gradient(densities, drawn):
+def test_a_gradient_pane_builds_with_layers_that_have_no_gradient(densities, drawn, unlined):
     import plotext as plt
 
     from traintop.tui.histogram_pane import HistogramPane
@@ -122,8 +126,14 @@ def test_a_gradient_pane_builds_with_layers_that_have_no_gradient(densities, dra
     plt.plotsize(58, 18)
     pane.draw(plt, no_color=True)
     out = plt.build()          # plotext raised IndexError on a labelled all-NaN series
-    assert drawn[0] in out
     plt.clf()
+    if drawn:
+        assert drawn[0] in out
+    else:
+        text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", out).split())
+        assert "Every value of all 2 layers was NaN or inf at step 300: no" in text
+    assert len(pane.nonfinite) == unlined
+    assert (f"{unlined} non-finite (no line)" in pane.border_subtitle) == bool(drawn and unlined)
 
 
 def test_a_diverged_run_does_not_set_the_shared_histogram_axis(monkeypatch):
@@ -164,3 +174,34 @@ def test_a_killed_writer_is_not_called_live_in_the_overview():
     words[0] = "quiet"                 # the writer was killed
     app.mark_writers()
     assert "sweep_findings" in app._text_dirty
+
+
+def test_a_folder_of_different_models_labels_each_bar_with_its_own_layer(monkeypatch):
+    """A folder of a tanh MLP and a ReLU ResNet: the bars are paired by position,
+    each labelled with its own run's layer (the first run's name stood for all),
+    and the lecture's 5% guide is drawn through the tanh bars only."""
+    from traintop.tui.sweep_bars import SweepSaturation
+
+    def layer(name, kind, pct):
+        return SimpleNamespace(name=name, kind=kind, fam={"Tanh": "tanh", "ReLU": "relu"}[kind],
+                               saturation_pct=pct)
+
+    mlp = SimpleNamespace(stats=SimpleNamespace(layers=[layer("net.1", "Tanh", 1.0),
+                                                        layer("net.3", "Tanh", 2.0)]))
+    resnet = SimpleNamespace(stats=SimpleNamespace(layers=[layer("layer1.0.relu", "ReLU", 1.0),
+                                                           layer("layer2.0.relu", "ReLU", 2.0)]))
+    sweep = SimpleNamespace(runs=[mlp, resnet], models_differ=lambda: True)
+    monkeypatch.setattr(SweepSaturation, "app", SimpleNamespace(no_color=True))
+    rows = SweepSaturation(sweep).text().plain.splitlines()
+    assert [r.split()[0] for r in rows[:4]] == ["net.1", "layer1.0.relu", "net.3",
+                                                "layer2.0.relu"]
+    guide = [("┊" in r) for r in rows[:4]]
+    assert guide == [True, False, True, False]      # 1-2% bars stop short of the 5% guide
+    assert rows[-1].startswith("┊ 5% guide (tanh, sigmoid)")
+    # one model: the block's label once, the guide through every tanh bar
+    sweep.models_differ, sweep.runs = (lambda: False), [mlp, mlp]
+    rows = SweepSaturation(sweep).text().plain.splitlines()
+    assert [r[:6].strip() for r in rows[:4]] == ["net.1", "", "net.3", ""]
+    assert ["┊" in r for r in rows[:4]] == [True] * 4 and rows[-1].startswith("┊ 5% guide ·")
+    # no colour: each run's bar drawn with its marker as text (it read `dotdotdot`)
+    assert rows[2].split()[1].startswith("••") and rows[3].split()[0].startswith("xx")

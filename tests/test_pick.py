@@ -69,3 +69,13 @@ def test_an_lstms_gates_stay_apart_in_a_narrow_label():
         assert len(set(labels)) == len(labels) and all(len(l) <= width for l in labels)
     assert short_labels(names, 6)[2:] == ["l0.ig", "l0.fg", "l0.cg", "l0.og",
                                           "l1.ig", "l1.fg", "l1.cg", "l1.og"]
+
+
+def test_a_name_with_no_like_keeps_its_leaf():
+    """The saturation pane of an LSTM picked to `rnn` and one gate: the trailing
+    parts a lone longer name "shares" are no shared ending (it read `rnn.l1`)."""
+    assert short_labels(["rnn", "rnn.l1.output_gate"], 30) == ["rnn", "rnn.l1.output_gate"]
+    assert short_labels(["rnn", "rnn.l1.output_gate"], 12) == ["rnn", "output_gate"]
+    assert short_labels(["rnn", "rnn.l1.output_gate"], 8) == ["rnn", "r.l1.og"]
+    # a shared ending of two or more still goes first (the title says it)
+    assert short_labels(["a.fc.relu", "b.fc.relu", "c"], 4) == ["a", "b", "c"]

@@ -76,6 +76,12 @@ def _bare(number: str) -> str:
     return re.sub(r"^([+-]?)0\.", r"\1.", number)
 
 
+def _histogrammed(layer, kind: str) -> bool:
+    """Whether any of the layer's values made its histogram (a count above 0)."""
+    hist = layer.hist if kind == "activation" else layer.grad_hist
+    return any(math.isfinite(d) and d > 0 for d in hist.density)
+
+
 class HistogramPane(PlotPane):
     """kind "activation": t per activation layer; kind "gradient": dloss/dt."""
 
@@ -86,6 +92,7 @@ class HistogramPane(PlotPane):
         # (tab 2's); else it keeps the default set, names alone where the
         # figures do not fit (tab 1's quarter pane: the design's four panes)
         self.figures = figures
+        self.nonfinite: list = []   # layers with no finite value (take)
 
     def take(self, state) -> None:
         self.missing = no_activation_text(state)
@@ -97,6 +104,10 @@ class HistogramPane(PlotPane):
             # not drawn beside layers that have one (a diverged model keeps them all).
             finite = [l for l in layers if any(map(math.isfinite, l.grad_hist.density))]
             layers = finite or layers
+        # A layer whose every value was NaN or inf has no histogram (its counts all
+        # 0 on a made-up axis): said in words, never drawn as a flat line.
+        self.nonfinite = [l for l in layers if not _histogrammed(l, self.kind)]
+        layers = [l for l in layers if _histogrammed(l, self.kind)]
         marks = layer_marks(state.findings() if stats else None, [l.index for l in layers],
                             {l.index: l.name for l in layers})
         # The border's legend (a pane too short for one over the data) carries
@@ -134,6 +145,9 @@ class HistogramPane(PlotPane):
         self.border_subtitle = (
             f"{self.which} drawn · {len(rest)} more std {min(stds):{spec}}-{max(stds):{spec}}"
             " · p: pick" if rest else "")
+        if self.nonfinite and layers:
+            self.border_subtitle = " · ".join(filter(None, (
+                f"{len(self.nonfinite)} non-finite (no line)", self.border_subtitle)))
 
     def draw(self, plt, no_color: bool) -> None:
         what = "activation" if self.kind == "activation" else "gradient (at activation outputs)"
@@ -141,6 +155,16 @@ class HistogramPane(PlotPane):
             plt.title(f"{what} distribution · waiting for diagnostics")
             return
         if not self.lines:
+            if self.nonfinite:
+                n = len(self.nonfinite)
+                draw_words(self, plt, (f"{what} distribution · step {self.step:,} · non-finite",
+                                       f"step {self.step:,} · non-finite", "non-finite"),
+                           (f"Every value of {'the' if n == 1 else 'all'} {n} layer"
+                            f"{'' if n == 1 else 's'} was NaN or inf at step {self.step:,}: no "
+                            "histogram. The health tab (4) names where it started.",
+                            f"{n} layer{'' if n == 1 else 's'} all NaN/inf: no histogram",
+                            "all NaN/inf"))
+                return
             if self.missing:
                 draw_words(self, plt, (f"{what} distribution · no activation recognised",
                                        "no activation recognised", "no activations"),

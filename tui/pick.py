@@ -92,18 +92,28 @@ def _short_labels(names: tuple[str, ...], width: int) -> tuple[str, ...]:
         for key in {_pattern(p, *cut) for cut in _cuts(p)}:
             seen[key] = seen.get(key, 0) + 1
     out = []
+    wholes = {".".join(p) for p in parts}
     for p in parts:
         whole = ".".join(p)
         if len(whole) <= width:
             out.append(whole)
             continue
-        told = [(_joined(p, *cut), *cut) for cut in _cuts(p)
-                if seen.get(_pattern(p, *cut), 0) == 1]
+        # ... and reads as no other name does (`relu` for `layer2.1.relu` beside a `relu`)
+        told = [(label, *cut) for cut in _cuts(p) if seen.get(_pattern(p, *cut), 0) == 1
+                and (label := _joined(p, *cut)) not in wholes]
         fits = [t for t in told if len(t[0]) <= width]
-        if fits:   # the most parts kept; a head and a leaf rather than either; the first window
-            best = max(fits, key=lambda t: (t[2] + t[3], t[2] > 0 and t[3] > 0, -t[1]))[0]
-        else:      # the parts abbreviated, the leaf kept (`h.0.a.c_proj`, `l1.0.conv1`)
-            best = _abbreviated(p, width)
+        # The leaf kept (it names the layer: `output_gate`, `l1.og`, never `rnn.l1…`):
+        # the most parts; a head and a leaf rather than either; the first window;
+        # else the parts abbreviated, the leaf kept (`h.0.a.c_proj`, `l1.0.conv1`);
+        # a head alone only where not even that fits.
+        leafed = [t for t in fits if t[3] > 0]
+        short = _abbreviated(p, width) if not leafed else ""
+        if leafed:
+            best = max(leafed, key=lambda t: (t[2] + t[3], t[2] > 0 and t[3] > 0, -t[1]))[0]
+        elif fits and len(short) > width:
+            best = max(fits, key=lambda t: (t[2], -t[1]))[0]
+        else:
+            best = short
         out.append(shorten(best, width))
     counts = {o: out.count(o) for o in out}
     # abbreviations that met (or names that repeat): cut from the left
@@ -122,7 +132,12 @@ def _strip_shared(parts: list[tuple]) -> list[tuple]:
     parts = [p[lead:] for p in parts]
     longer = [p for p in parts if len(p) > 1]
     trail = 0
-    while longer and all(len(p) > trail + 1 for p in longer) and \
+    # Two longer names at least, or one whose leaf a short name has too (`relu` and
+    # `layer2.1.relu`: the title says relu): a lone one shares its end with nobody
+    # (`rnn` and `rnn.l1.output_gate` read `rnn` and `rnn.l1`, the gate lost).
+    shared = len(longer) > 1 or any(len(p) == 1 and longer and p[0] == longer[0][-1]
+                                    for p in parts)
+    while shared and all(len(p) > trail + 1 for p in longer) and \
             len({p[len(p) - trail - 1] for p in longer}) == 1 and \
             not longer[0][len(longer[0]) - trail - 1].isdigit():   # an index says which block
         trail += 1

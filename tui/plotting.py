@@ -12,6 +12,9 @@ from traintop.engine.training.history import Marker
 
 # Without colour, lines are told apart by their marker.
 NO_COLOR_MARKERS = ("dot", "x", "+", "o", "*", "#", "@", "%")
+# The same markers as text (a legend, a bar): plotext's "dot" draws a •, and
+# text of "dot" read as the word (a bar of `dotdotdot`, a legend `dot:L2`).
+NO_COLOR_GLYPHS = tuple("•" if m == "dot" else m for m in NO_COLOR_MARKERS)
 COLORS = ("blue+", "orange+", "green+", "red+", "magenta+", "cyan+", "yellow+", "white")
 LABELLED_MARKERS = 3      # the latest few markers carry their text
 
@@ -83,7 +86,7 @@ def border_legend(labels: list[str], no_color: bool, tight: bool = False) -> str
     for k, label in enumerate(labels):
         text = label.replace("[", "\\[")
         if no_color:
-            parts.append(f"{NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]}{mark_gap or ':'}{text}")
+            parts.append(f"{NO_COLOR_GLYPHS[k % len(NO_COLOR_GLYPHS)]}{mark_gap or ':'}{text}")
         else:
             parts.append(f"[{RICH_COLORS[k % len(RICH_COLORS)]}]━{mark_gap}{text}[/]")
     return between.join(parts)

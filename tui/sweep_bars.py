@@ -12,9 +12,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from .plotting import NO_COLOR_MARKERS, RICH_COLORS
+from .plotting import NO_COLOR_GLYPHS, RICH_COLORS
 
 GUIDE = 5.0
+SATURATING = ("tanh", "sigmoid")   # the families the lecture's guide is for
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
@@ -82,13 +83,18 @@ class SweepSaturation(Static):
                                              "% saturated · a bar per run", "% saturated")
                                  if len(t) <= room or t == "% saturated")
         # a folder's runs of different models: its layers are paired by position (issue 24)
-        self.border_subtitle = "models differ: layers by position" if sweep.models_differ() else ""
+        differ = sweep.models_differ()
+        self.border_subtitle = "models differ: layers by position" if differ else ""
         if not layers:
             return Text("waiting for diagnostics")
         n = len(runs)
         rows = max(1, (self.size.height or 20) - 1)   # the note line (size: inside the border)
         fit = max(1, rows // n)
-        label_width = max(len(block_label(l, j)) for j, l in enumerate(layers)) + 1
+        # Runs of different models: each bar is labelled with its own run's layer
+        # (paired by position, the first run's name read as every run's before).
+        labelled = [s.layers if differ and s is not None else layers for s in runs]
+        label_width = max(len(block_label(l, j)) for ls in labelled
+                          for j, l in enumerate(ls[:fit])) + 1
         width = max(8, (self.size.width or 40) - 1 - label_width - 7)   # label, figure
         top = max([GUIDE * 2] + [l.saturation_pct for s in runs if s is not None
                                  for l in s.layers if l.saturation_pct == l.saturation_pct])
@@ -97,28 +103,34 @@ class SweepSaturation(Static):
         for j, layer in enumerate(layers[:fit]):
             for k, s in enumerate(runs):
                 line = Text(no_wrap=True)
-                line.append(f"{block_label(layer, j):<{label_width}}" if k == 0
-                            else " " * label_width, style="bold")
+                own = labelled[k][j] if j < len(labelled[k]) else None
+                line.append(f"{block_label(own, j):<{label_width}}" if own is not None and (
+                    k == 0 or differ) else " " * label_width, style="bold")
                 if s is None or j >= len(s.layers):
                     line.append("·".ljust(width) + "    n/a")
                 else:
                     pct = s.layers[j].saturation_pct
                     cells = bar(pct, top, width).ljust(width)
                     if no_color:
-                        mark = NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)]
+                        mark = NO_COLOR_GLYPHS[k % len(NO_COLOR_GLYPHS)]
                         cells = cells.replace("█", mark)
                     track = Text(cells, style="" if no_color else RICH_COLORS[k % len(RICH_COLORS)])
-                    if cells[guide] == " ":     # the 5% guide where the bar does not reach
+                    # The 5% guide where the bar does not reach, through tanh and
+                    # sigmoid bars only: ReLU's zeros and GELU's negative regime have
+                    # no such target (as the run's own saturation pane).
+                    if cells[guide] == " " and s.layers[j].fam in SATURATING:
                         track = track[:guide] + Text("┊", style="grey50") + track[guide + 1:]
                     line.append_text(track)
                     line.append(f" {pct:5.1f}%")
                 text.append_text(line)
                 text.append("\n")
         hidden = len(layers) - fit
-        note = f"┊ {GUIDE:g}% guide · 0..{top:.0f}%"
+        fams = {l.fam in SATURATING for s in runs if s is not None for l in s.layers[:fit]}
+        note = (f"0..{top:.0f}%" if True not in fams else
+                f"┊ {GUIDE:g}% guide{' (tanh, sigmoid)' if False in fams else ''} · 0..{top:.0f}%")
         if hidden > 0:
             note += f" · {hidden} more layers: v shows a run"
             if len(note) > width + label_width + 7:      # one row, however narrow the pane
-                note = f"┊ {GUIDE:g}% · {hidden} more layers (v)"
+                note = (f"┊ {GUIDE:g}% · " if True in fams else "") + f"{hidden} more layers (v)"
         text.append(note, style="grey50")
         return text

@@ -14,7 +14,7 @@ from traintop.engine.viewer.sweep_state import MOST_DRAWN
 from textual.widgets import Static
 
 from .health_pane import SEVERITY_STYLE, SEVERITY_WORD
-from .plotting import NO_COLOR_MARKERS, RICH_COLORS
+from .plotting import NO_COLOR_GLYPHS, RICH_COLORS
 from .status_line import rate_text, run_state_word, status_text
 
 
@@ -116,7 +116,7 @@ class SweepFindings(Static):
             state = sweep.runs[k]
             text = Text()
             lines.append(text)
-            mark = NO_COLOR_MARKERS[k % len(NO_COLOR_MARKERS)] if no_color else "━"
+            mark = NO_COLOR_GLYPHS[k % len(NO_COLOR_GLYPHS)] if no_color else "━"
             text.append(f"{mark} {sweep.label(k)}",
                         style="" if no_color else RICH_COLORS[k % len(RICH_COLORS)])
             if writers:

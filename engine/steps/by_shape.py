@@ -73,7 +73,8 @@ class FlatMoments:
     On a CPU most of a small model's tensors are small: a reduction costs
     torch's per-call overhead more than its arithmetic. A tiny MLP's six
     parameters' stds (data and update) took ~100 us as torch calls, ~35 us
-    here. Only for what `fits`: CPU, strided, one float dtype, no empty tensor."""
+    here. Only for what `fits`: CPU, strided, one float dtype, no empty tensor,
+    not too many values (MAX_VALUES)."""
 
     def __init__(self, tensors: list[torch.Tensor]):
         self.sizes = np.array([t.numel() for t in tensors], dtype=np.int64)
@@ -83,12 +84,17 @@ class FlatMoments:
         self._twice = (np.concatenate([self.sizes, self.sizes]),
                        np.concatenate([self.starts, self.starts + self.sizes.sum()]))
 
+    # values in all: above, torch's own reductions (SIMD float32, a call per
+    # large tensor) cost less than numpy's float64 passes over them all
+    MAX_VALUES = 1 << 18
+
     @staticmethod
     def fits(tensors: list) -> bool:
         return bool(tensors) and all(
             t is not None and t.device.type == "cpu" and t.layout == torch.strided
             and t.dtype == tensors[0].dtype and t.numel() > 0 for t in tensors
-        ) and tensors[0].dtype in (torch.float32, torch.float64)
+        ) and tensors[0].dtype in (torch.float32, torch.float64) and sum(
+            t.numel() for t in tensors) <= FlatMoments.MAX_VALUES
 
     def same(self, tensors: list) -> bool:
         """Whether `tensors` (gradients, say) lie as the ones this was made for."""

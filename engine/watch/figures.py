@@ -34,6 +34,10 @@ def _width(blocks) -> int:
     return sum(n for n, _ in blocks)
 
 
+ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH = (_width(b) for b in (ACT_BLOCKS, GRAD_BLOCKS,
+                                                           WEIGHT_BLOCKS))
+
+
 def _averaged(blocks) -> list[bool]:
     return [avg for n, avg in blocks for _ in range(n)]
 
@@ -65,7 +69,7 @@ def _share_and_dead(t: torch.Tensor, x, kind: str, below: float | None):
     return share, x.amax(dim=0) < below   # dead only deep in the flat tail
 
 
-NUMPY_HIST_MIN = 256   # values: below this torch.histc itself is as fast (numpy: ~5 us + 5 ns a value)
+NUMPY_HIST_MIN = 256   # values: below this torch.histc is as fast (numpy: ~5 us + 5 ns a value)
 _SAMPLES: dict = {}
 
 
@@ -351,7 +355,7 @@ def _act_block(records: list[dict]) -> torch.Tensor:
     dead units (dead on every call: its units as the first call's), histogram, non-finite."""
     if len(records) == 1 and "row" in records[0]:   # a CPU module called once: numpy's
         r = records[0]
-        out = np.empty(_width(ACT_BLOCKS), dtype=np.float32)
+        out = np.empty(ACT_WIDTH, dtype=np.float32)
         # float32 as torch's share * (100 / n)
         out[:4] = (r["mean"].item(), r["std"].item(),
                    np.float32(r["share"]) * np.float32(100.0 / r["n"]), r["dead"].sum())
@@ -374,7 +378,7 @@ def _act_block(records: list[dict]) -> torch.Tensor:
 def _grad_block(records: list[dict]) -> torch.Tensor:
     if len(records) == 1 and "row" in records[0]:
         r = records[0]
-        out = np.empty(_width(GRAD_BLOCKS), dtype=np.float32)
+        out = np.empty(GRAD_WIDTH, dtype=np.float32)
         out[:2] = r["mean"].item(), r["std"].item()
         out[2:] = r["row"]
         return torch.from_numpy(out)

@@ -14,8 +14,9 @@ from traintop.engine.recording.snapshot_codec import carry_counts
 from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, WeightStats
 from traintop.engine.steps.by_shape import ShapeGroups, stds
 from traintop.engine.steps.stats import BINS, FlatReader
-from .figures import (ACT_BLOCKS, GRAD_BLOCKS, WEIGHT_BLOCKS, _HIST, _act_block, _averaged,
-                      _grad_block, _hist, _hist_job, _width)
+from .figures import (ACT_BLOCKS, ACT_WIDTH, GRAD_BLOCKS, GRAD_WIDTH, WEIGHT_BLOCKS,
+                      WEIGHT_WIDTH, _HIST, _act_block, _averaged, _grad_block, _hist,
+                      _hist_job)
 
 
 def _finite_total(numel: int, bad: float) -> int:
@@ -134,7 +135,7 @@ class SnapshotFigures:
             return self._weight_figures()
         except Exception as exc:
             self._fault("weight statistics", exc)
-            return torch.full((len(self.weights) * _width(WEIGHT_BLOCKS),), math.nan,
+            return torch.full((len(self.weights) * WEIGHT_WIDTH,), math.nan,
                               device=self.device)
 
     def _weight_figures(self) -> torch.Tensor:
@@ -176,7 +177,7 @@ class SnapshotFigures:
             dstd = self._data_std.numpy()[self._weight_index]
         else:   # no optimizer hooks fired: the data's std here
             dstd = fw.moments(fw.flat([p for _, p in self.weights]))[1].astype(np.float32)
-        out = np.empty((len(grads), _width(WEIGHT_BLOCKS)), dtype=np.float32)
+        out = np.empty((len(grads), WEIGHT_WIDTH), dtype=np.float32)
         out[:, 0], out[:, 1] = gmean, gstd
         with np.errstate(all="ignore"):
             out[:, 2] = out[:, 1] / dstd
@@ -208,8 +209,8 @@ class SnapshotFigures:
                 self._batch.run()
             except Exception as exc:     # their rows stay NaN
                 self._fault("histograms", exc)
-        nan_layer = torch.full((_width(ACT_BLOCKS),), math.nan, device=self.device)
-        nan_grad = torch.full((_width(GRAD_BLOCKS),), math.nan, device=self.device)
+        nan_layer = torch.full((ACT_WIDTH,), math.nan, device=self.device)
+        nan_grad = torch.full((GRAD_WIDTH,), math.nan, device=self.device)
         layer_parts = [self._layer_blocks(i, nan_layer, nan_grad) for i, _, _ in self.layers]
         flat = torch.cat([*layer_parts, self._weights, self._updates])
         if self.reduce:
@@ -234,7 +235,7 @@ class SnapshotFigures:
         take = reader.take
         # every histogram's place, range and total first: their densities in one go
         specs, pos = [], 0
-        aw, gw, ww = _width(ACT_BLOCKS), _width(GRAD_BLOCKS), _width(WEIGHT_BLOCKS)
+        aw, gw, ww = ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH
         for index, _, _ in self.layers:
             numel = self._sizes.get(index, (0, 1))[1]
             for at in (pos + 4, pos + aw + 2):    # act, then grad: lo, hi, counts, non-finite

@@ -112,7 +112,8 @@ def test_histograms_counted_together_are_histc_bit_for_bit():
              torch.randn(300, generator=g) * 1e-7 + 3.0, torch.full((33,), 2.5),
              torch.tensor([1.0]), torch.linspace(-1, 1, 1001),
              torch.randint(-50, 51, (5000,), generator=g).float() / 7,
-             torch.tensor([1.0, math.nan, 3.0, -2.0]), torch.tensor([math.inf, 0.5, 0.25])]
+             torch.tensor([1.0, math.nan, 3.0, -2.0]), torch.tensor([math.inf, 0.5, 0.25]),
+             torch.randn(500, generator=g) * 1e38]     # float32's bin overflows: histc's way
     cases += [torch.randn(int(n), generator=g) * float(s) for n, s in
               zip(torch.randint(1, 3000, (20,), generator=g), torch.logspace(-20, 20, 20))]
     batch = HistBatch()

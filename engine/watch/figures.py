@@ -69,6 +69,8 @@ def _share_and_dead(t: torch.Tensor, x, kind: str, below: float | None):
     return share, x.amax(dim=0) < below   # dead only deep in the flat tail
 
 
+# A wider range overflows float32 in (x - lo) * BINS: torch.histc's own way then.
+_BINNABLE = float(np.finfo(np.float32).max) / BINS / 2
 NUMPY_HIST_MIN = 256   # values: below this torch.histc is as fast (numpy: ~5 us + 5 ns a value)
 _SAMPLES: dict = {}
 
@@ -93,7 +95,8 @@ def _histc_cpu(flat: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     lo and hi, bit for bit, in a third of its time (it is most of a measured
     step's cost on a small model): histc's own bin, (x - lo) * BINS / (hi - lo)
     in float32 truncated (the max in the last bin), counted by numpy's bincount."""
-    if flat.dtype != torch.float32 or not hi > lo or flat.numel() < NUMPY_HIST_MIN:
+    if flat.dtype != torch.float32 or not _BINNABLE > hi - lo > 0 \
+            or flat.numel() < NUMPY_HIST_MIN:
         # histc widens an empty range; on a few values numpy's calls cost more
         return torch.histc(flat, bins=BINS, min=lo, max=hi)
     low = np.float32(lo)
@@ -107,7 +110,7 @@ def _histc_cpu(flat: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 
 def _histc_np(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """_histc_cpu of a float32 numpy array: float32 counts, histc's bit for bit."""
-    if not hi > lo or a.size < NUMPY_HIST_MIN:
+    if not _BINNABLE > hi - lo > 0 or a.size < NUMPY_HIST_MIN:
         return torch.histc(torch.from_numpy(a), bins=BINS, min=lo, max=hi).numpy()
     low = np.float32(lo)
     pos = np.subtract(a, low)
@@ -229,9 +232,10 @@ class HistBatch:
         starts = np.zeros(len(jobs), dtype=np.int64)
         np.cumsum(sizes[:-1], out=starts[1:])
         lo, hi = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
-        width = hi - lo
+        with np.errstate(all="ignore"):        # inf - inf, 1e38 - -1e38: not ok below
+            width = hi - lo
         ok = width > 0                         # finite, and histc's own range (no widening)
-        ok &= width < np.inf
+        ok &= width < _BINNABLE
         if not ok.all():                       # those alone, histc's way or _hist's
             for j in np.flatnonzero(~ok).tolist():
                 _hist_job(*jobs[j])
@@ -241,9 +245,13 @@ class HistBatch:
             pos = np.subtract(x, np.repeat(lo, sizes))
             np.multiply(pos, np.float32(BINS), out=pos)
             np.divide(pos, np.repeat(width, sizes), out=pos)
-            bins = pos.astype(np.int32)
-        np.clip(bins, 0, BINS, out=bins)
-        bins += np.repeat(np.arange(0, len(jobs) * (BINS + 1), BINS + 1, dtype=np.int32), sizes)
+            bins = pos.astype(np.intp)         # bincount's own type: no copy of it there
+        if not ok.all():
+            # A tensor left to _hist_job may hold NaN or inf: its bins here are
+            # garbage, kept within its own. (The others' lie in 0..BINS: x - lo
+            # <= hi - lo, rounding is monotonic, the max lands on BINS exactly.)
+            np.clip(bins, 0, BINS, out=bins)
+        bins += np.repeat(np.arange(0, len(jobs) * (BINS + 1), BINS + 1), sizes)
         counts = np.bincount(bins, minlength=len(jobs) * (BINS + 1)).reshape(len(jobs), BINS + 1)
         counts[:, BINS - 1] += counts[:, BINS]    # the max in the last bin
         rows = np.empty((len(jobs), _HIST + 1), dtype=np.float32)

@@ -200,15 +200,20 @@ class SnapshotFigures:
         parts, bad = _hist(g.detach().float())
         return torch.cat([*parts, bad.float().reshape(1)]).to(self.device)
 
-    def _snapshot(self, step: int, loss: float, lr: float) -> StatsSnapshot:
-        if self._updates is None:         # no optimizer hooks fired: measure grads now
-            self._updates = torch.full((len(self.params),), math.nan, device=self.device)
-            self._weights = self._weight_figures_or_nan()
-        if self._batch is not None:
+    def _count_histograms(self) -> None:
+        if self._batch is not None and self._batch.jobs:
             try:
                 self._batch.run()
             except Exception as exc:     # their rows stay NaN
                 self._fault("histograms", exc)
+
+    def _snapshot(self, step: int, loss: float, lr: float) -> StatsSnapshot:
+        if self._deferred:                # no optimizer hooks fired: measured now
+            self._measure_deferred()
+        if self._updates is None:         # no optimizer hooks fired: measure grads now
+            self._updates = torch.full((len(self.params),), math.nan, device=self.device)
+            self._weights = self._weight_figures_or_nan()
+        self._count_histograms()
         nan_layer = torch.full((ACT_WIDTH,), math.nan, device=self.device)
         nan_grad = torch.full((GRAD_WIDTH,), math.nan, device=self.device)
         layer_parts = [self._layer_blocks(i, nan_layer, nan_grad) for i, _, _ in self.layers]

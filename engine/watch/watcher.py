@@ -20,7 +20,7 @@ from traintop.engine.activations import recognise, torch_family, types_text, use
 from traintop.engine.results import RunInfo, StepResult
 from traintop.engine.steps.by_shape import FlatMoments, ShapeGroups
 from .calls import StepCalls, _folded
-from .figures import HistBatch, _act_record, _grad_record, _units
+from .figures import HIST_SAMPLE, HistBatch, _act_record, _grad_record, _units
 from .gates import _gate_names, _gate_values, _rnn_output
 from .snapshot import SnapshotFigures
 from .trace import NonFiniteTrace, _Trace, _float
@@ -205,6 +205,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
             weights) else None
         # Histograms of CPU tensors counted together at the snapshot (figures.HistBatch)
         self._batch = HistBatch() if self._host else None
+        self._deferred: list[tuple] = []    # (record, layer, values, ...) measured at the end
         self._weight_index = np.array([i for i, (_, p) in enumerate(named) if p.ndim >= 2],
                                       dtype=np.int64)
         self._weight_positions = torch.tensor(
@@ -326,8 +327,15 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                 x = _units(x.detach()) if x is not None else None
                 if t.shape[0] == 0:
                     return
-                record = _act_record(t, x, kind, below, self._batch)
-                record["units"] = t.shape[1]
+                if self._defers(t):
+                    # measured after the update, with the step's other figures (_measure_deferred)
+                    record = {"units": t.shape[1]}
+                    self._deferred.append((
+                        record, index, t.clone(memory_format=torch.contiguous_format),
+                        None if x is None else x.clone(), kind, below))
+                else:
+                    record = _act_record(t, x, kind, below, self._batch)
+                    record["units"] = t.shape[1]
                 self._acts.setdefault(index, []).append(record)
                 if output.requires_grad:
                     output.register_hook(self._grad_hook(index))
@@ -343,12 +351,43 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                     if self.scaler is not None and self._grad_scale is None:
                         self._grad_scale = _scale_of(self.scaler, grad.device)
                     # Separate passes: std_mean's mean loses digits on a mean near zero.
-                    self._grads.setdefault(index, []).append(
-                        _grad_record(grad.detach().float(), self._batch))
+                    g = grad.detach().float()
+                    if self._defers(g):
+                        record: dict = {}
+                        self._deferred.append((record, ~index, g.clone(
+                            memory_format=torch.contiguous_format), None, None, None))
+                    else:
+                        record = _grad_record(g, self._batch)
+                    self._grads.setdefault(index, []).append(record)
                 except Exception as exc:
                     self._grads.pop(index, None)
                     self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
         return hook
+
+    def _defers(self, t: torch.Tensor) -> bool:
+        """Whether `t`'s figures wait for the step's end (a copy kept till then):
+        a small CPU tensor's. Between the forward, the backward and the update,
+        the training's own code pushes the statistics' out of the CPU's caches:
+        measured in one go after the update, they cost a good part less."""
+        return self._batch is not None and t.dtype == torch.float32 \
+            and t.device.type == "cpu" and 0 < t.numel() <= HIST_SAMPLE
+
+    def _measure_deferred(self) -> None:
+        """The figures of the activations and gradients kept by the hooks (index
+        ~layer: a gradient's), into the records the hooks left for them."""
+        deferred, self._deferred = self._deferred, []
+        for record, index, t, x, kind, below in deferred:
+            layer = index if index >= 0 else ~index
+            try:
+                record.update(_act_record(t, x, kind, below, self._batch) if index >= 0
+                              else _grad_record(t, self._batch))
+            except Exception as exc:
+                if index >= 0:
+                    self._acts.pop(layer, None)
+                    self._fault(f"activation statistics of {self._layer_label(layer)}", exc)
+                else:
+                    self._grads.pop(layer, None)
+                    self._fault(f"gradient statistics of {self._layer_label(layer)}", exc)
 
     def _layer_label(self, index: int) -> str:
         return f"{self.layer_names.get(index) or '(model)'} ({self._kinds.get(index, '?')})"
@@ -434,6 +473,8 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
     def _post_step(self, optimizer, args, kwargs) -> None:
         calls = self.calls
         calls.inside = False
+        if self.armed and self._deferred:
+            self._measure_deferred()
         if self.armed and self._before is not None:
             try:
                 self._updates = self._update_ratios(*self._before)
@@ -446,6 +487,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                 self._fault("update:data ratios", exc)
             self._weights = self._weight_figures_or_nan()
             self._before, self._data_std = None, None
+            self._count_histograms()
         if calls.closure:
             calls.closure_steps_end()   # w.step called inside this optimizer step: recorded now
 
@@ -499,6 +541,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                 self._acts, self._grads, self._grad_scale = {}, {}, None
                 if self._batch is not None:
                     self._batch.jobs = []     # a step measured but not snapshotted: its rows go
+                    self._deferred = []
                 self._hook_forward()
         if self._events:
             try:

@@ -105,11 +105,13 @@ class FlatMoments:
         """Their values end to end: a copy, in their own dtype."""
         return np.concatenate([t.detach().numpy().reshape(-1) for t in tensors])
 
-    def moments(self, flat: np.ndarray, twice: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def moments(self, flat: np.ndarray, twice: bool = False,
+                own: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """(means, stds) in float64, one per tensor of `flat` (`twice`: `flat`
-        holds two sets of the tensors end to end, and so do the results)."""
+        holds two sets of the tensors end to end, and so do the results;
+        `own`: a float64 `flat` the caller lets this overwrite, not copied)."""
         sizes, starts = self._twice if twice else (self.sizes, self.starts)
-        x = flat.astype(np.float64)
+        x = flat if own and flat.dtype == np.float64 else flat.astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             mean = np.add.reduceat(x, starts) / sizes
             x -= np.repeat(mean, sizes)

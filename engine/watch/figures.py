@@ -268,15 +268,17 @@ def _hist_job(values: np.ndarray, row: np.ndarray) -> None:
         row[:] = torch.cat([*parts, bad.float().reshape(1)]).numpy()
 
 
-def _row_record(t: torch.Tensor, batch: HistBatch | None) -> dict | None:
+def _row_record(t: torch.Tensor, batch: HistBatch | None, owned: bool = False) -> dict | None:
     """The histogram part of a CPU float32 record as one numpy row (lo, hi,
     counts, non-finite), counted with the step's others (`batch`) where
-    small enough, or at once (_hist_row); None where _hist's way is needed."""
+    small enough, or at once (_hist_row); None where _hist's way is needed.
+    `owned`: `t` is the watcher's own copy (no other copy needed)."""
     if t.device.type != "cpu" or t.dtype != torch.float32 or not t.numel():
         return None
     row = np.empty(_HIST + 1, dtype=np.float32)
     if batch is not None and t.numel() <= HIST_SAMPLE:
-        batch.add(t.detach().numpy().reshape(-1).copy(), row)   # a copy: the values now
+        values = t.detach().numpy().reshape(-1)
+        batch.add(values if owned else values.copy(), row)   # a copy: the values now
     elif not _hist_row(t, row):
         return None
     return {"row": row}
@@ -292,11 +294,12 @@ def _parts(r: dict) -> dict:
     return r
 
 
-def _act_record(t: torch.Tensor, x, kind: str, below, batch: HistBatch | None = None) -> dict:
+def _act_record(t: torch.Tensor, x, kind: str, below, batch: HistBatch | None = None,
+                owned: bool = False) -> dict:
     """One call's activation figures (t: (observations, units)), to be merged
     with the step's other calls of the module (_act_block). On the CPU the
     counts and histogram come from numpy: torch's call costs more than the work."""
-    record = _row_record(t, batch) if x is None or x.dtype == torch.float32 else None
+    record = _row_record(t, batch, owned) if x is None or x.dtype == torch.float32 else None
     if record is not None:
         share, dead = _share_and_dead_np(t.numpy(), x, kind, below)
     else:
@@ -308,8 +311,8 @@ def _act_record(t: torch.Tensor, x, kind: str, below, batch: HistBatch | None = 
     return record
 
 
-def _grad_record(g: torch.Tensor, batch: HistBatch | None = None) -> dict:
-    record = _row_record(g, batch)
+def _grad_record(g: torch.Tensor, batch: HistBatch | None = None, owned: bool = False) -> dict:
+    record = _row_record(g, batch, owned)
     if record is None:
         (lo, hi, counts), bad = _hist(g)
         record = {"lo": lo, "hi": hi, "counts": counts, "bad": bad}

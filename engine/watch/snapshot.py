@@ -120,9 +120,13 @@ class SnapshotFigures:
         in a few numpy calls (by_shape.FlatMoments); a frozen one: NaN."""
         flat = self._flat
         now = flat.flat(self.params)
-        k = len(self.params)
-        # the data and the change end to end: one pass of numpy's calls for both
-        stds = flat.moments(np.concatenate([now, now - before]), twice=True)[1]
+        k, n = len(self.params), now.size
+        # the data and the change (in the parameters' dtype, as torch's n - b)
+        # end to end in float64: one pass of numpy's calls for both
+        both = np.empty(2 * n, dtype=np.float64)
+        both[:n] = now
+        np.subtract(now, before, out=both[n:], dtype=now.dtype, casting="same_kind")
+        stds = flat.moments(both, twice=True, own=True)[1]
         data, change = stds[:k].astype(np.float32), stds[k:].astype(np.float32)
         self._data_std = torch.from_numpy(data)
         with np.errstate(all="ignore"):

@@ -379,8 +379,8 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         for record, index, t, x, kind, below in deferred:
             layer = index if index >= 0 else ~index
             try:
-                record.update(_act_record(t, x, kind, below, self._batch) if index >= 0
-                              else _grad_record(t, self._batch))
+                record.update(_act_record(t, x, kind, below, self._batch, owned=True)
+                              if index >= 0 else _grad_record(t, self._batch, owned=True))
             except Exception as exc:
                 if index >= 0:
                     self._acts.pop(layer, None)

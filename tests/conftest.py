@@ -72,4 +72,28 @@ def pytest_collection_modifyitems(config, items):
     Runs before xdist's own hook, which reads the groups into the test ids."""
     for item in items:
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+            name = item.module.__name__
+            item.add_marker(pytest.mark.xdist_group(
+                "compile" if name in SHARED_COMPILES else name))
+    # The longest groups first (pyproject: --no-loadscope-reorder, so xdist hands
+    # them out in this order): started last, one of them ran alone for two
+    # minutes at the end while the other worker had nothing left.
+    rank = {group: k for k, group in enumerate(LONGEST_FIRST)}
+    order = {name: k for k, name in enumerate(SHARED_COMPILES)}
+    items.sort(key=lambda item: (rank.get(_group(item), len(rank)),
+                                 order.get(item.module.__name__, 0)))
+
+
+# Modules that compile the same graphs and packages (n_hidden 40, depth 5;
+# the gain sweep of bench_sweep.GAINS): one worker, one after the other in
+# this order, so the bench finds in inductor's and traintop's caches what the
+# others compiled (on a cold cache it compiled them again: ~65 s).
+SHARED_COMPILES = ("test_compiled_step", "test_sweep_batched", "test_bench")
+# The groups that take longest on a cold machine (their compiles; the tmux
+# tests one after the other), longest first: `--durations` shows them.
+LONGEST_FIRST = ("compile", "timing", "test_lecture_reference")
+
+
+def _group(item) -> str:
+    marker = item.get_closest_marker("xdist_group")
+    return (marker.args[0] if marker.args else marker.kwargs.get("name", "")) if marker else ""

@@ -199,7 +199,8 @@ def test_compiled_sweep_equals_fast_sweep(small_dataset):
         assert_ratios_close(mine.update_ratio_log10, theirs.update_ratio_log10, 1e-4)
         assert_same_snapshot(mine.stats, theirs.stats, 1e-4)
     assert compiled.trainers[1].stopped.message() == fast.trainers[1].stopped.message()
-    group = BatchedGroup([Trainer(r.config, small_dataset, engine="fast") for r in runs[::2]],
+    # fresh trainers of the same shapes: the sweep's graph, not a second compile
+    group = BatchedGroup([Trainer(r.config, small_dataset, engine="fast") for r in runs],
                          "compiled")
     group.step()   # step 1 has stats: eager
     group.step()
@@ -210,8 +211,11 @@ def test_auto_sweep_compiles_in_the_background(small_dataset):
     """The default engine steps a long sweep eagerly while its batched graph
     compiles on a thread, then through the graph, computing what the fast
     sweep computes."""
+    from traintop.commands.bench_sweep import GAINS
+
+    # the bench's sweep (test_bench then finds this package compiled)
     base = TrainConfig(n_hidden=40, steps=20_000).validated()
-    runs = parse_sweep(["gain=1,5/3"], base)
+    runs = parse_sweep([GAINS], base)
     auto = SweepTrainer(runs, small_dataset, engine="auto")
     fast = SweepTrainer(runs, small_dataset, engine="fast")
     (_, group), = auto.groups

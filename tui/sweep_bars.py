@@ -104,8 +104,13 @@ class SweepSaturation(Static):
             for k, s in enumerate(runs):
                 line = Text(no_wrap=True)
                 own = labelled[k][j] if j < len(labelled[k]) else None
-                line.append(f"{block_label(own, j):<{label_width}}" if own is not None and (
-                    k == 0 or differ) else " " * label_width, style="bold")
+                name = block_label(own, j) if own is not None else ""
+                # a run's own label where it differs from the first run's (`tanh 1`
+                # of a BatchNorm on/off sweep once; `net.1` and `layer1.0.relu` both)
+                first = block_label(labelled[0][j], j) if j < len(labelled[0]) else None
+                if k and name == first:
+                    name = ""
+                line.append(f"{name:<{label_width}}", style="bold")
                 if s is None or j >= len(s.layers):
                     line.append("·".ljust(width) + "    n/a")
                 else:

@@ -157,7 +157,9 @@ class HistogramPane(PlotPane):
         if not self.lines:
             if self.nonfinite:
                 n = len(self.nonfinite)
+                brief = "activations" if self.kind == "activation" else "gradients at activations"
                 draw_words(self, plt, (f"{what} distribution · step {self.step:,} · non-finite",
+                                       f"{brief} · step {self.step:,} · non-finite",
                                        f"step {self.step:,} · non-finite", "non-finite"),
                            (f"Every value of {'the' if n == 1 else 'all'} {n} layer"
                             f"{'' if n == 1 else 's'} was NaN or inf at step {self.step:,}: no "

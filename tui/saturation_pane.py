@@ -190,6 +190,10 @@ class SaturationPane(PlotPane):
             most = f"≤{most:.0f}%" if math.isfinite(most) else "non-finite"
             notes = (f"{note} · {self.which}, {count} more {most} (p)",
                      f"step {self.step:,} · {count} more {most} (p)",
+                     # the drawn bars' non-finite count before the rest's (80x24 read
+                     # `+1 (p)` under three empty bars)
+                     *((f"{unknown} non-finite · +{count} (p)", f"{unknown} NaN · +{count}")
+                       if unknown else ()),
                      f"{count} more {most} (p)", f"+{count} (p)")
         label_cols = max((len(label) for label in labels), default=0)
         plt.xlabel(fitting(notes, self.size.width or 80, label_cols))

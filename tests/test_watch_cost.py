@@ -147,6 +147,50 @@ def test_flat_moments_are_each_tensors_mean_and_std():
             assert s == pytest.approx(t.std().item(), rel=1e-6)
     both = flat.moments(np.concatenate([flat.flat(ts), 2 * flat.flat(ts)]), twice=True)[1]
     assert both[4:].tolist() == pytest.approx((2 * std).tolist(), rel=1e-12, nan_ok=True)
+    # three sets end to end: each set's figures bit for bit its own alone
+    sets = [flat.flat(ts), 3 * flat.flat(ts), flat.flat(ts) - 1]
+    m3, s3 = flat.moments(np.concatenate(sets), copies=3)
+    for k, one in enumerate(sets):
+        m1, s1 = flat.moments(one)
+        assert np.array_equal(m3[4 * k:4 * k + 4], m1)
+        assert np.array_equal(s3[4 * k:4 * k + 4], s1, equal_nan=True)
+
+
+def test_weight_figures_from_the_update_ratios_pass_are_the_same(tmp_path):
+    """The weights' gradient figures taken from _flat_update_ratios's pass (every
+    gradient there) equal those computed apart, and torch's own."""
+    torch.manual_seed(0)
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    w = watch(model, tmp_path / "a.jsonl", optimizer=opt, every=1)
+    seen = []
+    apart = type(w)._flat_weight_figures
+
+    def both(self, grads, moments=None):
+        got = apart(self, grads, moments)
+        if moments is not None:
+            want = apart(self, grads)
+            self._batch.run()
+            seen.append((got.numpy().copy(), want.numpy().copy()))
+        return got
+
+    w._flat_weight_figures = both.__get__(w)
+    for step in range(3):
+        x, y = batch(step)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        grads = [p.grad.clone() for _, p in w.weights]
+        opt.step()
+        w.step(loss)
+    w.close()
+    assert len(seen) == 3
+    got, want = seen[-1]
+    assert np.array_equal(got, want)
+    rows = got.reshape(len(grads), -1)
+    for row, g in zip(rows, grads):
+        assert row[0] == pytest.approx(g.mean().item(), rel=1e-5, abs=1e-9)
+        assert row[1] == pytest.approx(g.std().item(), rel=1e-5)
 
 
 def test_short_float_lists_pack_to_numpys_bytes():

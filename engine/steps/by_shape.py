@@ -80,9 +80,8 @@ class FlatMoments:
         self.sizes = np.array([t.numel() for t in tensors], dtype=np.int64)
         self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1])).astype(np.int64)
         self.dtype = tensors[0].dtype if tensors else None
-        # moments(twice=True): two sets of the tensors end to end
-        self._twice = (np.concatenate([self.sizes, self.sizes]),
-                       np.concatenate([self.starts, self.starts + self.sizes.sum()]))
+        # moments(copies=k): k sets of the tensors end to end (made on first use)
+        self._layouts = {1: (self.sizes, self.starts)}
 
     # values in all: above, torch's own reductions (SIMD float32, a call per
     # large tensor) cost less than numpy's float64 passes over them all
@@ -105,12 +104,19 @@ class FlatMoments:
         """Their values end to end: a copy, in their own dtype."""
         return np.concatenate([t.detach().numpy().reshape(-1) for t in tensors])
 
-    def moments(self, flat: np.ndarray, twice: bool = False,
-                own: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """(means, stds) in float64, one per tensor of `flat` (`twice`: `flat`
-        holds two sets of the tensors end to end, and so do the results;
-        `own`: a float64 `flat` the caller lets this overwrite, not copied)."""
-        sizes, starts = self._twice if twice else (self.sizes, self.starts)
+    def moments(self, flat: np.ndarray, twice: bool = False, own: bool = False,
+                copies: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """(means, stds) in float64, one per tensor of `flat` (`copies`: `flat`
+        holds that many sets of the tensors end to end, and so do the results;
+        `twice`: copies=2; `own`: a float64 `flat` the caller lets this
+        overwrite, not copied). Each tensor's figures are its values' alone:
+        the same whatever else lies in `flat`."""
+        copies = 2 if twice else copies
+        if copies not in self._layouts:
+            total = int(self.sizes.sum())
+            self._layouts[copies] = (np.tile(self.sizes, copies), np.concatenate(
+                [self.starts + k * total for k in range(copies)]))
+        sizes, starts = self._layouts[copies]
         x = flat if own and flat.dtype == np.float64 else flat.astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             mean = np.add.reduceat(x, starts) / sizes

@@ -121,13 +121,23 @@ class SnapshotFigures:
         flat = self._flat
         now = flat.flat(self.params)
         k, n = len(self.params), now.size
+        # Every parameter's gradient there (the usual step): the weights' gradient
+        # figures (_flat_weight_figures) come from the same pass, a third set.
+        grads = [p.grad for p in self.params]
+        merged = self._flat_weights is not None and flat.same(grads)
+        copies = 3 if merged else 2
         # the data and the change (in the parameters' dtype, as torch's n - b)
         # end to end in float64: one pass of numpy's calls for both
-        both = np.empty(2 * n, dtype=np.float64)
+        both = np.empty(copies * n, dtype=np.float64)
         both[:n] = now
-        np.subtract(now, before, out=both[n:], dtype=now.dtype, casting="same_kind")
-        stds = flat.moments(both, twice=True, own=True)[1]
-        data, change = stds[:k].astype(np.float32), stds[k:].astype(np.float32)
+        np.subtract(now, before, out=both[n:2 * n], dtype=now.dtype, casting="same_kind")
+        if merged:
+            g = flat.flat(grads)
+            both[2 * n:] = g
+        means, stds = flat.moments(both, own=True, copies=copies)
+        if merged:   # for _weight_figures, taken (and dropped) there on this step
+            self._grad_moments = (g, means[2 * k:], stds[2 * k:])
+        data, change = stds[:k].astype(np.float32), stds[k:2 * k].astype(np.float32)
         self._data_std = torch.from_numpy(data)
         with np.errstate(all="ignore"):
             ratios = np.log10(change / data)
@@ -146,6 +156,9 @@ class SnapshotFigures:
         if not self.weights:
             return torch.zeros(0, device=self.device)
         grads = [p.grad for _, p in self.weights]
+        moments, self._grad_moments = getattr(self, "_grad_moments", None), None
+        if moments is not None:
+            return self._flat_weight_figures(grads, moments)
         if self._flat_weights is not None and self._flat_weights.same(grads):
             return self._flat_weight_figures(grads)
         with torch.no_grad():
@@ -171,12 +184,20 @@ class SnapshotFigures:
             return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists,
                               data_bad.reshape(-1, 1)], dim=1).reshape(-1)
 
-    def _flat_weight_figures(self, grads: list[torch.Tensor]) -> torch.Tensor:
+    def _flat_weight_figures(self, grads: list[torch.Tensor], moments=None) -> torch.Tensor:
         """_weight_figures on the CPU, every gradient there: the WEIGHT_BLOCKS
-        rows filled in numpy (by_shape.FlatMoments, figures._hist_row)."""
+        rows filled in numpy (by_shape.FlatMoments, figures._hist_row).
+        `moments`: every parameter's gradients end to end with their means and
+        stds (_flat_update_ratios's), the weights' taken from them."""
         fw = self._flat_weights
-        flat = fw.flat(grads)
-        gmean, gstd = fw.moments(flat)
+        if moments is None:
+            flat = fw.flat(grads)
+            gmean, gstd = fw.moments(flat)
+            starts = fw.starts.tolist()
+        else:
+            flat, gmean, gstd = moments
+            at = self._weight_index
+            gmean, gstd, starts = gmean[at], gstd[at], self._flat.starts[at].tolist()
         if self._data_std is not None:
             dstd = self._data_std.numpy()[self._weight_index]
         else:   # no optimizer hooks fired: the data's std here
@@ -188,7 +209,7 @@ class SnapshotFigures:
         end = 3 + _HIST + 1
         # the histograms: counted with the step's others at the snapshot (HistBatch)
         flat32 = flat.astype(np.float32, copy=False)
-        for row, start, size in zip(out, fw.starts.tolist(), fw.sizes.tolist()):
+        for row, start, size in zip(out, starts, fw.sizes.tolist()):
             if self._batch is not None:
                 self._batch.add(flat32[start:start + size], row[3:end])
             else:

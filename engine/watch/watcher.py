@@ -206,6 +206,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         # Histograms of CPU tensors counted together at the snapshot (figures.HistBatch)
         self._batch = HistBatch() if self._host else None
         self._deferred: list[tuple] = []    # (record, layer, values, ...) measured at the end
+        self._grad_moments: tuple | None = None   # snapshot._flat_update_ratios's, for the weights
         self._weight_index = np.array([i for i, (_, p) in enumerate(named) if p.ndim >= 2],
                                       dtype=np.int64)
         self._weight_positions = torch.tensor(
@@ -486,7 +487,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                 self._updates = torch.full((len(self.params),), math.nan, device=self.device)
                 self._fault("update:data ratios", exc)
             self._weights = self._weight_figures_or_nan()
-            self._before, self._data_std = None, None
+            self._before, self._data_std, self._grad_moments = None, None, None
             self._count_histograms()
         if calls.closure:
             calls.closure_steps_end()   # w.step called inside this optimizer step: recorded now

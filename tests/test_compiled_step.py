@@ -100,6 +100,26 @@ def test_falls_back_to_the_fast_engine_when_compiling_fails(small_dataset, monke
     assert comp.compiled.error == "RuntimeError: no C++ compiler"
 
 
+def test_no_compiler_is_found_before_tracing(small_dataset, monkeypatch):
+    """inductor's compiler search, pointed nowhere: the engine falls back at its
+    first compiled step with the reason, before dynamo traces anything (the
+    failure used to come at the end of tracing and lowering, ~10 s in)."""
+    import torch._dynamo.utils as dynamo_utils
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/g++",))
+    monkeypatch.setattr(compiled_step, "_compiled", {})
+    traced = dynamo_utils.counters["stats"]["calls_captured"]
+    fast, comp = trainers(small_dataset, engine="compiled")
+    fast = Trainer(comp.config, small_dataset, engine="fast")
+    for _ in range(3):
+        f, c = fast.step(), comp.step()
+        assert c.loss == f.loss
+    assert comp.compiled.compiled is False
+    assert comp.compiled.error.startswith("InvalidCxxCompiler"), comp.compiled.error
+    assert dynamo_utils.counters["stats"]["calls_captured"] == traced
+
+
 def test_cli_without_a_compiler_runs_like_the_fast_engine(tmp_path):
     """No C++ compiler (CXX points nowhere, an empty inductor cache): the run
     completes, prints no traceback, and reports the fast engine's figures."""

@@ -26,7 +26,7 @@ import torch
 from .batched import BatchedStep
 from .batched_graph import Plan, make_plan, plain_step
 from . import handover
-from .compiled import BackgroundCompile
+from .compiled import BackgroundCompile, require_compiler
 
 
 _compiled: dict[Plan, object] = {}
@@ -37,6 +37,7 @@ def _get_compiled(plan: Plan):
     group of the same shapes reuses it; its arguments are tensors only, so a
     call checks few guards."""
     if plan not in _compiled:
+        require_compiler()
         _compiled[plan] = torch.compile(functools.partial(plain_step, plan), fullgraph=True,
                                         dynamic=False, options={"cpp_wrapper": True})
     return _compiled[plan]

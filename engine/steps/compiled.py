@@ -122,8 +122,17 @@ def _eager(fast: FastStep, Xb: torch.Tensor, Yb: torch.Tensor, lr: float):
 _compiled: dict[bool, object] = {}
 
 
+def require_compiler() -> None:
+    """Raise at once where inductor has no C++ compiler to call (a slim image,
+    CXX pointing nowhere): found only at the end of tracing and lowering, the
+    failure came ~10 s into a compile that could never work, on every run."""
+    from torch._inductor.cpp_builder import get_cpp_compiler
+    get_cpp_compiler()          # runs `c++ --version`; InvalidCxxCompiler where none
+
+
 def _get_compiled(stats: bool):
     if stats not in _compiled:
+        require_compiler()
         # cpp_wrapper: the graph's launcher is C++ too, ~70 us a step less
         # Python than inductor's default Python wrapper at the lecture's size
         _compiled[stats] = torch.compile(_stats_core if stats else _core, fullgraph=True,

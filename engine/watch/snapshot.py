@@ -19,6 +19,9 @@ from .figures import (ACT_BLOCKS, ACT_WIDTH, GRAD_BLOCKS, GRAD_WIDTH, WEIGHT_BLO
                       _hist_job)
 
 
+_NUMPY_FLOATS = (torch.float32, torch.float64)
+
+
 def _finite_total(numel: int, bad: float) -> int:
     """The values a histogram counts (its finite ones); at least 1, so a
     histogram of no finite value reads as all zeros."""
@@ -79,9 +82,10 @@ class _Reader(FlatReader):
 class SnapshotFigures:
     """The Watcher's measured-step figures."""
 
-    def _layer_blocks(self, index: int, nan_layer: torch.Tensor, nan_grad: torch.Tensor
-                      ) -> torch.Tensor:
-        """A layer's figures over all its calls on the step (NaN: not measured)."""
+    def _layer_pair(self, index: int, nan_layer: torch.Tensor, nan_grad: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A layer's activation and gradient blocks over all its calls on the
+        step (NaN: not measured)."""
         act, grad = nan_layer, nan_grad
         calls = self._acts.get(index)
         if calls:
@@ -100,7 +104,7 @@ class SnapshotFigures:
                     grad = torch.cat([grad[:4] / self._grad_scale.to(grad.device), grad[4:]])
             except Exception as exc:
                 self._fault(f"gradient statistics of {self._layer_label(index)}", exc)
-        return torch.cat([act, grad])
+        return act, grad
 
     def _update_ratios(self, groups: ShapeGroups | None, before) -> torch.Tensor:
         if groups is None:     # the CPU's copy, the parameters end to end (_pre_step)
@@ -241,8 +245,15 @@ class SnapshotFigures:
         self._count_histograms()
         nan_layer = torch.full((ACT_WIDTH,), math.nan, device=self.device)
         nan_grad = torch.full((GRAD_WIDTH,), math.nan, device=self.device)
-        layer_parts = [self._layer_blocks(i, nan_layer, nan_grad) for i, _, _ in self.layers]
-        flat = torch.cat([*layer_parts, self._weights, self._updates])
+        parts = [b for i, _, _ in self.layers for b in self._layer_pair(i, nan_layer, nan_grad)]
+        parts += [self._weights, self._updates]
+        if self._host and all(b.dtype in _NUMPY_FLOATS for b in parts):
+            # every block a CPU tensor already (most of them numpy's rows): laid
+            # end to end by numpy (torch.cat's calls cost more on so few values)
+            host = np.concatenate([b.detach().numpy() for b in parts])
+            self._updates = self._weights = None
+            return self._build(step, loss, lr, host.tolist(), host.astype(np.float64))
+        flat = torch.cat(parts)
         if self.reduce:
             flat = self._reduce(flat)
         host = flat.cpu()        # the one host sync of the snapshot

@@ -275,7 +275,11 @@ def _load(path: Path):
     before = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = private    # where the loader's temp_directory_path() points
     try:
-        return torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        # A copy, read in one go: another run of the same shapes may replace the
+        # file (os.replace of its own build) while the loader opens it more than once.
+        local = os.path.join(private, "step.pt2")
+        shutil.copyfile(path, local)
+        return torch._C._aoti.AOTIModelPackageLoader(local, "model", False, 1, -1)
     finally:
         if before is None:
             os.environ.pop("TMPDIR", None)

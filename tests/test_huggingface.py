@@ -6,29 +6,30 @@ before clipping."""
 
 from __future__ import annotations
 
+import functools
 import math
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-transformers = pytest.importorskip("transformers", reason="transformers is not installed "
-                                   "(pip install 'traintop[huggingface]')")
-pytest.importorskip("accelerate", reason="the Trainer needs accelerate "
-                    "(pip install 'traintop[huggingface]')")
+from helpers import skip_unless_installed
+from traintop import watch
+from traintop.callback_support import with_framework
+from traintop.engine.feed.messages import Status, Steps
+from traintop.engine.recording.opener import load
 
-from traintop import watch  # noqa: E402
-from traintop.callback_support import with_framework  # noqa: E402
-from traintop.engine.feed.messages import Status, Steps  # noqa: E402
-from traintop.engine.recording.opener import load  # noqa: E402
-from traintop.huggingface import TraintopCallback  # noqa: E402
+skip_unless_installed("transformers", "accelerate", reason="transformers and accelerate are "
+                      "not installed (pip install 'traintop[huggingface]')")
 
 ACCUMULATE, CLIP, BATCH, EXAMPLES, T, LR = 2, 0.5, 4, 40, 12, 3e-3   # 5 optimizer steps
 
 
 def make_model():
     torch.manual_seed(0)
+    transformers = hf().transformers
     config = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=T,
                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     model = transformers.GPT2LMHeadModel(config)
@@ -45,18 +46,27 @@ def examples():
     return [{"input_ids": row, "labels": row.clone()} for row in ids]
 
 
-class Spy(TraintopCallback):
-    """The grad_norm each step hands to watch(): checked here, whether or not the
-    recording carries it yet."""
+@functools.cache
+def hf():
+    """transformers and the callback built on it, imported by the first test
+    that trains (see skip_unless_installed)."""
+    import transformers
+    from traintop.huggingface import TraintopCallback
 
-    def on_train_begin(self, *args, **kwargs):
-        super().on_train_begin(*args, **kwargs)
-        self.norms, step = [], self.watcher.step
+    class Spy(TraintopCallback):
+        """The grad_norm each step hands to watch(): checked here, whether or not the
+        recording carries it yet."""
 
-        def spied(loss=None, grad_norm=None):
-            self.norms.append(float(grad_norm))
-            step(loss, grad_norm=grad_norm)
-        self.watcher.step = spied
+        def on_train_begin(self, *args, **kwargs):
+            super().on_train_begin(*args, **kwargs)
+            self.norms, step = [], self.watcher.step
+
+            def spied(loss=None, grad_norm=None):
+                self.norms.append(float(grad_norm))
+                step(loss, grad_norm=grad_norm)
+            self.watcher.step = spied
+
+    return SimpleNamespace(transformers=transformers, Spy=Spy)
 
 
 def train(tmp_path, path, **options):
@@ -65,6 +75,7 @@ def train(tmp_path, path, **options):
     model.register_forward_pre_hook(
         lambda m, a, kw: seen.append(kw["input_ids"].clone()) if m.training else None,
         with_kwargs=True)
+    transformers = hf().transformers
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path / "out"), per_device_train_batch_size=BATCH,
         gradient_accumulation_steps=ACCUMULATE, max_grad_norm=CLIP, learning_rate=LR,
@@ -72,7 +83,7 @@ def train(tmp_path, path, **options):
         use_cpu=True, report_to="none", save_strategy="no", logging_steps=1000,
         disable_tqdm=True, dataloader_num_workers=0, seed=3)
     trainer = transformers.Trainer(model=model, args=args, train_dataset=examples(),
-                                   callbacks=[Spy(path, **options)])
+                                   callbacks=[hf().Spy(path, **options)])
     trainer.train()
     return trainer, model, seen
 
@@ -141,7 +152,7 @@ def test_trainer_records_as_watch_in_a_plain_loop(tmp_path):
         for lg, lw in zip(g.stats.layers, w.stats.layers):
             assert lg.std == pytest.approx(lw.std, rel=0.02)
     # grad_norm: the norm at the end of the step's last backward, clip_grad_norm_'s return
-    spy = next(c for c in trainer.callback_handler.callbacks if isinstance(c, Spy))
+    spy = next(c for c in trainer.callback_handler.callbacks if isinstance(c, hf().Spy))
     assert spy.norms == pytest.approx([e["norm"] for e in expected], rel=0.02)
     if not math.isnan(getattr(want[0], "grad_norm", math.nan)):   # watch() records the norm before clipping
         assert [r.grad_norm for r in got] == pytest.approx([e["norm"] for e in expected], rel=0.02)

@@ -5,24 +5,25 @@ under bf16-mixed, where Lightning runs the closure inside optimizer.step."""
 
 from __future__ import annotations
 
+import functools
 import math
-import sys
 import subprocess
+import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-L = pytest.importorskip("lightning.pytorch", reason="lightning is not installed "
-                        "(pip install 'traintop[lightning]')")
-from lightning.pytorch.plugins.precision import MixedPrecision  # noqa: E402
+from helpers import skip_unless_installed
+from traintop import watch
+from traintop.callback_support import with_framework
+from traintop.engine.feed.messages import Status, Steps
+from traintop.engine.recording.opener import load
 
-from traintop import watch  # noqa: E402
-from traintop.callback_support import with_framework  # noqa: E402
-from traintop.engine.feed.messages import Status, Steps  # noqa: E402
-from traintop.engine.recording.opener import load  # noqa: E402
-from traintop.lightning import TraintopCallback  # noqa: E402
+skip_unless_installed("lightning", reason="lightning is not installed "
+                      "(pip install 'traintop[lightning]')")
 
 ACCUMULATE, CLIP, BATCH, BATCHES, LR = 4, 0.3, 8, 26, 0.05   # 26 batches: 7 steps, the last of 2
 
@@ -51,42 +52,54 @@ def scaler():
     return torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
 
 
-class Module(L.LightningModule):
-    def __init__(self, fail_at: int | None = None):
-        super().__init__()
-        self.net = make_net()
-        self.fail_at = fail_at
+@functools.cache
+def pl():
+    """Lightning and the classes built on it, imported by the first test that
+    trains (see skip_unless_installed)."""
+    import lightning.pytorch as L
+    from lightning.pytorch.plugins.precision import MixedPrecision
+    from traintop.lightning import TraintopCallback
 
-    def training_step(self, batch, batch_idx):
-        if batch_idx == self.fail_at:
-            raise RuntimeError("the user's bug")
-        x, y = batch
-        return F.cross_entropy(self.net(x).float(), y)
+    class Module(L.LightningModule):
+        def __init__(self, fail_at: int | None = None):
+            super().__init__()
+            self.net = make_net()
+            self.fail_at = fail_at
 
-    def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=LR)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        def training_step(self, batch, batch_idx):
+            if batch_idx == self.fail_at:
+                raise RuntimeError("the user's bug")
+            x, y = batch
+            return F.cross_entropy(self.net(x).float(), y)
+
+        def configure_optimizers(self):
+            opt = torch.optim.Adam(self.parameters(), lr=LR)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-class Spy(TraintopCallback):
-    """The grad_norm each step hands to watch(): checked here, whether or not the
-    recording carries it yet."""
+    class Spy(TraintopCallback):
+        """The grad_norm each step hands to watch(): checked here, whether or not the
+        recording carries it yet."""
 
-    def on_fit_start(self, trainer, pl_module):
-        super().on_fit_start(trainer, pl_module)
-        self.kept_clip_norm = self._plugin is not None    # Lightning's clip hands its norm over
-        self.norms, step = [], self.watcher.step
+        def on_fit_start(self, trainer, pl_module):
+            super().on_fit_start(trainer, pl_module)
+            self.kept_clip_norm = self._plugin is not None    # Lightning's clip hands its norm over
+            self.norms, step = [], self.watcher.step
 
-        def spied(loss=None, grad_norm=None):
-            self.norms.append(float(grad_norm))
-            step(loss, grad_norm=grad_norm)
-        self.watcher.step = spied
+            def spied(loss=None, grad_norm=None):
+                self.norms.append(float(grad_norm))
+                step(loss, grad_norm=grad_norm)
+            self.watcher.step = spied
+
+    return SimpleNamespace(L=L, MixedPrecision=MixedPrecision, TraintopCallback=TraintopCallback,
+                           Module=Module, Spy=Spy)
 
 
 def fit(path, module=None, precision="16-mixed", clip=CLIP, **options):
     X, Y = data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, Y), batch_size=BATCH)
+    L, MixedPrecision = pl().L, pl().MixedPrecision
     trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accumulate_grad_batches=ACCUMULATE,
@@ -95,8 +108,8 @@ def fit(path, module=None, precision="16-mixed", clip=CLIP, **options):
                         # bf16-mixed: autocast only, and the closure runs inside optimizer.step
                         **({"plugins": [MixedPrecision("16-mixed", "cpu", scaler=scaler())]}
                            if precision == "16-mixed" else {"precision": precision}),
-                        callbacks=[Spy(path, **options)])
-    module = module or Module()
+                        callbacks=[pl().Spy(path, **options)])
+    module = module or pl().Module()
     trainer.fit(module, loader)
     return trainer, module
 
@@ -175,7 +188,7 @@ def test_lightning_records_as_watch_in_a_plain_loop(tmp_path, precision):
             assert lg.std == pytest.approx(lw.std, rel=1e-3)
             assert lg.saturation_pct == pytest.approx(lw.saturation_pct, abs=0.5)
     # grad_norm: the norm before clipping, clip_grad_norm_'s return value
-    spy = next(c for c in trainer.callbacks if isinstance(c, Spy))
+    spy = next(c for c in trainer.callbacks if isinstance(c, pl().Spy))
     assert spy.norms == pytest.approx([e["norm"] for e in expected], rel=1e-4)
     assert spy.kept_clip_norm and spy._plugin is None      # taken from the clip, handed back
     if not math.isnan(getattr(want[0], "grad_norm", math.nan)):   # watch() records the norm before clipping
@@ -190,7 +203,7 @@ def test_without_clipping_grad_norm_is_the_gradients_norm(tmp_path):
     """No clip to take it from: the callback's own pass over the gradients."""
     trainer, _ = fit(tmp_path / "pl.jsonl", precision="bf16-mixed", clip=None, every=100)
     expected = plain_loop(tmp_path / "plain.jsonl", every=100, precision="bf16-mixed", clip=None)
-    spy = next(c for c in trainer.callbacks if isinstance(c, Spy))
+    spy = next(c for c in trainer.callbacks if isinstance(c, pl().Spy))
     assert not spy.kept_clip_norm
     assert spy.norms == pytest.approx([e["norm"] for e in expected], rel=1e-4)
     assert [r.loss for r in results(tmp_path / "pl.jsonl")] == pytest.approx(
@@ -200,13 +213,14 @@ def test_without_clipping_grad_norm_is_the_gradients_norm(tmp_path):
 def test_an_exception_in_training_closes_the_recording(tmp_path):
     path = tmp_path / "fails.jsonl"
     with pytest.raises(RuntimeError, match="the user's bug"):
-        fit(path, Module(fail_at=9), every=1)     # after two optimizer steps
+        fit(path, pl().Module(fail_at=9), every=1)     # after two optimizer steps
     messages = load(path).messages
     assert [r.step for r in results(path)] == [1, 2]
     assert isinstance(messages[-1], Status) and messages[-1].finished
 
 
 def test_options_are_watch_options():
+    TraintopCallback = pl().TraintopCallback
     with pytest.raises(TypeError, match="unknown option 'evry'"):
         TraintopCallback("x.jsonl", evry=10)
     cb = TraintopCallback("x.jsonl", every=5, writer_rank=None, meta={"trial": "a"})

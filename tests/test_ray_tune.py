@@ -13,9 +13,10 @@ import sys
 
 import pytest
 
-pytest.importorskip("ray.tune", reason="ray[tune] is not installed (pip install 'traintop[ray]')")
+from helpers import ROOT, skip_unless_installed
 
-from helpers import ROOT  # noqa: E402
+skip_unless_installed("ray", reason="ray[tune] is not installed (pip install 'traintop[ray]')")
+
 from traintop.engine.feed.messages import Status, Steps  # noqa: E402
 from traintop.engine.recording.opener import load  # noqa: E402
 

@@ -183,21 +183,29 @@ def test_the_last_run_of_a_group_steps_alone(small_dataset):
 
 
 def test_compiled_sweep_equals_fast_sweep(small_dataset):
-    """The compiled batched step (plain steps) computes what the eager one does;
-    a diverging run stops alone there too."""
+    """The compiled batched step (plain steps) computes what the eager one does
+    over 120 steps; a run that diverges in the graph stops alone there too.
+    Both sweeps have two runs, so one graph serves both: a group that loses a
+    run is a new shape, and the three-run sweep this was compiled a second
+    graph (~25 s) that tested nothing the first did."""
+    import torch._dynamo.utils as dynamo_utils
+
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
     base = TrainConfig(n_hidden=40, steps=120).validated()
-    runs = parse_sweep(["lr=0.1,1e30,0.05"], base)
-    compiled = SweepTrainer(runs, small_dataset, engine="compiled")
-    fast = SweepTrainer(runs, small_dataset, engine="fast")
-    while not fast.finished:
-        a, b = compiled.step(), fast.step()
-    for mine, theirs in zip(a, b):
-        if theirs is None:
-            assert mine is None
-            continue
-        assert close(mine.loss, theirs.loss, 1e-4)
-        assert_ratios_close(mine.update_ratio_log10, theirs.update_ratio_log10, 1e-4)
-        assert_same_snapshot(mine.stats, theirs.stats, 1e-4)
+    for lrs in ("lr=0.1,0.05", "lr=0.1,1e30"):
+        runs = parse_sweep([lrs], base)
+        compiled = SweepTrainer(runs, small_dataset, engine="compiled")
+        fast = SweepTrainer(runs, small_dataset, engine="fast")
+        while not fast.finished:
+            a, b = compiled.step(), fast.step()
+        for mine, theirs in zip(a, b):
+            if theirs is None:
+                assert mine is None
+                continue
+            assert close(mine.loss, theirs.loss, 1e-4)
+            assert_ratios_close(mine.update_ratio_log10, theirs.update_ratio_log10, 1e-4)
+            assert_same_snapshot(mine.stats, theirs.stats, 1e-4)
+    assert not compiled.trainers[0].stopped and compiled.trainers[0].steps_done == 120
     assert compiled.trainers[1].stopped.message() == fast.trainers[1].stopped.message()
     # fresh trainers of the same shapes: the sweep's graph, not a second compile
     group = BatchedGroup([Trainer(r.config, small_dataset, engine="fast") for r in runs],
@@ -205,6 +213,7 @@ def test_compiled_sweep_equals_fast_sweep(small_dataset):
     group.step()   # step 1 has stats: eager
     group.step()
     assert group.compiled.compiled is True and group.engine_now == "compiled"
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs + 1
 
 
 def test_auto_sweep_compiles_in_the_background(small_dataset):

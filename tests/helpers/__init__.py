@@ -16,3 +16,15 @@ REFERENCE = ROOT.parent / "shared" / "reference"        # the lecture's files, b
 # after the other, never two of them starving each other on a small machine
 # (the README's test command runs with --dist loadgroup).
 TIMING = pytest.mark.xdist_group("timing")
+
+
+def skip_unless_installed(*packages: str, reason: str) -> None:
+    """Skip the calling test module where a framework is missing, without
+    importing it: pytest.importorskip imports the package, and every xdist
+    worker collects every module, so lightning, ray.tune and transformers
+    cost each worker ~6 s before its first test. The module imports the
+    framework where a test first needs it."""
+    import importlib.util
+
+    if any(importlib.util.find_spec(name) is None for name in packages):
+        pytest.skip(reason, allow_module_level=True)

@@ -1,7 +1,9 @@
 """The compiled engine (the fast step as one torch.compile'd graph) computes
 what the exact engine does, and falls back to the fast engine where it cannot
-compile. Every test here uses one shape (n_hidden 40, depth 5), so the suite
-compiles one graph (seconds; inductor's disk cache makes reruns quicker)."""
+compile. The tests here use one shape (n_hidden 40, depth 5), so the suite
+compiles its graphs once (inductor's disk cache makes reruns quicker); the
+stack without BatchNorm is the lecture's, whose graph test_lecture_reference
+then finds compiled.
 
 from __future__ import annotations
 
@@ -27,6 +29,20 @@ CONFIG = dict(n_hidden=40, steps=1000, stats_every=10)
 def trainers(dataset, engine: str = "compiled", **knobs) -> tuple[Trainer, Trainer]:
     config = TrainConfig(**{**CONFIG, **knobs}).validated()
     return Trainer(config, dataset), Trainer(config, dataset, engine=engine)
+
+
+def test_a_stack_without_batchnorm_compiles_to_the_same_figures(small_dataset):
+    """Biases instead of BatchNorm: another graph, the same figures (every
+    lecture case was checked this way once; CI compiles one more graph).
+    First in the file and at the lecture's width: it is the graph of
+    test_lecture_reference's compiled runs (--no-batchnorm --bias, 100 wide,
+    27 tokens, batch 32), which then load it from inductor's cache."""
+    exact, comp = trainers(small_dataset, batchnorm=False, bias=True, steps=3, n_hidden=100)
+    for _ in range(3):
+        e, c = exact.step(stats=True), comp.step(stats=True)
+    assert comp.compiled.compiled is True
+    assert_snapshots_close(c.stats, e.stats, 1e-3)
+    assert_histograms_are_torchs(c.stats, comp.stack)
 
 
 def test_compiled_steps_match_the_exact_engine(small_dataset):
@@ -167,17 +183,6 @@ def test_histogram_bins_are_histcs_and_keep_nan_inside_the_count():
     odd = torch.tensor([[float("nan"), float("inf"), -float("inf"), -1.0, 1.0]])
     bins = histogram_bins(odd, torch.tensor([-1.0]), torch.tensor([2.0]), torch.tensor([100.0]))
     assert bins.tolist() == [100, 199, 100, 100, 199]
-
-
-def test_a_stack_without_batchnorm_compiles_to_the_same_figures(small_dataset):
-    """Biases instead of BatchNorm: another graph, the same figures (every
-    lecture case was checked this way once; CI compiles one more graph)."""
-    exact, comp = trainers(small_dataset, batchnorm=False, bias=True, steps=3)
-    for _ in range(3):
-        e, c = exact.step(stats=True), comp.step(stats=True)
-    assert comp.compiled.compiled is True
-    assert_snapshots_close(c.stats, e.stats, 1e-3)
-    assert_histograms_are_torchs(c.stats, comp.stack)
 
 
 def test_auto_steps_at_once_then_switches_to_the_compiled_graph_without_a_jump(small_dataset):

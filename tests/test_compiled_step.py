@@ -3,7 +3,7 @@ what the exact engine does, and falls back to the fast engine where it cannot
 compile. The tests here use one shape (n_hidden 40, depth 5), so the suite
 compiles its graphs once (inductor's disk cache makes reruns quicker); the
 stack without BatchNorm is the lecture's, whose graph test_lecture_reference
-then finds compiled.
+then finds compiled."""
 
 from __future__ import annotations
 

@@ -29,8 +29,10 @@ def entropy(Y: torch.Tensor, vocab: int) -> float:
 @pytest.mark.parametrize("engine", ["exact", "fast"])
 @pytest.mark.parametrize("batchnorm", [True, False], ids=["bn", "no-bn"])
 def test_only_the_output_bias_learns(small_dataset, engine, batchnorm):
-    config = TrainConfig(n_hidden=40, init="zeros", batchnorm=batchnorm, steps=3000,
-                         lr=0.5, lr_decay_step=2000).validated()
+    # lr 1.5 for 1,000 steps ends 0.002 above the entropy (lr 0.5 for 3,000: 0.0006),
+    # well inside the 0.01 asked below, in a third of the exact engine's time
+    config = TrainConfig(n_hidden=40, init="zeros", batchnorm=batchnorm, steps=1000,
+                         lr=1.5, lr_decay_step=700).validated()
     trainer = Trainer(config, small_dataset, engine=engine)
     monitor = HealthMonitor(trainer.info())
     result = trainer.step()

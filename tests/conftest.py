@@ -87,8 +87,12 @@ def pytest_collection_modifyitems(config, items):
 # Modules that compile the same graphs and packages (n_hidden 40, depth 5;
 # the gain sweep of bench_sweep.GAINS): one worker, one after the other in
 # this order, so the bench finds in inductor's and traintop's caches what the
-# others compiled (on a cold cache it compiled them again: ~65 s).
-SHARED_COMPILES = ("test_compiled_step", "test_sweep_batched", "test_bench")
+# others compiled (on a cold cache it compiled them again: ~65 s), and the
+# handover tests load the package test_compiled_step's auto run built (in a
+# group of their own they could start while it was building, and both built
+# it at once at idle priority: 47 s and 82 s instead of ~9 s and ~31 s).
+SHARED_COMPILES = ("test_compiled_step", "test_compile_handover", "test_sweep_batched",
+                   "test_bench")
 # The groups that take longest on a cold machine (their compiles; the tmux
 # tests one after the other), longest first: `--durations` shows them.
 LONGEST_FIRST = ("compile", "timing", "test_lecture_reference")

@@ -30,17 +30,20 @@ def settle(tab: str | None = None):
         # before a key opens another view: a loaded machine may lag behind.
         while app.source.queue or app.state.status is None:
             await pilot.pause(0.05)
-        # every pane drawn before a key: under the help screen none redraws,
-        # and the redraw clock may not have reached the slower panes yet
-        await pilot.pause(0.2)
+        # pause() with no delay: until every widget's queue is empty and the
+        # app idles (fixed sleeps, 1 s a test, only guessed at that). Every
+        # pane is redrawn at once on both sides of the key: under the help
+        # screen none redraws, and the redraw clock may not have reached the
+        # slower panes yet.
+        await pilot.pause()
         app.redraw_all()
-        await pilot.pause(0.5)   # painted (a loaded machine takes its time)
+        await pilot.pause()
         if tab:
             await pilot.press(tab)
-        await pilot.pause(0.2)
+            await pilot.pause()
         app.redraw_all()
         app.clear_notifications()
-        await pilot.pause(0.1)
+        await pilot.pause()
     return run_before
 
 

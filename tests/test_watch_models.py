@@ -159,7 +159,7 @@ async def test_each_recording_opens_on_every_tab(recordings, name, size):
         assert "gain" not in status and "BatchNorm" not in status and "n/a" not in status
         for tab in ("training", "activations", "weights", "health"):
             app.action_tab(tab)
-            await pilot.pause(0.2)
+            await pilot.pause()     # the tab laid out: every queue empty, the app idle
             app.redraw_all()
             await pilot.pause()
             if tab == "weights":   # nothing collapses: the plot and the table both show

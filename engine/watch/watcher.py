@@ -92,26 +92,6 @@ def _scale_of(scaler, device) -> torch.Tensor | None:
     return torch.tensor(float(scaler.get_scale()), device=device)
 
 
-_new = object.__new__
-# StepResult made without its frozen dataclass's __init__ (a setattr per field:
-# ~0.9 us, a step's result made every step): its fields set at once, the same
-# object (equal, same repr). Only while StepResult is a plain dataclass as now.
-_PLAIN_RESULT = (not hasattr(StepResult, "__slots__") and not hasattr(StepResult, "__post_init__")
-                 and tuple(StepResult.__dataclass_fields__) == (
-                     "step", "loss", "lr", "update_ratio_log10", "stats", "nonfinite",
-                     "grad_norm"))
-
-
-def _plain_step(step: int, loss: float, lr: float, grad_norm: float) -> StepResult:
-    """StepResult(step, loss, lr, (), grad_norm=grad_norm): a step without figures."""
-    if not _PLAIN_RESULT:
-        return StepResult(step, loss, lr, (), grad_norm=grad_norm)
-    r = _new(StepResult)
-    r.__dict__.update(step=step, loss=loss, lr=lr, update_ratio_log10=(), stats=None,
-                      nonfinite=None, grad_norm=grad_norm)
-    return r
-
-
 def _dist():
     d = torch.distributed
     return d if d.is_available() and d.is_initialized() else None
@@ -551,8 +531,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         calls = self.calls
         if calls.started == calls.seen + 1 and not calls.inside and not calls.micro:
             calls.seen = calls.started       # the usual call: one optimizer step since the last
-            if not self._plain(loss, grad_norm):
-                self._record(loss, grad_norm)
+            self._record(loss, grad_norm)
             return
         try:
             call = calls.sort(loss, grad_norm)
@@ -561,56 +540,6 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
             call = (loss, grad_norm, False)
         if call is not None:
             self._record(*call)
-
-    def _plain(self, loss, grad_norm) -> bool:
-        """The usual step between snapshots on the CPU, recorded the short way:
-        what _record and _step do for it (its loss read, kept pending, written
-        with the next batch), without their checks for what it is not. False
-        (nothing done): not such a step (armed or arming, a trace or events
-        under way, a gradient norm given, a loss that is not a finite CPU scalar)."""
-        step = self.steps + 1
-        if self.armed or grad_norm is not None or self._trace is not None or self._events \
-                or not self._host or not (step + 1) % self.every:
-            return False
-        try:
-            if type(loss) is float:
-                value = loss
-            elif isinstance(loss, torch.Tensor) and loss.is_cpu and loss.numel() == 1:
-                value = loss.item()
-            else:
-                return False
-            if type(value) is not float or value - value != 0.0:
-                return False                # an int, NaN or inf: the full way
-            optimizer = self.optimizer
-            lr = optimizer.param_groups[0]["lr"] if optimizer is not None else math.nan
-            lr = lr if type(lr) is float else float(lr)
-        except Exception:
-            return False
-        self.steps = step
-        self._pending.append((step, value, lr, math.nan))
-        now = time.monotonic()
-        if len(self._pending) >= PENDING_STEPS or now - self._pending_since >= PENDING_SECONDS \
-                or (self.recorder is not None and now - self._status_at >= WATCH_STATUS_SECONDS):
-            self._in_step = True
-            try:
-                if len(self._pending) >= PENDING_STEPS or \
-                        now - self._pending_since >= PENDING_SECONDS:
-                    self._flush_losses(snapshot=False)
-                if self.recorder is not None and now - self._status_at >= WATCH_STATUS_SECONDS:
-                    rate = (step - self._status_steps) / (now - self._status_at)
-                    self._status_at, self._status_steps = now, step
-                    self.recorder.consume(Status(step, lr, True, False, rate))
-            except Exception as exc:       # as _record: the run goes on
-                if len(self._pending) > 4 * PENDING_STEPS:
-                    self._pending = []
-                self._fault("recording the step", exc)
-            if self._events:
-                try:
-                    self._write_events()
-                except Exception as exc:
-                    self._fault("writing traintop's events", exc, write=False)
-            self._in_step = False
-        return True
 
     def _record(self, loss, grad_norm, skipped: bool = False) -> None:
         """One step recorded: its loss, gradient norm and, when armed, its figures."""
@@ -693,9 +622,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         n = len(self._pending)
         vals = [v for _, v, _, _ in self._pending] + [g for _, _, _, g in self._pending]
         try:
-            if not self.reduce and all(type(v) is float for v in vals):
-                losses = None         # floats already (the CPU's): nothing to move
-            elif all(isinstance(v, torch.Tensor) for v in vals):
+            if all(isinstance(v, torch.Tensor) for v in vals):
                 losses = torch.stack([v.to(self.device, torch.float32) for v in vals])
             elif any(isinstance(v, torch.Tensor) for v in vals):
                 # floats and tensors: the floats join the tensors on their device
@@ -713,7 +640,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         except Exception as exc:     # one by one: a loss traintop cannot read is NaN
             self._fault("reading the losses", exc)
             values = [_float(v) for v in vals]
-        results = [_plain_step(s, loss, lr, g) for (s, _, lr, _), loss, g
+        results = [StepResult(s, loss, lr, (), grad_norm=g) for (s, _, lr, _), loss, g
                    in zip(self._pending, values[:n], values[n:])]
         if self._trace is None:
             bad = next((r.step for r in results if not math.isfinite(r.loss)), None)

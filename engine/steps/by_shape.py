@@ -74,31 +74,14 @@ class FlatMoments:
     torch's per-call overhead more than its arithmetic. A tiny MLP's six
     parameters' stds (data and update) took ~100 us as torch calls, ~35 us
     here. Only for what `fits`: CPU, strided, one float dtype, no empty tensor,
-    not too many values (MAX_VALUES).
-
-    The work arrays (`buffer`) are kept from one measured step to the next:
-    the same sizes every time, so no allocation (a fresh array of a few
-    hundred KB costs its page faults again after the allocator hands it back)."""
-
-    # Segments up to this many: each centred by its own in-place subtraction
-    # (a call each); more: by one subtraction of the means repeated out.
-    FEW_SEGMENTS = 48
+    not too many values (MAX_VALUES)."""
 
     def __init__(self, tensors: list[torch.Tensor]):
         self.sizes = np.array([t.numel() for t in tensors], dtype=np.int64)
         self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1])).astype(np.int64)
-        self.total = int(self.sizes.sum())
         self.dtype = tensors[0].dtype if tensors else None
-        self.np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
         # moments(copies=k): k sets of the tensors end to end (made on first use)
-        self._layouts = {1: self._layout(1)}
-        self._buffers: dict = {}
-
-    def _layout(self, copies: int) -> tuple:
-        sizes = np.tile(self.sizes, copies)
-        starts = np.concatenate([self.starts + k * self.total for k in range(copies)])
-        ends = starts + sizes
-        return sizes, starts, list(zip(starts.tolist(), ends.tolist()))
+        self._layouts = {1: (self.sizes, self.starts)}
 
     # values in all: above, torch's own reductions (SIMD float32, a call per
     # large tensor) cost less than numpy's float64 passes over them all
@@ -117,24 +100,9 @@ class FlatMoments:
         return all(t is not None and t.layout == torch.strided and t.dtype == self.dtype
                    and t.device.type == "cpu" for t in tensors)
 
-    def buffer(self, name, size: int, dtype) -> np.ndarray:
-        """A work array of `size` values kept under `name` (its values: the last
-        user's). One user at a time: a measured step's."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.size != size or buf.dtype != dtype:
-            buf = self._buffers[name] = np.empty(size, dtype=dtype)
-        return buf
-
-    def flat(self, tensors: list[torch.Tensor], out: np.ndarray | str | None = None
-             ) -> np.ndarray:
-        """Their values end to end: a copy, in their own dtype, or into `out`
-        (an array, in its dtype; a name: the work array of that name)."""
-        arrays = [t.detach().numpy().reshape(-1) for t in tensors]
-        if out is None:
-            return np.concatenate(arrays)
-        if isinstance(out, str):
-            out = self.buffer(out, self.total, self.np_dtype)
-        return np.concatenate(arrays, out=out)
+    def flat(self, tensors: list[torch.Tensor]) -> np.ndarray:
+        """Their values end to end: a copy, in their own dtype."""
+        return np.concatenate([t.detach().numpy().reshape(-1) for t in tensors])
 
     def moments(self, flat: np.ndarray, twice: bool = False, own: bool = False,
                 copies: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -145,20 +113,14 @@ class FlatMoments:
         the same whatever else lies in `flat`."""
         copies = 2 if twice else copies
         if copies not in self._layouts:
-            self._layouts[copies] = self._layout(copies)
-        sizes, starts, bounds = self._layouts[copies]
-        if own and flat.dtype == np.float64:
-            x = flat
-        else:
-            x = self.buffer("moments", flat.size, np.float64)
-            np.copyto(x, flat)
+            total = int(self.sizes.sum())
+            self._layouts[copies] = (np.tile(self.sizes, copies), np.concatenate(
+                [self.starts + k * total for k in range(copies)]))
+        sizes, starts = self._layouts[copies]
+        x = flat if own and flat.dtype == np.float64 else flat.astype(np.float64)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             mean = np.add.reduceat(x, starts) / sizes
-            if len(bounds) <= self.FEW_SEGMENTS:
-                for (start, end), m in zip(bounds, mean.tolist()):
-                    x[start:end] -= m
-            else:
-                x -= np.repeat(mean, sizes)
+            x -= np.repeat(mean, sizes)
             np.multiply(x, x, out=x)
             var = np.add.reduceat(x, starts) / (sizes - 1)
         var[sizes == 1] = np.nan   # no spread from one value (Tensor.std's NaN)

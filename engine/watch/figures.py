@@ -305,11 +305,10 @@ def _parts(r: dict) -> dict:
 
 
 def _act_record(t: torch.Tensor, x, kind: str, below, batch: HistBatch | None = None,
-                owned: bool = False, std: bool = True) -> dict:
+                owned: bool = False) -> dict:
     """One call's activation figures (t: (observations, units)), to be merged
     with the step's other calls of the module (_act_block). On the CPU the
-    counts and histogram come from numpy: torch's call costs more than the work.
-    std=False: no "std" (the caller takes it with others, stds_together)."""
+    counts and histogram come from numpy: torch's call costs more than the work."""
     record = _row_record(t, batch, owned) if x is None or x.dtype == torch.float32 else None
     if record is not None:
         share, dead = _share_and_dead_np(t.numpy(), x, kind, below)
@@ -318,62 +317,27 @@ def _act_record(t: torch.Tensor, x, kind: str, below, batch: HistBatch | None = 
         (lo, hi, counts), bad = _hist(t)
         record = {"lo": lo, "hi": hi, "counts": counts, "bad": bad}
     # (torch.std_mean's one pass loses digits on a mean near zero.)
-    record.update(n=t.numel(), mean=t.mean(), share=share, dead=dead)
-    if std:
-        record["std"] = t.std()
+    record.update(n=t.numel(), mean=t.mean(), std=t.std(), share=share, dead=dead)
     return record
 
 
-def _grad_record(g: torch.Tensor, batch: HistBatch | None = None, owned: bool = False,
-                 std: bool = True) -> dict:
+def _grad_record(g: torch.Tensor, batch: HistBatch | None = None, owned: bool = False) -> dict:
     record = _row_record(g, batch, owned)
     if record is None:
         (lo, hi, counts), bad = _hist(g)
         record = {"lo": lo, "hi": hi, "counts": counts, "bad": bad}
-    record.update(n=g.numel(), mean=g.mean())
-    if std:
-        record["std"] = g.std()
+    record.update(n=g.numel(), mean=g.mean(), std=g.std())
     return record
-
-
-def stds_together(pairs: list[tuple[dict, torch.Tensor]]) -> None:
-    """Each record's "std", of its CPU float32 tensor, for many at once:
-    Tensor.std's own arithmetic (each value's distance from the record's
-    float32 mean, squared and summed in float64, unbiased, the root cast to
-    float32), in a few numpy calls over all of them end to end instead of
-    one torch call each (~12 us on 8k values, its double pass serial).
-    The std is a numpy float32 (_act_block, _grad_block and _moments read either)."""
-    if not pairs:
-        return
-    sizes = np.array([t.numel() for _, t in pairs], dtype=np.int64)
-    starts = np.zeros(len(pairs), dtype=np.int64)
-    np.cumsum(sizes[:-1], out=starts[1:])
-    d = np.empty(int(sizes.sum()), dtype=np.float64)
-    for (record, t), start, n in zip(pairs, starts.tolist(), sizes.tolist()):
-        np.subtract(t.detach().numpy().reshape(-1), record["mean"].item(),
-                    out=d[start:start + n], dtype=np.float64)
-    np.multiply(d, d, out=d)
-    with np.errstate(all="ignore"):   # one value: 0 / 0, NaN (as Tensor.std)
-        stds = np.sqrt(np.add.reduceat(d, starts) / (sizes - 1)).astype(np.float32)
-    for (record, _), s in zip(pairs, stds):
-        record["std"] = s
-
-
-def _tensor(v, device) -> torch.Tensor:
-    """A record's figure as a tensor (stds_together's are numpy float32s)."""
-    return v if isinstance(v, torch.Tensor) else torch.tensor(float(v), device=device)
 
 
 def _moments(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and (unbiased) std over every call's values, exactly, from each
     call's own (Chan's pairwise combination of the sums of squares)."""
-    device = records[0]["mean"].device
     if len(records) == 1:
-        return records[0]["mean"], _tensor(records[0]["std"], device)
-    n = torch.tensor([float(r["n"]) for r in records], device=device)
+        return records[0]["mean"], records[0]["std"]
+    n = torch.tensor([float(r["n"]) for r in records], device=records[0]["mean"].device)
     means = torch.stack([r["mean"].float() for r in records])
-    stds = torch.nan_to_num(torch.stack([_tensor(r["std"], device).float()
-                                         for r in records]))  # one value: 0
+    stds = torch.nan_to_num(torch.stack([r["std"].float() for r in records]))  # one value: 0
     mean = (n * means).sum() / n.sum()
     m2 = (stds ** 2 * (n - 1)).sum() + (n * (means - mean) ** 2).sum()
     return mean, (m2 / (n.sum() - 1)).sqrt()

@@ -123,25 +123,24 @@ class SnapshotFigures:
         """_update_ratios on the CPU: every parameter's std and its update's
         in a few numpy calls (by_shape.FlatMoments); a frozen one: NaN."""
         flat = self._flat
-        k, n = len(self.params), flat.total
+        now = flat.flat(self.params)
+        k, n = len(self.params), now.size
         # Every parameter's gradient there (the usual step): the weights' gradient
         # figures (_flat_weight_figures) come from the same pass, a third set.
         grads = [p.grad for p in self.params]
         merged = self._flat_weights is not None and flat.same(grads)
         copies = 3 if merged else 2
-        # the data, the change (in the parameters' dtype, as torch's n - b: the
-        # data's float64 copy holds its values exactly) and the gradients end to
-        # end in float64, in a work array kept between steps: one pass of
-        # numpy's calls for all three
-        both = flat.buffer("update", copies * n, np.float64)
-        flat.flat(self.params, out=both[:n])
-        np.subtract(both[:n], before, out=both[n:2 * n], dtype=before.dtype,
-                    casting="same_kind")
+        # the data and the change (in the parameters' dtype, as torch's n - b)
+        # end to end in float64: one pass of numpy's calls for both
+        both = np.empty(copies * n, dtype=np.float64)
+        both[:n] = now
+        np.subtract(now, before, out=both[n:2 * n], dtype=now.dtype, casting="same_kind")
         if merged:
-            flat.flat(grads, out=both[2 * n:])
+            g = flat.flat(grads)
+            both[2 * n:] = g
         means, stds = flat.moments(both, own=True, copies=copies)
         if merged:   # for _weight_figures, taken (and dropped) there on this step
-            self._grad_moments = (means[2 * k:], stds[2 * k:])
+            self._grad_moments = (g, means[2 * k:], stds[2 * k:])
         data, change = stds[:k].astype(np.float32), stds[k:2 * k].astype(np.float32)
         self._data_std = torch.from_numpy(data)
         with np.errstate(all="ignore"):
@@ -192,33 +191,33 @@ class SnapshotFigures:
     def _flat_weight_figures(self, grads: list[torch.Tensor], moments=None) -> torch.Tensor:
         """_weight_figures on the CPU, every gradient there: the WEIGHT_BLOCKS
         rows filled in numpy (by_shape.FlatMoments, figures._hist_row).
-        `moments`: every parameter's gradient means and stds
-        (_flat_update_ratios's), the weights' taken from them."""
+        `moments`: every parameter's gradients end to end with their means and
+        stds (_flat_update_ratios's), the weights' taken from them."""
         fw = self._flat_weights
         if moments is None:
-            gmean, gstd = fw.moments(fw.flat(grads, out="grads"))
+            flat = fw.flat(grads)
+            gmean, gstd = fw.moments(flat)
+            starts = fw.starts.tolist()
         else:
-            gmean, gstd = moments
+            flat, gmean, gstd = moments
             at = self._weight_index
-            gmean, gstd = gmean[at], gstd[at]
+            gmean, gstd, starts = gmean[at], gstd[at], self._flat.starts[at].tolist()
         if self._data_std is not None:
             dstd = self._data_std.numpy()[self._weight_index]
         else:   # no optimizer hooks fired: the data's std here
-            dstd = fw.moments(fw.flat([p for _, p in self.weights], out="data"))[1].astype(
-                np.float32)
+            dstd = fw.moments(fw.flat([p for _, p in self.weights]))[1].astype(np.float32)
         out = np.empty((len(grads), WEIGHT_WIDTH), dtype=np.float32)
         out[:, 0], out[:, 1] = gmean, gstd
         with np.errstate(all="ignore"):
             out[:, 2] = out[:, 1] / dstd
         end = 3 + _HIST + 1
-        # the histograms: counted with the step's others at the snapshot (HistBatch),
-        # this very step (the gradients' own values: no copy)
-        for row, g in zip(out, grads):
-            values = g.detach().numpy().reshape(-1).astype(np.float32, copy=False)
+        # the histograms: counted with the step's others at the snapshot (HistBatch)
+        flat32 = flat.astype(np.float32, copy=False)
+        for row, start, size in zip(out, starts, fw.sizes.tolist()):
             if self._batch is not None:
-                self._batch.add(values, row[3:end])
+                self._batch.add(flat32[start:start + size], row[3:end])
             else:
-                _hist_job(values, row[3:end])
+                _hist_job(flat32[start:start + size], row[3:end])
         if np.isfinite(dstd).all():
             # A finite std holds no NaN or inf (either makes it NaN): nothing to count.
             out[:, end] = 0.0

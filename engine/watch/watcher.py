@@ -20,8 +20,7 @@ from traintop.engine.activations import recognise, torch_family, types_text, use
 from traintop.engine.results import RunInfo, StepResult
 from traintop.engine.steps.by_shape import FlatMoments, ShapeGroups
 from .calls import StepCalls, _folded
-from .figures import (HIST_SAMPLE, HistBatch, _act_record, _grad_record, _units,
-                      stds_together)
+from .figures import HIST_SAMPLE, HistBatch, _act_record, _grad_record, _units
 from .gates import _gate_names, _gate_values, _rnn_output
 from .snapshot import SnapshotFigures
 from .trace import NonFiniteTrace, _Trace, _float
@@ -378,33 +377,18 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         """The figures of the activations and gradients kept by the hooks (index
         ~layer: a gradient's), into the records the hooks left for them."""
         deferred, self._deferred = self._deferred, []
-        measured = []     # (record, values, index): their stds taken together
         for record, index, t, x, kind, below in deferred:
+            layer = index if index >= 0 else ~index
             try:
-                record.update(_act_record(t, x, kind, below, self._batch, owned=True, std=False)
-                              if index >= 0 else _grad_record(t, self._batch, owned=True,
-                                                              std=False))
-                measured.append((record, t, index))
+                record.update(_act_record(t, x, kind, below, self._batch, owned=True)
+                              if index >= 0 else _grad_record(t, self._batch, owned=True))
             except Exception as exc:
-                self._deferred_fault(index, exc)
-        try:
-            stds_together([(record, t) for record, t, _ in measured])
-        except Exception:        # one by one, torch's way: a failure is that layer's
-            for record, t, index in measured:
-                try:
-                    record["std"] = t.std()
-                except Exception as exc:
-                    self._deferred_fault(index, exc)
-
-    def _deferred_fault(self, index: int, exc: Exception) -> None:
-        """A deferred record's figures failed (index ~layer: a gradient's)."""
-        layer = index if index >= 0 else ~index
-        if index >= 0:
-            self._acts.pop(layer, None)
-            self._fault(f"activation statistics of {self._layer_label(layer)}", exc)
-        else:
-            self._grads.pop(layer, None)
-            self._fault(f"gradient statistics of {self._layer_label(layer)}", exc)
+                if index >= 0:
+                    self._acts.pop(layer, None)
+                    self._fault(f"activation statistics of {self._layer_label(layer)}", exc)
+                else:
+                    self._grads.pop(layer, None)
+                    self._fault(f"gradient statistics of {self._layer_label(layer)}", exc)
 
     def _layer_label(self, index: int) -> str:
         return f"{self.layer_names.get(index) or '(model)'} ({self._kinds.get(index, '?')})"
@@ -453,8 +437,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                 # Every trainable parameter, with a gradient yet or not: under
                 # optimizer.step(closure) (Lightning) the backward runs after this hook.
                 if self._flat is not None and self._flat.same(self.params):
-                    # a copy, into a work array kept for the next measured step
-                    self._before = (None, self._flat.flat(self.params, out="before"))
+                    self._before = (None, self._flat.flat(self.params))   # a copy
                 else:
                     groups = self._groups("trainable", self.params)
                     self._before = (groups, groups.stack(self.params))   # the stacks are copies

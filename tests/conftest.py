@@ -95,6 +95,8 @@ SHARED_COMPILES = ("test_compiled_step", "test_compile_handover", "test_sweep_ba
                    "test_bench")
 # The groups that take longest on a cold machine (their compiles; the tmux
 # tests one after the other), longest first: `--durations` shows them.
+# test_lecture_reference follows the tmux tests on purpose: its compiled runs
+# then find the graph the compile group compiles first in inductor's cache.
 LONGEST_FIRST = ("compile", "timing", "test_lecture_reference")
 
 

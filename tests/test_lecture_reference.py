@@ -3,9 +3,12 @@ on every engine to the lecture's printed precision, on exact to the bit where
 the lecture's own op order gives the same bits (the loss; tests/test_stats_vs_torch.py
 checks every figure of exact against the lecture's loop bit for bit).
 
-The compiled engine compiles one graph here for both tests (the second process
-finds it in inductor's disk cache); auto runs its single step on the fast
-engine while its compile has barely begun."""
+The compiled engine runs in a process of its own, as a user's does, and
+compiles one graph for both tests (test_compiled_step compiled it before, at
+the same shapes: the processes find it in inductor's disk cache); the other
+engines run through the CLI's entry in this process (a process more each
+proved nothing test_cli_errors and test_tmux do not). Auto runs its single
+step on the fast engine: a one-step run never compiles."""
 
 from __future__ import annotations
 
@@ -17,9 +20,25 @@ import sys
 import pytest
 
 from helpers import ROOT
+from traintop.commands.cli import main as cli_main
 
 REL = 1e-4
 ENGINES = ("exact", "fast", "compiled", "auto")
+# the worker's torch thread count back after a run in this process chose its own
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def traintop_run(args: list[str], engine: str, capsys) -> tuple[int, str, str]:
+    """`traintop run ARGS --engine ENGINE`: exit code, stdout, stderr."""
+    argv = ["run", *args, "--engine", engine]
+    if engine == "compiled":
+        proc = subprocess.run([sys.executable, "-m", "traintop", *argv], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        return proc.returncode, proc.stdout, proc.stderr
+    capsys.readouterr()
+    code = cli_main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def agree(mine: float, theirs: float, scale: float) -> bool:
@@ -29,14 +48,13 @@ def agree(mine: float, theirs: float, scale: float) -> bool:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_gain_5_3_step_1_matches_reference(reference_dir, engine):
+def test_gain_5_3_step_1_matches_reference(reference_dir, engine, capsys):
     ref = json.loads((reference_dir / "lecture-gain-5-3-step1.json").read_text())
-    cmd = [sys.executable, "-m", "traintop", "run", "--data", str(reference_dir / "names.txt"),
-           "--no-batchnorm", "--gain", "5/3", "--bias", "--steps", "1", "--json",
-           "--engine", engine]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)  # stdout is exactly one JSON document
+    code, out, err = traintop_run(["--data", str(reference_dir / "names.txt"), "--no-batchnorm",
+                                   "--gain", "5/3", "--bias", "--steps", "1", "--json"],
+                                  engine, capsys)
+    assert code == 0, err
+    doc = json.loads(out)  # stdout is exactly one JSON document
 
     assert doc["steps"] == ref["steps"] == 1
     assert doc["timing"]["engine"] == engine
@@ -59,12 +77,11 @@ def test_gain_5_3_step_1_matches_reference(reference_dir, engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_lecture_printout_lines(reference_dir, engine):
+def test_lecture_printout_lines(reference_dir, engine, capsys):
     """The text report prints the lecture's own lines."""
-    cmd = [sys.executable, "-m", "traintop", "run", "--data", str(reference_dir / "names.txt"),
-           "--no-batchnorm", "--gain", "5/3", "--bias", "--steps", "1", "--engine", engine]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "layer 1 (      Tanh): mean -0.02, std 0.75, saturated: 20.25%" in proc.stdout
-    assert "layer 9 (      Tanh): mean -0.02, std 0.66, saturated: 6.12%" in proc.stdout
-    assert "first loss 3.2962" in proc.stdout
+    code, out, err = traintop_run(["--data", str(reference_dir / "names.txt"), "--no-batchnorm",
+                                   "--gain", "5/3", "--bias", "--steps", "1"], engine, capsys)
+    assert code == 0, err
+    assert "layer 1 (      Tanh): mean -0.02, std 0.75, saturated: 20.25%" in out
+    assert "layer 9 (      Tanh): mean -0.02, std 0.66, saturated: 6.12%" in out
+    assert "first loss 3.2962" in out

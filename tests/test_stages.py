@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from helpers import ROOT
 from stage_oracle import first_network, lecture_split
+from traintop.commands.cli import main as cli_main
 from traintop.commands.loss_log import text_with_loss_log
 from traintop.data.dataset import build_dataset
 from traintop.data.errors import InputError
@@ -174,12 +175,20 @@ def small_file(tmp_path_factory, small_words) -> str:
     return str(path)
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "traintop", "run", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def run_cli(capsys, one_thread):
+    """`traintop run ARGS` through the CLI's entry in this process, as a
+    CompletedProcess (a process each proved nothing test_cli_errors' spawns
+    do not); one_thread: the worker's thread count back after the run's own."""
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = cli_main(["run", *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+    return run
 
 
-def test_an_option_that_does_not_apply_is_one_line():
+def test_an_option_that_does_not_apply_is_one_line(run_cli):
     proc = run_cli("--stage", "kaiming", "--gain", "3", "--steps", "1")
     assert proc.returncode != 0
     assert proc.stderr.strip().count("\n") == 0
@@ -197,7 +206,7 @@ def test_a_stage_sweep_refuses_what_the_stages_set():
     assert [r.config.lr for r in sweep_for(args, config_for(args))] == [0.05, 0.05]
 
 
-def test_json_eval_and_record(small_file, tmp_path):
+def test_json_eval_and_record(small_file, tmp_path, run_cli):
     recording = tmp_path / "stage.jsonl"
     proc = run_cli("--stage", "fix-tanh", "--steps", "30", "--eval", "train,val", "--json",
                    "--engine", "fast", "--data", small_file, "--record", str(recording))
@@ -226,7 +235,7 @@ def test_json_eval_and_record(small_file, tmp_path):
                              "val 2.1027 after 200,000 steps")
 
 
-def test_stage_sweep_ends_on_the_loss_log(small_file):
+def test_stage_sweep_ends_on_the_loss_log(small_file, run_cli):
     proc = run_cli("--sweep", "stage=" + ",".join(STAGES), "--steps", "20", "--engine", "fast",
                    "--stats-every", "20", "--data", small_file)
     assert proc.returncode == 0, proc.stderr

@@ -15,9 +15,8 @@ import sys
 import pytest
 import torch
 
-from helpers import ROOT
+from helpers import ROOT, traintop_here
 from traintop.commands.bench import format_text, main
-from traintop.commands.cli import main as cli_main
 
 # The main rows and the sweep on the stack every compile test uses (n_hidden 40,
 # depth 5; the sweep of bench_sweep.GAINS is test_sweep_batched's auto sweep):
@@ -121,9 +120,9 @@ def test_bench_bad_options_are_one_line_errors(capsys):
     # through the CLI's own entry, in this process (two processes more proved
     # nothing the last one here does not: the exit code and stderr of a spawn)
     for option in ("--steps", "--depth"):
-        assert cli_main(["bench", option, "0"]) == 2
-        out = capsys.readouterr()
-        assert out.out == "" and out.err == f"traintop: error: {option}: must be >= 1, got 0\n"
+        done = traintop_here(capsys, "bench", option, "0")
+        assert done.returncode == 2
+        assert done.stdout == "" and done.stderr == f"traintop: error: {option}: must be >= 1, got 0\n"
     proc = bench("--device", "tpu", "--no-scaling", *TINY)
     assert proc.returncode == 2
     assert "--device" in proc.stderr and "Traceback" not in proc.stderr

@@ -20,8 +20,7 @@ import traintop.engine.steps.compiled as compiled_step
 from traintop.engine.steps import handover
 from traintop.engine.config import TrainConfig
 from traintop.engine.training.trainer import Trainer
-from helpers import ROOT
-from traintop.commands.cli import main as cli_main
+from helpers import ROOT, traintop_here
 from helpers.compare import assert_histograms_are_torchs, assert_snapshots_close, close
 
 CONFIG = dict(n_hidden=40, steps=1000, stats_every=10)
@@ -142,8 +141,9 @@ def test_cli_without_a_compiler_runs_like_the_fast_engine(tmp_path, capsys, one_
     completes, prints no traceback, and reports the fast engine's figures
     (those of the same run on the fast engine, through the CLI's entry here)."""
     argv = ["run", "--steps", "6", "--n-hidden", "40", "--json", "--engine"]
-    assert cli_main([*argv, "fast"]) == 0
-    fast = json.loads(capsys.readouterr().out)
+    done = traintop_here(capsys, *argv, "fast")
+    assert done.returncode == 0, done.stderr
+    fast = json.loads(done.stdout)
     env = {**os.environ, "CXX": str(tmp_path / "no-such-g++"),
            "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-m", "traintop", *argv, "compiled"], cwd=ROOT,

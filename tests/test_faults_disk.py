@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, traintop_here
 from full_disk import failing_file, fill, small_disk  # noqa: F401 - small_disk: a fixture
 from traintop.data.errors import InputError
 from traintop.engine.atomic import WriteError
@@ -35,17 +35,6 @@ CONFIG = TrainConfig(n_hidden=8, steps=400, stats_every=50)
 def traintop(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "traintop", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def traintop_here(capsys, *args) -> subprocess.CompletedProcess:
-    """`traintop ARGS` through the command's main() in this process (what
-    `python -m traintop` calls): its exit code and its stdout and stderr."""
-    from traintop.commands.cli import main
-
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, out.out, out.err)
 
 
 def recorded_steps(path) -> list[int]:

@@ -19,8 +19,7 @@ import sys
 
 import pytest
 
-from helpers import ROOT
-from traintop.commands.cli import main as cli_main
+from helpers import ROOT, traintop_here
 
 REL = 1e-4
 ENGINES = ("exact", "fast", "compiled", "auto")
@@ -28,17 +27,14 @@ ENGINES = ("exact", "fast", "compiled", "auto")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def traintop_run(args: list[str], engine: str, capsys) -> tuple[int, str, str]:
-    """`traintop run ARGS --engine ENGINE`: exit code, stdout, stderr."""
+def traintop_run(args: list[str], engine: str, capsys) -> subprocess.CompletedProcess:
+    """`traintop run ARGS --engine ENGINE`: the compiled engine in a process
+    of its own, the others in this one."""
     argv = ["run", *args, "--engine", engine]
     if engine == "compiled":
-        proc = subprocess.run([sys.executable, "-m", "traintop", *argv], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "traintop", *argv], cwd=ROOT,
                               capture_output=True, text=True, timeout=300)
-        return proc.returncode, proc.stdout, proc.stderr
-    capsys.readouterr()
-    code = cli_main(argv)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return traintop_here(capsys, *argv)
 
 
 def agree(mine: float, theirs: float, scale: float) -> bool:
@@ -50,11 +46,10 @@ def agree(mine: float, theirs: float, scale: float) -> bool:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_gain_5_3_step_1_matches_reference(reference_dir, engine, capsys):
     ref = json.loads((reference_dir / "lecture-gain-5-3-step1.json").read_text())
-    code, out, err = traintop_run(["--data", str(reference_dir / "names.txt"), "--no-batchnorm",
-                                   "--gain", "5/3", "--bias", "--steps", "1", "--json"],
-                                  engine, capsys)
-    assert code == 0, err
-    doc = json.loads(out)  # stdout is exactly one JSON document
+    done = traintop_run(["--data", str(reference_dir / "names.txt"), "--no-batchnorm",
+                         "--gain", "5/3", "--bias", "--steps", "1", "--json"], engine, capsys)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)  # stdout is exactly one JSON document
 
     assert doc["steps"] == ref["steps"] == 1
     assert doc["timing"]["engine"] == engine
@@ -79,9 +74,10 @@ def test_gain_5_3_step_1_matches_reference(reference_dir, engine, capsys):
 @pytest.mark.parametrize("engine", ENGINES)
 def test_lecture_printout_lines(reference_dir, engine, capsys):
     """The text report prints the lecture's own lines."""
-    code, out, err = traintop_run(["--data", str(reference_dir / "names.txt"), "--no-batchnorm",
-                                   "--gain", "5/3", "--bias", "--steps", "1"], engine, capsys)
-    assert code == 0, err
+    done = traintop_run(["--data", str(reference_dir / "names.txt"), "--no-batchnorm",
+                         "--gain", "5/3", "--bias", "--steps", "1"], engine, capsys)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     assert "layer 1 (      Tanh): mean -0.02, std 0.75, saturated: 20.25%" in out
     assert "layer 9 (      Tanh): mean -0.02, std 0.66, saturated: 6.12%" in out
     assert "first loss 3.2962" in out

@@ -13,9 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import ROOT
+from helpers import ROOT, traintop_here
 from stage_oracle import first_network, lecture_split
-from traintop.commands.cli import main as cli_main
 from traintop.commands.loss_log import text_with_loss_log
 from traintop.data.dataset import build_dataset
 from traintop.data.errors import InputError
@@ -177,15 +176,10 @@ def small_file(tmp_path_factory, small_words) -> str:
 
 @pytest.fixture
 def run_cli(capsys, one_thread):
-    """`traintop run ARGS` through the CLI's entry in this process, as a
-    CompletedProcess (a process each proved nothing test_cli_errors' spawns
-    do not); one_thread: the worker's thread count back after the run's own."""
-    def run(*args: str) -> subprocess.CompletedProcess:
-        capsys.readouterr()
-        code = cli_main(["run", *args])
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-    return run
+    """`traintop run ARGS` in this process (a process each proved nothing
+    test_cli_errors' spawns do not); one_thread: the worker's thread count
+    back after the run's own."""
+    return lambda *args: traintop_here(capsys, "run", *args)
 
 
 def test_an_option_that_does_not_apply_is_one_line(run_cli):

@@ -4,6 +4,7 @@ import conftest or each other."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,16 @@ def skip_unless_installed(*packages: str, reason: str) -> None:
 
     if any(importlib.util.find_spec(name) is None for name in packages):
         pytest.skip(reason, allow_module_level=True)
+
+
+def traintop_here(capsys, *args) -> subprocess.CompletedProcess:
+    """`traintop ARGS` through the command's main() in this process (what
+    `python -m traintop` calls): its exit code and its stdout and stderr.
+    For a check the process boundary adds nothing to; a command that sets
+    the thread count wants the one_thread fixture beside it."""
+    from traintop.commands.cli import main
+
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)

@@ -14,6 +14,7 @@ from traintop.commands import cli
 
 from traintop import watch
 from traintop.engine.feed.messages import Event, Status, Steps
+from traintop.engine.results import StepResult
 from traintop.engine.recording.opener import load
 
 
@@ -92,11 +93,14 @@ def test_watch_records_what_torch_computes(tmp_path):
         for layer in snap.layers:
             t, g = exp["layers"][layer.index]
             sat = saturated(layer.kind, t)
-            assert layer.mean == pytest.approx(t.mean().item(), rel=1e-6, abs=1e-9)
+            # means summed in float64 (torch's float32 sum loses digits on a
+            # mean near zero: the Tanh's is 2e-4 of values near 1): the exact mean's
+            assert layer.mean == pytest.approx(t.double().mean().item(), rel=1e-6, abs=1e-12)
             assert layer.std == pytest.approx(t.std().item(), rel=1e-6)
             assert layer.saturation_pct == pytest.approx(sat.float().mean().item() * 100)
             assert layer.dead == int(sat.all(dim=0).sum()) and layer.units == 32
-            assert layer.grad_mean == pytest.approx(g.mean().item(), rel=1e-5, abs=1e-12)
+            assert layer.grad_mean == pytest.approx(g.double().mean().item(), rel=1e-6,
+                                                    abs=1e-15)
             assert layer.grad_std == pytest.approx(g.std().item(), rel=1e-6)
             hist, edges = torch.histogram(t, bins=100, density=True)
             assert layer.hist.lo == pytest.approx(edges[0].item())
@@ -181,20 +185,51 @@ def test_cpu_histogram_is_torch_histc_bit_for_bit():
         assert got.dtype == want.dtype and torch.equal(got, want), (lo, hi, flat.numel())
 
 
-def test_snapshot_densities_are_stats_histogram_bit_for_bit():
-    """The snapshot's densities, one numpy division a histogram (snapshot._Reader),
-    against stats._histogram's Python division bin by bin."""
+def test_snapshot_densities_are_stats_histogram_bit_for_bit(tmp_path):
+    """The snapshot packed straight from its flat layout (snapshot._build):
+    its histograms, as the recording's line reads back and as the snapshot
+    itself reads them, against stats._histogram's Python division bin by bin;
+    whole counts (a zero-width range, a NaN one) and a sampled histogram's
+    scaled ones, with the figures beside them in their places."""
     import numpy as np
 
+    from traintop.engine.recording.encode import dumps, encode
+    from traintop.engine.recording.snapshot_codec import unpack_snapshot
     from traintop.engine.steps.stats import BINS, _histogram
-    from traintop.engine.watch.snapshot import _Reader
+    from traintop.engine.watch.figures import ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU())
+    w = watch(model, tmp_path / "d.jsonl", every=1)
     g = torch.Generator().manual_seed(1)
-    counts = torch.randint(0, 900, (3, BINS), generator=g).float()
+    counts = torch.randint(0, 900, (3, BINS), generator=g).double()
+    counts[1] *= 1.5                    # a sampled histogram's: not whole
     counts[2] = 0.0
-    ranges = [(-1.7, 2.3, 8192), (0.25, 0.25, 77), (float("nan"), float("nan"), 1)]
-    values = torch.cat([counts.reshape(-1)]).double()
-    reader = _Reader(values.tolist(), values.numpy())
-    for (lo, hi, total), c in zip(ranges, counts.tolist()):
-        got, want = reader.histogram(lo, hi, total), _histogram(lo, hi, c, total)
-        assert np.array_equal(got.density, want.density, equal_nan=True)
-        assert (got.lo, got.hi) == (want.lo, want.hi) or math.isnan(got.lo)
+    act = [0.5, 0.25, 12.5, 1.0, -1.7, 2.3, *counts[0].tolist(), 0.0]
+    grad = [1e-3, 2e-3, 0.25, 0.25, *counts[1].tolist(), 0.0]
+    weight = [3e-3, 4e-3, 0.01, math.nan, math.nan, *counts[2].tolist(), 12.0, 0.0]
+    update = [-3.0, -2.5]
+    assert (len(act), len(grad), len(weight)) == (ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH)
+    values = [float(np.float32(v)) for v in act + grad + weight + update]
+    w._sizes[1] = (4, 8192)
+    snap = w._build(7, 2.0, 0.1, values, np.array(values))
+    line = json.loads(dumps(encode(Steps((StepResult(7, 2.0, 0.1, tuple(update), snap),)))))
+    read = unpack_snapshot(line["x"]["0"])
+    w.close()
+    for s in (snap, read):
+        (layer,), (weight_stats,) = s.layers, s.weights
+        want = [(-1.7, 2.3, counts[0], 8192), (0.25, 0.25, counts[1], 8192),
+                (math.nan, math.nan, counts[2], 12 - 12)]
+        for got, (lo, hi, c, total) in zip((layer.hist, layer.grad_hist, weight_stats.hist),
+                                           want):
+            expect = _histogram(float(np.float32(lo)), float(np.float32(hi)), c.tolist(),
+                                max(total, 1))
+            assert np.array_equal(got.density, expect.density, equal_nan=True)
+            assert (got.lo, got.hi) == (expect.lo, expect.hi) or math.isnan(got.lo)
+        assert (layer.mean, layer.std, layer.saturation_pct, layer.dead, layer.units) == (
+            0.5, 0.25, 12.5, 1, 4)
+        assert (layer.grad_mean, layer.grad_std) == (float(np.float32(1e-3)),
+                                                      float(np.float32(2e-3)))
+        assert layer.absmax == float(np.float32(2.3)) and layer.nonfinite == 0.0
+        assert (weight_stats.grad_data_ratio, weight_stats.grad_nonfinite) == (
+            float(np.float32(0.01)), 12.0)
+        assert s.update_ratio_log10 == (-3.0, -2.5)
+    assert snap.layers == read.layers     # (a weight's NaN range never compares equal)

@@ -100,13 +100,14 @@ def test_a_compiled_model_compiles_once_without_graph_breaks(tmp_path):
 # ----- the measured step's cheaper ways give the same figures -----------------
 
 def test_histograms_counted_together_are_histc_bit_for_bit():
-    """figures.HistBatch (every CPU tensor of a step counted in one bincount,
+    """figures.StepBatch (every CPU tensor of a step counted in one bincount,
     each offset by its own bins) against torch.histc tensor by tensor; one
-    value, an empty range and non-finite values take their own ways (_hist)."""
+    value, an empty range and non-finite values take their own ways (_hist).
+    Its means and stds, computed in the same pass, against torch's."""
     import numpy as np
 
     from traintop.engine.steps.stats import BINS
-    from traintop.engine.watch.figures import HistBatch, _hist
+    from traintop.engine.watch.figures import StepBatch, _hist
     g = torch.Generator().manual_seed(3)
     cases = [torch.randn(64, 128, generator=g).relu(), torch.randn(7, generator=g),
              torch.randn(300, generator=g) * 1e-7 + 3.0, torch.full((33,), 2.5),
@@ -116,81 +117,71 @@ def test_histograms_counted_together_are_histc_bit_for_bit():
              torch.randn(500, generator=g) * 1e38]     # float32's bin overflows: histc's way
     cases += [torch.randn(int(n), generator=g) * float(s) for n, s in
               zip(torch.randint(1, 3000, (20,), generator=g), torch.logspace(-20, 20, 20))]
-    batch = HistBatch()
+    batch = StepBatch()
     rows = [np.empty(BINS + 3, dtype=np.float32) for _ in cases]
-    for t, row in zip(cases, rows):
-        batch.add(t.numpy().reshape(-1).copy(), row)
+    moments = np.empty((len(cases), 2))
+    only = [torch.randn(100, generator=g) * 1e-3 + 7, torch.randn(1, generator=g)]
+    alone = np.empty((len(only), 2))      # moments of tensors with no histogram, among them
+    for k, (t, row) in enumerate(zip(cases, rows)):
+        batch.add(t.numpy().reshape(-1).copy(), row, moments[k])
+        if k < len(only):
+            batch.add(only[k].numpy().copy(), None, alone[k])
     batch.run()
     assert not batch.jobs
-    for t, row in zip(cases, rows):
+    for t, row, (mean, std) in zip(cases, rows, moments.tolist()):
         (lo, hi, counts), bad = _hist(t)
         want = torch.cat([lo, hi, counts, bad.float().reshape(1)]).numpy()
         assert np.array_equal(row, want), t[:5]
         finite = t[torch.isfinite(t)]
         assert row[2:2 + BINS].tolist() == torch.histc(finite, bins=BINS, min=finite.min().item(),
                                                        max=finite.max().item()).tolist()
+        if bool(torch.isfinite(t).all()):
+            # (float32 squares would overflow or go subnormal: 1e-20 to 1e38 here)
+            assert mean == pytest.approx(t.double().mean().item(), rel=1e-7, abs=1e-45)
+            if t.numel() > 1:
+                assert std == pytest.approx(t.double().std().item(), rel=1e-6, abs=1e-45)
+            else:
+                assert math.isnan(std)           # as Tensor.std of one value
+        else:                                     # NaN or inf in it: NaN figures, as torch's
+            assert math.isnan(std)
+    assert alone[0].tolist() == pytest.approx([only[0].double().mean().item(),
+                                               only[0].std().item()], rel=1e-6)
+    assert math.isnan(alone[1][1])
 
 
-def test_flat_moments_are_each_tensors_mean_and_std():
-    from traintop.engine.steps.by_shape import FlatMoments
-    g = torch.Generator().manual_seed(4)
-    ts = [torch.randn(128, 32, generator=g), torch.randn(128, generator=g) * 1e-3 + 5,
-          torch.randn(1, generator=g), torch.randn(10, 128, generator=g)]
-    assert FlatMoments.fits(ts) and not FlatMoments.fits(ts + [torch.zeros(0)])
-    flat = FlatMoments(ts)
-    mean, std = flat.moments(flat.flat(ts))
-    for t, m, s in zip(ts, mean.tolist(), std.tolist()):
-        assert m == pytest.approx(t.double().mean().item(), rel=1e-12)
-        if t.numel() == 1:
-            assert math.isnan(s)     # as Tensor.std of one value
+def test_the_flat_ways_give_torchs_weight_figures_and_update_ratios(tmp_path):
+    """The CPU's update ratios and weight figures (snapshot._flat_*, in the
+    step's StepBatch), with an optimizer and without one (then the data's
+    std is measured in the batch too), against torch's own on the tensors."""
+    for with_optimizer in (True, False):
+        torch.manual_seed(0)
+        model = mlp()
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        w = watch(model, tmp_path / f"{with_optimizer}.jsonl",
+                  optimizer=opt if with_optimizer else None, every=1)
+        assert w._flat is not None and w._flat_weights is not None
+        for step in range(3):
+            x, y = batch(step)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            before = [p.detach().clone() for p in model.parameters()]
+            grads = [p.grad.clone() for _, p in w.weights]
+            opt.step()
+            w.step(loss)
+        w.close()
+        snap = snapshots(tmp_path / f"{with_optimizer}.jsonl")[3]
+        for ws, g, (_, p) in zip(snap.weights, grads, w.weights):
+            assert ws.grad_mean == pytest.approx(g.double().mean().item(), rel=1e-6)
+            assert ws.grad_std == pytest.approx(g.std().item(), rel=1e-6)
+            assert ws.grad_data_ratio == pytest.approx((g.std() / p.std()).item(), rel=1e-6)
+            assert (ws.nonfinite, ws.grad_nonfinite) == (0, 0)
+        if with_optimizer:
+            want = [((p.detach() - b).std() / p.detach().std()).log10().item()
+                    for p, b in zip(model.parameters(), before)]
+            assert list(snap.update_ratio_log10) == pytest.approx(want, abs=1e-5)
         else:
-            assert s == pytest.approx(t.std().item(), rel=1e-6)
-    both = flat.moments(np.concatenate([flat.flat(ts), 2 * flat.flat(ts)]), twice=True)[1]
-    assert both[4:].tolist() == pytest.approx((2 * std).tolist(), rel=1e-12, nan_ok=True)
-    # three sets end to end: each set's figures bit for bit its own alone
-    sets = [flat.flat(ts), 3 * flat.flat(ts), flat.flat(ts) - 1]
-    m3, s3 = flat.moments(np.concatenate(sets), copies=3)
-    for k, one in enumerate(sets):
-        m1, s1 = flat.moments(one)
-        assert np.array_equal(m3[4 * k:4 * k + 4], m1)
-        assert np.array_equal(s3[4 * k:4 * k + 4], s1, equal_nan=True)
-
-
-def test_weight_figures_from_the_update_ratios_pass_are_the_same(tmp_path):
-    """The weights' gradient figures taken from _flat_update_ratios's pass (every
-    gradient there) equal those computed apart, and torch's own."""
-    torch.manual_seed(0)
-    model = mlp()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    w = watch(model, tmp_path / "a.jsonl", optimizer=opt, every=1)
-    seen = []
-    apart = type(w)._flat_weight_figures
-
-    def both(self, grads, moments=None):
-        got = apart(self, grads, moments)
-        if moments is not None:
-            want = apart(self, grads)
-            self._batch.run()
-            seen.append((got.numpy().copy(), want.numpy().copy()))
-        return got
-
-    w._flat_weight_figures = both.__get__(w)
-    for step in range(3):
-        x, y = batch(step)
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        grads = [p.grad.clone() for _, p in w.weights]
-        opt.step()
-        w.step(loss)
-    w.close()
-    assert len(seen) == 3
-    got, want = seen[-1]
-    assert np.array_equal(got, want)
-    rows = got.reshape(len(grads), -1)
-    for row, g in zip(rows, grads):
-        assert row[0] == pytest.approx(g.mean().item(), rel=1e-5, abs=1e-9)
-        assert row[1] == pytest.approx(g.std().item(), rel=1e-5)
+            assert all(math.isnan(u) for u in snap.update_ratio_log10)
 
 
 def test_short_float_lists_pack_to_numpys_bytes():

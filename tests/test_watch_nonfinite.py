@@ -27,7 +27,6 @@ from traintop import watch
 from traintop.commands import cli
 from traintop.engine.feed.messages import Event, Steps
 from traintop.engine.recording.opener import load
-from traintop.engine.steps.by_shape import FlatMoments
 from traintop.engine.viewer.run_state import RunState
 from traintop.engine.watch import BINS, HIST_SAMPLE, _hist
 
@@ -302,7 +301,7 @@ def test_a_statistic_that_raises_is_a_finding_not_an_exception(tmp_path, capsys,
     monkeypatch.setattr(snapshot_module, "stds", boom)           # in the optimizer's hook
     # the CPU's ways of the same figures (numpy's, in few calls)
     monkeypatch.setattr(figures_module, "_share_and_dead_np", boom)
-    monkeypatch.setattr(FlatMoments, "moments", boom)
+    monkeypatch.setattr(figures_module, "_moments_into", boom)   # StepBatch's, after the update
     model = Model()
     path = tmp_path / "boom.jsonl"
     with caplog.at_level(logging.WARNING, logger="traintop"):
@@ -313,11 +312,11 @@ def test_a_statistic_that_raises_is_a_finding_not_an_exception(tmp_path, capsys,
     errors = {e.data["where"]: e for e in events if e.kind == "monitor-error"}
     assert set(errors) == {"activation statistics of net.1 (Tanh)",
                            "activation statistics of net.4 (ReLU)",
-                           "update:data ratios", "weight statistics"}
+                           "the step's histograms, means and stds"}
     assert all(e.data["error"] == "RuntimeError: boom" for e in errors.values())
     # One log line each, not one per step.
     lines = [r.getMessage() for r in caplog.records if r.name == "traintop"]
-    assert len(lines) == 4 and all("boom" in line for line in lines)
+    assert len(lines) == 3 and all("boom" in line for line in lines)
     # The snapshots are still written, the failed figures missing (NaN).
     snaps = [r.stats for m in load(path).messages if isinstance(m, Steps)
              for r in m.results if r.stats]

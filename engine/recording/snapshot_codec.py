@@ -67,21 +67,25 @@ def carry_counts(hist: Histogram, total: int, counts: list[int]) -> Histogram:
     return hist
 
 
+def _hist_entry(key, h: Histogram, totals: dict) -> list:
+    """A histogram's entry of "hists": [total, packed counts], or its
+    densities where no counts reproduce them."""
+    carried = h.__dict__.get(_COUNTS)
+    if carried is not None:
+        totals[key] = carried[0]
+        return [carried[0], pack_counts(carried[1])]
+    found = histogram_counts(h.lo, h.hi, h.density, totals.get(key))
+    if found is None:   # densities no counts reproduce: kept as they are
+        return [pack_floats(h.density)]
+    totals[key] = found[0]
+    return [found[0], pack_counts(found[1])]
+
+
 def pack_snapshot(s: StatsSnapshot, totals: dict) -> dict:
     """`totals`: each histogram's item count last time, which finds its counts at once."""
-    hists = []
-    for key, h in _hists(s):
-        carried = h.__dict__.get(_COUNTS)
-        if carried is not None:
-            totals[key] = carried[0]
-            hists.append([carried[0], pack_counts(carried[1])])
-            continue
-        found = histogram_counts(h.lo, h.hi, h.density, totals.get(key))
-        if found is None:   # densities no counts reproduce: kept as they are
-            hists.append([pack_floats(h.density)])
-        else:
-            totals[key] = found[0]
-            hists.append([found[0], pack_counts(found[1])])
+    if isinstance(s, PackedSnapshot):
+        return s.packed(totals)
+    hists = [_hist_entry(key, h, totals) for key, h in _hists(s)]
     layers, weights = s.layers, s.weights
     doc = {"step": s.step, "loss": num(s.loss), "lr": num(s.lr),
            "layers": [[x.index, x.kind, *(getattr(x, f) for f in V2_LAYER_ROW)]
@@ -100,6 +104,70 @@ def pack_snapshot(s: StatsSnapshot, totals: dict) -> dict:
                 "range": pack_floats([v for _, h in _hists(s) for v in (h.lo, h.hi)], 2),
                 "hists": hists})
     return doc
+
+
+class PackedSnapshot(StatsSnapshot):
+    """A StatsSnapshot made as its line's payload, straight from a measured
+    step's arrays (watch()'s: no per-layer or per-histogram object is built on
+    the training's thread); its layers and weights are read back from that
+    payload when first asked for, as a reader of the file gets them."""
+
+    def __init__(self, step: int, loss: float, lr: float, update_ratio_log10: tuple,
+                 doc: dict, hists: list):
+        for name, value in (("step", step), ("loss", loss), ("lr", lr),
+                            ("update_ratio_log10", update_ratio_log10),
+                            ("_doc", doc), ("_hist_entries", hists)):
+            object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str):
+        if name not in ("layers", "weights"):
+            raise AttributeError(name)
+        read = unpack_snapshot(self.packed({}))
+        object.__setattr__(self, "layers", read.layers)
+        object.__setattr__(self, "weights", read.weights)
+        return self.__dict__[name]
+
+    def packed(self, totals: dict) -> dict:
+        hists = []
+        for key, total, counts in self._hist_entries:
+            if isinstance(total, Histogram):    # densities: their counts searched for
+                hists.append(_hist_entry(key, total, totals))
+            else:
+                totals[key] = total
+                hists.append([total, pack_counts(counts)])
+        return {**self._doc, "hists": hists}
+
+
+def packed_snapshot(step: int, loss: float, lr: float, layer_rows: list[list],
+                    layer_figures: dict[str, list[float]], weight_rows: list[list],
+                    weight_figures: dict[str, list[float]], update: tuple,
+                    hists: list[tuple]) -> PackedSnapshot:
+    """pack_snapshot's payload from the figures themselves: layer_rows as its
+    "layers", layer_figures every float of LAYER_FIGURES by name (a list over
+    the layers), weights likewise; hists (key, lo, hi, total, counts or
+    None, density or None) in file order, lo and hi as the Histogram's."""
+    doc = {"step": step, "loss": num(loss), "lr": num(lr), "layers": layer_rows,
+           "lf": _figure_columns(layer_figures, V2_LAYER_FLOATS)}
+    extra = tuple(f for f in LAYER_EXTRA if any(v == v for v in layer_figures[f]))
+    if extra:
+        doc["lx"], doc["lxn"] = _figure_columns(layer_figures, extra), list(extra)
+    doc["weights"] = weight_rows
+    doc["wf"] = _figure_columns(weight_figures, V2_WEIGHT_FLOATS)
+    extra = tuple(f for f in WEIGHT_EXTRA if any(v == v for v in weight_figures[f]))
+    if extra:
+        doc["wx"], doc["wxn"] = _figure_columns(weight_figures, extra), list(extra)
+    doc["u"] = pack_floats(update)
+    doc["range"] = pack_floats([v for _, lo, hi, *_ in hists for v in (lo, hi)], 2)
+    entries = [(key, total, counts) if counts is not None
+               else (key, Histogram(lo, hi, tuple(density)), None)
+               for key, lo, hi, total, counts, density in hists]
+    return PackedSnapshot(step, loss, lr, update, doc, entries)
+
+
+def _figure_columns(figures: dict[str, list[float]], names: tuple[str, ...]) -> str:
+    """_columns of figures given by name: rows of `names`, packed."""
+    columns = [figures[f] for f in names]
+    return pack_floats([v for row in zip(*columns) for v in row], len(names))
 
 
 def _figures(d: dict, fixed: tuple[str, ...], packed: str, extra: str, declared: dict,

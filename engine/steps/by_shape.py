@@ -66,34 +66,29 @@ def stds(blocks: list[torch.Tensor]) -> list[torch.Tensor]:
             for b in blocks]
 
 
-class FlatMoments:
-    """Per-tensor mean and std (unbiased, as Tensor.std) of many CPU tensors in
-    a few numpy calls over their values laid end to end, summed in float64.
-
-    On a CPU most of a small model's tensors are small: a reduction costs
-    torch's per-call overhead more than its arithmetic. A tiny MLP's six
-    parameters' stds (data and update) took ~100 us as torch calls, ~35 us
-    here. Only for what `fits`: CPU, strided, one float dtype, no empty tensor,
-    not too many values (MAX_VALUES)."""
+class FlatLayout:
+    """Many CPU float32 tensors laid end to end: where each one starts, and
+    a copy of their values in one call (watch()'s parameters: the copy
+    before an update, measured with the step's other figures by
+    traintop.engine.watch.figures.StepBatch). Only for what `fits`: CPU,
+    strided, float32, no empty tensor, not too many values (MAX_VALUES)."""
 
     def __init__(self, tensors: list[torch.Tensor]):
         self.sizes = np.array([t.numel() for t in tensors], dtype=np.int64)
         self.starts = np.concatenate(([0], np.cumsum(self.sizes)[:-1])).astype(np.int64)
+        self.spans = list(zip(self.starts.tolist(), self.sizes.tolist()))
         self.dtype = tensors[0].dtype if tensors else None
-        # moments(copies=k): k sets of the tensors end to end (made on first use)
-        self._layouts = {1: (self.sizes, self.starts)}
 
     # values in all: above, torch's own reductions (SIMD float32, a call per
-    # large tensor) cost less than numpy's float64 passes over them all
+    # large tensor) cost less than numpy's passes over them all
     MAX_VALUES = 1 << 18
 
     @staticmethod
     def fits(tensors: list) -> bool:
         return bool(tensors) and all(
             t is not None and t.device.type == "cpu" and t.layout == torch.strided
-            and t.dtype == tensors[0].dtype and t.numel() > 0 for t in tensors
-        ) and tensors[0].dtype in (torch.float32, torch.float64) and sum(
-            t.numel() for t in tensors) <= FlatMoments.MAX_VALUES
+            and t.dtype == torch.float32 and t.numel() > 0 for t in tensors
+        ) and sum(t.numel() for t in tensors) <= FlatLayout.MAX_VALUES
 
     def same(self, tensors: list) -> bool:
         """Whether `tensors` (gradients, say) lie as the ones this was made for."""
@@ -103,25 +98,3 @@ class FlatMoments:
     def flat(self, tensors: list[torch.Tensor]) -> np.ndarray:
         """Their values end to end: a copy, in their own dtype."""
         return np.concatenate([t.detach().numpy().reshape(-1) for t in tensors])
-
-    def moments(self, flat: np.ndarray, twice: bool = False, own: bool = False,
-                copies: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """(means, stds) in float64, one per tensor of `flat` (`copies`: `flat`
-        holds that many sets of the tensors end to end, and so do the results;
-        `twice`: copies=2; `own`: a float64 `flat` the caller lets this
-        overwrite, not copied). Each tensor's figures are its values' alone:
-        the same whatever else lies in `flat`."""
-        copies = 2 if twice else copies
-        if copies not in self._layouts:
-            total = int(self.sizes.sum())
-            self._layouts[copies] = (np.tile(self.sizes, copies), np.concatenate(
-                [self.starts + k * total for k in range(copies)]))
-        sizes, starts = self._layouts[copies]
-        x = flat if own and flat.dtype == np.float64 else flat.astype(np.float64)
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            mean = np.add.reduceat(x, starts) / sizes
-            x -= np.repeat(mean, sizes)
-            np.multiply(x, x, out=x)
-            var = np.add.reduceat(x, starts) / (sizes - 1)
-        var[sizes == 1] = np.nan   # no spread from one value (Tensor.std's NaN)
-        return mean, np.sqrt(var)

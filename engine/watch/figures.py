@@ -206,90 +206,146 @@ def _share_and_dead_np(a: np.ndarray, x, kind: str, below: float | None):
     return share, (x.amax(dim=0) < below).numpy()
 
 
-class HistBatch:
-    """The histograms of a measured step's CPU tensors counted together at the
-    snapshot: one numpy call of each kind over all of them, end to end, each
-    tensor's bins offset by its own (bin, as histc's, bit for bit).
+class StepBatch:
+    """A measured step's CPU float32 figures, computed together once the
+    update is done: every histogram in one bincount (each tensor's bins
+    offset by its own; histc's bin, bit for bit) and every mean and std
+    (unbiased, as Tensor.std: the sums in float64, the squares' pairwise in
+    float32) in one pass, over the step's values laid end to end once.
 
     Between snapshots a training step's own code pushes numpy's out of the
-    CPU's caches: each distinct call costs ~10 us there, a tensor's histogram
-    alone ~12 calls. Rows are filled in place (views of the snapshot's blocks)."""
+    CPU's caches: each distinct call costs ~10 us there, a tensor's figures
+    alone ~15 calls. Rows and moments are filled in place (views of the
+    snapshot's blocks), NaN until run()."""
 
     def __init__(self):
-        self.jobs: list[tuple[np.ndarray, np.ndarray]] = []   # (flat float32 values, row)
-        # The last step's sizes and their layout (starts, each value's bin offset):
-        # the same on every measured step of a model, so made once.
+        # (flat float32 values, histogram row or None, (mean, std) out or None)
+        self.jobs: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        # The last step's jobs and their layout (sizes, starts, each histogram
+        # value's bin offset): the same on every measured step of a model, so made once.
         self._layout: tuple | None = None
+        self.after: list = []     # called once the figures are in (the ratios of them)
 
-    def add(self, values: np.ndarray, row: np.ndarray) -> None:
-        """`row` (lo, hi, BINS counts, non-finite) is filled by run(); until then NaN."""
-        row[:] = math.nan
-        self.jobs.append((values, row))
+    def add(self, values: np.ndarray, row: np.ndarray | None = None,
+            moments: np.ndarray | None = None) -> None:
+        """`row` (lo, hi, BINS counts, non-finite): the values' histogram;
+        `moments` (2 floats): their mean and std."""
+        if row is not None:
+            row[:] = math.nan
+        if moments is not None:
+            moments[:] = math.nan
+        self.jobs.append((values, row, moments))
 
     def run(self) -> None:
         jobs, self.jobs = self.jobs, []
-        if not jobs:
-            return
-        key = tuple(v.size for v, _ in jobs)
-        if self._layout is None or self._layout[0] != key:
-            sizes = np.array(key, dtype=np.int64)
-            starts = np.zeros(len(jobs), dtype=np.int64)
-            np.cumsum(sizes[:-1], out=starts[1:])
-            # int32 bins (histc's truncation, as intp's; 6x cheaper a cast than intp's)
-            offsets = np.repeat(np.arange(0, len(jobs) * (BINS + 1), BINS + 1,
-                                          dtype=np.int32), sizes)
-            self._layout = (key, sizes, starts, offsets)
-        _, sizes, starts, offsets = self._layout
-        x = np.concatenate([v for v, _ in jobs])
-        lo, hi = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
-        with np.errstate(all="ignore"):        # inf - inf, 1e38 - -1e38: not ok below
-            width = hi - lo
-        ok = width > 0                         # finite, and histc's own range (no widening)
-        ok &= width < _BINNABLE
-        if not ok.all():                       # those alone, histc's way or _hist's
-            for j in np.flatnonzero(~ok).tolist():
-                _hist_job(*jobs[j])
-            width[~ok] = 1.0
-            lo[~ok] = 0.0
-        with np.errstate(all="ignore"):        # a NaN or inf among the values not counted here
-            pos = np.subtract(x, np.repeat(lo, sizes))
-            np.multiply(pos, np.float32(BINS), out=pos)
-            np.divide(pos, np.repeat(width, sizes), out=pos)
-            bins = pos.astype(np.int32)
-        if not ok.all():
-            # A tensor left to _hist_job may hold NaN or inf: its bins here are
-            # garbage, kept within its own. (The others' lie in 0..BINS: x - lo
-            # <= hi - lo, rounding is monotonic, the max lands on BINS exactly.)
-            np.clip(bins, 0, BINS, out=bins)
-        bins += offsets
-        counts = np.bincount(bins, minlength=len(jobs) * (BINS + 1)).reshape(len(jobs), BINS + 1)
-        counts[:, BINS - 1] += counts[:, BINS]    # the max in the last bin
-        rows = np.empty((len(jobs), _HIST + 1), dtype=np.float32)
-        rows[:, 0], rows[:, 1], rows[:, 2:2 + BINS], rows[:, -1] = lo, hi, counts[:, :BINS], 0.0
-        for (_, row), new, good in zip(jobs, rows, ok.tolist()):
-            if good:
-                row[:] = new
+        after, self.after = self.after, []
+        if jobs:
+            # the histograms' values first, end to end (their bins offset by job)
+            jobs.sort(key=lambda j: j[1] is None)
+            key = tuple((v.size, r is None, m is None) for v, r, m in jobs)
+            if self._layout is None or self._layout[0] != key:
+                self._layout = (key, *_batch_layout(key))
+            _, sizes, starts, hists, offsets = self._layout
+            x = np.concatenate([v for v, _, _ in jobs])
+            if any(m is not None for _, _, m in jobs):
+                _moments_into(x, sizes, starts, jobs)
+            if hists:
+                _hists_into(x[:int(sizes[:hists].sum())], sizes[:hists], starts[:hists],
+                            offsets, jobs[:hists])
+        for finish in after:
+            finish()
+
+
+def _batch_layout(key: tuple) -> tuple:
+    sizes = np.array([n for n, _, _ in key], dtype=np.int64)
+    starts = np.zeros(len(key), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    hists = sum(1 for _, no_row, _ in key if not no_row)
+    # int32 bins (histc's truncation, as intp's; 6x cheaper a cast than intp's)
+    offsets = np.repeat(np.arange(0, hists * (BINS + 1), BINS + 1, dtype=np.int32),
+                        sizes[:hists])
+    return sizes, starts, hists, offsets
+
+
+def _moments_into(x: np.ndarray, sizes: np.ndarray, starts: np.ndarray, jobs: list) -> None:
+    """Each job's mean and unbiased std: two passes (the squares about the
+    mean: no digits lost to a mean far from zero), numpy's pairwise sums."""
+    with np.errstate(all="ignore"):
+        means = np.add.reduceat(x, starts, dtype=np.float64) / sizes
+        centre = means.astype(np.float32)
+        centred = x - np.repeat(centre, sizes)
+        np.multiply(centred, centred, out=centred)
+        # about the float32 centre, not the mean: less its offset's share, exactly
+        # (sum (x - c)^2 = sum (x - mean)^2 + n (mean - c)^2)
+        off = means - centre
+        var = (np.add.reduceat(centred, starts) - sizes * off * off) / (sizes - 1)
+        # Squares float32 cannot hold (an exploding or vanishing tensor's: a
+        # spread past 1e19 or under 1e-19) summed again in float64.
+        for j in np.flatnonzero(~((var > 1e-37) & (var < 1e37)) & np.isfinite(means)).tolist():
+            seg = x[starts[j]:starts[j] + sizes[j]].astype(np.float64)
+            var[j] = np.square(seg - seg.mean()).sum() / (sizes[j] - 1)
+        std = np.sqrt(var)
+    std[sizes == 1] = np.nan        # no spread from one value (Tensor.std's NaN)
+    for (_, _, out), mean, sd in zip(jobs, means.tolist(), std.tolist()):
+        if out is not None:
+            out[0], out[1] = mean, sd
+
+
+def _hists_into(x: np.ndarray, sizes: np.ndarray, starts: np.ndarray, offsets: np.ndarray,
+                jobs: list) -> None:
+    lo, hi = np.minimum.reduceat(x, starts), np.maximum.reduceat(x, starts)
+    with np.errstate(all="ignore"):        # inf - inf, 1e38 - -1e38: not ok below
+        width = hi - lo
+    ok = width > 0                         # finite, and histc's own range (no widening)
+    ok &= width < _BINNABLE
+    if not ok.all():                       # those alone, histc's way or _hist's
+        for j in np.flatnonzero(~ok).tolist():
+            _hist_job(*jobs[j][:2])
+        width[~ok] = 1.0
+        lo[~ok] = 0.0
+    with np.errstate(all="ignore"):        # a NaN or inf among the values not counted here
+        pos = np.subtract(x, np.repeat(lo, sizes))
+        np.multiply(pos, np.float32(BINS), out=pos)
+        np.divide(pos, np.repeat(width, sizes), out=pos)
+        bins = pos.astype(np.int32)
+    if not ok.all():
+        # A tensor left to _hist_job may hold NaN or inf: its bins here are
+        # garbage, kept within its own. (The others' lie in 0..BINS: x - lo
+        # <= hi - lo, rounding is monotonic, the max lands on BINS exactly.)
+        np.clip(bins, 0, BINS, out=bins)
+    bins += offsets
+    n = len(jobs)
+    counts = np.bincount(bins, minlength=n * (BINS + 1)).reshape(n, BINS + 1)
+    counts[:, BINS - 1] += counts[:, BINS]    # the max in the last bin
+    rows = np.empty((n, _HIST + 1), dtype=np.float32)
+    rows[:, 0], rows[:, 1], rows[:, 2:2 + BINS], rows[:, -1] = lo, hi, counts[:, :BINS], 0.0
+    for (_, row, _), new, good in zip(jobs, rows, ok.tolist()):
+        if good:
+            row[:] = new
 
 
 def _hist_job(values: np.ndarray, row: np.ndarray) -> None:
-    """One HistBatch job the batch leaves: one value, or a non-finite one."""
+    """One StepBatch histogram the batch leaves: one value, or a non-finite one."""
     if not _hist_row_np(values, row):
         parts, bad = _hist(torch.from_numpy(values))
         row[:] = torch.cat([*parts, bad.float().reshape(1)]).numpy()
 
 
-def _row_record(t: torch.Tensor, batch: HistBatch | None, owned: bool = False) -> dict | None:
+def _row_record(t: torch.Tensor, batch: StepBatch | None, owned: bool = False) -> dict | None:
     """The histogram part of a CPU float32 record as one numpy row (lo, hi,
-    counts, non-finite), counted with the step's others (`batch`) where
-    small enough, or at once (_hist_row); None where _hist's way is needed.
+    counts, non-finite), counted with the step's others (`batch`, which
+    fills its mean and std, "mom", too) where small enough, or at once
+    (_hist_row); None where _hist's way is needed.
     `owned`: `t` is the watcher's own copy (no other copy needed)."""
     if t.device.type != "cpu" or t.dtype != torch.float32 or not t.numel():
         return None
     row = np.empty(_HIST + 1, dtype=np.float32)
     if batch is not None and t.numel() <= HIST_SAMPLE:
         values = t.detach().numpy().reshape(-1)
-        batch.add(values if owned else values.copy(), row)   # a copy: the values now
-    elif not _hist_row(t, row):
+        mom = np.empty(2, dtype=np.float32)
+        batch.add(values if owned else values.copy(), row, mom)   # a copy: the values now
+        return {"row": row, "mom": mom}
+    if not _hist_row(t, row):
         return None
     return {"row": row}
 
@@ -304,7 +360,7 @@ def _parts(r: dict) -> dict:
     return r
 
 
-def _act_record(t: torch.Tensor, x, kind: str, below, batch: HistBatch | None = None,
+def _act_record(t: torch.Tensor, x, kind: str, below, batch: StepBatch | None = None,
                 owned: bool = False) -> dict:
     """One call's activation figures (t: (observations, units)), to be merged
     with the step's other calls of the module (_act_block). On the CPU the
@@ -316,28 +372,39 @@ def _act_record(t: torch.Tensor, x, kind: str, below, batch: HistBatch | None = 
         share, dead = _share_and_dead(t, x, kind, below)
         (lo, hi, counts), bad = _hist(t)
         record = {"lo": lo, "hi": hi, "counts": counts, "bad": bad}
-    # (torch.std_mean's one pass loses digits on a mean near zero.)
-    record.update(n=t.numel(), mean=t.mean(), std=t.std(), share=share, dead=dead)
+    record.update(n=t.numel(), share=share, dead=dead)
+    if "mom" not in record:   # (torch.std_mean's one pass loses digits on a mean near zero.)
+        record.update(mean=t.mean(), std=t.std())
     return record
 
 
-def _grad_record(g: torch.Tensor, batch: HistBatch | None = None, owned: bool = False) -> dict:
+def _grad_record(g: torch.Tensor, batch: StepBatch | None = None, owned: bool = False) -> dict:
     record = _row_record(g, batch, owned)
     if record is None:
         (lo, hi, counts), bad = _hist(g)
         record = {"lo": lo, "hi": hi, "counts": counts, "bad": bad}
-    record.update(n=g.numel(), mean=g.mean(), std=g.std())
+    record["n"] = g.numel()
+    if "mom" not in record:
+        record.update(mean=g.mean(), std=g.std())
     return record
+
+
+def _mean_std(r: dict) -> tuple:
+    """A record's mean and std: floats where the batch measured them, else tensors."""
+    mom = r.get("mom")
+    return (r["mean"], r["std"]) if mom is None else (float(mom[0]), float(mom[1]))
 
 
 def _moments(records: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and (unbiased) std over every call's values, exactly, from each
     call's own (Chan's pairwise combination of the sums of squares)."""
+    pairs = [_mean_std(r) for r in records]
     if len(records) == 1:
-        return records[0]["mean"], records[0]["std"]
-    n = torch.tensor([float(r["n"]) for r in records], device=records[0]["mean"].device)
-    means = torch.stack([r["mean"].float() for r in records])
-    stds = torch.nan_to_num(torch.stack([r["std"].float() for r in records]))  # one value: 0
+        return tuple(torch.as_tensor(v) for v in pairs[0])
+    means = torch.stack([torch.as_tensor(m, dtype=torch.float32).reshape(()) for m, _ in pairs])
+    n = torch.tensor([float(r["n"]) for r in records], device=means.device)
+    stds = torch.nan_to_num(torch.stack([torch.as_tensor(sd, dtype=torch.float32).reshape(())
+                                         for _, sd in pairs]))  # one value: 0
     mean = (n * means).sum() / n.sum()
     m2 = (stds ** 2 * (n - 1)).sum() + (n * (means - mean) ** 2).sum()
     return mean, (m2 / (n.sum() - 1)).sqrt()
@@ -378,7 +445,8 @@ def _act_block(records: list[dict]) -> torch.Tensor:
         r = records[0]
         out = np.empty(ACT_WIDTH, dtype=np.float32)
         # float32 as torch's share * (100 / n)
-        out[:4] = (r["mean"].item(), r["std"].item(),
+        mean, std = _mean_std(r)
+        out[:4] = (float(mean), float(std),
                    np.float32(r["share"]) * np.float32(100.0 / r["n"]), r["dead"].sum())
         out[4:] = r["row"]
         return torch.from_numpy(out)
@@ -400,7 +468,8 @@ def _grad_block(records: list[dict]) -> torch.Tensor:
     if len(records) == 1 and "row" in records[0]:
         r = records[0]
         out = np.empty(GRAD_WIDTH, dtype=np.float32)
-        out[:2] = r["mean"].item(), r["std"].item()
+        mean, std = _mean_std(r)
+        out[:2] = float(mean), float(std)
         out[2:] = r["row"]
         return torch.from_numpy(out)
     records = [_parts(r) for r in records]

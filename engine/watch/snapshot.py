@@ -10,10 +10,10 @@ import math
 import numpy as np
 import torch
 
-from traintop.engine.recording.snapshot_codec import carry_counts
-from traintop.engine.results import Histogram, LayerStats, StatsSnapshot, WeightStats
+from traintop.engine.recording.snapshot_codec import packed_snapshot
+from traintop.engine.results import LAYER_FIGURES, WEIGHT_FIGURES, StatsSnapshot
 from traintop.engine.steps.by_shape import ShapeGroups, stds
-from traintop.engine.steps.stats import BINS, FlatReader
+from traintop.engine.steps.stats import BINS
 from .figures import (ACT_BLOCKS, ACT_WIDTH, GRAD_BLOCKS, GRAD_WIDTH, WEIGHT_BLOCKS,
                       WEIGHT_WIDTH, _HIST, _act_block, _averaged, _grad_block, _hist,
                       _hist_job)
@@ -30,53 +30,6 @@ def _finite_total(numel: int, bad: float) -> int:
 
 def _count(x: float) -> int:
     return int(round(x)) if math.isfinite(x) else 0
-
-
-class _Reader(FlatReader):
-    """FlatReader, and the histograms' densities from the same values as a
-    numpy array: stats._histogram's division (count / (total * width), float64),
-    for every histogram of the snapshot at once (prepare), then handed out in
-    the order they are read (histogram)."""
-
-    def __init__(self, values: list[float], array: np.ndarray):
-        super().__init__(values)
-        self.array = array
-        self._hists: list[Histogram] = []
-
-    def prepare(self, specs: list[tuple[int, float, float, int]]) -> None:
-        """The histograms at (counts' position, lo, hi, total), in reading order."""
-        if not specs:
-            return
-        ranges = []
-        for _, lo, hi, total in specs:
-            if hi == lo:  # torch widens a zero-width range by 0.5 on each side
-                lo, hi = lo - 0.5, hi + 0.5
-            ranges.append((lo, hi, total * ((hi - lo) / BINS)))
-        at = np.array([pos for pos, *_ in specs], dtype=np.int64)[:, None] + np.arange(BINS)
-        counts = self.array[at]
-        norms = np.array([n for _, _, n in ranges])
-        with np.errstate(all="ignore"):
-            densities = (counts / norms[:, None]).tolist()
-            ints = counts.astype(np.int64)
-        # Whole, non-negative counts over a finite range (all of them but a sampled
-        # histogram's and a NaN's) go to the writer as they are (carry_counts).
-        whole = ((ints == counts) & (counts >= 0)).all(axis=1) & (norms > 0)
-        ints = ints.tolist()
-        self._hists = []
-        for (lo, hi, norm), (_, _, _, total), density, carried, w in zip(
-                ranges, specs, densities, ints, whole.tolist()):
-            hist = Histogram(lo, hi, tuple(density))
-            if w and hi - lo < math.inf:
-                carry_counts(hist, int(total), carried)
-            self._hists.append(hist)
-        self._hists.reverse()
-
-    def histogram(self, lo: float, hi: float, total: int) -> Histogram:
-        """The next prepared histogram (none prepared: this one), its counts read."""
-        if not self._hists:
-            self.prepare([(self.pos, lo, hi, total)])
-        self.pos += BINS
-        return self._hists.pop()
 
 
 class SnapshotFigures:
@@ -121,31 +74,28 @@ class SnapshotFigures:
 
     def _flat_update_ratios(self, before: np.ndarray) -> torch.Tensor:
         """_update_ratios on the CPU: every parameter's std and its update's
-        in a few numpy calls (by_shape.FlatMoments); a frozen one: NaN."""
-        flat = self._flat
-        now = flat.flat(self.params)
-        k, n = len(self.params), now.size
-        # Every parameter's gradient there (the usual step): the weights' gradient
-        # figures (_flat_weight_figures) come from the same pass, a third set.
-        grads = [p.grad for p in self.params]
-        merged = self._flat_weights is not None and flat.same(grads)
-        copies = 3 if merged else 2
-        # the data and the change (in the parameters' dtype, as torch's n - b)
-        # end to end in float64: one pass of numpy's calls for both
-        both = np.empty(copies * n, dtype=np.float64)
-        both[:n] = now
-        np.subtract(now, before, out=both[n:2 * n], dtype=now.dtype, casting="same_kind")
-        if merged:
-            g = flat.flat(grads)
-            both[2 * n:] = g
-        means, stds = flat.moments(both, own=True, copies=copies)
-        if merged:   # for _weight_figures, taken (and dropped) there on this step
-            self._grad_moments = (g, means[2 * k:], stds[2 * k:])
-        data, change = stds[:k].astype(np.float32), stds[k:2 * k].astype(np.float32)
-        self._data_std = torch.from_numpy(data)
-        with np.errstate(all="ignore"):
-            ratios = np.log10(change / data)
-        ratios[[not p.requires_grad for p in self.params]] = np.nan
+        measured with the step's other figures (figures.StepBatch), the
+        ratios once they are in; a frozen parameter's: NaN."""
+        now = self._flat.flat(self.params)      # a copy: the batch reads it after this hook
+        change = np.subtract(now, before)       # in the parameters' dtype, as torch's n - b
+        k = len(self.params)
+        moments = np.empty((2, k, 2), dtype=np.float64)   # (data, change) x param x (mean, std)
+        add = self._batch.add
+        for j, (start, size) in enumerate(self._flat.spans):
+            add(now[start:start + size], None, moments[0, j])
+            add(change[start:start + size], None, moments[1, j])
+        data = np.full(k, np.nan, dtype=np.float32)
+        ratios = np.full(k, np.nan, dtype=np.float32)
+        frozen = [not p.requires_grad for p in self.params]
+
+        def finish():
+            data[:] = moments[0, :, 1]
+            with np.errstate(all="ignore"):
+                ratios[:] = np.log10(moments[1, :, 1].astype(np.float32) / data)
+            ratios[frozen] = np.nan
+
+        self._batch.after.append(finish)
+        self._data_std = torch.from_numpy(data)    # the weights' grad:data reads it (filled then)
         return torch.from_numpy(ratios)
 
     def _weight_figures_or_nan(self) -> torch.Tensor:
@@ -160,9 +110,6 @@ class SnapshotFigures:
         if not self.weights:
             return torch.zeros(0, device=self.device)
         grads = [p.grad for _, p in self.weights]
-        moments, self._grad_moments = getattr(self, "_grad_moments", None), None
-        if moments is not None:
-            return self._flat_weight_figures(grads, moments)
         if self._flat_weights is not None and self._flat_weights.same(grads):
             return self._flat_weight_figures(grads)
         with torch.no_grad():
@@ -188,41 +135,35 @@ class SnapshotFigures:
             return torch.cat([torch.stack([gmean, gstd, gstd / dstd], dim=1), hists,
                               data_bad.reshape(-1, 1)], dim=1).reshape(-1)
 
-    def _flat_weight_figures(self, grads: list[torch.Tensor], moments=None) -> torch.Tensor:
+    def _flat_weight_figures(self, grads: list[torch.Tensor]) -> torch.Tensor:
         """_weight_figures on the CPU, every gradient there: the WEIGHT_BLOCKS
-        rows filled in numpy (by_shape.FlatMoments, figures._hist_row).
-        `moments`: every parameter's gradients end to end with their means and
-        stds (_flat_update_ratios's), the weights' taken from them."""
-        fw = self._flat_weights
-        if moments is None:
-            flat = fw.flat(grads)
-            gmean, gstd = fw.moments(flat)
-            starts = fw.starts.tolist()
-        else:
-            flat, gmean, gstd = moments
-            at = self._weight_index
-            gmean, gstd, starts = gmean[at], gstd[at], self._flat.starts[at].tolist()
-        if self._data_std is not None:
-            dstd = self._data_std.numpy()[self._weight_index]
-        else:   # no optimizer hooks fired: the data's std here
-            dstd = fw.moments(fw.flat([p for _, p in self.weights]))[1].astype(np.float32)
-        out = np.empty((len(grads), WEIGHT_WIDTH), dtype=np.float32)
-        out[:, 0], out[:, 1] = gmean, gstd
-        with np.errstate(all="ignore"):
-            out[:, 2] = out[:, 1] / dstd
+        rows filled with the step's other figures (figures.StepBatch); the
+        grad:data ratio once they are in."""
+        out = np.full((len(grads), WEIGHT_WIDTH), np.nan, dtype=np.float32)   # NaN: not measured
         end = 3 + _HIST + 1
-        # the histograms: counted with the step's others at the snapshot (HistBatch)
-        flat32 = flat.astype(np.float32, copy=False)
-        for row, start, size in zip(out, starts, fw.sizes.tolist()):
-            if self._batch is not None:
-                self._batch.add(flat32[start:start + size], row[3:end])
+        add = self._batch.add
+        for row, g in zip(out, grads):
+            add(g.detach().numpy().reshape(-1), row[3:end], row[0:2])
+        if self._data_std is not None:
+            data_std = self._data_std.numpy()      # the update ratios' (filled before `finish`)
+            at = self._weight_index
+            dmoments = None
+        else:   # no optimizer hooks fired: the data's std here
+            dmoments = np.empty((len(grads), 2), dtype=np.float64)
+            for m, (_, p) in zip(dmoments, self.weights):
+                add(p.detach().numpy().reshape(-1), None, m)
+
+        def finish():
+            dstd = data_std[at] if dmoments is None else dmoments[:, 1].astype(np.float32)
+            with np.errstate(all="ignore"):
+                out[:, 2] = out[:, 1] / dstd
+            if np.isfinite(dstd).all():
+                # A finite std holds no NaN or inf (either makes it NaN): nothing to count.
+                out[:, end] = 0.0
             else:
-                _hist_job(flat32[start:start + size], row[3:end])
-        if np.isfinite(dstd).all():
-            # A finite std holds no NaN or inf (either makes it NaN): nothing to count.
-            out[:, end] = 0.0
-        else:
-            out[:, end] = [int((~torch.isfinite(p.detach())).sum()) for _, p in self.weights]
+                out[:, end] = [int((~torch.isfinite(p.detach())).sum()) for _, p in self.weights]
+
+        self._batch.after.append(finish)
         return torch.from_numpy(out.reshape(-1))
 
     def _hist_and_count(self, g: torch.Tensor) -> torch.Tensor:
@@ -233,8 +174,8 @@ class SnapshotFigures:
         if self._batch is not None and self._batch.jobs:
             try:
                 self._batch.run()
-            except Exception as exc:     # their rows stay NaN
-                self._fault("histograms", exc)
+            except Exception as exc:     # their rows and ratios stay NaN
+                self._fault("the step's histograms, means and stds", exc)
 
     def _snapshot(self, step: int, loss: float, lr: float) -> StatsSnapshot:
         if self._deferred:                # no optimizer hooks fired: measured now
@@ -272,65 +213,78 @@ class SnapshotFigures:
 
     def _build(self, step: int, loss: float, lr: float, values: list[float],
                array: np.ndarray) -> StatsSnapshot:
-        reader = _Reader(values, array)
-        take = reader.take
-        # every histogram's place, range and total first: their densities in one go
-        specs, pos = [], 0
+        """The snapshot, packed straight from the flat layout (`values` as
+        floats, `array` the same in float64): a few numpy calls for every
+        histogram, a Python row per layer and weight, no object per figure."""
         aw, gw, ww = ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH
-        for index, _, _ in self.layers:
-            numel = self._sizes.get(index, (0, 1))[1]
-            for at in (pos + 4, pos + aw + 2):    # act, then grad: lo, hi, counts, non-finite
-                specs.append((at + 2, values[at], values[at + 1],
-                              _finite_total(numel, values[at + 2 + BINS])))
-            pos += aw + gw
-        for _, p in self.weights:
-            specs.append((pos + 5, values[pos + 3], values[pos + 4],
-                          _finite_total(p.numel(), values[pos + 5 + BINS])))
-            pos += ww
-        reader.prepare(specs)
-        nonfinite: dict[str, tuple[float, float]] = {}
-        layers = []
-        for index, module, kind in self.layers:
-            units, numel = self._sizes.get(index, (0, 1))
-            mean, std, sat, dead = take(4)
-            lo, hi = take(2)
-            # the non-finite count follows the counts: read first, the histogram's total
-            bad = values[reader.pos + BINS]
-            hist = reader.histogram(lo, hi, _finite_total(numel, bad))
-            take(1)
-            gmean, gstd = take(2)
-            glo, ghi = take(2)
-            gbad = values[reader.pos + BINS]
-            grad_hist = reader.histogram(glo, ghi, _finite_total(numel, gbad))
-            take(1)
+        nl, nw = len(self.layers), len(self.weights)
+        end = nl * (aw + gw)
+        sizes = [self._sizes.get(index, (0, 1)) for index, _, _ in self.layers]
+        # every histogram: (position of lo, of the non-finite count, values it covers)
+        at = ([(k * (aw + gw) + 4, sizes[k][1]) for k in range(nl)]
+              + [(k * (aw + gw) + aw + 2, sizes[k][1]) for k in range(nl)]
+              + [(end + j * ww + 3, p.numel()) for j, (_, p) in enumerate(self.weights)])
+        spots = np.array([pos for pos, _ in at], dtype=np.int64)
+        ranges = array[spots[:, None] + np.arange(2)] if at else np.zeros((0, 2))
+        counts = array[spots[:, None] + 2 + np.arange(BINS)] if at else np.zeros((0, BINS))
+        bads = array[spots + 2 + BINS].tolist() if at else []
+        totals = [_finite_total(n, bad) for (_, n), bad in zip(at, bads)]
+        lo, hi = ranges[:, 0].copy(), ranges[:, 1].copy()
+        flat = hi == lo                    # torch widens a zero-width range by 0.5 a side
+        lo[flat] -= 0.5
+        hi[flat] += 0.5
+        with np.errstate(all="ignore"):
+            norms = np.array(totals, dtype=np.float64) * ((hi - lo) / BINS)
+            ints = counts.astype(np.int64)
+            # Whole, non-negative counts over a finite range (all but a sampled
+            # histogram's and a NaN's) go to the file as they are; the others'
+            # densities, count / (total * width) as the decoder divides.
+            whole = ((ints == counts) & (counts >= 0)).all(axis=1) & (norms > 0) \
+                & (hi - lo < math.inf)
+        keys = ([("a", index) for index, _, _ in self.layers]
+                + [("g", index) for index, _, _ in self.layers]
+                + [("w", name) for name, _ in self.weights])
+        hists = []
+        for k, (key, l, h, total, good) in enumerate(zip(keys, lo.tolist(), hi.tolist(), totals,
+                                                         whole.tolist())):
+            if good:
+                hists.append((key, l, h, total, ints[k].tolist(), None))
+            else:
+                with np.errstate(all="ignore"):
+                    hists.append((key, l, h, total, None, (counts[k] / norms[k]).tolist()))
+        figures: dict[str, list] = {f: [] for f in LAYER_FIGURES}
+        layer_rows, nonfinite = [], {}
+        for k, (index, module, kind) in enumerate(self.layers):
+            units, numel = sizes[k]
+            mean, std, sat, dead, alo, ahi = values[k * (aw + gw):k * (aw + gw) + 6]
+            gpos = k * (aw + gw) + aw
+            gmean, gstd = values[gpos:gpos + 2]
+            bad, gbad = bads[k], bads[nl + k]
+            dead = int(round(dead)) if math.isfinite(dead) else 0
+            layer_rows.append([index, type(module).__name__, units, dead,
+                               self.layer_names[index], kind,
+                               numel // units if units else 0])
+            # the histogram's range is the finite values' min and max (this
+            # rank's); where some are not finite, how large is not known here
+            for f, v in (("mean", mean), ("std", std), ("saturation_pct", sat),
+                         ("grad_mean", gmean), ("grad_std", gstd),
+                         ("absmax", max(-alo, ahi) if not bad else math.nan),
+                         ("nonfinite", bad), ("grad_nonfinite", gbad)):
+                figures[f].append(v)
             nonfinite[self._layer_label(index)] = (bad, gbad)
-            layers.append(LayerStats(
-                index=index, kind=type(module).__name__, mean=mean, std=std,
-                saturation_pct=sat, dead=int(round(dead)) if math.isfinite(dead) else 0,
-                units=units, grad_mean=gmean, grad_std=gstd,
-                # the histogram's range is the finite values' min and max (this
-                # rank's); where some are not finite, how large is not known here
-                absmax=max(-lo, hi) if not bad else math.nan,
-                nonfinite=bad, grad_nonfinite=gbad,
-                hist=hist, grad_hist=grad_hist,
-                name=self.layer_names[index], family=kind,
-                per_unit=numel // units if units else 0))
-        weights = []
-        for name, p in self.weights:
-            gmean, gstd, ratio = take(3)
-            lo, hi = take(2)
-            gbad = values[reader.pos + BINS]
-            hist = reader.histogram(lo, hi, _finite_total(p.numel(), gbad))
-            gbad, bad = take(2)
+        wfigures: dict[str, list] = {f: [] for f in WEIGHT_FIGURES}
+        for j, (name, p) in enumerate(self.weights):
+            gmean, gstd, ratio = values[end + j * ww:end + j * ww + 3]
+            gbad, bad = values[end + j * ww + 3 + _HIST:end + j * ww + 5 + _HIST]
+            for f, v in (("grad_mean", gmean), ("grad_std", gstd), ("grad_data_ratio", ratio),
+                         ("nonfinite", bad), ("grad_nonfinite", gbad)):
+                wfigures[f].append(v)
             nonfinite[name] = (bad, gbad)
-            weights.append(WeightStats(name=name, shape=tuple(p.shape), grad_mean=gmean,
-                                       grad_std=gstd, grad_data_ratio=ratio,
-                                       hist=hist,
-                                       nonfinite=bad, grad_nonfinite=gbad))
         # Non-finite values per tensor (its own, its gradient's): NaN = not measured.
         self.nonfinite_counts = {k: (_count(a), _count(g)) for k, (a, g) in nonfinite.items()}
         if self._trace is None and any(a or g for a, g in self.nonfinite_counts.values()):
             self._catch(step, "figures", before_update=False)
-        return StatsSnapshot(step=step, loss=loss, lr=lr, layers=tuple(layers),
-                             weights=tuple(weights),
-                             update_ratio_log10=tuple(take(len(self.params))))
+        return packed_snapshot(
+            step, loss, lr, layer_rows, figures,
+            [[name, list(p.shape)] for name, p in self.weights], wfigures,
+            tuple(values[end + nw * ww:]), hists)

@@ -18,9 +18,9 @@ from traintop.engine.feed.messages import Event, RunStarted, Status, Steps
 from traintop.engine.recording.recorder import Recorder
 from traintop.engine.activations import recognise, torch_family, types_text, user_table
 from traintop.engine.results import RunInfo, StepResult
-from traintop.engine.steps.by_shape import FlatMoments, ShapeGroups
+from traintop.engine.steps.by_shape import FlatLayout, ShapeGroups
 from .calls import StepCalls, _folded
-from .figures import HIST_SAMPLE, HistBatch, _act_record, _grad_record, _units
+from .figures import HIST_SAMPLE, StepBatch, _act_record, _grad_record, _units
 from .gates import _gate_names, _gate_values, _rnn_output
 from .snapshot import SnapshotFigures
 from .trace import NonFiniteTrace, _Trace, _float
@@ -199,14 +199,13 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         # On the CPU the parameters' and weights' figures come from numpy over
         # their values end to end (snapshot._flat_*): a few calls, not a few per tensor.
         weights = [p for _, p in self.weights]
-        self._flat = FlatMoments(self.params) if self._host and FlatMoments.fits(
+        self._flat = FlatLayout(self.params) if self._host and FlatLayout.fits(
             self.params) else None
-        self._flat_weights = FlatMoments(weights) if self._host and FlatMoments.fits(
+        self._flat_weights = FlatLayout(weights) if self._host and FlatLayout.fits(
             weights) else None
-        # Histograms of CPU tensors counted together at the snapshot (figures.HistBatch)
-        self._batch = HistBatch() if self._host else None
+        # The figures of CPU tensors computed together after the update (figures.StepBatch)
+        self._batch = StepBatch() if self._host else None
         self._deferred: list[tuple] = []    # (record, layer, values, ...) measured at the end
-        self._grad_moments: tuple | None = None   # snapshot._flat_update_ratios's, for the weights
         self._weight_index = np.array([i for i, (_, p) in enumerate(named) if p.ndim >= 2],
                                       dtype=np.int64)
         self._weight_positions = torch.tensor(
@@ -479,16 +478,19 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         if self.armed and self._before is not None:
             try:
                 self._updates = self._update_ratios(*self._before)
+            except Exception as exc:
+                self._updates = torch.full((len(self.params),), math.nan, device=self.device)
+                self._fault("update:data ratios", exc)
+            self._weights = self._weight_figures_or_nan()
+            self._before, self._data_std = None, None
+            self._count_histograms()     # the CPU's figures: all of them now (StepBatch)
+            try:
                 # A parameter with no gradient was not stepped: no ratio (NaN), not -inf.
                 unused = [i for i, p in enumerate(self.params) if p.grad is None]
                 if unused:
                     self._updates[unused] = math.nan
             except Exception as exc:
-                self._updates = torch.full((len(self.params),), math.nan, device=self.device)
                 self._fault("update:data ratios", exc)
-            self._weights = self._weight_figures_or_nan()
-            self._before, self._data_std, self._grad_moments = None, None, None
-            self._count_histograms()
         if calls.closure:
             calls.closure_steps_end()   # w.step called inside this optimizer step: recorded now
 
@@ -541,7 +543,8 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
                     self.armed = (self.steps + 1) % self.every == 0
                 self._acts, self._grads, self._grad_scale = {}, {}, None
                 if self._batch is not None:
-                    self._batch.jobs = []     # a step measured but not snapshotted: its rows go
+                    # a step measured but not snapshotted: its figures go
+                    self._batch.jobs, self._batch.after = [], []
                     self._deferred = []
                 self._hook_forward()
         if self._events:

@@ -155,7 +155,7 @@ class NonFinite:
         return f"non-finite {self.what} at step {self.step:,} in {self.where}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StepResult:
     """One step. `step` counts steps done, so the first step is step 1."""
 
@@ -168,6 +168,15 @@ class StepResult:
     # The total gradient norm before clipping, where the run said it
     # (watch()'s w.step(loss, grad_norm=...)); NaN: not known.
     grad_norm: float = math.nan
+
+    def __init__(self, step: int, loss: float, lr: float, update_ratio_log10: tuple[float, ...],
+                 stats: StatsSnapshot | None = None, nonfinite: NonFinite | None = None,
+                 grad_norm: float = math.nan):
+        # The fields in one go, not a frozen __setattr__ each (the generated
+        # __init__'s way): watch() makes one a step, ~0.45 us of ~1 us saved.
+        self.__dict__.update(step=step, loss=loss, lr=lr,
+                             update_ratio_log10=update_ratio_log10, stats=stats,
+                             nonfinite=nonfinite, grad_norm=grad_norm)
 
     @property
     def log10_loss(self) -> float:

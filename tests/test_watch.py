@@ -210,7 +210,7 @@ def test_snapshot_densities_are_stats_histogram_bit_for_bit(tmp_path):
     assert (len(act), len(grad), len(weight)) == (ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH)
     values = [float(np.float32(v)) for v in act + grad + weight + update]
     w._sizes[1] = (4, 8192)
-    snap = w._build(7, 2.0, 0.1, values, np.array(values))
+    snap = w._build(7, 2.0, 0.1, np.array(values))
     line = json.loads(dumps(encode(Steps((StepResult(7, 2.0, 0.1, tuple(update), snap),)))))
     read = unpack_snapshot(line["x"]["0"])
     w.close()

@@ -22,16 +22,6 @@ from .figures import (ACT_BLOCKS, ACT_WIDTH, GRAD_BLOCKS, GRAD_WIDTH, WEIGHT_BLO
 _NUMPY_FLOATS = (torch.float32, torch.float64)
 
 
-def _finite_total(numel: int, bad: float) -> int:
-    """The values a histogram counts (its finite ones); at least 1, so a
-    histogram of no finite value reads as all zeros."""
-    return max(numel - _count(bad), 1)
-
-
-def _count(x: float) -> int:
-    return int(round(x)) if math.isfinite(x) else 0
-
-
 class SnapshotFigures:
     """The Watcher's measured-step figures."""
 
@@ -193,13 +183,13 @@ class SnapshotFigures:
             # end to end by numpy (torch.cat's calls cost more on so few values)
             host = np.concatenate([b.detach().numpy() for b in parts])
             self._updates = self._weights = None
-            return self._build(step, loss, lr, host.tolist(), host.astype(np.float64))
+            return self._build(step, loss, lr, host.astype(np.float64))
         flat = torch.cat(parts)
         if self.reduce:
             flat = self._reduce(flat)
         host = flat.cpu()        # the one host sync of the snapshot
         self._updates = self._weights = None
-        return self._build(step, loss, lr, host.tolist(), host.double().numpy())
+        return self._build(step, loss, lr, host.double().numpy())
 
     def _reduce(self, flat: torch.Tensor) -> torch.Tensor:
         """Average the scalar figures across ranks; histograms stay this rank's
@@ -211,80 +201,93 @@ class SnapshotFigures:
         reduced[scalar] = self._all_mean(flat[scalar].contiguous())
         return reduced
 
-    def _build(self, step: int, loss: float, lr: float, values: list[float],
-               array: np.ndarray) -> StatsSnapshot:
-        """The snapshot, packed straight from the flat layout (`values` as
-        floats, `array` the same in float64): a few numpy calls for every
-        histogram, a Python row per layer and weight, no object per figure."""
-        aw, gw, ww = ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH
-        nl, nw = len(self.layers), len(self.weights)
-        end = nl * (aw + gw)
+    def _places(self) -> tuple:
+        """Where the flat layout holds each histogram and figure (made once:
+        it depends on the model alone). Histograms in file order: every
+        layer's activation, every layer's gradient, every weight's."""
+        places = getattr(self, "_flat_places", None)
+        if places is None:
+            aw, gw, ww = ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH
+            nl, nw = len(self.layers), len(self.weights)
+            end = nl * (aw + gw)
+            layer = np.arange(nl, dtype=np.int64)[:, None] * (aw + gw)
+            weight = end + np.arange(nw, dtype=np.int64)[:, None] * ww
+            lo = np.concatenate([(layer + 4).ravel(), (layer + aw + 2).ravel(),
+                                 (weight + 3).ravel()])          # each histogram's lo
+            places = (lo[:, None] + np.arange(2), lo[:, None] + 2 + np.arange(BINS),
+                      lo + 2 + BINS,
+                      # mean, std, share %, dead | grad mean, grad std per layer
+                      layer + np.array([0, 1, 2, 3, aw, aw + 1]),
+                      weight + np.array([0, 1, 2, 3 + _HIST, 4 + _HIST]),  # .., gbad, bad
+                      end + nw * ww,
+                      ([("a", index) for index, _, _ in self.layers]
+                       + [("g", index) for index, _, _ in self.layers]
+                       + [("w", name) for name, _ in self.weights]),
+                      np.array([p.numel() for _, p in self.weights], dtype=np.int64))
+            self._flat_places = places
+        return places
+
+    def _build(self, step: int, loss: float, lr: float, array: np.ndarray) -> StatsSnapshot:
+        """The snapshot packed straight from the flat layout (`array`, float64):
+        a few numpy calls for all its histograms, a Python row per layer and
+        weight, no object per figure."""
+        range_at, counts_at, bad_at, layer_at, weight_at, update_at, keys, weight_numel = \
+            self._places()
         sizes = [self._sizes.get(index, (0, 1)) for index, _, _ in self.layers]
-        # every histogram: (position of lo, of the non-finite count, values it covers)
-        at = ([(k * (aw + gw) + 4, sizes[k][1]) for k in range(nl)]
-              + [(k * (aw + gw) + aw + 2, sizes[k][1]) for k in range(nl)]
-              + [(end + j * ww + 3, p.numel()) for j, (_, p) in enumerate(self.weights)])
-        spots = np.array([pos for pos, _ in at], dtype=np.int64)
-        ranges = array[spots[:, None] + np.arange(2)] if at else np.zeros((0, 2))
-        counts = array[spots[:, None] + 2 + np.arange(BINS)] if at else np.zeros((0, BINS))
-        bads = array[spots + 2 + BINS].tolist() if at else []
-        totals = [_finite_total(n, bad) for (_, n), bad in zip(at, bads)]
-        lo, hi = ranges[:, 0].copy(), ranges[:, 1].copy()
-        flat = hi == lo                    # torch widens a zero-width range by 0.5 a side
-        lo[flat] -= 0.5
-        hi[flat] += 0.5
+        lohi, counts, bads = array[range_at], array[counts_at], array[bad_at]
+        numel = np.concatenate([[n for _, n in sizes] * 2, weight_numel]).astype(np.float64)
         with np.errstate(all="ignore"):
-            norms = np.array(totals, dtype=np.float64) * ((hi - lo) / BINS)
+            # a histogram counts the finite values (at least 1: none reads as all zeros)
+            totals = np.maximum(np.where(np.isfinite(bads), numel - np.rint(bads), numel), 1)
+            lo, hi = lohi[:, 0].copy(), lohi[:, 1].copy()
+            flat = hi == lo              # torch widens a zero-width range by 0.5 a side
+            lo[flat] -= 0.5
+            hi[flat] += 0.5
+            norms = totals * ((hi - lo) / BINS)
             ints = counts.astype(np.int64)
             # Whole, non-negative counts over a finite range (all but a sampled
             # histogram's and a NaN's) go to the file as they are; the others'
             # densities, count / (total * width) as the decoder divides.
             whole = ((ints == counts) & (counts >= 0)).all(axis=1) & (norms > 0) \
                 & (hi - lo < math.inf)
-        keys = ([("a", index) for index, _, _ in self.layers]
-                + [("g", index) for index, _, _ in self.layers]
-                + [("w", name) for name, _ in self.weights])
+        lo, hi, totals = lo.tolist(), hi.tolist(), totals.astype(np.int64).tolist()
         hists = []
-        for k, (key, l, h, total, good) in enumerate(zip(keys, lo.tolist(), hi.tolist(), totals,
-                                                         whole.tolist())):
+        for k, good in enumerate(whole.tolist()):
             if good:
-                hists.append((key, l, h, total, ints[k].tolist(), None))
+                hists.append((keys[k], lo[k], hi[k], totals[k], ints[k].tolist(), None))
             else:
                 with np.errstate(all="ignore"):
-                    hists.append((key, l, h, total, None, (counts[k] / norms[k]).tolist()))
-        figures: dict[str, list] = {f: [] for f in LAYER_FIGURES}
-        layer_rows, nonfinite = [], {}
-        for k, (index, module, kind) in enumerate(self.layers):
-            units, numel = sizes[k]
-            mean, std, sat, dead, alo, ahi = values[k * (aw + gw):k * (aw + gw) + 6]
-            gpos = k * (aw + gw) + aw
-            gmean, gstd = values[gpos:gpos + 2]
-            bad, gbad = bads[k], bads[nl + k]
-            dead = int(round(dead)) if math.isfinite(dead) else 0
-            layer_rows.append([index, type(module).__name__, units, dead,
-                               self.layer_names[index], kind,
-                               numel // units if units else 0])
-            # the histogram's range is the finite values' min and max (this
-            # rank's); where some are not finite, how large is not known here
-            for f, v in (("mean", mean), ("std", std), ("saturation_pct", sat),
-                         ("grad_mean", gmean), ("grad_std", gstd),
-                         ("absmax", max(-alo, ahi) if not bad else math.nan),
-                         ("nonfinite", bad), ("grad_nonfinite", gbad)):
-                figures[f].append(v)
-            nonfinite[self._layer_label(index)] = (bad, gbad)
-        wfigures: dict[str, list] = {f: [] for f in WEIGHT_FIGURES}
-        for j, (name, p) in enumerate(self.weights):
-            gmean, gstd, ratio = values[end + j * ww:end + j * ww + 3]
-            gbad, bad = values[end + j * ww + 3 + _HIST:end + j * ww + 5 + _HIST]
-            for f, v in (("grad_mean", gmean), ("grad_std", gstd), ("grad_data_ratio", ratio),
-                         ("nonfinite", bad), ("grad_nonfinite", gbad)):
-                wfigures[f].append(v)
-            nonfinite[name] = (bad, gbad)
+                    hists.append((keys[k], lo[k], hi[k], totals[k], None,
+                                  (counts[k] / norms[k]).tolist()))
+        nl = len(self.layers)
+        figs = array[layer_at]                       # (layers, 6)
+        bad, gbad = bads[:nl], bads[nl:2 * nl]
+        # the histogram's range is the finite values' min and max (this rank's);
+        # where some are not finite, how large is not known here
+        with np.errstate(all="ignore"):
+            absmax = np.where(bad == 0, np.maximum(-lohi[:nl, 0], lohi[:nl, 1]), np.nan)
+        dead = figs[:, 3]
+        dead = np.where(np.isfinite(dead), np.rint(dead), 0).astype(np.int64).tolist()
+        layer_rows = [[index, type(module).__name__, units, d, self.layer_names[index], kind,
+                       n // units if units else 0]
+                      for (index, module, kind), (units, n), d in zip(self.layers, sizes, dead)]
+        figures = dict(zip(("mean", "std", "saturation_pct", "grad_mean", "grad_std"),
+                           figs[:, [0, 1, 2, 4, 5]].T.tolist()))
+        figures.update(absmax=absmax.tolist(), nonfinite=bad.tolist(), grad_nonfinite=gbad.tolist())
+        wfigs = array[weight_at]                     # (weights, 5): .., gbad, bad
+        wfigures = dict(zip(("grad_mean", "grad_std", "grad_data_ratio", "grad_nonfinite",
+                             "nonfinite"), wfigs.T.tolist()))
         # Non-finite values per tensor (its own, its gradient's): NaN = not measured.
-        self.nonfinite_counts = {k: (_count(a), _count(g)) for k, (a, g) in nonfinite.items()}
-        if self._trace is None and any(a or g for a, g in self.nonfinite_counts.values()):
+        found = np.concatenate([bad, gbad, wfigs[:, 4], wfigs[:, 3]])
+        found = np.where(np.isfinite(found), np.rint(found), 0).astype(np.int64).tolist()
+        nw = len(self.weights)
+        labels = [self._layer_label(index) for index, _, _ in self.layers] + \
+            [name for name, _ in self.weights]
+        self.nonfinite_counts = dict(zip(labels, zip(found[:nl] + found[2 * nl:2 * nl + nw],
+                                                     found[nl:2 * nl] + found[2 * nl + nw:])))
+        if self._trace is None and any(found):
             self._catch(step, "figures", before_update=False)
         return packed_snapshot(
             step, loss, lr, layer_rows, figures,
             [[name, list(p.shape)] for name, p in self.weights], wfigures,
-            tuple(values[end + nw * ww:]), hists)
+            tuple(array[update_at:].tolist()), hists)

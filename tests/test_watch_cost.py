@@ -242,3 +242,31 @@ def test_a_recordings_histograms_are_the_counts_measured(tmp_path):
     packed = [h for d in lines if d.get("t") == "s" for x in d.get("x", {}).values()
               for h in x["hists"]]
     assert len(packed) == 21 and all(len(h) == 2 and h[1][0] == "v" for h in packed)
+
+
+def test_bench_against_another_checkout_pairs_the_rounds(capsys, monkeypatch):
+    """tools/bench_watch.py --against: another checkout's watch() (here this
+    tree's own files, imported a second time) in the same rounds, each of
+    this tree's variants paired with its twin; this tree's modules are
+    put back after the other one is imported."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    import traintop.engine.watch.watcher as ours
+    root = Path(__file__).resolve().parent.parent
+    tool = runpy.run_path(str(root / "tools" / "bench_watch.py"))     # not as __main__
+    theirs = tool["load_checkout"](root)
+    assert theirs.__globals__["Watcher"] is not ours.Watcher      # a second import of the code
+    assert sys.modules["traintop.engine.watch.watcher"] is ours     # ours back in place
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(sys, "argv", ["bench_watch.py", "--no-compile", "--rounds", "2",
+                                      "--steps", "2", "--against", str(root)])
+    try:
+        runpy.run_path(str(root / "tools" / "bench_watch.py"), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    for every in ("every=100000", "every=100", "every=10"):
+        assert f"  {every} against " in out
+        assert f"  {every}: this tree minus --against, paired rounds: median " in out

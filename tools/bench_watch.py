@@ -16,6 +16,12 @@ recompiles counted on the unarmed steps. Targets (issue 23): unarmed <= 2%,
 every=10 <= 20%, no graph break or recompile when compiled.
 --model gpt: tests/real_models.py's GPT; targets (issue 11): every=10 <= 5%,
 every=1 <= 30%.
+--against DIR: another checkout of traintop (a git worktree of an older
+commit, say) loaded into this same process beside this one, its watch() in
+the same alternating rounds, and the two compared round by round (the
+median of their paired differences). On a shared machine two processes run
+one after the other differ by more than most changes do; rounds side by
+side in one process see the same load.
 """
 
 from __future__ import annotations
@@ -36,6 +42,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from real_models import GPT, GPTConfig, gpt_batch, gpt_optimizer  # noqa: E402
 
 from traintop import watch  # noqa: E402
+
+
+def load_checkout(root: Path):
+    """watch() of the traintop checkout at `root`, imported beside this one:
+    its folders mapped under the package name as setup.py maps them, in a
+    temporary folder of links, while this tree's modules step aside."""
+    ours = {k: m for k, m in sys.modules.items() if k == "traintop" or k.startswith("traintop.")}
+    for k in ours:
+        del sys.modules[k]
+    link = Path(tempfile.mkdtemp()) / "traintop"
+    link.mkdir()
+    for item in (root / "traintop").iterdir():
+        (link / item.name).symlink_to(item)
+    for sub in ("engine", "data", "tui"):
+        (link / sub).symlink_to(root / sub)
+    sys.path.insert(0, str(link.parent))
+    try:
+        from traintop import watch as theirs
+    finally:
+        sys.path.remove(str(link.parent))
+        for k in [k for k in sys.modules if k == "traintop" or k.startswith("traintop.")]:
+            del sys.modules[k]
+        sys.modules.update(ours)
+    return theirs
 
 
 def setup_gpt(args, dev):
@@ -76,6 +106,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: mlp 1, gpt torch's default)")
     p.add_argument("--no-compile", action="store_true", help="mlp: skip the torch.compile rows")
+    p.add_argument("--against", type=Path, default=None, metavar="DIR",
+                   help="another traintop checkout: its watch() in the same rounds, paired")
     p.add_argument("--clock", choices=("cpu", "wall"), default=None,
                    help="cpu: this process's CPU time (default on CPU: other load on a "
                         "shared machine does not count); wall: elapsed time (default on GPU)")
@@ -110,6 +142,13 @@ def main() -> None:
                  ("every=100", model, 100, "none"), ("every=10", model, 10, "none")] if mlp
                 else [("none", model, None, None), ("every=10", model, 10, "none"),
                       ("every=1", model, 1, "none")])
+    watches = {}
+    if args.against is not None:
+        # each variant's twin right after it (their order swapped every other round)
+        theirs = load_checkout(args.against.resolve())
+        variants = variants[:1] + [v for name, m, every, base in variants[1:] for v in (
+            (name, m, every, base), (f"{name} against", m, every, base))]
+        watches = {name: theirs for name, *_ in variants if name.endswith(" against")}
     compiled = None
     if mlp and not args.no_compile:
         compiled = torch.compile(model)
@@ -131,12 +170,18 @@ def main() -> None:
         graph_breaks = sum(counters["graph_break"].values())
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
-            for name, m, every, _ in variants:
+            order = variants
+            if watches and r % 2:
+                paired = 1 + 2 * len(watches)       # then the compiled rows, unpaired
+                order = variants[:1] + [v for k in range(1, paired, 2)
+                                        for v in (variants[k + 1], variants[k])]
+                order += variants[paired:]
+            for name, m, every, _ in order:
                 # A fresh watcher per round (its hooks gone after close()), so the
                 # unwatched rounds carry no hooks at all; its step 1 (always
                 # measured) runs and is written untimed, so a round times exactly
                 # steps/every snapshots, as a long run has.
-                w = None if every is None else watch(
+                w = None if every is None else watches.get(name, watch)(
                     m, Path(tmp) / f"{r}-{name}.jsonl", optimizer=opt, every=every)
                 run(m, w, 1)
                 if w is not None:
@@ -156,6 +201,14 @@ def main() -> None:
         extra = "" if base is None else \
             f"  overhead {100 * (med / statistics.median(times[base]) - 1):+.1f}%"
         print(f"  {name:22s} {med * 1e6:9.1f} us/step{extra}")
+    for name in watches:
+        ours = name[:-len(" against")]
+        paired = sorted((a - b) / statistics.median(times["none"])
+                        for a, b in zip(times[ours], times[name]))
+        q = len(paired) // 4
+        print(f"  {ours}: this tree minus --against, paired rounds: median "
+              f"{100 * statistics.median(paired):+.1f} points (quartiles "
+              f"{100 * paired[q]:+.1f} .. {100 * paired[-1 - q]:+.1f})")
     if compiled is not None:
         print(f"  torch.compile over the timed rounds (measured steps run eagerly): "
               f"{recompiles} frames compiled again, {breaks} graph breaks")

@@ -52,28 +52,10 @@ def _measured(items, names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f for f in names if any(getattr(x, f) == getattr(x, f) for x in items))
 
 
-# A Histogram's attribute (not a field: equality, repr and the file's values
-# stay the densities') holding (total, counts) it was divided from, where its
-# maker knew them (watch()'s snapshots): the writer then packs them as they
-# are instead of searching them back from the densities.
-_COUNTS = "_counts"
-
-
-def carry_counts(hist: Histogram, total: int, counts: list[int]) -> Histogram:
-    """`hist`, made as count / (total * width) in float64 from these whole,
-    non-negative counts over a finite, non-empty range (the decoder's division:
-    the densities read back are bit for bit these)."""
-    object.__setattr__(hist, _COUNTS, (total, counts))
-    return hist
-
-
 def _hist_entry(key, h: Histogram, totals: dict) -> list:
-    """A histogram's entry of "hists": [total, packed counts], or its
-    densities where no counts reproduce them."""
-    carried = h.__dict__.get(_COUNTS)
-    if carried is not None:
-        totals[key] = carried[0]
-        return [carried[0], pack_counts(carried[1])]
+    """A histogram's entry of "hists": [total, packed counts], its counts
+    searched back from its densities, or the densities where no counts
+    reproduce them."""
     found = histogram_counts(h.lo, h.hi, h.density, totals.get(key))
     if found is None:   # densities no counts reproduce: kept as they are
         return [pack_floats(h.density)]

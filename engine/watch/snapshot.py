@@ -205,7 +205,7 @@ class SnapshotFigures:
         """Where the flat layout holds each histogram and figure (made once:
         it depends on the model alone). Histograms in file order: every
         layer's activation, every layer's gradient, every weight's."""
-        places = getattr(self, "_flat_places", None)
+        places = self._flat_places
         if places is None:
             aw, gw, ww = ACT_WIDTH, GRAD_WIDTH, WEIGHT_WIDTH
             nl, nw = len(self.layers), len(self.weights)

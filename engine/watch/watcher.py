@@ -206,6 +206,7 @@ class Watcher(SnapshotFigures, NonFiniteTrace):
         # The figures of CPU tensors computed together after the update (figures.StepBatch)
         self._batch = StepBatch() if self._host else None
         self._deferred: list[tuple] = []    # (record, layer, values, ...) measured at the end
+        self._flat_places: tuple | None = None   # snapshot._places, made at the first snapshot
         self._weight_index = np.array([i for i, (_, p) in enumerate(named) if p.ndim >= 2],
                                       dtype=np.int64)
         self._weight_positions = torch.tensor(

@@ -11,12 +11,11 @@ import numpy as np
 import torch
 
 from traintop.engine.recording.snapshot_codec import packed_snapshot
-from traintop.engine.results import LAYER_FIGURES, WEIGHT_FIGURES, StatsSnapshot
+from traintop.engine.results import StatsSnapshot
 from traintop.engine.steps.by_shape import ShapeGroups, stds
 from traintop.engine.steps.stats import BINS
 from .figures import (ACT_BLOCKS, ACT_WIDTH, GRAD_BLOCKS, GRAD_WIDTH, WEIGHT_BLOCKS,
-                      WEIGHT_WIDTH, _HIST, _act_block, _averaged, _grad_block, _hist,
-                      _hist_job)
+                      WEIGHT_WIDTH, _HIST, _act_block, _averaged, _grad_block, _hist)
 
 
 _NUMPY_FLOATS = (torch.float32, torch.float64)
